@@ -1,0 +1,128 @@
+"""Composite PTransforms and thin DoFns of the nightly job."""
+
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+
+from batch.sources import read_interaction_rows
+from models.rules import apply_rules
+from models.schema import validate_interaction
+from models.topk import faiss_topk
+
+DEAD = "dead"
+
+
+class ReadInteractions(beam.PTransform):
+    """Rows of every input file as dicts; one element per file fans out to its rows."""
+
+    def __init__(self, paths: list[str]):
+        super().__init__()
+        self.paths = paths
+
+    def expand(self, pbegin):
+        return (pbegin | "InputFiles" >> beam.Create(self.paths)
+                | "ReadRows" >> beam.FlatMap(read_interaction_rows))
+
+
+class ValidateFn(beam.DoFn):
+    """Clean rows to the main output; invalid ones to `dead` with the reason."""
+
+    def __init__(self, event_weights=None):
+        self.event_weights = event_weights
+        self.valid = Metrics.counter("validate", "valid")
+
+    def process(self, row):
+        clean, reason = validate_interaction(row, **(
+            {"event_weights": self.event_weights} if self.event_weights is not None else {}))
+        if clean is None:
+            Metrics.counter("dead_letters", reason).inc()
+            original = {k: v for k, v in row.items() if k != "_file"}
+            yield beam.pvalue.TaggedOutput(DEAD, {
+                "file": row.get("_file", ""), "reason": reason,
+                "row": json.dumps(original, default=str)})
+        else:
+            self.valid.inc()
+            yield clean
+
+
+class ValidateInteractions(beam.PTransform):
+    """Returns a DoOutputsTuple: the main output (clean rows) and `dead` (dead letters)."""
+
+    def __init__(self, event_weights=None):
+        super().__init__()
+        self.event_weights = event_weights
+
+    def expand(self, rows):
+        return rows | "Validate" >> beam.ParDo(ValidateFn(self.event_weights)).with_outputs(
+            DEAD, main="valid")
+
+
+class RetrieveFn(beam.DoFn):
+    """Top-K for a shard of users: Faiss search, seen items excluded, then the rules.
+
+    The bundle (vectors and index) loads once per worker in setup().
+    Input: (shard_id, user_indices [n], seen: list of [m_u] item indices).
+    Output: (shard_id, user_ids [n], items [n, k], scores [n, k]).
+    """
+
+    def __init__(self, store_uri: str, version: str, k: int):
+        self.store_uri, self.version, self.k = store_uri, version, k
+
+    def setup(self):
+        from infra.bundle import read_bundle
+        from infra.store import open_store
+
+        self.bundle = read_bundle(open_store(self.store_uri), self.version)
+        self.index = self.bundle.index
+
+    def process(self, shard):
+        shard_id, users, seen = shard
+        xq = self.bundle.user_vectors[users]
+        I, D = faiss_topk(self.index, xq, self.k, seen)
+        out_i = np.full_like(I, -1)
+        out_d = np.zeros_like(D)
+        for n in range(len(users)):
+            items, scores = apply_rules(I[n], D[n], self.k, seen[n])
+            out_i[n, :len(items)], out_d[n, :len(items)] = items, scores
+        yield shard_id, self.bundle.user_ids[users], out_i, out_d
+
+
+class WriteListsFn(beam.DoFn):
+    """Writes a shard's lists to Redis under the version's namespace; yields the count."""
+
+    def __init__(self, redis_url: str, namespace: str, version: str):
+        self.redis_url, self.namespace, self.version = redis_url, namespace, version
+
+    def setup(self):
+        from infra.redis_store import ListStore
+
+        self.lists = ListStore.from_url(self.redis_url, self.namespace)
+
+    def process(self, shard):
+        shard_id, user_ids, items, scores = shard
+        n = self.lists.write_shard(self.version, str(shard_id), user_ids, items, scores)
+        Metrics.counter("publish", "users").inc(n)
+        yield n
+
+
+class Retrieve(beam.PTransform):
+    """Shards of users -> (shard_id, user_ids, items, scores)."""
+
+    def __init__(self, store_uri: str, version: str, k: int):
+        super().__init__()
+        self.fn = RetrieveFn(store_uri, version, k)
+
+    def expand(self, shards):
+        return (shards | "Spread" >> beam.Reshuffle()
+                | "SearchAndRules" >> beam.ParDo(self.fn))
+
+
+def make_shards(seen: list[np.ndarray], shard_size: int):
+    """Splits users 0..n-1 into (shard_id, users [<= shard_size], seen lists) elements."""
+    n = len(seen)
+    return [(s, np.arange(lo, min(lo + shard_size, n)), seen[lo:lo + shard_size])
+            for s, lo in enumerate(range(0, n, shard_size))]

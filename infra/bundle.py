@@ -1,0 +1,144 @@
+"""The versioned model bundle in the artifact store.
+
+Layout under `bundles/<version>/`: item_ids.json, user_ids.json, item_vectors.npy,
+user_vectors.npy, items.faiss, popular.json, saved_model/..., and manifest.json, written
+last with the sha256 and size of every other file. A bundle without a manifest (an
+interrupted export) is ignored by readers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from infra.store import ArtifactStore
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+
+
+def bundle_prefix(version: str) -> str:
+    return f"bundles/{version}"
+
+
+def new_version() -> str:
+    """A sortable, unique version name: UTC time plus 4 random hex digits."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(2).hex()
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+class BundleWriter:
+    """Collects files, then commits them with the manifest last."""
+
+    def __init__(self, store: ArtifactStore, version: str):
+        self.store, self.version, self.files = store, version, {}
+
+    def put(self, name: str, data: bytes) -> None:
+        self.store.put_bytes(f"{bundle_prefix(self.version)}/{name}", data)
+        self.files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+    def put_json(self, name: str, obj) -> None:
+        self.put(name, json.dumps(obj).encode())
+
+    def put_array(self, name: str, a: np.ndarray) -> None:
+        self.put(name, _npy(a))
+
+    def put_dir(self, name: str, local_dir: str) -> None:
+        for path in sorted(Path(local_dir).rglob("*")):
+            if path.is_file():
+                self.put(f"{name}/{path.relative_to(local_dir)}", path.read_bytes())
+
+    def commit(self, meta: dict) -> dict:
+        manifest = {"version": self.version, "created_at": time.time(), **meta,
+                    "files": self.files}
+        self.store.put_bytes(f"{bundle_prefix(self.version)}/{MANIFEST}",
+                             json.dumps(manifest, indent=1).encode())
+        return manifest
+
+
+@dataclass
+class Bundle:
+    """A bundle read back from the store, checksums verified."""
+
+    version: str
+    manifest: dict
+    item_ids: np.ndarray  # [num_items] object
+    user_ids: np.ndarray  # [num_users] object
+    item_vectors: np.ndarray  # [num_items, dim + 1]
+    user_vectors: np.ndarray  # [num_users, dim + 1]
+    popular: list[str]
+    store: ArtifactStore
+    _index: object = field(default=None, repr=False)
+    _item_index: dict | None = field(default=None, repr=False)
+
+    @property
+    def index(self):
+        """The Faiss item index, deserialised on first use."""
+        if self._index is None:
+            import faiss
+
+            raw = np.frombuffer(self._read("items.faiss"), dtype=np.uint8)
+            self._index = faiss.deserialize_index(raw)
+        return self._index
+
+    @property
+    def item_index(self) -> dict[str, int]:
+        if self._item_index is None:
+            self._item_index = {k: n for n, k in enumerate(self.item_ids)}
+        return self._item_index
+
+    def _read(self, name: str) -> bytes:
+        data = self.store.get_bytes(f"{bundle_prefix(self.version)}/{name}")
+        expected = self.manifest["files"][name]["sha256"]
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise ValueError(f"bundle {self.version}: checksum mismatch for {name}")
+        return data
+
+    def saved_model_dir(self, cache_dir: str | None = None) -> str:
+        """Copies the SavedModel to a local folder (verified) and returns its path."""
+        root = Path(cache_dir or tempfile.gettempdir()) / f"recsys-bundle-{self.version}"
+        target = root / "saved_model"
+        if not (target / "saved_model.pb").exists():
+            tmp = Path(tempfile.mkdtemp(dir=root.parent if root.parent.exists() else None))
+            for name in self.manifest["files"]:
+                if name.startswith("saved_model/"):
+                    dest = tmp / name
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(self._read(name))
+            root.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / "saved_model", target)
+        return str(target)
+
+
+def read_bundle(store: ArtifactStore, version: str, with_users: bool = True) -> Bundle:
+    """Reads and verifies a committed bundle; FileNotFoundError if it has no manifest."""
+    manifest = json.loads(store.get_bytes(f"{bundle_prefix(version)}/{MANIFEST}"))
+    b = Bundle(version, manifest, np.array([]), np.array([]), np.zeros((0, 0)),
+               np.zeros((0, 0)), [], store)
+    b.item_ids = np.array(json.loads(b._read("item_ids.json")), dtype=object)
+    b.item_vectors = np.load(io.BytesIO(b._read("item_vectors.npy")))
+    b.popular = json.loads(b._read("popular.json"))
+    if with_users:
+        b.user_ids = np.array(json.loads(b._read("user_ids.json")), dtype=object)
+        b.user_vectors = np.load(io.BytesIO(b._read("user_vectors.npy")))
+    return b
+
+
+def list_bundles(store: ArtifactStore) -> list[str]:
+    """Committed bundle versions (those with a manifest), oldest first."""
+    return sorted({k.split("/")[1] for k in store.list("bundles")
+                   if k.endswith("/" + MANIFEST)})

@@ -1,0 +1,146 @@
+"""The input schema shared by every loader, the batch job and the functions.
+
+Interactions: ``user_id`` (str), ``item_id`` (str), ``timestamp`` (int, seconds since the Unix
+epoch, UTC), optional ``event_type`` (str) and optional ``weight`` (float >= 0).
+Users: ``user_id`` + feature columns. Items: ``item_id`` + feature columns.
+See docs/SCHEMA.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+
+INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
+OPTIONAL_INTERACTION_COLUMNS = ("event_type", "weight")
+DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {"view": 1.0, "click": 2.0, "purchase": 5.0,
+                                              "rating": 1.0}
+
+
+@dataclass
+class Dataset:
+    """Interactions plus optional user and item feature tables (pandas DataFrames)."""
+
+    interactions: pd.DataFrame
+    users: pd.DataFrame | None = None
+    items: pd.DataFrame | None = None
+    name: str = "dataset"
+    extras: dict = field(default_factory=dict)
+
+
+class SchemaError(ValueError):
+    """A file is missing, unreadable or has the wrong columns; names the file and the columns."""
+
+
+def check_columns(path: str, found: Iterable[str], required: Iterable[str]) -> None:
+    """Raises SchemaError naming the file, the expected and the found columns."""
+    found = list(found)
+    missing = [c for c in required if c not in found]
+    if missing:
+        raise SchemaError(
+            f"{path}: missing column(s) {missing}; expected at least {list(required)}, "
+            f"found {found}. See docs/SCHEMA.md for the input schema."
+        )
+
+
+def natural_key(item_id: str) -> tuple:
+    """Sort key ordering numeric ids numerically and others lexicographically after them."""
+    s = str(item_id)
+    return (0, int(s), s) if s.isdigit() else (1, 0, s)
+
+
+def _parse_timestamp(value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return None if (isinstance(value, float) and not math.isfinite(value)) else int(value)
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    if isinstance(value, pd.Timestamp):
+        return None if pd.isna(value) else int(value.timestamp())
+    s = str(value).strip()
+    if not s:
+        return None
+    try:
+        return int(float(s))
+    except ValueError:
+        pass
+    try:
+        ts = pd.Timestamp(s)
+    except (ValueError, TypeError):
+        return None
+    if pd.isna(ts):
+        return None
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return int(ts.timestamp())
+
+
+def _clean_id(value) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    s = str(value).strip()
+    return s or None
+
+
+def validate_interaction(
+    row: Mapping, event_weights: Mapping[str, float] | None = DEFAULT_EVENT_WEIGHTS
+) -> tuple[dict | None, str | None]:
+    """Checks one interaction row.
+
+    Args:
+        row: a mapping with at least user_id, item_id, timestamp.
+        event_weights: the known event types; None accepts any event type.
+
+    Returns:
+        (clean_row, None) for a valid row, with ids as str, timestamp as int seconds,
+        event_type as str or None and weight as float or None; (None, reason) otherwise.
+    """
+    user_id = _clean_id(row.get("user_id"))
+    if user_id is None:
+        return None, "missing user_id"
+    item_id = _clean_id(row.get("item_id"))
+    if item_id is None:
+        return None, "missing item_id"
+    raw_ts = row.get("timestamp")
+    if raw_ts is None or (isinstance(raw_ts, float) and math.isnan(raw_ts)) or raw_ts == "":
+        return None, "missing timestamp"
+    ts = _parse_timestamp(raw_ts)
+    if ts is None:
+        return None, "unparseable timestamp"
+    event_type = row.get("event_type")
+    if event_type is not None and not (isinstance(event_type, float) and math.isnan(event_type)):
+        event_type = str(event_type).strip() or None
+    else:
+        event_type = None
+    if event_type is not None and event_weights is not None and event_type not in event_weights:
+        return None, "unknown event_type"
+    weight = row.get("weight")
+    if weight is None or (isinstance(weight, float) and math.isnan(weight)) or weight == "":
+        weight = None
+    else:
+        try:
+            weight = float(weight)
+        except (TypeError, ValueError):
+            return None, "non-numeric weight"
+        if not math.isfinite(weight):
+            return None, "non-numeric weight"
+        if weight < 0:
+            return None, "negative weight"
+    return {"user_id": user_id, "item_id": item_id, "timestamp": ts,
+            "event_type": event_type, "weight": weight}, None
+
+
+def interactions_frame(rows: Iterable[Mapping]) -> pd.DataFrame:
+    """Builds the canonical interactions DataFrame from clean rows."""
+    df = pd.DataFrame(list(rows), columns=list(INTERACTION_COLUMNS + OPTIONAL_INTERACTION_COLUMNS))
+    return df.astype({"user_id": str, "item_id": str, "timestamp": "int64",
+                      "weight": "float64"})
