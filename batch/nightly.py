@@ -30,8 +30,14 @@ import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from batch.sources import expand_paths
-from batch.transforms import DEAD, ReadInteractions, Retrieve, ValidateInteractions, \
-    WriteListsFn, make_shards
+from batch.transforms import (
+    DEAD,
+    ReadInteractions,
+    Retrieve,
+    ValidateInteractions,
+    WriteListsFn,
+    make_shards,
+)
 from infra.bundle import BundleWriter, new_version
 from infra.redis_store import ListStore
 from infra.store import open_store
@@ -49,12 +55,12 @@ DEAD_SCHEMA = pa.schema([("file", pa.string()), ("reason", pa.string()), ("row",
 class NightlyOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--input", required=True,
+        parser.add_argument("--input",
                             help="Interactions: a .parquet/.csv file, a folder or a glob; "
                                  "local or s3://")
-        parser.add_argument("--store", required=True,
+        parser.add_argument("--store",
                             help="Artifact store: a local folder or s3://bucket/prefix")
-        parser.add_argument("--redis_url", required=True, help="Redis to publish to")
+        parser.add_argument("--redis_url", help="Redis to publish to")
         parser.add_argument("--namespace", default="recsys", help="Redis key prefix")
         parser.add_argument("--k", type=int, default=100, help="List length per user")
         parser.add_argument("--shard_size", type=int, default=2000, help="Users per shard")
@@ -117,6 +123,10 @@ def run(argv: list[str] | None = None) -> dict:
     """Runs the whole nightly job; returns (and logs) the JSON summary."""
     pipeline_options = PipelineOptions(argv)
     opts = pipeline_options.view_as(NightlyOptions)
+    # Not argparse-required: every PipelineOptions in the process parses these flags.
+    missing = [f"--{name}" for name in ("input", "store", "redis_url") if not getattr(opts, name)]
+    if missing:
+        raise ValueError(f"missing required flag(s) {missing}; see `recsys nightly --help`")
     store = open_store(opts.store)
     lists = ListStore.from_url(opts.redis_url, opts.namespace)
     lists.r.ping()  # fail before any work if Redis is unreachable

@@ -9,9 +9,8 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from batch.sources import read_interaction_rows
-from models.rules import apply_rules
+from models.retrieval import retrieve
 from models.schema import validate_interaction
-from models.topk import faiss_topk
 
 DEAD = "dead"
 
@@ -81,14 +80,8 @@ class RetrieveFn(beam.DoFn):
 
     def process(self, shard):
         shard_id, users, seen = shard
-        xq = self.bundle.user_vectors[users]
-        I, D = faiss_topk(self.index, xq, self.k, seen)
-        out_i = np.full_like(I, -1)
-        out_d = np.zeros_like(D)
-        for n in range(len(users)):
-            items, scores = apply_rules(I[n], D[n], self.k, seen[n])
-            out_i[n, :len(items)], out_d[n, :len(items)] = items, scores
-        yield shard_id, self.bundle.user_ids[users], out_i, out_d
+        items, scores = retrieve(self.index, self.bundle.user_vectors[users], self.k, seen)
+        yield shard_id, self.bundle.user_ids[users], items, scores
 
 
 class WriteListsFn(beam.DoFn):

@@ -20,8 +20,8 @@ import redis
 from infra.bundle import Bundle, read_bundle
 from infra.redis_store import ListStore, decode_list
 from infra.store import open_store
+from models.retrieval import retrieve
 from models.rules import apply_rules, fill
-from models.topk import faiss_topk
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +129,9 @@ class Serving:
         """Ranks for a user known only by recent items: tower -> Faiss -> rules."""
         self.version()
         xq = self.tower()(history)
-        seen = self._indices(history)
-        I, D = faiss_topk(self.bundle.index, xq, k, [seen])
-        items, scores = apply_rules(I[0], D[0], k, seen)
+        I, D = retrieve(self.bundle.index, xq, k, [self._indices(history)])
         ids = self.bundle.item_ids
-        return [(ids[i], float(s)) for i, s in zip(items, scores, strict=True)]
+        return [(ids[i], float(s)) for i, s in zip(I[0], D[0], strict=True) if i >= 0]
 
     def popular(self, k: int, exclude: list[str]) -> list:
         return [(i, None) for i in fill([], self.bundle.popular, k, set(exclude))]

@@ -157,7 +157,7 @@ def train_mf(interactions: pd.DataFrame, config: MFConfig = MFConfig(),
             logits, penalty = model(uu, ii)
             loss = bce(y[:, None], logits[:, None], sample_weight=sw) + penalty
         grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss
 
     n_neg = config.negatives

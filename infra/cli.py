@@ -1,0 +1,175 @@
+"""The `recsys` command line. Every flag can also be set by the environment variable shown
+in `--help`; Beam's own flags (e.g. `--runner DataflowRunner --project ...`) pass through
+`recsys nightly` after `--`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import click
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+CONTEXT = {"show_default": True, "max_content_width": 100}
+
+
+def _opt(*names, envvar: str, **kwargs):
+    return click.option(*names, envvar=envvar, show_envvar=True, **kwargs)
+
+
+def _write_json(path: str | None, obj: dict) -> None:
+    text = json.dumps(obj, indent=1, default=str)
+    click.echo(text)
+    if path:
+        with open(path, "w") as f:
+            f.write(text + "\n")
+
+
+@click.group(context_settings=CONTEXT)
+@_opt("--log-level", envvar="RECSYS_LOG_LEVEL", default="INFO",
+      type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Logging level.")
+def main(log_level: str) -> None:
+    """recsys: nightly-precomputed recommendations served in milliseconds."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("apache_beam", "absl", "tensorflow"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(log_level)))
+
+
+@main.command(context_settings={**CONTEXT, "ignore_unknown_options": True})
+@_opt("--input", "input_path", envvar="RECSYS_INPUT", required=True,
+      help="Interactions: .parquet/.csv file, folder or glob; local or s3://.")
+@_opt("--store", envvar="RECSYS_STORE", default="./artifacts",
+      help="Artifact store: a local folder or s3://bucket/prefix.")
+@_opt("--redis-url", envvar="REDIS_URL", required=True, help="Redis to publish the lists to.")
+@_opt("--namespace", envvar="RECSYS_NAMESPACE", default="recsys", help="Redis key prefix.")
+@_opt("--k", envvar="RECSYS_K", default=100, type=int, help="List length per user.")
+@_opt("--shard-size", envvar="RECSYS_SHARD_SIZE", default=2000, type=int,
+      help="Users per precompute shard.")
+@_opt("--keep-versions", envvar="RECSYS_KEEP_VERSIONS", default=3, type=int,
+      help="Published versions kept for rollback; older ones expire.")
+@_opt("--dim", envvar="RECSYS_DIM", default=32, type=int, help="MF embedding dimension.")
+@_opt("--epochs", envvar="RECSYS_EPOCHS", default=12, type=int, help="MF training epochs.")
+@_opt("--l2", envvar="RECSYS_L2", default=0.01, type=float, help="MF L2 penalty.")
+@_opt("--runner", envvar="RECSYS_RUNNER", default="DirectRunner",
+      help="Beam runner (DirectRunner, DataflowRunner, PortableRunner, ...).")
+@_opt("--json", "json_path", envvar="RECSYS_SUMMARY_JSON", default=None,
+      help="Also write the run summary to this file.")
+@click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
+def nightly(input_path, store, redis_url, namespace, k, shard_size, keep_versions, dim, epochs,
+            l2, runner, json_path, beam_args) -> None:
+    """Validate, train, export the bundle, precompute top-K and publish to Redis."""
+    from batch.nightly import run
+
+    argv = [f"--input={input_path}", f"--store={store}", f"--redis_url={redis_url}",
+            f"--namespace={namespace}", f"--k={k}", f"--shard_size={shard_size}",
+            f"--keep_versions={keep_versions}", f"--dim={dim}", f"--epochs={epochs}",
+            f"--l2={l2}", f"--runner={runner}", *beam_args]
+    _write_json(json_path, run(argv))
+
+
+@main.command(context_settings=CONTEXT)
+@_opt("--store", envvar="RECSYS_STORE", default="./artifacts",
+      help="Artifact store holding the bundles.")
+@_opt("--redis-url", envvar="REDIS_URL", required=True, help="Redis holding the lists.")
+@_opt("--namespace", envvar="RECSYS_NAMESPACE", default="recsys", help="Redis key prefix.")
+@_opt("--api-key", envvar="RECSYS_API_KEY", default=None,
+      help="Key required in X-API-Key by the events endpoint (unset: no key needed).")
+@_opt("--host", envvar="HOST", default="127.0.0.1", help="Address to listen on.")
+@_opt("--port", envvar="PORT", default=8080, type=int, help="Port to listen on.")
+def serve(store, redis_url, namespace, api_key, host, port) -> None:
+    """Serve /recommend, /events and /health with functions-framework's HTTP server."""
+    os.environ.update({"RECSYS_STORE": store, "REDIS_URL": redis_url,
+                       "RECSYS_NAMESPACE": namespace})
+    if api_key:
+        os.environ["RECSYS_API_KEY"] = api_key
+    import functions_framework
+    from functions_framework._http import create_server
+
+    source = os.path.join(os.path.dirname(os.path.dirname(__file__)), "functions", "main.py")
+    app = functions_framework.create_app("router", source)
+    click.echo(f"serving on http://{host}:{port} (recommend, events, health)", err=True)
+    create_server(app, debug=False).run(host, port)
+
+
+@main.command(context_settings=CONTEXT)
+@_opt("--workdir", envvar="RECSYS_DEMO_DIR", default="./recsys-demo",
+      help="Folder for the generated data and the artifact store.")
+@_opt("--users", envvar="RECSYS_DEMO_USERS", default=1000, type=int, help="Generated users.")
+@_opt("--items", envvar="RECSYS_DEMO_ITEMS", default=500, type=int, help="Generated items.")
+@_opt("--seed", envvar="RECSYS_DEMO_SEED", default=0, type=int, help="Generator seed.")
+@_opt("--redis-url", envvar="REDIS_URL", default=None,
+      help="Existing Redis; unset starts a local redis-server for the demo.")
+@_opt("--port", envvar="RECSYS_DEMO_PORT", default=0, type=int,
+      help="Port of the demo server (0: a free one).")
+@_opt("--json", "json_path", envvar="RECSYS_DEMO_JSON", default=None,
+      help="Also write the demo's result to this file.")
+def demo(workdir, users, items, seed, redis_url, port, json_path) -> None:
+    """Generate data, run the nightly job, serve, ask for a warm and a fresh user."""
+    from infra.demo import run_demo
+
+    result = run_demo(workdir, users, items, seed, redis_url, port)
+    _write_json(json_path, result)
+
+
+@main.command(context_settings=CONTEXT)
+@_opt("--dataset", envvar="RECSYS_DATASET", required=True,
+      help="movielens:PATH, parquet:PATH, csv:PATH or synthetic:users=N,items=M,seed=S.")
+@_opt("--models", envvar="RECSYS_MODELS", default="popularity,recent_popularity,item_knn,mf",
+      help="Comma-separated models to evaluate.")
+@_opt("--json", "json_path", envvar="RECSYS_EVAL_JSON", default=None,
+      help="Write the results to this JSON file.")
+@_opt("--report", "report_dir", envvar="RECSYS_EVAL_REPORT", default=None,
+      help="Write report.md and a plot to this folder.")
+def evaluate(dataset, models, json_path, report_dir) -> None:
+    """Temporal-holdout evaluation (docs/EVALUATION.md) of the given models."""
+    from batch.evaluate import run_evaluation
+    from infra.datasets import load_dataset
+
+    report = run_evaluation(load_dataset(dataset), [m for m in models.split(",") if m],
+                            json_path, report_dir)
+    click.echo(json.dumps(report, indent=1))
+
+
+@main.command(context_settings=CONTEXT)
+@_opt("--out", envvar="RECSYS_GENERATE_OUT", required=True,
+      help="Folder to write interactions/users/items.parquet to.")
+@_opt("--users", envvar="RECSYS_GENERATE_USERS", default=1000, type=int, help="Users.")
+@_opt("--items", envvar="RECSYS_GENERATE_ITEMS", default=500, type=int, help="Items.")
+@_opt("--seed", envvar="RECSYS_GENERATE_SEED", default=0, type=int, help="Seed.")
+def generate(out, users, items, seed) -> None:
+    """Write a synthetic dataset in the input schema (docs/SCHEMA.md)."""
+    from infra.demo import write_dataset
+    from models.synthetic import generate as make
+
+    click.echo(json.dumps(write_dataset(make(users, items, seed), out)))
+
+
+@main.command(context_settings=CONTEXT)
+@_opt("--redis-url", envvar="REDIS_URL", required=True, help="Redis holding the lists.")
+@_opt("--namespace", envvar="RECSYS_NAMESPACE", default="recsys", help="Redis key prefix.")
+def versions(redis_url, namespace) -> None:
+    """List published versions (oldest first) with their run summaries."""
+    from infra.redis_store import ListStore
+
+    lists = ListStore.from_url(redis_url, namespace)
+    current = lists.current()
+    click.echo(json.dumps([{"version": v, "current": v == current, "summary": lists.meta(v)}
+                           for v in lists.versions()], indent=1))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("version")
+@_opt("--redis-url", envvar="REDIS_URL", required=True, help="Redis holding the lists.")
+@_opt("--namespace", envvar="RECSYS_NAMESPACE", default="recsys", help="Redis key prefix.")
+def rollback(version, redis_url, namespace) -> None:
+    """Point `current` back at an earlier published VERSION, in one step."""
+    from infra.redis_store import ListStore
+
+    ListStore.from_url(redis_url, namespace).rollback(version)
+    click.echo(f"current -> {version}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

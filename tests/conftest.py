@@ -1,0 +1,53 @@
+"""Shared fixtures: a real redis-server process and a tiny published version."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis server for the session (skips if redis-server is not installed)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not on PATH (apt-get install redis-server; .ci/run does)")
+    from infra.redis_server import local_redis
+
+    with local_redis() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset():
+    from models.synthetic import generate
+
+    return generate(n_users=120, n_items=60, seed=3, events_per_user=15)
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory, redis_url, tiny_dataset):
+    """Runs the real nightly job once on tiny data; returns (store, redis_url, summary)."""
+    from batch.nightly import run
+
+    redis_url = redis_url.rsplit("/", 1)[0] + "/1"  # apart from the db that tests flush
+    root = tmp_path_factory.mktemp("published")
+    path = root / "interactions.parquet"
+    tiny_dataset.interactions.to_parquet(path)
+    store = str(root / "artifacts")
+    summary = run([f"--input={path}", f"--store={store}", f"--redis_url={redis_url}",
+                   "--namespace=pub", "--epochs=3", "--dim=8", "--k=20", "--shard_size=50"])
+    return store, redis_url, summary

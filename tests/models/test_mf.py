@@ -1,0 +1,32 @@
+import numpy as np
+import pandas as pd
+
+from models.mf import MFConfig, train_mf
+from models.retrieval import MFRecommender
+
+
+def _blocks(n_users=40, n_items=20, seed=0):
+    """Two taste groups: even users like items 0-9, odd users like items 10-19."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        lo = 0 if u % 2 == 0 else 10
+        for i in rng.choice(np.arange(lo, lo + 10), 6, replace=False):
+            rows.append((str(u), str(i), int(rng.integers(0, 1000))))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+
+
+def test_mf_learns_block_tastes_for_warm_and_fresh_users():
+    train = _blocks()
+    rec = MFRecommender(MFConfig(dim=4, epochs=30, learning_rate=0.05)).fit(train)
+    hist = train.groupby("user_id")["item_id"].apply(list)
+    warm = rec.recommend(["0", "1"], [hist["0"], hist["1"]], 3, fresh=False)
+    assert all(int(i) < 10 for i in warm[0]) and all(int(i) >= 10 for i in warm[1])
+    fresh = rec.recommend(["new"], [["12", "15"]], 3, fresh=True)
+    assert all(int(i) >= 10 for i in fresh[0]) and not {"12", "15"} & set(fresh[0])
+
+
+def test_mf_fold_in_of_empty_history_is_bias_only():
+    model = train_mf(_blocks(), MFConfig(dim=4, epochs=1))
+    q = model.fold_in([[]])
+    assert np.all(q[0, :-1] == 0) and q[0, -1] == 1
