@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from models.baselines import ItemKNN, Popularity, RecentPopularity
 from models.evaluation import Recommender, build_cases, build_report, evaluate_model, temporal_split
+from models.retrieval import MFRecommender
 from models.schema import Dataset
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ MODEL_REGISTRY: dict[str, Callable[[], Recommender]] = {
     "popularity": Popularity,
     "recent_popularity": RecentPopularity,
     "item_knn": ItemKNN,
+    "mf": MFRecommender,
 }
 
 METRIC_COLUMNS = (
@@ -157,7 +159,7 @@ def plot_ndcg_vs_longtail(report: dict, path: str) -> None:
     ax.set_ylabel("NDCG@10 (all cases)")
     ax.set_title(f"{report['dataset']}: {report['protocol']}, cutoff {report['cutoff']}")
     ax.grid(alpha=0.3)
-    ax.margins(0.2)
+    ax.margins(x=0.3, y=0.2)
     fig.tight_layout()
     tmp = f"{path}.tmp-{os.getpid()}.png"
     fig.savefig(tmp, dpi=120)

@@ -95,7 +95,7 @@ def validate_stage(opts: NightlyOptions, pipeline_options: PipelineOptions, work
 
 def train_and_export(clean: pd.DataFrame, store, version: str, opts: NightlyOptions) -> dict:
     """Trains MF and popularity on the clean rows and commits the bundle; returns stats."""
-    from models.export import export_mf
+    from models.export import check_tower, export_mf
 
     config = MFConfig(dim=opts.dim, epochs=opts.epochs, l2=opts.l2)
     model = train_mf(clean, config)
@@ -112,10 +112,13 @@ def train_and_export(clean: pd.DataFrame, store, version: str, opts: NightlyOpti
     writer.put("items.faiss", faiss.serialize_index(index).tobytes())
     writer.put_json("popular.json", [str(x) for x in popular.index[:1000]])
     with tempfile.TemporaryDirectory() as tmp:
-        export_mf(model, os.path.join(tmp, "saved_model"), k=opts.k)
+        tower = export_mf(model, os.path.join(tmp, "saved_model"), k=opts.k)
+        tower_error = check_tower(tower, model)
+        writer.put("user_tower.tflite", tower)
         writer.put_dir("saved_model", os.path.join(tmp, "saved_model"))
     writer.commit({"model": "mf", "config": asdict(config), "users": len(model.users),
-                   "items": len(model.items), "k": opts.k, "index": "IndexFlatIP"})
+                   "items": len(model.items), "k": opts.k, "index": "IndexFlatIP",
+                   "tower_max_abs_error": tower_error})
     return {"model": model}
 
 

@@ -20,6 +20,7 @@ import redis
 from infra.bundle import Bundle, read_bundle
 from infra.redis_store import ListStore, decode_list
 from infra.store import open_store
+from models.export import pad_history
 from models.retrieval import retrieve
 from models.rules import apply_rules, fill
 
@@ -52,18 +53,19 @@ class NoBundleError(RuntimeError):
     """No version has been published yet (or its bundle cannot be read)."""
 
 
-class SavedModelTower:
-    """User embedding of a fresh user from the items they touched, via the SavedModel."""
+class LiteTower:
+    """User embedding of a fresh user from the item indices they touched (LiteRT)."""
 
-    def __init__(self, path: str):
-        import tensorflow as tf
+    def __init__(self, model: bytes):
+        from ai_edge_litert.interpreter import Interpreter
 
-        self.tf = tf
-        self.fn = tf.saved_model.load(path).signatures["user_embedding"]
+        self._lock = threading.Lock()  # an interpreter is not thread-safe
+        self._run = Interpreter(model_content=model).get_signature_runner()
 
-    def __call__(self, item_ids: list[str]) -> np.ndarray:
-        out = self.fn(item_ids=self.tf.constant([item_ids or [""]]))
-        return out["query"].numpy()
+    def __call__(self, item_idx: np.ndarray) -> np.ndarray:
+        """Returns [1, dim + 1] query vector for [n] item indices."""
+        with self._lock:
+            return self._run(item_idx=pad_history(item_idx))["query"]
 
 
 class Serving:
@@ -76,7 +78,7 @@ class Serving:
         self._version: str | None = None
         self._checked = 0.0
         self.bundle: Bundle | None = None
-        self._tower: SavedModelTower | None = None
+        self._tower: LiteTower | None = None
 
     def version(self) -> str:
         """The current version (pointer cached briefly); loads its bundle when it moves."""
@@ -102,10 +104,10 @@ class Serving:
             self._version = version
         return self._version
 
-    def tower(self) -> SavedModelTower:
+    def tower(self) -> LiteTower:
         with self._lock:
             if self._tower is None:
-                self._tower = SavedModelTower(self.bundle.saved_model_dir())
+                self._tower = LiteTower(self.bundle.read("user_tower.tflite"))
             return self._tower
 
     def cached(self, user_id: str, k: int) -> tuple[list, list[str]] | None:
@@ -128,8 +130,8 @@ class Serving:
     def on_demand(self, history: list[str], k: int) -> list:
         """Ranks for a user known only by recent items: tower -> Faiss -> rules."""
         self.version()
-        xq = self.tower()(history)
-        I, D = retrieve(self.bundle.index, xq, k, [self._indices(history)])
+        seen = self._indices(history)
+        I, D = retrieve(self.bundle.index, self.tower()(seen), k, [seen])
         ids = self.bundle.item_ids
         return [(ids[i], float(s)) for i, s in zip(I[0], D[0], strict=True) if i >= 0]
 

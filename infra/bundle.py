@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +90,7 @@ class Bundle:
         if self._index is None:
             import faiss
 
-            raw = np.frombuffer(self._read("items.faiss"), dtype=np.uint8)
+            raw = np.frombuffer(self.read("items.faiss"), dtype=np.uint8)
             self._index = faiss.deserialize_index(raw)
         return self._index
 
@@ -101,27 +100,12 @@ class Bundle:
             self._item_index = {k: n for n, k in enumerate(self.item_ids)}
         return self._item_index
 
-    def _read(self, name: str) -> bytes:
+    def read(self, name: str) -> bytes:
         data = self.store.get_bytes(f"{bundle_prefix(self.version)}/{name}")
         expected = self.manifest["files"][name]["sha256"]
         if hashlib.sha256(data).hexdigest() != expected:
             raise ValueError(f"bundle {self.version}: checksum mismatch for {name}")
         return data
-
-    def saved_model_dir(self, cache_dir: str | None = None) -> str:
-        """Copies the SavedModel to a local folder (verified) and returns its path."""
-        root = Path(cache_dir or tempfile.gettempdir()) / f"recsys-bundle-{self.version}"
-        target = root / "saved_model"
-        if not (target / "saved_model.pb").exists():
-            tmp = Path(tempfile.mkdtemp(dir=root.parent if root.parent.exists() else None))
-            for name in self.manifest["files"]:
-                if name.startswith("saved_model/"):
-                    dest = tmp / name
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    dest.write_bytes(self._read(name))
-            root.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp / "saved_model", target)
-        return str(target)
 
 
 def read_bundle(store: ArtifactStore, version: str, with_users: bool = True) -> Bundle:
@@ -129,12 +113,12 @@ def read_bundle(store: ArtifactStore, version: str, with_users: bool = True) -> 
     manifest = json.loads(store.get_bytes(f"{bundle_prefix(version)}/{MANIFEST}"))
     b = Bundle(version, manifest, np.array([]), np.array([]), np.zeros((0, 0)),
                np.zeros((0, 0)), [], store)
-    b.item_ids = np.array(json.loads(b._read("item_ids.json")), dtype=object)
-    b.item_vectors = np.load(io.BytesIO(b._read("item_vectors.npy")))
-    b.popular = json.loads(b._read("popular.json"))
+    b.item_ids = np.array(json.loads(b.read("item_ids.json")), dtype=object)
+    b.item_vectors = np.load(io.BytesIO(b.read("item_vectors.npy")))
+    b.popular = json.loads(b.read("popular.json"))
     if with_users:
-        b.user_ids = np.array(json.loads(b._read("user_ids.json")), dtype=object)
-        b.user_vectors = np.load(io.BytesIO(b._read("user_vectors.npy")))
+        b.user_ids = np.array(json.loads(b.read("user_ids.json")), dtype=object)
+        b.user_vectors = np.load(io.BytesIO(b.read("user_vectors.npy")))
     return b
 
 

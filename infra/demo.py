@@ -71,11 +71,9 @@ def _server(env: dict, port: int):
 
 def offline_ndcg(dataset: Dataset) -> dict:
     """NDCG@10 (all cases) of MF and popularity under the temporal-holdout protocol."""
-    from batch.evaluate import MODEL_REGISTRY, run_evaluation
-    from models.retrieval import MFRecommender
+    from batch.evaluate import run_evaluation
 
-    registry = {**MODEL_REGISTRY, "mf": MFRecommender}
-    report = run_evaluation(dataset, ["mf", "popularity"], None, None, registry=registry)
+    report = run_evaluation(dataset, ["mf", "popularity"], None, None)
     return {name: round(m["all"]["ndcg@10"], 4) for name, m in report["models"].items()}
 
 

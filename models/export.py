@@ -1,7 +1,11 @@
 """SavedModel export of MF: the canonical artifact, loadable by TF Serving.
 
-Signatures (all take `item_ids`: [batch, history] tf.string, "" as padding):
-- `user_embedding` -> {"query": [batch, dim + 1]}: the fold-in of MFModel.fold_in.
+Signatures (the first two take `item_ids`: [batch, history] tf.string, "" as padding):
+- `user_embedding` -> {"query": [batch, dim + 1]}: the fold-in of MFModel.fold_in, solved
+  by conjugate gradients so that the graph uses only ops LiteRT has built in.
+- `user_embedding_idx` (`item_idx`: [1, HISTORY] int32, -1 as padding) -> {"query"}: the same
+  from item indices; converted at export to `user_tower.tflite`, which the functions run with
+  the light LiteRT interpreter instead of importing TensorFlow.
 - `serving_default` -> {"item_ids": [batch, k] tf.string, "scores": [batch, k]}: top-k by
   brute force with the history excluded (TF Serving's REST `instances` format works on it).
 - `item_embeddings` (no input) -> {"item_ids": [num_items], "embeddings": [num_items, dim + 1]}.
@@ -13,14 +17,19 @@ import numpy as np
 
 from models.mf import MFModel
 
+HISTORY = 50  # items of a fresh user's history the light tower takes
 
-def export_mf(model: MFModel, path: str, k: int = 100) -> None:
+
+def export_mf(model: MFModel, path: str, k: int = 100) -> bytes:
     """Writes `model` as a SavedModel at `path` (a local directory).
 
     Args:
         model: the trained MF model.
         path: output directory; created.
         k: list length of the `serving_default` signature.
+
+    Returns:
+        The LiteRT (TFLite) flatbuffer of the `user_embedding_idx` signature.
     """
     import tensorflow as tf
 
@@ -41,32 +50,35 @@ def export_mf(model: MFModel, path: str, k: int = 100) -> None:
             self.ids = ids
             self.table = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(ids, tf.range(n_items, dtype=tf.int64)), -1)
-            self.Q = tf.constant(Q)
-            self.G = tf.constant(G)
-            self.g = tf.constant(g)
-            self.h = tf.constant(h_term)
+            self.Q = tf.constant(Q, tf.float32)
+            self.G = tf.constant(G, tf.float32)
+            self.g = tf.constant(g, tf.float32)
+            self.h = tf.constant(h_term, tf.float32)
             self.xb = tf.constant(model.item_vectors())
 
-        def _presence(self, item_ids):
-            idx = self.table.lookup(item_ids)
-            hot = tf.one_hot(tf.where(idx >= 0, idx, n_items), n_items + 1, dtype=tf.float64)
-            return tf.reduce_max(hot, axis=1)[:, :n_items]  # [batch, n_items], duplicates once
+        def _presence(self, idx):
+            # one_hot of -1 is all zeros; max over the history counts duplicates once.
+            return tf.reduce_max(tf.one_hot(idx, n_items, dtype=tf.float32), axis=1)
 
         def _query(self, presence):
-            A = self.G + cfg.fold_in_alpha * tf.einsum("bi,id,ie->bde", presence, self.Q, self.Q)
-            rhs = self.g + tf.linalg.matvec(self.Q, presence * self.h, transpose_a=True)
-            p = tf.linalg.solve(A, rhs[:, :, None])[:, :, 0]
+            Qh = self.Q[None] * presence[:, :, None]  # [batch, n_items, dim]
+            A = self.G + cfg.fold_in_alpha * tf.matmul(Qh, self.Q[None], transpose_a=True)
+            rhs = self.g + tf.matmul(presence * self.h, self.Q)
+            p = _conjugate_gradients(A, rhs, iterations=2 * Q.shape[1])
             p = tf.where(tf.reduce_sum(presence, axis=1, keepdims=True) > 0, p, tf.zeros_like(p))
-            p = tf.cast(p, tf.float32)
             return tf.concat([p, tf.ones_like(p[:, :1])], axis=1)
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="item_ids")])
         def user_embedding(self, item_ids):
-            return {"query": self._query(self._presence(item_ids))}
+            return {"query": self._query(self._presence(self.table.lookup(item_ids)))}
+
+        @tf.function(input_signature=[tf.TensorSpec([1, HISTORY], tf.int32, name="item_idx")])
+        def user_embedding_idx(self, item_idx):
+            return {"query": self._query(self._presence(item_idx))}
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="item_ids")])
         def recommend(self, item_ids):
-            presence = self._presence(item_ids)
+            presence = self._presence(self.table.lookup(item_ids))
             scores = tf.matmul(self._query(presence), self.xb, transpose_b=True)
             scores = tf.where(presence > 0, tf.constant(-np.inf, tf.float32), scores)
             top = tf.math.top_k(scores, k=k)
@@ -80,5 +92,58 @@ def export_mf(model: MFModel, path: str, k: int = 100) -> None:
     tf.saved_model.save(module, path, signatures={
         "serving_default": module.recommend,
         "user_embedding": module.user_embedding,
+        "user_embedding_idx": module.user_embedding_idx,
         "item_embeddings": module.item_embeddings,
     })
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.user_embedding_idx.get_concrete_function()], module)
+    return converter.convert()
+
+
+def _conjugate_gradients(A, b, iterations: int):
+    """Solves A x = b for SPD A [batch, d, d], b [batch, d] with built-in ops only."""
+    import tensorflow as tf
+
+    x = tf.zeros_like(b)
+    r = p = b
+    rs = tf.reduce_sum(r * r, axis=1, keepdims=True)
+    for _ in range(iterations):
+        Ap = tf.squeeze(tf.matmul(A, p[:, :, None]), 2)
+        alpha = rs / (tf.reduce_sum(p * Ap, axis=1, keepdims=True) + 1e-20)
+        x, r = x + alpha * p, r - alpha * Ap
+        rs_new = tf.reduce_sum(r * r, axis=1, keepdims=True)
+        p = r + rs_new / (rs + 1e-20) * p
+        rs = rs_new
+    return x
+
+
+def pad_history(item_idx) -> np.ndarray:
+    """The light tower's input: the last HISTORY indices, -1 padded, [1, HISTORY] int32."""
+    out = np.full((1, HISTORY), -1, np.int32)
+    tail = np.asarray(item_idx, np.int32)[-HISTORY:]
+    out[0, :len(tail)] = tail
+    return out
+
+
+def check_tower(tflite: bytes, model: MFModel, n_checks: int = 8, seed: int = 0,
+                atol: float = 1e-3) -> float:
+    """Runs the LiteRT tower on random histories against MFModel.fold_in.
+
+    Returns:
+        The largest absolute difference.
+
+    Raises:
+        ValueError: when it exceeds `atol` (the conversion changed the scores).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    run = Interpreter(model_content=tflite).get_signature_runner()
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(n_checks):
+        hist = rng.choice(len(model.items), rng.integers(1, min(HISTORY, len(model.items)) + 1))
+        got = run(item_idx=pad_history(hist))["query"]
+        worst = max(worst, float(np.abs(got - model.fold_in([list(hist)])).max()))
+    if worst > atol:
+        raise ValueError(f"LiteRT user tower differs from the model by {worst:.2e} > {atol}")
+    return worst

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 import pandas as pd
 
@@ -60,17 +60,21 @@ def _parse_timestamp(value) -> int | None:
         return None
     if isinstance(value, int | float):
         return None if (isinstance(value, float) and not math.isfinite(value)) else int(value)
-    if isinstance(value, datetime):
+    if value is pd.NaT:
+        return None
+    if isinstance(value, datetime):  # pd.Timestamp too; naive means UTC, never local time
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
         return int(value.timestamp())
-    if isinstance(value, pd.Timestamp):
-        return None if pd.isna(value) else int(value.timestamp())
     s = str(value).strip()
     if not s:
         return None
     try:
-        return int(float(s))
+        number = float(s)
     except ValueError:
         pass
+    else:
+        return int(number) if math.isfinite(number) else None
     try:
         ts = pd.Timestamp(s)
     except (ValueError, TypeError):

@@ -36,3 +36,22 @@ def test_saved_model_in_fresh_process_matches(tmp_path, tiny_dataset):
     I, D = brute_force_topk(ref, model.item_vectors(), 10, [i[i >= 0] for i in idx])
     assert got["ids"] == [[ids[i] for i in row] for row in I]
     np.testing.assert_allclose(np.array(got["scores"]), D, atol=1e-3)
+
+
+def test_litert_tower_matches_the_model(tmp_path, tiny_dataset):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from models.export import check_tower, pad_history
+
+    model = train_mf(tiny_dataset.interactions, MFConfig(dim=8, epochs=2))
+    tflite = export_mf(model, str(tmp_path / "sm"), k=10)
+    assert check_tower(tflite, model) < 1e-3
+    run = Interpreter(model_content=tflite).get_signature_runner()
+    got = run(item_idx=pad_history([3, 1, 3]))["query"]
+    np.testing.assert_allclose(got, model.fold_in([[1, 3]]), atol=1e-4)
+    # A broken model is caught: perturb the item factors the check compares against.
+    model.item_factors = model.item_factors + 0.5
+    import pytest
+
+    with pytest.raises(ValueError, match="differs from the model"):
+        check_tower(tflite, model)
