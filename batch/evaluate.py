@@ -13,8 +13,10 @@ import argparse
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 
+import pandas as pd
 from tqdm import tqdm
 
 from models.baselines import ItemKNN, Popularity, RecentPopularity
@@ -88,12 +90,16 @@ def run_evaluation(dataset: Dataset, model_names: list[str], json_path: str | No
         logger.info("%s: all NDCG@10 %.4f in %.1f s of training", name,
                     results[name]["all"]["ndcg@10"], results[name]["train_seconds"])
     report = build_report(dataset.name, split, cases, results)
+    dead = dataset.extras.get("dead_letters") or []
+    report["dead_letters"] = dict(Counter(d["reason"] for d in dead))
     if json_path:
         _write_atomic(json_path, json.dumps(report, indent=2))
     if report_dir:
         os.makedirs(report_dir, exist_ok=True)
         _write_atomic(os.path.join(report_dir, "report.md"), markdown_report(report))
         plot_ndcg_vs_longtail(report, os.path.join(report_dir, "ndcg_vs_longtail.png"))
+        if dead:
+            pd.DataFrame(dead).to_parquet(os.path.join(report_dir, "dead_letters.parquet"))
     return report
 
 

@@ -31,7 +31,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from batch.sources import expand_paths
 from batch.transforms import (
-    DEAD,
     ReadInteractions,
     Retrieve,
     ValidateInteractions,
@@ -84,7 +83,7 @@ def validate_stage(opts: NightlyOptions, pipeline_options: PipelineOptions, work
         out = p | "Read" >> ReadInteractions(paths) | ValidateInteractions()
         out.valid | "WriteClean" >> beam.io.WriteToParquet(
             os.path.join(work, "clean"), CLEAN_SCHEMA, file_name_suffix=".parquet")
-        out[DEAD] | "WriteDead" >> beam.io.WriteToParquet(
+        out.dead | "WriteDead" >> beam.io.WriteToParquet(
             os.path.join(work, "dead"), DEAD_SCHEMA, file_name_suffix=".parquet")
     clean = pd.concat([pq.read_table(os.path.join(work, f)).to_pandas()
                        for f in sorted(os.listdir(work)) if f.startswith("clean")])

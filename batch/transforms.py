@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -49,15 +50,42 @@ class ValidateFn(beam.DoFn):
 
 
 class ValidateInteractions(beam.PTransform):
-    """Returns a DoOutputsTuple: the main output (clean rows) and `dead` (dead letters)."""
+    """Rows -> Validated(valid, dead): invalid rows and exact duplicates become dead letters."""
 
     def __init__(self, event_weights=None):
         super().__init__()
         self.event_weights = event_weights
 
     def expand(self, rows):
-        return rows | "Validate" >> beam.ParDo(ValidateFn(self.event_weights)).with_outputs(
+        checked = rows | "Validate" >> beam.ParDo(ValidateFn(self.event_weights)).with_outputs(
             DEAD, main="valid")
+        deduped = (checked.valid
+                   | "KeyByRow" >> beam.Map(lambda r: (tuple(r.values()), r))
+                   | "GroupCopies" >> beam.GroupByKey()
+                   | "KeepFirst" >> beam.ParDo(DropDuplicatesFn()).with_outputs(
+                       DEAD, main="valid"))
+        dead = (checked[DEAD], deduped[DEAD]) | "AllDead" >> beam.Flatten()
+        return Validated(deduped.valid, dead)
+
+
+class Validated(NamedTuple):
+    """The outputs of ValidateInteractions."""
+
+    valid: beam.PCollection  # clean rows (dicts), each distinct row once
+    dead: beam.PCollection  # {"file", "reason", "row"} dead letters
+
+
+class DropDuplicatesFn(beam.DoFn):
+    """Keeps the first of identical clean rows; the copies become dead letters."""
+
+    def process(self, keyed):
+        _, copies = keyed
+        first, *rest = copies
+        yield first
+        for row in rest:
+            Metrics.counter("dead_letters", "exact duplicate").inc()
+            yield beam.pvalue.TaggedOutput(DEAD, {"file": "", "reason": "exact duplicate",
+                                                  "row": json.dumps(row, default=str)})
 
 
 class RetrieveFn(beam.DoFn):

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 
 import numpy as np
@@ -17,7 +18,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from models.schema import INTERACTION_COLUMNS, Dataset, SchemaError, check_columns
+from models.schema import INTERACTION_COLUMNS, Dataset, SchemaError, check_columns, validate_frame
+
+logger = logging.getLogger(__name__)
 
 SCHEMES = ("movielens", "parquet", "csv", "synthetic")
 TABLE_SUFFIXES = (".parquet", ".csv")
@@ -79,11 +82,13 @@ def load_tables(path: str, fmt: str = "csv") -> Dataset:
     else:
         inter, users, items = path, None, None
         name = os.path.splitext(os.path.basename(path))[0]
+    dead: list[dict] = []
     return Dataset(
-        interactions=to_interactions(read_table(inter, INTERACTION_COLUMNS, fmt), inter),
+        interactions=to_interactions(read_table(inter, INTERACTION_COLUMNS, fmt), inter, dead),
         users=_ids_as_str(read_table(users, ("user_id",), fmt), "user_id") if users else None,
         items=_ids_as_str(read_table(items, ("item_id",), fmt), "item_id") if items else None,
         name=name,
+        extras={"dead_letters": dead},
     )
 
 
@@ -129,44 +134,20 @@ def _id_str(value) -> str | None:
     return str(value).strip()
 
 
-def to_interactions(df: pd.DataFrame, path: str = "<frame>") -> pd.DataFrame:
-    """Canonical interactions: str ids, int64 epoch seconds, event_type str/None, weight float.
+def to_interactions(df: pd.DataFrame, path: str = "<frame>",
+                    dead_letters: list | None = None) -> pd.DataFrame:
+    """Canonical interactions (models.schema.validate_frame); invalid rows are appended to
+    `dead_letters` with their reason, never silently dropped.
 
     Raises:
-        SchemaError: naming the file, when a required value is missing or unparseable.
+        SchemaError: naming the file, when a required column is missing.
     """
-    check_columns(path, df.columns, INTERACTION_COLUMNS)
-    out = pd.DataFrame({c: _id_series(df[c]) for c in ("user_id", "item_id")})
-    out["timestamp"] = _epoch_seconds(df["timestamp"], path)
-    event_type = df["event_type"] if "event_type" in df else pd.Series(None, index=df.index)
-    out["event_type"] = pd.Series(
-        [None if pd.isna(v) else str(v) for v in event_type], index=df.index, dtype=object)
-    weight = df["weight"] if "weight" in df else pd.Series(np.nan, index=df.index)
-    out["weight"] = pd.to_numeric(weight, errors="coerce").astype("float64")
-    bad = out[["user_id", "item_id"]].isna().any(axis=1)
-    if bad.any():
-        raise SchemaError(f"{path}: {int(bad.sum())} row(s) with an empty user_id or item_id "
-                          f"(first at row {int(np.flatnonzero(bad)[0])})")
-    return out.astype({"user_id": str, "item_id": str}).reset_index(drop=True)
-
-
-def _epoch_seconds(ts: pd.Series, path: str) -> pd.Series:
-    """Epoch seconds from numbers, datetimes or strings holding either (ISO-8601)."""
-    epoch = pd.Timestamp(0, tz="UTC")
-    if pd.api.types.is_datetime64_any_dtype(ts):
-        seconds = (pd.to_datetime(ts, utc=True) - epoch) // pd.Timedelta(seconds=1)
-    elif pd.api.types.is_numeric_dtype(ts):
-        seconds = ts.astype("float64")
-    else:
-        numeric = pd.to_numeric(ts, errors="coerce")
-        dates = pd.to_datetime(ts.where(numeric.isna()), utc=True, errors="coerce",
-                               format="mixed")
-        seconds = numeric.fillna((dates - epoch) // pd.Timedelta(seconds=1))
-    if seconds.isna().any():
-        row = int(np.flatnonzero(seconds.isna().to_numpy())[0])
-        raise SchemaError(f"{path}: unparseable or missing timestamp {ts.iloc[row]!r} at row "
-                          f"{row}; expected epoch seconds or ISO-8601")
-    return seconds.astype("int64")
+    clean, dead = validate_frame(df, path)
+    if dead:
+        logger.warning("%s: %d invalid row(s) set aside as dead letters", path, len(dead))
+        if dead_letters is not None:
+            dead_letters.extend(dead)
+    return clean
 
 
 def read_delimited(path: str, names: list[str], delimiter: str) -> pd.DataFrame:
@@ -237,7 +218,8 @@ def load_movielens(folder: str) -> Dataset:
             extras["tags"] = tags.astype({"timestamp": "int64"})
     interactions = to_interactions(
         ratings.assign(event_type="rating", weight=pd.to_numeric(ratings["rating"])),
-        path(next(k for k, v in MOVIELENS_LAYOUTS.items() if v == layout)))
+        path(next(k for k, v in MOVIELENS_LAYOUTS.items() if v == layout)),
+        extras.setdefault("dead_letters", []))
     if items is not None:
         items = _item_features(items, extras.get("tags"))
     if users is not None:

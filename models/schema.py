@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -64,7 +64,7 @@ def _parse_timestamp(value) -> int | None:
         return None
     if isinstance(value, datetime):  # pd.Timestamp too; naive means UTC, never local time
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return int(value.timestamp())
     s = str(value).strip()
     if not s:
@@ -146,5 +146,43 @@ def validate_interaction(
 def interactions_frame(rows: Iterable[Mapping]) -> pd.DataFrame:
     """Builds the canonical interactions DataFrame from clean rows."""
     df = pd.DataFrame(list(rows), columns=list(INTERACTION_COLUMNS + OPTIONAL_INTERACTION_COLUMNS))
-    return df.astype({"user_id": str, "item_id": str, "timestamp": "int64",
-                      "weight": "float64"})
+    df = df.astype({"user_id": str, "item_id": str, "timestamp": "int64", "weight": "float64"})
+    event_type = df["event_type"].astype(object)
+    df["event_type"] = event_type.where(event_type.notna(), None)
+    return df
+
+
+def validate_frame(df: pd.DataFrame, path: str = "<frame>",
+                   event_weights: Mapping[str, float] | None = DEFAULT_EVENT_WEIGHTS
+                   ) -> tuple[pd.DataFrame, list[dict]]:
+    """Validates every row of an interactions table, as the nightly job's Beam step does.
+
+    Args:
+        df: raw interactions with at least user_id, item_id, timestamp.
+        path: the file's name, for messages and dead letters.
+        event_weights: the known event types (None accepts any).
+
+    Returns:
+        (clean interactions DataFrame, dead letters [{"file", "reason", "row"}]); exact
+        duplicates of an earlier clean row are dead letters with reason "exact duplicate".
+
+    Raises:
+        SchemaError: a required column is missing.
+    """
+    import json
+
+    check_columns(path, df.columns, INTERACTION_COLUMNS)
+    clean, dead, seen = [], [], set()
+    for raw in df.to_dict("records"):
+        row, reason = validate_interaction(raw, event_weights)
+        if row is not None:
+            key = tuple(row.values())
+            if key in seen:
+                row, reason = None, "exact duplicate"
+            seen.add(key)
+        if row is None:
+            dead.append({"file": path, "reason": reason,
+                         "row": json.dumps(raw, default=str)})
+        else:
+            clean.append(row)
+    return interactions_frame(clean), dead

@@ -34,24 +34,38 @@ def test_nightly_publishes_every_user_without_seen_items(published):
         assert np.all(np.diff(scores) <= 1e-2)  # float16 rounding only
 
 
+def corrupt_one_percent(df: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Corrupts 1% of the rows (five kinds) and adds exact copies; returns the expectation."""
+    df = df.astype({"timestamp": str, "weight": str}).reset_index(drop=True)
+    rows = np.random.default_rng(seed).choice(len(df), len(df) // 100, replace=False)
+    kinds = np.array_split(rows, 5)
+    df.loc[kinds[0], "timestamp"] = "yesterday-ish"
+    df.loc[kinds[1], "user_id"] = ""
+    df.loc[kinds[2], "weight"] = "-3"
+    df.loc[kinds[3], "weight"] = "lots"
+    df.loc[kinds[4], "event_type"] = "teleport"
+    copies = df.drop(index=rows).sample(5, random_state=seed)
+    expected = {"unparseable timestamp": len(kinds[0]), "missing user_id": len(kinds[1]),
+                "negative weight": len(kinds[2]), "non-numeric weight": len(kinds[3]),
+                "unknown event_type": len(kinds[4]), "exact duplicate": 5}
+    return pd.concat([df, copies], ignore_index=True), expected
+
+
 def test_nightly_dead_letters_lose_only_the_bad_rows(tmp_path, redis_client, tiny_dataset):
-    df = tiny_dataset.interactions.astype({"timestamp": str, "weight": str}).copy()
-    df.loc[df.index[:3], "timestamp"] = "yesterday-ish"
-    df.loc[df.index[3:5], "user_id"] = ""
-    df.loc[df.index[5], "weight"] = "-3"
+    df, expected = corrupt_one_percent(tiny_dataset.interactions)
     path = tmp_path / "interactions.csv"
     df.to_csv(path, index=False)
     url = redis_client.connection_pool.connection_kwargs
     summary = run([f"--input={path}", f"--store={tmp_path / 'store'}",
                    f"--redis_url=redis://{url['host']}:{url['port']}/0", "--epochs=1",
                    "--dim=4", "--k=5"])
-    assert summary["dead_letters"] == {"unparseable timestamp": 3, "missing user_id": 2,
-                                       "negative weight": 1}
-    assert summary["valid_events"] == len(df) - 6
+    assert summary["dead_letters"] == expected
+    assert summary["valid_events"] == len(tiny_dataset.interactions) - sum(expected.values()) + 5
     dead = pq.read_table(io.BytesIO(LocalStore(str(tmp_path / "store")).get_bytes(
         f"runs/{summary['version']}/dead_letters.parquet"))).to_pylist()
-    assert sorted(json.loads(d["row"])["timestamp"] for d in dead[:3] if
-                  d["reason"] == "unparseable timestamp") == ["yesterday-ish"] * 3
+    assert len(dead) == sum(expected.values())
+    assert {json.loads(d["row"])["timestamp"] for d in dead
+            if d["reason"] == "unparseable timestamp"} == {"yesterday-ish"}
 
 
 def test_nightly_missing_column_names_file_and_columns(tmp_path, redis_client):

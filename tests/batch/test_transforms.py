@@ -8,7 +8,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from batch.transforms import DEAD, Retrieve, ValidateInteractions, make_shards
+from batch.transforms import Retrieve, ValidateInteractions, make_shards
 from infra.bundle import BundleWriter
 from infra.store import LocalStore
 from models.topk import brute_force_topk, build_flat_index
@@ -75,14 +75,16 @@ def test_validate_routes_bad_rows_to_dead_letters_with_reasons():
         {"user_id": "4", "item_id": "d", "timestamp": "2024-01-01T00:00:00Z",
          "event_type": "click", "weight": "2.5"},
         {"user_id": "5", "item_id": "e", "timestamp": 7, "event_type": "teleport"},
+        {"user_id": "1", "item_id": "a", "timestamp": 1700000000},
     ]
     with TestPipeline() as p:
         out = p | beam.Create(rows) | ValidateInteractions()
         assert_that(out.valid | beam.Map(lambda r: (r["user_id"], r["timestamp"], r["weight"])),
                     equal_to([("1", 1700000000, None), ("4", 1704067200, 2.5)]),
                     label="Valid")
-        assert_that(out[DEAD] | beam.Map(lambda d: (json.loads(d["row"])["user_id"],
+        assert_that(out.dead | beam.Map(lambda d: (json.loads(d["row"])["user_id"],
                                                     d["reason"])),
                     equal_to([("", "missing user_id"), ("2", "unparseable timestamp"),
-                              ("3", "negative weight"), ("5", "unknown event_type")]),
+                              ("3", "negative weight"), ("5", "unknown event_type"),
+                              ("1", "exact duplicate")]),
                     label="Dead")

@@ -116,11 +116,14 @@ def test_missing_and_unreadable_files_raise_schema_error(tmp_path):
         load_dataset(f"parquet:{bad}")
 
 
-def test_unparseable_timestamp_names_the_file(tmp_path):
+def test_unparseable_timestamp_is_a_dead_letter_naming_the_file(tmp_path):
     path = tmp_path / "events.csv"
-    write(path, "user_id,item_id,timestamp\nu1,i1,yesterday\n")
-    with pytest.raises(SchemaError, match="events.csv.*yesterday"):
-        load_dataset(f"csv:{path}")
+    write(path, "user_id,item_id,timestamp\nu1,i1,yesterday\nu2,i2,1700000000\n")
+    ds = load_dataset(f"csv:{path}")
+    assert list(ds.interactions["user_id"]) == ["u2"]
+    [dead] = ds.extras["dead_letters"]
+    assert dead["file"] == str(path) and dead["reason"] == "unparseable timestamp"
+    assert "yesterday" in dead["row"]
 
 
 def test_unknown_scheme_lists_the_known_ones():
@@ -140,3 +143,18 @@ def test_synthetic_spec_passes_numbers_through(monkeypatch):
     assert seen == {"n_users": 20, "n_items": 10, "seed": 3, "days": 1.5}
     with pytest.raises(ValueError, match="key=value"):
         parse_kwargs("users")
+
+
+def test_one_percent_corrupted_csv_loses_exactly_those_rows(tmp_path):
+    from models.synthetic import generate
+    from tests.batch.test_nightly import corrupt_one_percent
+
+    clean = generate(n_users=150, n_items=60, seed=5, events_per_user=15).interactions
+    df, expected = corrupt_one_percent(clean)
+    df.to_csv(tmp_path / "interactions.csv", index=False)
+    dataset = load_dataset(f"csv:{tmp_path}")
+    reasons = {}
+    for d in dataset.extras["dead_letters"]:
+        reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
+    assert reasons == expected
+    assert len(dataset.interactions) == len(clean) - sum(expected.values()) + 5
