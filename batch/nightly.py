@@ -41,6 +41,7 @@ from infra.bundle import BundleWriter, new_version
 from infra.redis_store import ListStore
 from infra.store import open_store
 from models.mf import MFConfig, train_mf
+from models.preprocess import parse_event_weights
 from models.topk import build_flat_index
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class NightlyOptions(PipelineOptions):
         parser.add_argument("--dim", type=int, default=MFConfig.dim, help="MF dimension")
         parser.add_argument("--epochs", type=int, default=MFConfig.epochs, help="MF epochs")
         parser.add_argument("--l2", type=float, default=MFConfig.l2, help="MF L2 penalty")
+        parser.add_argument("--event_weights", default="view=1,click=2,purchase=5,rating=1",
+                            help="Known event types and their weights, NAME=NUMBER,...")
 
 
 def _write_parquet(rows: list[dict], schema: pa.Schema) -> bytes:
@@ -80,7 +83,8 @@ def validate_stage(opts: NightlyOptions, pipeline_options: PipelineOptions, work
     """Runs the validation pipeline; returns (clean DataFrame, dead-letter rows)."""
     paths = expand_paths(opts.input)
     with beam.Pipeline(options=pipeline_options) as p:
-        out = p | "Read" >> ReadInteractions(paths) | ValidateInteractions()
+        out = (p | "Read" >> ReadInteractions(paths)
+               | ValidateInteractions(parse_event_weights(opts.event_weights)))
         out.valid | "WriteClean" >> beam.io.WriteToParquet(
             os.path.join(work, "clean"), CLEAN_SCHEMA, file_name_suffix=".parquet")
         out.dead | "WriteDead" >> beam.io.WriteToParquet(
@@ -97,7 +101,7 @@ def train_and_export(clean: pd.DataFrame, store, version: str, opts: NightlyOpti
     from models.export import check_tower, export_mf
 
     config = MFConfig(dim=opts.dim, epochs=opts.epochs, l2=opts.l2)
-    model = train_mf(clean, config)
+    model = train_mf(clean, config, parse_event_weights(opts.event_weights))
     popular = clean["item_id"].value_counts()
     popular = popular.reindex(model.items.ids).sort_values(ascending=False, kind="stable")
     writer = BundleWriter(store, version)

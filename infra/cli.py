@@ -52,20 +52,23 @@ def main(log_level: str) -> None:
 @_opt("--dim", envvar="RECSYS_DIM", default=32, type=int, help="MF embedding dimension.")
 @_opt("--epochs", envvar="RECSYS_EPOCHS", default=12, type=int, help="MF training epochs.")
 @_opt("--l2", envvar="RECSYS_L2", default=0.01, type=float, help="MF L2 penalty.")
+@_opt("--event-weights", envvar="RECSYS_EVENT_WEIGHTS",
+      default="view=1,click=2,purchase=5,rating=1",
+      help="Known event types and their weights; other types are dead letters.")
 @_opt("--runner", envvar="RECSYS_RUNNER", default="DirectRunner",
       help="Beam runner (DirectRunner, DataflowRunner, PortableRunner, ...).")
 @_opt("--json", "json_path", envvar="RECSYS_SUMMARY_JSON", default=None,
       help="Also write the run summary to this file.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def nightly(input_path, store, redis_url, namespace, k, shard_size, keep_versions, dim, epochs,
-            l2, runner, json_path, beam_args) -> None:
+            l2, event_weights, runner, json_path, beam_args) -> None:
     """Validate, train, export the bundle, precompute top-K and publish to Redis."""
     from batch.nightly import run
 
     argv = [f"--input={input_path}", f"--store={store}", f"--redis_url={redis_url}",
             f"--namespace={namespace}", f"--k={k}", f"--shard_size={shard_size}",
             f"--keep_versions={keep_versions}", f"--dim={dim}", f"--epochs={epochs}",
-            f"--l2={l2}", f"--runner={runner}", *beam_args]
+            f"--l2={l2}", f"--event_weights={event_weights}", f"--runner={runner}", *beam_args]
     _write_json(json_path, run(argv))
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.vocab import Vocab, interaction_weights
+from models.preprocess import Preprocessor
+from models.vocab import Vocab
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +101,6 @@ class MFModel:
         return out
 
 
-def positive_pairs(interactions: pd.DataFrame, users: Vocab, items: Vocab,
-                   event_weights=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (user, item) index pairs with log1p of summed weights, like the seed's pivot."""
-    w = interaction_weights(interactions, event_weights)
-    df = pd.DataFrame({"u": users.lookup(interactions["user_id"]),
-                       "i": items.lookup(interactions["item_id"]), "w": w})
-    df = df[(df.u >= 0) & (df.i >= 0)].groupby(["u", "i"], as_index=False)["w"].sum()
-    return df.u.to_numpy(np.int32), df.i.to_numpy(np.int32), np.log1p(df.w.to_numpy(np.float32))
-
-
 def train_mf(interactions: pd.DataFrame, config: MFConfig = MFConfig(),
              event_weights=None) -> MFModel:
     """Trains MF with biases on implicit feedback.
@@ -126,8 +117,11 @@ def train_mf(interactions: pd.DataFrame, config: MFConfig = MFConfig(),
     import tensorflow as tf
 
     keras.utils.set_random_seed(config.seed)
-    users, items = Vocab.build(interactions["user_id"]), Vocab.build(interactions["item_id"])
-    u, i, w = positive_pairs(interactions, users, items, event_weights)
+    pre = Preprocessor.fit(interactions, event_weights)
+    users, items = pre.users, pre.items
+    pairs = pre.pairs(interactions)
+    u, i = pairs.u.to_numpy(np.int32), pairs.i.to_numpy(np.int32)
+    w = np.log1p(pairs.w.to_numpy(np.float32))  # diminishing returns of repeated events
     rng = np.random.default_rng(config.seed)
     reg = keras.regularizers.L2(config.l2)
 

@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -12,7 +12,7 @@ from models.schema import validate_interaction
     ("2024-01-01T00:00:00Z", 1704067200),
     ("2024-01-01 00:00:00", 1704067200),  # naive strings are UTC
     (datetime(2024, 1, 1), 1704067200),  # naive datetimes too, whatever the machine's zone
-    (datetime(2024, 1, 1, tzinfo=timezone.utc), 1704067200),
+    (datetime(2024, 1, 1, tzinfo=UTC), 1704067200),
     (pd.Timestamp("2024-01-01"), 1704067200),
 ])
 def test_timestamps_accepted(ts, expected):
