@@ -23,6 +23,8 @@ from models.baselines import ItemKNN, Popularity, RecentPopularity
 from models.evaluation import Recommender, build_cases, build_report, evaluate_model, temporal_split
 from models.retrieval import MFRecommender
 from models.schema import Dataset
+from models.served import ServedRecommender
+from models.two_tower import TwoTowerRecommender
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,18 @@ MODEL_REGISTRY: dict[str, Callable[[], Recommender]] = {
     "recent_popularity": RecentPopularity,
     "item_knn": ItemKNN,
     "mf": MFRecommender,
+    "two_tower": TwoTowerRecommender,
+    "served": ServedRecommender,
 }
+try:  # the peers of EVALUATION.md: EASE always, ALS and BPR with the `peers` extra (implicit)
+    import importlib.util
+
+    from benchmarks.peers import PEERS
+
+    MODEL_REGISTRY.update({name: factory for name, factory in PEERS.items()
+                           if name == "ease" or importlib.util.find_spec("implicit")})
+except ImportError:  # pragma: no cover - benchmarks/ is not installed with the package
+    pass
 
 METRIC_COLUMNS = (
     ("warm NDCG@10", lambda m: m["warm"]["ndcg@10"]),

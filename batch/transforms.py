@@ -89,10 +89,10 @@ class DropDuplicatesFn(beam.DoFn):
 
 
 class RetrieveFn(beam.DoFn):
-    """Top-K for a shard of users: Faiss search, seen items excluded, then the rules.
+    """Top-K for a shard of users: Faiss search with seen items excluded by the rules.
 
-    The bundle (vectors and index) loads once per worker in setup().
-    Input: (shard_id, user_indices [n], seen: list of [m_u] item indices).
+    The bundle (user vectors, seen items, index) loads once per worker in setup().
+    Input: (shard_id, lo, hi), a range of user indices.
     Output: (shard_id, user_ids [n], items [n, k], scores [n, k]).
     """
 
@@ -105,11 +105,15 @@ class RetrieveFn(beam.DoFn):
 
         self.bundle = read_bundle(open_store(self.store_uri), self.version)
         self.index = self.bundle.index
+        self.indptr = self.bundle.array("seen_indptr.npy")
+        self.seen = self.bundle.array("seen_items.npy")
 
     def process(self, shard):
-        shard_id, users, seen = shard
-        items, scores = retrieve(self.index, self.bundle.user_vectors[users], self.k, seen)
-        yield shard_id, self.bundle.user_ids[users], items, scores
+        shard_id, lo, hi = shard
+        seen = np.split(self.seen[self.indptr[lo]:self.indptr[hi]],
+                        self.indptr[lo + 1:hi] - self.indptr[lo])
+        items, scores = retrieve(self.index, self.bundle.user_vectors[lo:hi], self.k, seen)
+        yield shard_id, self.bundle.user_ids[lo:hi], items, scores
 
 
 class WriteListsFn(beam.DoFn):
@@ -131,7 +135,7 @@ class WriteListsFn(beam.DoFn):
 
 
 class Retrieve(beam.PTransform):
-    """Shards of users -> (shard_id, user_ids, items, scores)."""
+    """Shards (shard_id, lo, hi) -> (shard_id, user_ids, items, scores)."""
 
     def __init__(self, store_uri: str, version: str, k: int):
         super().__init__()
@@ -142,8 +146,19 @@ class Retrieve(beam.PTransform):
                 | "SearchAndRules" >> beam.ParDo(self.fn))
 
 
-def make_shards(seen: list[np.ndarray], shard_size: int):
-    """Splits users 0..n-1 into (shard_id, users [<= shard_size], seen lists) elements."""
-    n = len(seen)
-    return [(s, np.arange(lo, min(lo + shard_size, n)), seen[lo:lo + shard_size])
-            for s, lo in enumerate(range(0, n, shard_size))]
+class Precompute(beam.PTransform):
+    """Shards -> retrieve -> rules -> Redis lists under the version; outputs counts."""
+
+    def __init__(self, store_uri: str, version: str, k: int, redis_url: str, namespace: str):
+        super().__init__()
+        self.retrieve = Retrieve(store_uri, version, k)
+        self.write = WriteListsFn(redis_url, namespace, version)
+
+    def expand(self, shards):
+        return shards | "Retrieve" >> self.retrieve | "WriteRedis" >> beam.ParDo(self.write)
+
+
+def user_shards(n_users: int, shard_size: int) -> list[tuple[int, int, int]]:
+    """Users 0..n-1 as (shard_id, lo, hi) ranges of at most shard_size."""
+    return [(s, lo, min(lo + shard_size, n_users))
+            for s, lo in enumerate(range(0, n_users, shard_size))]

@@ -100,6 +100,10 @@ class Bundle:
             self._item_index = {k: n for n, k in enumerate(self.item_ids)}
         return self._item_index
 
+    def array(self, name: str) -> np.ndarray:
+        """A verified .npy file of the bundle."""
+        return np.load(io.BytesIO(self.read(name)), allow_pickle=False)
+
     def read(self, name: str) -> bytes:
         data = self.store.get_bytes(f"{bundle_prefix(self.version)}/{name}")
         expected = self.manifest["files"][name]["sha256"]
@@ -114,11 +118,11 @@ def read_bundle(store: ArtifactStore, version: str, with_users: bool = True) -> 
     b = Bundle(version, manifest, np.array([]), np.array([]), np.zeros((0, 0)),
                np.zeros((0, 0)), [], store)
     b.item_ids = np.array(json.loads(b.read("item_ids.json")), dtype=object)
-    b.item_vectors = np.load(io.BytesIO(b.read("item_vectors.npy")))
+    b.item_vectors = b.array("item_vectors.npy")
     b.popular = json.loads(b.read("popular.json"))
     if with_users:
         b.user_ids = np.array(json.loads(b.read("user_ids.json")), dtype=object)
-        b.user_vectors = np.load(io.BytesIO(b.read("user_vectors.npy")))
+        b.user_vectors = b.array("user_vectors.npy")
     return b
 
 

@@ -6,13 +6,12 @@ import numpy as np
 import pandas as pd
 
 from models.mf import MFConfig, MFModel, train_mf
-from models.rules import apply_rules
 from models.topk import build_flat_index, faiss_topk
 
 
 def retrieve(index, xq: np.ndarray, k: int,
              seen: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Faiss top-k with seen items excluded, then the business rules.
+    """Faiss top-k with seen items excluded by the business rules (models.rules).
 
     Args:
         index: Faiss inner-product index over the item vectors.
@@ -23,12 +22,7 @@ def retrieve(index, xq: np.ndarray, k: int,
     Returns:
         (items [num_queries, k] int64, -1 padded; scores [num_queries, k] float32).
     """
-    I, D = faiss_topk(index, xq, k, seen)
-    out_i, out_d = np.full_like(I, -1), np.zeros_like(D)
-    for n in range(len(xq)):
-        items, scores = apply_rules(I[n], D[n], k, seen[n])
-        out_i[n, :len(items)], out_d[n, :len(items)] = items, scores
-    return out_i, out_d
+    return faiss_topk(index, xq, k, seen)
 
 
 class MFRecommender:

@@ -1,7 +1,8 @@
 """Business rules applied to ranked candidates, the same in the batch job and the functions.
 
-Candidates arrive ranked (best first). The rules drop excluded items (seen, unavailable, the
-request's exclusions), drop duplicates and keep the first k.
+Candidates arrive ranked (best first). The rules drop empty slots, excluded items (seen,
+unavailable, the request's exclusions) and repeats, and keep the first k. Vectorised over a
+batch of users, so the nightly precompute pays microseconds per user.
 """
 
 from __future__ import annotations
@@ -9,27 +10,70 @@ from __future__ import annotations
 import numpy as np
 
 
-def apply_rules(items: np.ndarray, scores: np.ndarray, k: int,
-                exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Filters one ranked candidate list.
+def exclusion_mask(items: np.ndarray, exclude: list[np.ndarray]) -> np.ndarray:
+    """True where items[r, j] is in exclude[r].
 
     Args:
-        items: [n] item indices, best first; -1 marks an empty slot.
-        scores: [n] their scores.
-        k: list length to keep.
-        exclude: item indices that must not appear.
+        items: [n, f] item indices.
+        exclude: n arrays of item indices.
 
     Returns:
-        ([<= k] items, [<= k] scores), in the input order.
+        [n, f] bool.
     """
-    keep = items >= 0
-    if exclude is not None and len(exclude):
-        keep &= ~np.isin(items, exclude)
-    _, first = np.unique(items, return_index=True)
-    unique = np.zeros(len(items), bool)
-    unique[first] = True
-    keep &= unique
-    return items[keep][:k], scores[keep][:k]
+    n = len(items)
+    lens = np.fromiter((len(e) for e in exclude), np.int64, count=n)
+    if lens.sum() == 0:
+        return np.zeros(items.shape, bool)
+    flat = np.concatenate([np.asarray(e, np.int64) for e in exclude])
+    width = int(max(items.max(initial=0), flat.max(initial=0))) + 2
+    rows = np.repeat(np.arange(n, dtype=np.int64), lens)
+    keys = np.arange(n, dtype=np.int64)[:, None] * width + (items.astype(np.int64) + 1)
+    return np.isin(keys, rows * width + flat + 1)
+
+
+def apply_rules_batch(items: np.ndarray, scores: np.ndarray, k: int,
+                      exclude: list[np.ndarray] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Filters ranked candidate lists of a batch of users.
+
+    Args:
+        items: [n, f] item indices per row, best first; -1 marks an empty slot.
+        scores: [n, f] their scores.
+        k: list length to keep.
+        exclude: per row, item indices that must not appear.
+
+    Returns:
+        (items [n, k] int64 with -1 padding, scores [n, k] float32 with 0 padding), in the
+        input order.
+    """
+    items = np.asarray(items, np.int64)
+    drop = items < 0
+    if exclude is not None:
+        drop |= exclusion_mask(items, exclude)
+    # Repeats: in a stable sort by item, every copy after the first is dropped.
+    by_item = np.argsort(items, axis=1, kind="stable")
+    sorted_items = np.take_along_axis(items, by_item, 1)
+    repeat = np.zeros(items.shape, bool)
+    np.put_along_axis(repeat, by_item[:, 1:], sorted_items[:, 1:] == sorted_items[:, :-1], 1)
+    drop |= repeat
+    order = np.argsort(drop, axis=1, kind="stable")[:, :k]
+    kept = ~np.take_along_axis(drop, order, 1)
+    out_i = np.where(kept, np.take_along_axis(items, order, 1), -1)
+    out_d = np.where(kept, np.take_along_axis(np.asarray(scores, np.float32), order, 1), 0)
+    if out_i.shape[1] < k:
+        pad = k - out_i.shape[1]
+        out_i = np.pad(out_i, ((0, 0), (0, pad)), constant_values=-1)
+        out_d = np.pad(out_d, ((0, 0), (0, pad)))
+    return out_i, out_d.astype(np.float32)
+
+
+def apply_rules(items: np.ndarray, scores: np.ndarray, k: int,
+                exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """apply_rules_batch for one list: returns ([<= k] items, [<= k] scores)."""
+    I, D = apply_rules_batch(np.asarray(items)[None], np.asarray(scores)[None], k,
+                             None if exclude is None else [np.asarray(exclude)])
+    keep = I[0] >= 0
+    return I[0][keep], D[0][keep]
 
 
 def fill(primary: list[str], fallback: list[str], k: int, exclude: set[str]) -> list[str]:

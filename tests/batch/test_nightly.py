@@ -58,7 +58,7 @@ def test_nightly_dead_letters_lose_only_the_bad_rows(tmp_path, redis_client, tin
     url = redis_client.connection_pool.connection_kwargs
     summary = run([f"--input={path}", f"--store={tmp_path / 'store'}",
                    f"--redis_url=redis://{url['host']}:{url['port']}/0", "--epochs=1",
-                   "--dim=4", "--k=5"])
+                   "--dim=4", "--k=5", "--skip_gate"])
     assert summary["dead_letters"] == expected
     assert summary["valid_events"] == len(tiny_dataset.interactions) - sum(expected.values()) + 5
     dead = pq.read_table(io.BytesIO(LocalStore(str(tmp_path / "store")).get_bytes(

@@ -8,7 +8,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from batch.transforms import Retrieve, ValidateInteractions, make_shards
+from batch.transforms import Retrieve, ValidateInteractions, user_shards
 from infra.bundle import BundleWriter
 from infra.store import LocalStore
 from models.topk import brute_force_topk, build_flat_index
@@ -29,8 +29,11 @@ def random_bundle(tmp_path):
     w.put_array("user_vectors.npy", xq)
     w.put("items.faiss", faiss.serialize_index(build_flat_index(xb)).tobytes())
     w.put_json("popular.json", ["i0"])
+    seen = [np.sort(rng.choice(80, rng.integers(0, 12), replace=False)) for _ in range(30)]
+    seen[3] = np.arange(60)  # a heavy user, far above the others
+    w.put_array("seen_indptr.npy", np.cumsum([0] + [len(s) for s in seen]))
+    w.put_array("seen_items.npy", np.concatenate(seen))
     w.commit({"model": "test"})
-    seen = [rng.choice(80, rng.integers(0, 12), replace=False) for _ in range(30)]
     return store, xb, xq, seen
 
 
@@ -47,7 +50,7 @@ def test_retrieve_matches_brute_force(random_bundle):
             yield u, tuple(int(i) for i in row)
 
     with TestPipeline() as p:
-        got = (p | beam.Create(make_shards(seen, 7)) | Retrieve(store.uri, "v1", 10)
+        got = (p | beam.Create(user_shards(30, 7)) | Retrieve(store.uri, "v1", 10)
                | beam.FlatMap(flatten))
         assert_that(got, equal_to(expected))
 
@@ -59,7 +62,7 @@ def test_retrieve_scores_match_brute_force(random_bundle):
     fn = RetrieveFn(store.uri, "v1", 10)
     fn.setup()
     I_ref, D_ref = brute_force_topk(xq, xb, 10, seen)
-    for shard in make_shards(seen, 8):
+    for shard in user_shards(30, 8):
         _, user_ids, items, scores = next(fn.process(shard))
         rows = [int(u[1:]) for u in user_ids]
         np.testing.assert_array_equal(items, I_ref[rows])

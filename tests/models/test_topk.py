@@ -44,3 +44,32 @@ def test_rules_drop_excluded_duplicates_and_empty_slots():
 
 def test_fill_tops_up_without_repeats():
     assert fill(["a", "b"], ["b", "c", "x", "d"], 4, {"x"}) == ["a", "b", "c", "d"]
+
+
+def test_batch_rules_match_the_single_list_rules():
+    from models.rules import apply_rules_batch
+
+    rng = np.random.default_rng(4)
+    items = rng.integers(-1, 12, (30, 15))
+    scores = -np.sort(rng.random((30, 15)), axis=1)
+    exclude = [rng.choice(12, rng.integers(0, 6), replace=False) for _ in range(30)]
+    I, D = apply_rules_batch(items, scores, 6, exclude)
+    for r in range(30):
+        keep, seen_ids = [], set(exclude[r].tolist())
+        for i, s in zip(items[r], scores[r], strict=True):
+            if i >= 0 and i not in seen_ids and i not in {x for x, _ in keep}:
+                keep.append((i, s))
+        keep = keep[:6]
+        assert I[r].tolist() == [i for i, _ in keep] + [-1] * (6 - len(keep))
+        np.testing.assert_allclose(D[r][:len(keep)], [s for _, s in keep], rtol=1e-6)
+
+
+def test_heavy_users_are_searched_again_wider():
+    rng = np.random.default_rng(5)
+    xb = rng.normal(size=(200, 8)).astype(np.float32)
+    xq = rng.normal(size=(50, 8)).astype(np.float32)
+    seen = [rng.choice(200, 2, replace=False) for _ in range(49)]
+    seen.append(rng.choice(200, 150, replace=False))  # far beyond the batch's 95th percentile
+    I_ref, _ = brute_force_topk(xq, xb, 20, seen)
+    I, _ = faiss_topk(build_flat_index(xb), xq, 20, seen)
+    np.testing.assert_array_equal(I, I_ref)
