@@ -5,8 +5,11 @@
 The archive holds the packages functions/, models/ and infra/, a root main.py that re-exports
 the HTTP handlers of functions/main.py (Cloud Functions loads main.py from the archive's root),
 and a requirements.txt with only the serving dependencies, taken with their version ranges from
-pyproject.toml: the functions must stay light, so Beam and TensorFlow stay out. The archive is
-byte-for-byte reproducible, so Terraform redeploys only when its content changes.
+pyproject.toml: the functions must stay light, so Beam and TensorFlow stay out. Before writing, it
+follows the module-level imports from functions/main.py through the packaged code and fails,
+naming the file, if one needs a third-party package that requirements.txt does not install.
+The archive is byte-for-byte reproducible, so Terraform redeploys only when its content
+changes.
 """
 
 from __future__ import annotations
@@ -22,11 +25,21 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("functions", "models", "infra")
 ENTRY_POINTS = ("recommend", "events", "health")
-# Always installed for the functions; must be declared in pyproject.toml.
-SERVING_DEPENDENCIES = ("functions-framework", "redis", "boto3", "numpy", "faiss-cpu")
+# Always installed for the functions; must be declared in pyproject.toml. pandas: models/
+# imports it at module level (schema, vocab, mf).
+SERVING_DEPENDENCIES = ("functions-framework", "redis", "boto3", "numpy", "faiss-cpu", "pandas")
 # Light runtimes of the on-demand path, installed when pyproject.toml declares them.
 OPTIONAL_SERVING_DEPENDENCIES = ("ai-edge-litert", "onnxruntime")
 EXCLUDED_DIRS = {"__pycache__", "flex_template"}
+# Import name -> the requirement that provides it, where the two differ or one brings another.
+PROVIDED_BY = {
+    "faiss": "faiss-cpu",
+    "ai_edge_litert": "ai-edge-litert",
+    "functions_framework": "functions-framework",
+    "flask": "functions-framework",
+    "werkzeug": "functions-framework",
+    "botocore": "boto3",
+}
 EXCLUDED_SUFFIXES = {".pyc", ".pyo"}
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -100,6 +113,98 @@ def check_entry_points(functions_main: Path, names: Sequence[str] = ENTRY_POINTS
         )
 
 
+def _module_file(root: Path, dotted: str) -> Path | None:
+    base = root.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _module_level_imports(path: Path, root: Path) -> list[str]:
+    """Absolute dotted names imported when `path` is imported (not those inside functions)."""
+    package = ".".join(path.relative_to(root).with_suffix("").parts)
+    if path.name != "__init__.py":
+        package = package.rpartition(".")[0]
+    names = []
+    pending = list(ast.parse(path.read_text(), filename=str(path)).body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names.append(base)
+            names += [f"{base}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.If | ast.Try | ast.With):
+            # Skipped: `if TYPE_CHECKING:` (never runs) and `try: import x / except ImportError`
+            # (optional by design).
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            if isinstance(node, ast.Try) and any(
+                "ImportError" in ast.unparse(h.type or ast.Name("BaseException"))
+                or "ModuleNotFoundError" in ast.unparse(h.type or ast.Name("BaseException"))
+                for h in node.handlers
+            ):
+                pending += node.orelse + node.finalbody
+                continue
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                pending += getattr(node, field, [])
+        elif isinstance(node, ast.ExceptHandler):
+            pending += node.body
+    return names
+
+
+def third_party_imports(root: Path, start: str = "functions.main") -> dict[str, str]:
+    """Third-party packages imported, at module level, by `start` and the local code it imports.
+
+    Returns:
+      Top-level import name -> the first local file that imports it.
+    """
+    found: dict[str, str] = {}
+    seen: set[Path] = set()
+    pending = [start]
+    while pending:
+        dotted = pending.pop()
+        top = dotted.split(".")[0]
+        if top not in PACKAGES:
+            if top not in sys.stdlib_module_names and top not in found:
+                found[top] = ""
+            continue
+        parts = dotted.split(".")
+        files = [_module_file(root, ".".join(parts[: n + 1])) for n in range(len(parts))]
+        for path in files:
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            for name in _module_level_imports(path, root):
+                head = name.split(".")[0]
+                if head not in PACKAGES and head not in sys.stdlib_module_names:
+                    found.setdefault(head, str(path.relative_to(root)))
+                pending.append(name)
+    return {name: via for name, via in found.items() if via}
+
+
+def check_imports(root: Path, requirements: Iterable[str]) -> None:
+    """Fails if the functions import a third-party package that requirements do not install."""
+    installed = {_requirement_name(line) for line in requirements}
+    missing = {
+        name: via
+        for name, via in third_party_imports(root).items()
+        if _normalize(PROVIDED_BY.get(name, name)) not in installed
+    }
+    if missing:
+        listed = ", ".join(f"{name} (imported by {via})" for name, via in sorted(missing.items()))
+        raise SourceError(
+            f"the functions import {listed} at module level, but requirements.txt would not "
+            f"install it. Import it inside the function that needs it, or add it to "
+            f"SERVING_DEPENDENCIES in {Path(__file__).name}."
+        )
+
+
 def _package_files(root: Path) -> list[tuple[str, Path]]:
     files = []
     for package in PACKAGES:
@@ -136,6 +241,7 @@ def build(root: Path, out: Path, extra_requirements: Iterable[str] = ()) -> list
     """
     check_entry_points(root / "functions" / "main.py")
     requirements = serving_requirements(root / "pyproject.toml", extra_requirements)
+    check_imports(root, requirements)
     main_py = MAIN_PY.format(
         names=", ".join(sorted(ENTRY_POINTS)),
         quoted=", ".join(f'"{name}"' for name in sorted(ENTRY_POINTS)),

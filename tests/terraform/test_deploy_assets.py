@@ -43,7 +43,7 @@ def repo(tmp_path) -> Path:
     (tmp_path / "pyproject.toml").write_text(
         "[project]\nname = 'x'\nversion = '0'\n"
         "dependencies = ['apache-beam>=2.60', 'tensorflow>=2.16', 'faiss-cpu>=1.8', "
-        "'redis>=5.0', 'boto3>=1.34', 'numpy>=1.26', 'functions-framework>=3.5']\n"
+        "'redis>=5.0', 'boto3>=1.34', 'numpy>=1.26', 'pandas>=2.1', 'functions-framework>=3.5']\n"
         "[project.optional-dependencies]\nlite = ['ai-edge-litert>=1.0']\n"
     )
     for package in bfs.PACKAGES:
@@ -84,6 +84,7 @@ def test_archive_holds_packages_entry_module_and_serving_requirements(repo, tmp_
         "boto3>=1.34",
         "numpy>=1.26",
         "faiss-cpu>=1.8",
+        "pandas>=2.1",
         "ai-edge-litert>=1.0",
     ]
     tree = ast.parse(main_py)
@@ -107,6 +108,24 @@ def test_missing_entry_point_is_named(repo, tmp_path):
         bfs.SourceError, match=r"does not define events, health.*defines: recommend"
     ):
         bfs.build(repo, tmp_path / "f.zip")
+
+
+def test_module_level_import_of_an_uninstalled_package_is_named(repo, tmp_path):
+    main_py = repo / "functions" / "main.py"
+    main_py.write_text("from models import tower\n" + main_py.read_text())
+    (repo / "models" / "tower.py").write_text("import numpy as np\nimport tensorflow as tf\n")
+    (repo / "models" / "lazy.py").write_text("def load():\n    import tensorflow\n")
+
+    with pytest.raises(bfs.SourceError, match=r"import tensorflow \(imported by models/tower.py\)"):
+        bfs.build(repo, tmp_path / "f.zip")
+
+    # Imported inside a function, or optional by design: fine.
+    (repo / "models" / "tower.py").write_text(
+        "import numpy as np\n"
+        "from . import lazy\n\n"
+        "try:\n    import tensorflow as tf\nexcept ImportError:\n    tf = None\n"
+    )
+    bfs.build(repo, tmp_path / "f.zip")
 
 
 def test_undeclared_serving_dependency_is_named(repo, tmp_path):
@@ -233,7 +252,7 @@ def test_template_parameters_are_launcher_or_pipeline_flags():
 
 def test_scheduler_sends_only_declared_parameters():
     main_tf = (REPO / "terraform" / "modules" / "batch" / "main.tf").read_text()
-    start = main_tf.index("parameters = merge(") + len("parameters = merge(")
+    start = main_tf.index("parameters = {") + len("parameters = {")
     block = main_tf[start : main_tf.index("var.extra_parameters")]
     sent = set(re.findall(r"^\s*(\w+)\s*=", block, flags=re.M))
 

@@ -1,0 +1,109 @@
+# Deployment-specific values have no default: they come from terraform.tfvars
+# (copy terraform.tfvars.example). The rest are this environment's sizing and policy.
+
+variable "project_id" {
+  type        = string
+  description = "Google Cloud project to deploy into."
+}
+
+variable "region" {
+  type        = string
+  description = "Region of every regional resource (functions, Redis, Dataflow, scheduler, buckets), e.g. europe-west1."
+}
+
+variable "function_source_zip" {
+  type        = string
+  description = "Path of the functions' source archive built by `python infra/build_function_source.py --out dist/functions.zip`, relative to this folder (e.g. ../../../dist/functions.zip)."
+}
+
+variable "batch_image_tag" {
+  type        = string
+  description = "Tag of the nightly job image pushed to the batch repository (docs/DEPLOY.md, step 7), e.g. the git commit."
+}
+
+variable "nightly_input_uri" {
+  type        = string
+  description = "Interactions the nightly job trains on: an s3:// URI (folder, file or glob) in the data bucket or elsewhere."
+}
+
+variable "recommend_invokers" {
+  type        = list(string)
+  description = "Who may call recommend and health: [\"allUsers\"] for a public endpoint, or members like serviceAccount:app@PROJECT.iam.gserviceaccount.com, group:team@example.com."
+}
+
+variable "events_invokers" {
+  type        = list(string)
+  description = "Who may call events (never public): members like serviceAccount:app@PROJECT.iam.gserviceaccount.com or user:you@example.com."
+}
+
+variable "api_key_version" {
+  type        = string
+  description = "Version of the API key secret the functions read: latest, or the number of the version to switch to when rotating (docs/DEPLOY.md)."
+  default     = "latest"
+}
+
+variable "recommend_ingress" {
+  type        = string
+  description = "Network ingress of recommend and health: ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  default     = "ALLOW_ALL"
+}
+
+variable "events_ingress" {
+  type        = string
+  description = "Network ingress of events: ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  default     = "ALLOW_ALL"
+}
+
+variable "nightly_schedule" {
+  type        = string
+  description = "Cron schedule of the nightly job, read in nightly_time_zone."
+  default     = "0 3 * * *"
+}
+
+variable "nightly_time_zone" {
+  type        = string
+  description = "tz database name of the nightly schedule."
+  default     = "Etc/UTC"
+}
+
+variable "nightly_paused" {
+  type        = bool
+  description = "Keep the scheduler job paused (runs only when triggered by hand)."
+  default     = false
+}
+
+variable "recommendations_per_user" {
+  type        = number
+  description = "Length of the list published per user (the nightly job's k)."
+  default     = 100
+}
+
+variable "redis_tier" {
+  type        = string
+  description = "Memorystore tier: BASIC (one node) or STANDARD_HA (replica and failover)."
+  default     = "BASIC"
+}
+
+variable "redis_memory_size_gb" {
+  type        = number
+  description = "Memorystore memory in GiB."
+  default     = 1
+}
+
+variable "recommend_min_instances" {
+  type        = number
+  description = "Warm instances of recommend (0 allows cold starts)."
+  default     = 0
+}
+
+variable "dataflow_max_workers" {
+  type        = number
+  description = "Ceiling of Dataflow workers for the nightly job."
+  default     = 2
+}
+
+variable "force_destroy" {
+  type        = bool
+  description = "Let `terraform destroy` delete buckets that still hold objects."
+  default     = true
+}

@@ -1,0 +1,34 @@
+output "urls" {
+  description = "HTTPS URLs of the functions keyed by name (recommend, events, health)."
+  value       = { for name, function in google_cloudfunctions2_function.main : name => function.service_config[0].uri }
+}
+
+output "recommend_url" {
+  description = "HTTPS URL of recommend."
+  value       = google_cloudfunctions2_function.main["recommend"].service_config[0].uri
+}
+
+output "events_url" {
+  description = "HTTPS URL of events."
+  value       = google_cloudfunctions2_function.main["events"].service_config[0].uri
+}
+
+output "health_url" {
+  description = "HTTPS URL of health."
+  value       = google_cloudfunctions2_function.main["health"].service_config[0].uri
+}
+
+output "function_names" {
+  description = "Deployed function names keyed by role (recommend, events, health)."
+  value       = { for name, function in google_cloudfunctions2_function.main : name => function.name }
+}
+
+output "source_bucket" {
+  description = "Bucket holding the uploaded source archives."
+  value       = google_storage_bucket.main.name
+}
+
+output "source_object" {
+  description = "Object name of the archive the functions were built from."
+  value       = google_storage_bucket_object.main.name
+}
