@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 
@@ -46,7 +47,7 @@ class NightlyOptions(PipelineOptions):
         parser.add_argument("--input", help="Interactions: a .parquet/.csv file, a folder or "
                                             "a glob; local or s3://")
         parser.add_argument("--store", help="Artifact store: a local folder or s3://bucket/prefix")
-        parser.add_argument("--redis_url", help="Redis to publish to")
+        parser.add_argument("--redis_url", help="Redis to publish to (default: $REDIS_URL)")
         parser.add_argument("--namespace", default="recsys", help="Redis key prefix")
         parser.add_argument("--k", type=int, default=100, help="List length per user")
         parser.add_argument("--shard_size", type=int, default=5000, help="Users per shard")
@@ -71,15 +72,15 @@ class NightlyOptions(PipelineOptions):
                             help="Do not evaluate the quality gate (saves one training)")
 
 
-def _default_to_both_cores(options: PipelineOptions) -> None:
-    """The DirectRunner runs shards in parallel processes unless told otherwise."""
+def _default_to_both_cores(options: PipelineOptions, argv: list[str]) -> None:
+    """The DirectRunner runs shards in parallel processes unless the flags say otherwise."""
     if options.view_as(StandardOptions).runner not in (None, "DirectRunner"):
         return
+    if any(a.startswith("--direct_running_mode") for a in argv):
+        return
     direct = options.view_as(DirectOptions)
-    if direct.direct_running_mode == "in_memory" and "--direct_running_mode" not in str(
-            options.get_all_options(retain_unknown_options=True)):
-        direct.direct_running_mode = "multi_processing"
-        direct.direct_num_workers = direct.direct_num_workers or os.cpu_count() or 1
+    direct.direct_running_mode = "multi_processing"
+    direct.direct_num_workers = direct.direct_num_workers or os.cpu_count() or 1
 
 
 def run(argv: list[str] | None = None) -> dict:
@@ -91,12 +92,18 @@ def run(argv: list[str] | None = None) -> dict:
     """
     options = PipelineOptions(argv)
     opts = options.view_as(NightlyOptions)
+    # The Redis URL holds a password: deployments pass it as REDIS_URL, not as a flag that
+    # runners show in their consoles.
+    opts.redis_url = opts.redis_url or os.environ.get("REDIS_URL")
     missing = [f"--{name}" for name in ("input", "store", "redis_url") if not getattr(opts, name)]
     if missing:
         raise ValueError(f"missing required flag(s) {missing}; see `recsys nightly --help`")
     store = open_store(opts.store)
     lists = ListStore.from_url(opts.redis_url, opts.namespace)
     lists.r.ping()  # fail before any work if Redis is unreachable
+    dropped = lists.drop_unpublished()
+    if dropped:
+        log.info("dropped the keys of unpublished (failed) versions %s", dropped)
     weights = parse_event_weights(opts.event_weights)
     version, seconds = new_version(), {}
 
@@ -130,7 +137,7 @@ def run(argv: list[str] | None = None) -> dict:
     seconds["train_export"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    _default_to_both_cores(options)
+    _default_to_both_cores(options, argv if argv is not None else sys.argv[1:])
     with beam.Pipeline(options=options) as p:
         _ = (p | "Shards" >> beam.Create(user_shards(stats["users"], opts.shard_size))
              | "Precompute" >> Precompute(opts.store, version, opts.k, opts.redis_url,

@@ -6,13 +6,19 @@ Key layout (NS = namespace, "recsys" by default; see docs/ARCHITECTURE.md):
   NS:v:VER:meta              -> JSON summary of the version (bundle, users, ...)
   NS:v:VER:shards            -> hash: shard id -> users written (checked before the flip)
   NS:v:VER:u:USER            -> list: K little-endian int32 item indices, then K float16 scores
-  NS:events                  -> stream of ingested events (drained by the nightly job)
+  NS:events                  -> stream of ingested events (consumer group `nightly` drains
+                                it into the artifact store: infra/events_log.py)
+  NS:eid:EVENT_ID            -> marks an event id as ingested (TTL): a resent event is skipped
   NS:hist:USER               -> list: the user's most recent item ids (newest first)
+  NS:items:unavailable       -> set of item ids that must not be recommended
+  NS:items:category          -> hash: item id -> category (for the category filter)
+  NS:items:rev               -> counter bumped by every change of the two above
 """
 
 from __future__ import annotations
 
 import json
+import struct
 import time
 
 import numpy as np
@@ -29,10 +35,47 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 return -1
 """
 
+# Per event (ARGV[4..], JSON [event_id or "", user_id, item_id, field, value, ...]): skip it if
+# its id was seen within the TTL, else XADD it and push the item on the user's history.
+_APPEND = """
+local out = {}
+for n = 4, #ARGV do
+  local e = cjson.decode(ARGV[n])
+  local fresh = true
+  if e[1] ~= '' then
+    fresh = redis.call('SET', ARGV[1] .. ':eid:' .. e[1], '1', 'NX', 'EX', ARGV[3])
+  end
+  if fresh then
+    local fields = {}
+    for f = 4, #e do fields[#fields + 1] = e[f] end
+    out[#out + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
+    local hist = ARGV[1] .. ':hist:' .. e[2]
+    redis.call('LPUSH', hist, e[3])
+    redis.call('LTRIM', hist, 0, tonumber(ARGV[2]) - 1)
+  else
+    out[#out + 1] = false
+  end
+end
+return out
+"""
+
 
 def encode_list(items: np.ndarray, scores: np.ndarray) -> bytes:
     """Packs [k] item indices (int32) and [k] scores (float16): 6 bytes per entry."""
     return items.astype("<i4").tobytes() + scores.astype("<f2").tobytes()
+
+
+def encode_lists(items: np.ndarray, scores: np.ndarray) -> list[bytes]:
+    """encode_list for each row of [n, k] items (-1 = none) and scores, vectorised."""
+    n, k = items.shape
+    packed = np.concatenate([items.astype("<i4").view(np.uint8).reshape(n, 4 * k),
+                             scores.astype("<f2").view(np.uint8).reshape(n, 2 * k)], axis=1)
+    full = items[:, -1] >= 0 if k else np.ones(n, bool)
+    out = [row.tobytes() for row in packed]
+    for r in np.flatnonzero(~full):  # lists shorter than k (-1 padded): pack their prefix
+        keep = items[r] >= 0
+        out[r] = encode_list(items[r][keep], scores[r][keep])
+    return out
 
 
 def decode_list(data: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -43,12 +86,27 @@ def decode_list(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     return items, scores
 
 
+_LAYOUTS: dict[int, struct.Struct] = {}
+
+
+def decode_list_py(data: bytes) -> tuple[list[int], list[float]]:
+    """decode_list as Python lists, without NumPy: the serving hot path (one struct call)."""
+    k = len(data) // 6
+    layout = _LAYOUTS.get(k)
+    if layout is None:
+        layout = _LAYOUTS[k] = struct.Struct(f"<{k}i{k}e")
+    values = layout.unpack_from(data)
+    return list(values[:k]), list(values[k:])
+
+
 class ListStore:
     """Versioned recommendation lists in Redis."""
 
     def __init__(self, client: redis.Redis, namespace: str = "recsys"):
         self.r, self.ns = client, namespace
         self._flip = self.r.register_script(_FLIP)
+        self._append = self.r.register_script(_APPEND)
+        self.events_key = f"{namespace}:events"
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "recsys", **kwargs) -> ListStore:
@@ -72,14 +130,13 @@ class ListStore:
         Returns:
             Number of users written.
         """
-        pipe = self.r.pipeline(transaction=False)
-        for n, user_id in enumerate(user_ids):
-            keep = items[n] >= 0
-            pipe.set(self.user_key(version, user_id), encode_list(items[n][keep], scores[n][keep]))
-            if (n + 1) % batch == 0:
-                pipe.execute()
-        pipe.hset(f"{self._v(version)}:shards", shard, len(user_ids))
-        pipe.execute()
+        prefix = f"{self._v(version)}:u:"
+        values = encode_lists(items, scores)
+        for lo in range(0, len(values), batch):
+            self.r.mset({prefix + str(u): v for u, v in
+                         zip(user_ids[lo:lo + batch], values[lo:lo + batch], strict=True)})
+        # Recorded last: a shard counts only once all its lists are in Redis.
+        self.r.hset(f"{self._v(version)}:shards", shard, len(user_ids))
         return len(user_ids)
 
     def flip(self, version: str, expected_users: int, meta: dict) -> None:
@@ -113,6 +170,21 @@ class ListStore:
         raw = self.r.get(self.user_key(version, user_id))
         return decode_list(raw) if raw is not None else None
 
+    def drop_unpublished(self) -> list[str]:
+        """Deletes the keys of versions that started writing but never flipped (failed runs).
+
+        Only one nightly run may write at a time (the scheduler runs them in sequence).
+        """
+        published = set(self.versions())
+        dropped = []
+        for key in self.r.scan_iter(f"{self.ns}:v:*:shards", count=10_000):
+            version = key.decode()[len(self.ns) + 3:-len(":shards")]
+            if version not in published:
+                for k in self.r.scan_iter(f"{self._v(version)}:*", count=10_000):
+                    self.r.unlink(k)
+                dropped.append(version)
+        return dropped
+
     def expire_old(self, keep: int) -> list[str]:
         """Deletes the keys of published versions beyond the newest `keep` (never current)."""
         current, dropped = self.current(), []
@@ -126,16 +198,131 @@ class ListStore:
         return dropped
 
     # Events and history -------------------------------------------------------------------
-    def append_events(self, events: list[dict], history_len: int = 50) -> list[str]:
-        """Adds events to the durable stream and to each user's recent history, atomically."""
-        pipe = self.r.pipeline(transaction=True)
+    def hist_key(self, user_id: str) -> str:
+        return f"{self.ns}:hist:{user_id}"
+
+    def append_events(self, events: list[dict], history_len: int = 50,
+                      dedup_ttl: int = 86_400) -> list[str | None]:
+        """Adds events to the durable stream and to each user's recent history, atomically.
+
+        An event whose `event_id` was already ingested within `dedup_ttl` seconds is skipped,
+        so a client may resend a batch it is unsure about. Events without an id are always
+        added.
+
+        Returns:
+            Per event, its stream id, or None for a skipped duplicate.
+        """
+        if not events:
+            return []
+        args = []
         for e in events:
-            pipe.xadd(f"{self.ns}:events", {k: str(v) for k, v in e.items() if v is not None})
-            pipe.lpush(f"{self.ns}:hist:{e['user_id']}", e["item_id"])
-            pipe.ltrim(f"{self.ns}:hist:{e['user_id']}", 0, history_len - 1)
-        out = pipe.execute()
-        return [x.decode() for x in out[0::3]]
+            fields = [str(x) for k, v in e.items() if v is not None for x in (k, v)]
+            args.append(json.dumps([str(e.get("event_id") or ""), str(e["user_id"]),
+                                    str(e["item_id"]), *fields]))
+        out = self._append(keys=[self.events_key], args=[self.ns, history_len, dedup_ttl, *args])
+        return [x.decode() if x is not None else None for x in out]
+
+    def read_user(self, version: str, user_id: str, n: int = 50) -> tuple[bytes | None, list]:
+        """The user's nightly list and their `n` most recent items (newest first, bytes).
+
+        The serving hot path: both commands go out in one write on a pooled connection and
+        come back in one round trip, without the cost of a redis-py pipeline object.
+        """
+        pool = self.r.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command(conn.pack_commands([
+                ("GET", self.user_key(version, user_id)),
+                ("LRANGE", self.hist_key(user_id), 0, n - 1)]))
+            return conn.read_response(), conn.read_response()
+        except BaseException:
+            conn.disconnect()  # a reply may be left unread: never reuse this connection
+            raise
+        finally:
+            pool.release(conn)
 
     def history(self, user_id: str, n: int = 50) -> list[str]:
         """The user's most recent item ids, oldest first."""
-        return [x.decode() for x in self.r.lrange(f"{self.ns}:hist:{user_id}", 0, n - 1)][::-1]
+        return [x.decode() for x in self.r.lrange(self.hist_key(user_id), 0, n - 1)][::-1]
+
+    # Draining the stream (infra/events_log.py) ---------------------------------------------
+    def ensure_group(self, group: str) -> None:
+        """Creates the consumer group (from the stream's start) unless it exists."""
+        try:
+            self.r.xgroup_create(self.events_key, group, id="0", mkstream=True)
+        except redis.ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+    def last_event_id(self) -> str:
+        """The id of the newest entry in the stream ("0-0" when it is empty)."""
+        newest = self.r.xrevrange(self.events_key, count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    def read_events(self, group: str, consumer: str, count: int,
+                    after: str = ">") -> list[tuple[str, dict]]:
+        """Entries for `consumer`: new ones (after=">") or its own pending ones after an id.
+
+        Returns:
+            [(stream id, {field: value} or None for an entry deleted while pending)], oldest
+            first.
+        """
+        reply = self.r.xreadgroup(group, consumer, {self.events_key: after}, count=count)
+        entries = reply[0][1] if reply else []
+        return [(i.decode(), None if f is None else {k.decode(): v.decode() for k, v in f.items()})
+                for i, f in entries]
+
+    def claim_events(self, group: str, consumer: str, count: int) -> int:
+        """Moves every pending entry of other consumers of `group` to `consumer`."""
+        claimed, start = 0, "0-0"
+        while True:
+            start, entries, *_ = self.r.xautoclaim(self.events_key, group, consumer, 0,
+                                                   start_id=start, count=count)
+            claimed += len(entries)
+            if start in (b"0-0", "0-0"):
+                return claimed
+
+    def ack_events(self, group: str, ids: list[str]) -> None:
+        """Acknowledges entries and deletes them from the stream, in one transaction."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.xack(self.events_key, group, *ids)
+        pipe.xdel(self.events_key, *ids)
+        pipe.execute()
+
+    # Item availability and categories -----------------------------------------------------
+    def set_items(self, unavailable=(), available=(), categories: dict | None = None) -> int:
+        """Marks items unavailable or available again and sets their categories.
+
+        Returns:
+            The new revision (NS:items:rev), which the functions compare to reload.
+        """
+        pipe = self.r.pipeline(transaction=True)
+        if unavailable:
+            pipe.sadd(f"{self.ns}:items:unavailable", *unavailable)
+        if available:
+            pipe.srem(f"{self.ns}:items:unavailable", *available)
+        if categories:
+            pipe.hset(f"{self.ns}:items:category", mapping=categories)
+        pipe.incr(f"{self.ns}:items:rev")
+        return int(pipe.execute()[-1])
+
+    def items_rev_key(self) -> str:
+        return f"{self.ns}:items:rev"
+
+    def current_and_rev(self) -> tuple[str | None, int]:
+        """The `current` pointer and the item filters' revision, in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(f"{self.ns}:current")
+        pipe.get(self.items_rev_key())
+        current, rev = pipe.execute()
+        return (current.decode() if current is not None else None), int(rev or 0)
+
+    def item_filters(self) -> tuple[int, set[str], dict[str, str]]:
+        """(revision, unavailable item ids, item id -> category), read in one transaction."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.get(self.items_rev_key())
+        pipe.smembers(f"{self.ns}:items:unavailable")
+        pipe.hgetall(f"{self.ns}:items:category")
+        rev, unavailable, categories = pipe.execute()
+        return (int(rev or 0), {x.decode() for x in unavailable},
+                {k.decode(): v.decode() for k, v in categories.items()})

@@ -14,7 +14,7 @@ def exclusion_mask(items: np.ndarray, exclude: list[np.ndarray]) -> np.ndarray:
     """True where items[r, j] is in exclude[r].
 
     Args:
-        items: [n, f] item indices.
+        items: [n, f] item indices (-1 for empty slots).
         exclude: n arrays of item indices.
 
     Returns:
@@ -26,13 +26,17 @@ def exclusion_mask(items: np.ndarray, exclude: list[np.ndarray]) -> np.ndarray:
         return np.zeros(items.shape, bool)
     flat = np.concatenate([np.asarray(e, np.int64) for e in exclude])
     width = int(max(items.max(initial=0), flat.max(initial=0))) + 2
-    rows = np.repeat(np.arange(n, dtype=np.int64), lens)
+    # One sorted key per (row, item); a binary search per candidate (no full sort of both).
+    ex_keys = np.repeat(np.arange(n, dtype=np.int64) * width, lens) + flat + 1
+    if np.any(ex_keys[1:] < ex_keys[:-1]):
+        ex_keys.sort()
     keys = np.arange(n, dtype=np.int64)[:, None] * width + (items.astype(np.int64) + 1)
-    return np.isin(keys, rows * width + flat + 1)
+    pos = np.searchsorted(ex_keys, keys).clip(max=len(ex_keys) - 1)
+    return ex_keys[pos] == keys
 
 
 def apply_rules_batch(items: np.ndarray, scores: np.ndarray, k: int,
-                      exclude: list[np.ndarray] | None = None
+                      exclude: list[np.ndarray] | None = None, unique: bool = False
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Filters ranked candidate lists of a batch of users.
 
@@ -41,30 +45,36 @@ def apply_rules_batch(items: np.ndarray, scores: np.ndarray, k: int,
         scores: [n, f] their scores.
         k: list length to keep.
         exclude: per row, item indices that must not appear.
+        unique: the caller guarantees no item repeats within a row (e.g. a Faiss result),
+            which skips the repeat check.
 
     Returns:
         (items [n, k] int64 with -1 padding, scores [n, k] float32 with 0 padding), in the
         input order.
     """
     items = np.asarray(items, np.int64)
+    scores = np.asarray(scores, np.float32)
+    n = len(items)
     drop = items < 0
     if exclude is not None:
         drop |= exclusion_mask(items, exclude)
-    # Repeats: in a stable sort by item, every copy after the first is dropped.
-    by_item = np.argsort(items, axis=1, kind="stable")
-    sorted_items = np.take_along_axis(items, by_item, 1)
-    repeat = np.zeros(items.shape, bool)
-    np.put_along_axis(repeat, by_item[:, 1:], sorted_items[:, 1:] == sorted_items[:, :-1], 1)
-    drop |= repeat
-    order = np.argsort(drop, axis=1, kind="stable")[:, :k]
-    kept = ~np.take_along_axis(drop, order, 1)
-    out_i = np.where(kept, np.take_along_axis(items, order, 1), -1)
-    out_d = np.where(kept, np.take_along_axis(np.asarray(scores, np.float32), order, 1), 0)
-    if out_i.shape[1] < k:
-        pad = k - out_i.shape[1]
-        out_i = np.pad(out_i, ((0, 0), (0, pad)), constant_values=-1)
-        out_d = np.pad(out_d, ((0, 0), (0, pad)))
-    return out_i, out_d.astype(np.float32)
+    if not unique:
+        # Repeats: in a stable sort by item, every copy after the first is dropped.
+        by_item = np.argsort(items, axis=1, kind="stable")
+        sorted_items = np.take_along_axis(items, by_item, 1)
+        repeat = np.zeros(items.shape, bool)
+        np.put_along_axis(repeat, by_item[:, 1:], sorted_items[:, 1:] == sorted_items[:, :-1],
+                          1)
+        drop |= repeat
+    # Compact the kept entries to the left: each kept entry's slot is its rank among kept.
+    slot = np.cumsum(~drop, axis=1) - 1
+    take = ~drop & (slot < k)
+    rows = np.broadcast_to(np.arange(n)[:, None], items.shape)[take]
+    out_i = np.full((n, k), -1, np.int64)
+    out_d = np.zeros((n, k), np.float32)
+    out_i[rows, slot[take]] = items[take]
+    out_d[rows, slot[take]] = scores[take]
+    return out_i, out_d
 
 
 def apply_rules(items: np.ndarray, scores: np.ndarray, k: int,

@@ -59,8 +59,13 @@ def faiss_search(index, xq: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndar
     fetch = min(fetch, index.ntotal)
     D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), fetch)
     D = np.where(I < 0, -np.inf, D)
-    order = np.lexsort((np.where(I < 0, index.ntotal, I), -D), axis=1)
-    return np.take_along_axis(I, order, 1), np.take_along_axis(D, order, 1)
+    # Faiss orders by score only; re-sort the rows holding equal scores (rare) by index.
+    tied = np.flatnonzero(np.any(D[:, 1:] == D[:, :-1], axis=1))
+    if len(tied):
+        It, Dt = I[tied], D[tied]
+        order = np.lexsort((np.where(It < 0, index.ntotal, It), -Dt), axis=1)
+        I[tied], D[tied] = np.take_along_axis(It, order, 1), np.take_along_axis(Dt, order, 1)
+    return I, D
 
 
 def faiss_topk(index, xq: np.ndarray, k: int,
@@ -86,11 +91,12 @@ def faiss_topk(index, xq: np.ndarray, k: int,
     lens = np.fromiter((len(s) for s in seen), np.int64, count=len(seen))
     fetch = min(index.ntotal, k + (int(np.percentile(lens, 95)) if len(lens) else 0))
     I, D = faiss_search(index, xq, fetch)
-    out_i, out_d = apply_rules_batch(I, D, k, seen)
+    out_i, out_d = apply_rules_batch(I, D, k, seen, unique=True)
     short = np.flatnonzero((out_i[:, -1] < 0) & (k + lens > fetch) & (fetch < index.ntotal))
     if len(short):
         I2, D2 = faiss_search(index, xq[short], int(k + lens[short].max()))
-        out_i[short], out_d[short] = apply_rules_batch(I2, D2, k, [seen[r] for r in short])
+        out_i[short], out_d[short] = apply_rules_batch(I2, D2, k, [seen[r] for r in short],
+                                                       unique=True)
     return out_i, out_d
 
 

@@ -81,3 +81,12 @@ def test_events_go_to_stream_and_capped_history(redis_client):
                                for n in range(8)], history_len=5)
     assert len(ids) == 8 and redis_client.xlen("t:events") == 8
     assert lists.history("a") == ["3", "4", "5", "6", "7"]
+
+
+def test_vectorised_encoding_equals_the_single_list_one():
+    from infra.redis_store import encode_lists
+
+    items = np.array([[3, 1, 2], [4, -1, -1], [-1, -1, -1]])
+    scores = np.array([[0.5, 0.25, 0.125], [1.0, 0, 0], [0, 0, 0]], np.float32)
+    assert encode_lists(items, scores) == [
+        encode_list(items[0], scores[0]), encode_list(items[1][:1], scores[1][:1]), b""]

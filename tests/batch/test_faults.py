@@ -1,0 +1,97 @@
+"""A failed or killed nightly run leaves the served version untouched; a rerun publishes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from batch.nightly import run
+from infra.redis_store import ListStore
+
+
+@pytest.fixture
+def setup_run(tmp_path, redis_client, tiny_dataset):
+    path = tmp_path / "interactions.parquet"
+    tiny_dataset.interactions.to_parquet(path)
+    url = redis_client.connection_pool.connection_kwargs
+    redis_url = f"redis://{url['host']}:{url['port']}/0"
+    argv = [f"--input={path}", f"--store={tmp_path / 'store'}", f"--redis_url={redis_url}",
+            "--epochs=1", "--dim=4", "--k=5", "--shard_size=30", "--skip_gate",
+            "--direct_running_mode=in_memory"]
+    first = run(argv)
+    lists = ListStore(redis_client)
+    user = tiny_dataset.interactions["user_id"].iloc[0]
+    return argv, lists, first["version"], user
+
+
+def _assert_still_serving(lists, version, user):
+    assert lists.current() == version
+    assert lists.get_list(lists.current(), user) is not None
+
+
+def test_exception_in_one_shard_publishes_nothing(setup_run, monkeypatch):
+    argv, lists, old, user = setup_run
+    original = ListStore.write_shard
+
+    def failing(self, version, shard, *args, **kwargs):
+        if shard == "2":
+            raise ConnectionError("injected failure in shard 2")
+        return original(self, version, shard, *args, **kwargs)
+
+    monkeypatch.setattr(ListStore, "write_shard", failing)
+    with pytest.raises(Exception, match="injected failure in shard 2"):
+        run(argv)
+    _assert_still_serving(lists, old, user)
+    assert lists.versions() == [old]
+    monkeypatch.undo()
+    new = run(argv)["version"]  # the rerun drops the failed keys and publishes
+    assert lists.current() == new != old
+    assert all(v in (old, new) for v in
+               {k.decode().split(":")[2] for k in lists.r.scan_iter("recsys:v:*")})
+
+
+KILLABLE = """
+import sys, time
+from infra.redis_store import ListStore
+original = ListStore.write_shard
+def slow(self, version, shard, *args, **kwargs):
+    n = original(self, version, shard, *args, **kwargs)
+    time.sleep(60)  # killed here, after the first shard's writes
+    return n
+ListStore.write_shard = slow
+from batch.nightly import run
+run(sys.argv[1:])
+"""
+
+
+def test_process_killed_during_redis_writes_publishes_nothing(setup_run):
+    argv, lists, old, user = setup_run
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, *argv],
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        deadline = time.monotonic() + 240
+        while not any(lists.r.hlen(k) for k in lists.r.scan_iter("recsys:v:*:shards")
+                      if old not in k.decode()):
+            assert proc.poll() is None and time.monotonic() < deadline, "no write started"
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        _assert_still_serving(lists, old, user)
+        new = run(argv)["version"]
+        assert lists.current() == new != old
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_unreachable_redis_fails_before_any_work(tmp_path, tiny_dataset):
+    path = tmp_path / "interactions.parquet"
+    tiny_dataset.interactions.to_parquet(path)
+    with pytest.raises(redis.ConnectionError):
+        run([f"--input={path}", f"--store={tmp_path / 'store'}",
+             "--redis_url=redis://127.0.0.1:1/0"])
+    assert not (tmp_path / "store").exists()
