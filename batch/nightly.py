@@ -108,8 +108,10 @@ def run(argv: list[str] | None = None) -> dict:
     version, seconds = new_version(), {}
 
     t = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="recsys-nightly-") as work:
-        clean, dead = validate_stage(opts.input, weights, options, work)
+    with tempfile.TemporaryDirectory(prefix="recsys-nightly-") as tmp:
+        local = options.view_as(StandardOptions).runner in (None, "DirectRunner")
+        work_uri = tmp if local else f"{opts.store}/runs/{version}/work"
+        clean, dead = validate_stage(opts.input, weights, options, open_store(work_uri))
     if dead:
         store.put_bytes(f"runs/{version}/dead_letters.parquet", parquet_bytes(dead, DEAD_SCHEMA))
     reasons = pd.Series([d["reason"] for d in dead], dtype=object).value_counts().to_dict()

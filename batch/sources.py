@@ -53,11 +53,9 @@ def read_table(path: str) -> pa.Table:
         raise SchemaError(f"{path}: cannot read the file ({e})") from e
 
 
-def read_interaction_rows(path: str):
-    """Yields each row of an interactions file as a dict, with `_file` naming the file."""
+def read_interaction_chunks(path: str, chunk_rows: int = 100_000):
+    """Yields (path, pandas DataFrame) chunks of an interactions file, columns checked."""
     table = read_table(path)
     check_columns(path, table.column_names, INTERACTION_COLUMNS)
-    for batch in table.to_batches(max_chunksize=10_000):
-        for row in batch.to_pylist():
-            row["_file"] = path
-            yield row
+    for batch in table.to_batches(max_chunksize=chunk_rows):
+        yield path, batch.to_pandas()

@@ -15,16 +15,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch.sources import expand_paths
-from batch.transforms import ReadInteractions, ValidateInteractions
+from batch.transforms import ReadInteractions, ValidateInteractions, drop_duplicates
 from infra.bundle import BundleWriter
+from infra.store import ArtifactStore
 from models.index import IndexConfig, build_index
 from models.mf import MFConfig, MFModel, train_mf
+from models.schema import CLEAN_SCHEMA
 
 log = logging.getLogger(__name__)
 
-CLEAN_SCHEMA = pa.schema([("user_id", pa.string()), ("item_id", pa.string()),
-                          ("timestamp", pa.int64()), ("event_type", pa.string()),
-                          ("weight", pa.float64())])
 DEAD_SCHEMA = pa.schema([("file", pa.string()), ("reason", pa.string()), ("row", pa.string())])
 
 
@@ -34,22 +33,32 @@ def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
     return buf.getvalue()
 
 
-def validate_stage(input_spec: str, event_weights: dict, pipeline_options, work: str
+def validate_stage(input_spec: str, event_weights: dict, pipeline_options, work: ArtifactStore
                    ) -> tuple[pd.DataFrame, list[dict]]:
-    """Runs the validation pipeline; returns (clean interactions, dead-letter rows)."""
+    """Runs the validation pipeline; returns (clean interactions, dead-letter rows).
+
+    Args:
+        work: where the workers write their output: a local folder on the DirectRunner, a
+            prefix of the artifact store (s3://..., through Beam's filesystems) on a
+            distributed runner.
+    """
     paths = expand_paths(input_spec)
     with beam.Pipeline(options=pipeline_options) as p:
         out = p | "Read" >> ReadInteractions(paths) | ValidateInteractions(event_weights)
-        out.valid | "WriteClean" >> beam.io.WriteToParquet(
-            os.path.join(work, "clean"), CLEAN_SCHEMA, file_name_suffix=".parquet")
+        out.valid | "WriteClean" >> beam.io.WriteToParquetBatched(
+            f"{work.uri}/clean", CLEAN_SCHEMA, file_name_suffix=".parquet")
         out.dead | "WriteDead" >> beam.io.WriteToParquet(
-            os.path.join(work, "dead"), DEAD_SCHEMA, file_name_suffix=".parquet")
-    files = sorted(os.listdir(work))
-    clean = pd.concat([pq.read_table(os.path.join(work, f)).to_pandas()
-                       for f in files if f.startswith("clean")])
-    dead = [r for f in files if f.startswith("dead")
-            for r in pq.read_table(os.path.join(work, f)).to_pylist()]
-    return clean.reset_index(drop=True), dead
+            f"{work.uri}/dead", DEAD_SCHEMA, file_name_suffix=".parquet")
+    files = work.list("")
+
+    def table(name):
+        return pq.read_table(io.BytesIO(work.get_bytes(name)))
+
+    clean = pd.concat([table(f).to_pandas() for f in files if f.startswith("clean")]
+                      or [CLEAN_SCHEMA.empty_table().to_pandas()])
+    dead = [r for f in files if f.startswith("dead") for r in table(f).to_pylist()]
+    clean, copies = drop_duplicates(clean)
+    return clean, dead + copies
 
 
 def seen_csr(clean: pd.DataFrame, model: MFModel) -> tuple[np.ndarray, np.ndarray]:

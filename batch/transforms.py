@@ -7,17 +7,19 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 from apache_beam.metrics import Metrics
 
-from batch.sources import read_interaction_rows
+from batch.sources import read_interaction_chunks
 from models.retrieval import retrieve
-from models.schema import validate_interaction
+from models.schema import CLEAN_SCHEMA, validate_batch
 
 DEAD = "dead"
 
 
 class ReadInteractions(beam.PTransform):
-    """Rows of every input file as dicts; one element per file fans out to its rows."""
+    """Every input file as pandas chunks (`_file` names the file); files fan out to workers."""
 
     def __init__(self, paths: list[str]):
         super().__init__()
@@ -25,67 +27,58 @@ class ReadInteractions(beam.PTransform):
 
     def expand(self, pbegin):
         return (pbegin | "InputFiles" >> beam.Create(self.paths)
-                | "ReadRows" >> beam.FlatMap(read_interaction_rows))
+                | "Spread" >> beam.Reshuffle()
+                | "ReadChunks" >> beam.FlatMap(read_interaction_chunks))
 
 
 class ValidateFn(beam.DoFn):
-    """Clean rows to the main output; invalid ones to `dead` with the reason."""
+    """Clean rows of a chunk to the main output (a pyarrow Table); invalid ones to `dead`."""
 
     def __init__(self, event_weights=None):
         self.event_weights = event_weights
-        self.valid = Metrics.counter("validate", "valid")
 
-    def process(self, row):
-        clean, reason = validate_interaction(row, **(
+    def process(self, chunk):
+        path, frame = chunk
+        clean, dead = validate_batch(frame, path, **(
             {"event_weights": self.event_weights} if self.event_weights is not None else {}))
-        if clean is None:
-            Metrics.counter("dead_letters", reason).inc()
-            original = {k: v for k, v in row.items() if k != "_file"}
-            yield beam.pvalue.TaggedOutput(DEAD, {
-                "file": row.get("_file", ""), "reason": reason,
-                "row": json.dumps(original, default=str)})
-        else:
-            self.valid.inc()
-            yield clean
+        Metrics.counter("validate", "valid").inc(len(clean))
+        for d in dead:
+            Metrics.counter("dead_letters", d["reason"]).inc()
+            yield beam.pvalue.TaggedOutput(DEAD, d)
+        if len(clean):
+            yield pa.Table.from_pandas(clean, schema=CLEAN_SCHEMA, preserve_index=False)
 
 
 class ValidateInteractions(beam.PTransform):
-    """Rows -> Validated(valid, dead): invalid rows and exact duplicates become dead letters."""
+    """Chunks -> Validated(valid: pyarrow Tables of clean rows, dead: dead-letter dicts).
+
+    Exact duplicates are removed where the clean data is gathered (`drop_duplicates`), since
+    a copy may sit in another file or chunk.
+    """
 
     def __init__(self, event_weights=None):
         super().__init__()
         self.event_weights = event_weights
 
-    def expand(self, rows):
-        checked = rows | "Validate" >> beam.ParDo(ValidateFn(self.event_weights)).with_outputs(
+    def expand(self, chunks):
+        out = chunks | "Validate" >> beam.ParDo(ValidateFn(self.event_weights)).with_outputs(
             DEAD, main="valid")
-        deduped = (checked.valid
-                   | "KeyByRow" >> beam.Map(lambda r: (tuple(r.values()), r))
-                   | "GroupCopies" >> beam.GroupByKey()
-                   | "KeepFirst" >> beam.ParDo(DropDuplicatesFn()).with_outputs(
-                       DEAD, main="valid"))
-        dead = (checked[DEAD], deduped[DEAD]) | "AllDead" >> beam.Flatten()
-        return Validated(deduped.valid, dead)
+        return Validated(out.valid, out[DEAD])
 
 
 class Validated(NamedTuple):
     """The outputs of ValidateInteractions."""
 
-    valid: beam.PCollection  # clean rows (dicts), each distinct row once
+    valid: beam.PCollection  # pyarrow Tables of clean rows (CLEAN_SCHEMA)
     dead: beam.PCollection  # {"file", "reason", "row"} dead letters
 
 
-class DropDuplicatesFn(beam.DoFn):
+def drop_duplicates(clean: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     """Keeps the first of identical clean rows; the copies become dead letters."""
-
-    def process(self, keyed):
-        _, copies = keyed
-        first, *rest = copies
-        yield first
-        for row in rest:
-            Metrics.counter("dead_letters", "exact duplicate").inc()
-            yield beam.pvalue.TaggedOutput(DEAD, {"file": "", "reason": "exact duplicate",
-                                                  "row": json.dumps(row, default=str)})
+    copies = clean.duplicated(keep="first").to_numpy()
+    dead = [{"file": "", "reason": "exact duplicate", "row": json.dumps(row, default=str)}
+            for row in clean[copies].to_dict("records")]
+    return clean[~copies].reset_index(drop=True), dead
 
 
 class RetrieveFn(beam.DoFn):

@@ -13,9 +13,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
+CLEAN_SCHEMA = pa.schema([("user_id", pa.string()), ("item_id", pa.string()),
+                          ("timestamp", pa.int64()), ("event_type", pa.string()),
+                          ("weight", pa.float64())])
 OPTIONAL_INTERACTION_COLUMNS = ("event_type", "weight")
 DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {"view": 1.0, "click": 2.0, "purchase": 5.0,
                                               "rating": 1.0}
@@ -186,3 +191,72 @@ def validate_frame(df: pd.DataFrame, path: str = "<frame>",
         else:
             clean.append(row)
     return interactions_frame(clean), dead
+
+
+def _ids(column: pd.Series) -> pd.Series:
+    return column.map(_clean_id, na_action="ignore").astype(object)
+
+
+def _timestamps(column: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """(int seconds or NaN, missing mask) for a column of numbers, datetimes or strings."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        ts = pd.to_datetime(column, utc=True)
+        secs = (ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+        return secs.astype("float64"), column.isna().to_numpy()
+    text = column.astype(object).where(column.notna(), None)
+    text = text.map(lambda v: v.strip() if isinstance(v, str) else v, na_action="ignore")
+    missing = text.isna().to_numpy() | (text == "").to_numpy()
+    numeric = pd.to_numeric(text.where(~missing, None), errors="coerce").astype("float64")
+    numeric = numeric.where(np.isfinite(numeric))
+    rest = numeric.isna().to_numpy() & ~missing
+    if rest.any():
+        parsed = pd.to_datetime(text[rest], utc=True, errors="coerce", format="mixed")
+        numeric[rest] = ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1))
+    return numeric, missing
+
+
+def validate_batch(df: pd.DataFrame, path: str = "<frame>",
+                   event_weights: Mapping[str, float] | None = DEFAULT_EVENT_WEIGHTS
+                   ) -> tuple[pd.DataFrame, list[dict]]:
+    """validate_interaction over a whole table at once (same rules, same reasons).
+
+    Returns:
+        (clean interactions DataFrame, dead letters [{"file", "reason", "row"}]).
+    """
+    import json
+
+    check_columns(path, df.columns, INTERACTION_COLUMNS)
+    df = df.reset_index(drop=True)
+    n = len(df)
+    users, items = _ids(df["user_id"]), _ids(df["item_id"])
+    ts, ts_missing = _timestamps(df["timestamp"])
+    event = df["event_type"] if "event_type" in df else pd.Series([None] * n)
+    event = _ids(event)
+    weight_raw = df["weight"] if "weight" in df else pd.Series([None] * n)
+    weight_text = weight_raw.astype(object).where(weight_raw.notna(), None)
+    weight_missing = weight_text.isna().to_numpy() | (weight_text == "").to_numpy()
+    weight = pd.to_numeric(weight_text.where(~weight_missing, None), errors="coerce"
+                           ).astype("float64")
+    checks = [
+        ("missing user_id", users.isna().to_numpy()),
+        ("missing item_id", items.isna().to_numpy()),
+        ("missing timestamp", ts_missing),
+        ("unparseable timestamp", ts.isna().to_numpy()),
+        ("unknown event_type", (event.notna() & ~event.isin(list(event_weights))).to_numpy()
+         if event_weights is not None else np.zeros(n, bool)),
+        ("non-numeric weight", ~weight_missing & ~np.isfinite(weight.to_numpy())),
+        ("negative weight", (weight < 0).to_numpy()),
+    ]
+    reason = np.full(n, None, dtype=object)
+    for name, bad in reversed(checks):  # the first failing check names the row
+        reason[bad] = name
+    bad = reason != None  # noqa: E711 (element-wise)
+    dead = [{"file": path, "reason": r, "row": json.dumps(row, default=str)}
+            for r, row in zip(reason[bad], df[bad].to_dict("records"), strict=True)]
+    ok = ~bad
+    clean = pd.DataFrame({"user_id": users[ok].astype(str), "item_id": items[ok].astype(str),
+                          "timestamp": ts[ok].astype("int64"),
+                          "event_type": event[ok].astype(object),
+                          "weight": weight[ok].where(~weight_missing[ok])})
+    clean["event_type"] = clean["event_type"].where(clean["event_type"].notna(), None)
+    return clean.reset_index(drop=True), dead

@@ -52,3 +52,14 @@ def published(tmp_path_factory, redis_url, tiny_dataset):
                    "--namespace=pub", "--epochs=3", "--dim=8", "--k=20", "--shard_size=50",
                    "--skip_gate"])
     return store, redis_url, summary
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server: real HTTP to boto3."""
+    moto_server = pytest.importorskip("moto.server")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

@@ -76,3 +76,31 @@ def test_nightly_missing_column_names_file_and_columns(tmp_path, redis_client):
         run([f"--input={path}", f"--store={tmp_path / 'store'}",
              f"--redis_url=redis://{url['host']}:{url['port']}/0"])
     assert redis_client.get("recsys:current") is None
+
+
+def test_nightly_reads_and_writes_s3(tmp_path, redis_client, tiny_dataset, s3_endpoint,
+                                     monkeypatch):
+    import boto3
+
+    from infra.store import S3Store
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                 "AWS_DEFAULT_REGION": "us-east-1", "RECSYS_S3_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(k, v)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="nightly")
+    df = tiny_dataset.interactions.astype({"timestamp": str}).copy()
+    df.loc[df.index[0], "timestamp"] = "garbage"
+    buf = io.BytesIO()
+    df.to_parquet(buf)
+    s3.put_object(Bucket="nightly", Key="logs/day1.parquet", Body=buf.getvalue())
+    url = redis_client.connection_pool.connection_kwargs
+    summary = run(["--input=s3://nightly/logs/", "--store=s3://nightly/recsys",
+                   f"--redis_url=redis://{url['host']}:{url['port']}/0", "--epochs=1",
+                   "--dim=4", "--k=5", "--skip_gate", "--direct_running_mode=in_memory"])
+    store = S3Store("s3://nightly/recsys")
+    assert list_bundles(store) == [summary["version"]]
+    assert store.exists(f"runs/{summary['version']}/summary.json")
+    assert store.exists(f"runs/{summary['version']}/dead_letters.parquet")
+    assert summary["dead_letters"] == {"unparseable timestamp": 1}
+    assert ListStore(redis_client).current() == summary["version"]

@@ -70,24 +70,35 @@ def test_retrieve_scores_match_brute_force(random_bundle):
 
 
 def test_validate_routes_bad_rows_to_dead_letters_with_reasons():
+    import pandas as pd
+
+    from batch.transforms import drop_duplicates
+
     rows = [
         {"user_id": "1", "item_id": "a", "timestamp": "1700000000"},
         {"user_id": "", "item_id": "a", "timestamp": "1700000000"},
         {"user_id": "2", "item_id": "b", "timestamp": "not a time"},
-        {"user_id": "3", "item_id": "c", "timestamp": 5, "weight": "-1"},
+        {"user_id": "3", "item_id": "c", "timestamp": "5", "weight": "-1"},
         {"user_id": "4", "item_id": "d", "timestamp": "2024-01-01T00:00:00Z",
          "event_type": "click", "weight": "2.5"},
-        {"user_id": "5", "item_id": "e", "timestamp": 7, "event_type": "teleport"},
-        {"user_id": "1", "item_id": "a", "timestamp": 1700000000},
+        {"user_id": "5", "item_id": "e", "timestamp": "7", "event_type": "teleport"},
+        {"user_id": "1", "item_id": "a", "timestamp": "1700000000"},
     ]
+    chunks = [("f1.csv", pd.DataFrame(rows[:4])), ("f2.csv", pd.DataFrame(rows[4:]))]
     with TestPipeline() as p:
-        out = p | beam.Create(rows) | ValidateInteractions()
-        assert_that(out.valid | beam.Map(lambda r: (r["user_id"], r["timestamp"], r["weight"])),
-                    equal_to([("1", 1700000000, None), ("4", 1704067200, 2.5)]),
-                    label="Valid")
-        assert_that(out.dead | beam.Map(lambda d: (json.loads(d["row"])["user_id"],
-                                                    d["reason"])),
-                    equal_to([("", "missing user_id"), ("2", "unparseable timestamp"),
-                              ("3", "negative weight"), ("5", "unknown event_type"),
-                              ("1", "exact duplicate")]),
+        out = p | beam.Create(chunks) | ValidateInteractions()
+        valid = out.valid | beam.FlatMap(lambda t: t.to_pylist()) | beam.Map(
+            lambda r: (r["user_id"], r["timestamp"], r["weight"]))
+        assert_that(valid, equal_to([("1", 1700000000, None), ("4", 1704067200, 2.5),
+                                     ("1", 1700000000, None)]), label="Valid")
+        assert_that(out.dead | beam.Map(lambda d: (d["file"], json.loads(d["row"])["user_id"],
+                                                   d["reason"])),
+                    equal_to([("f1.csv", "", "missing user_id"),
+                              ("f1.csv", "2", "unparseable timestamp"),
+                              ("f1.csv", "3", "negative weight"),
+                              ("f2.csv", "5", "unknown event_type")]),
                     label="Dead")
+    clean, copies = drop_duplicates(pd.DataFrame(
+        {"user_id": ["1", "4", "1"], "item_id": ["a", "d", "a"], "timestamp": [1, 2, 1]}))
+    assert clean["user_id"].tolist() == ["1", "4"]
+    assert [c["reason"] for c in copies] == ["exact duplicate"]

@@ -6,16 +6,6 @@ from infra.bundle import BundleWriter, list_bundles, read_bundle
 from infra.store import LocalStore, S3Store
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture(params=["local", "s3"])
 def store(request, tmp_path, monkeypatch):
     if request.param == "local":

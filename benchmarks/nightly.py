@@ -1,0 +1,55 @@
+"""The whole nightly job on a generated dataset of a given size (default: MovieLens-1M size).
+
+    python -m benchmarks.nightly --users 6040 --items 3706 --events 1000000 --json FILE
+
+Generates the data (not timed), starts a real redis-server, runs `recsys nightly` with its
+defaults and prints the run summary with seconds per stage and the total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import tempfile
+import time
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=6040)
+    parser.add_argument("--items", type=int, default=3706)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--json", help="write the figures to this file")
+    args, nightly_args = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    from batch.nightly import run
+    from infra.redis_server import local_redis
+    from models.synthetic import generate
+
+    data = generate(args.users, args.items, seed=0,
+                    events_per_user=args.events / args.users).interactions
+    with tempfile.TemporaryDirectory() as tmp, local_redis() as redis_url:
+        path = os.path.join(tmp, "interactions.parquet")
+        data.to_parquet(path)
+        t = time.perf_counter()
+        summary = run([f"--input={path}", f"--store={tmp}/store", f"--redis_url={redis_url}",
+                       *nightly_args])
+        total = time.perf_counter() - t
+    result = {"users": args.users, "items": args.items, "events": len(data),
+              "total_seconds": round(total, 1), "seconds": summary["seconds"],
+              "users_published": summary["users_published"], "gate": summary["gate"],
+              "index": summary["index"],
+              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    print(json.dumps(result, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()
