@@ -113,6 +113,13 @@ def demo(workdir, users, items, seed, redis_url, port, json_path) -> None:
     from infra.demo import run_demo
 
     result = run_demo(workdir, users, items, seed, redis_url, port)
+    for who in ("warm", "fresh"):
+        r = result[who]
+        click.echo(f"{who} user {r['user_id']}: source={r['source']} "
+                   f"latency={r['latency_ms']} ms items={' '.join(r['items'])}", err=True)
+    ndcg = result["ndcg@10"]
+    click.echo(f"offline NDCG@10 on a temporal holdout: mf {ndcg['mf']:.4f} vs popularity "
+               f"{ndcg['popularity']:.4f}", err=True)
     _write_json(json_path, result)
 
 
