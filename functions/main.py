@@ -3,157 +3,216 @@
     functions-framework --source functions/main.py --target router --port 8080
     curl 'localhost:8080/recommend?user_id=42&k=10'
 
-Each of `recommend`, `events` and `health` deploys as its own Cloud Function; `router`
-serves all three from one process by path (what `recsys serve` runs).
-Configuration comes from the environment once at import (see Settings).
+Each of `recommend`, `events` and `health` deploys as its own Cloud Function (gen2) or Cloud
+Run service; `router` serves them all from one process by path (what `recsys serve` runs),
+with `/admin/items`. Every target also answers `/metrics` (Prometheus) and `/openapi.json`.
+Configuration comes from the environment once at import (functions/serving.Settings); the
+current version's bundle loads at import too, so the first request finds it ready.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import os
+import sys
 import time
-import uuid
+from json.encoder import encode_basestring_ascii as _quote
 
 import flask
 import redis
 
+from functions import chain, metrics
+from functions.openapi import document
+from functions.params import BadRequest, event_batch, item_changes, query
 from functions.serving import NoBundleError, Serving, Settings
-from models.schema import validate_interaction
 
 log = logging.getLogger("recsys.functions")
+# One JSON line per request on stdout, which Cloud Logging parses. This logger's level switches
+# the lines on (INFO, the default) or off; they are written straight to stdout because a
+# logging.LogRecord per request cost ~10% of a cached answer's throughput (docs/SERVING.md).
+requests_log = logging.getLogger("recsys.requests")
+if requests_log.level == logging.NOTSET:
+    requests_log.setLevel(logging.INFO if os.environ.get("RECSYS_REQUEST_LOG", "1") != "0"
+                          else logging.WARNING)
+
 SETTINGS = Settings.from_env()
-_serving: Serving | None = None
+SERVING = Serving(SETTINGS)
+try:
+    SERVING.state()  # cold start: load the current bundle and its tower before any request
+except (NoBundleError, redis.RedisError) as e:
+    log.warning("no bundle loaded at start (%s); the first request retries", e)
 
 
-def serving() -> Serving:
-    global _serving
-    if _serving is None:
-        _serving = Serving(SETTINGS)
-    return _serving
+_encode = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 
 
 def _json(body: dict, status: int = 200, headers: dict | None = None) -> flask.Response:
-    return flask.Response(json.dumps(body), status=status, mimetype="application/json",
+    return flask.Response(_encode(body), status=status, mimetype="application/json",
                           headers=headers)
 
 
-def _error(status: int, message: str, **extra) -> flask.Response:
-    return _json({"error": message, **extra}, status)
+def _error(status: int, message: str, headers: dict | None = None) -> flask.Response:
+    return _json({"error": message}, status, headers)
 
 
-def _params(request: flask.Request) -> dict:
-    params = dict(request.args)
-    if request.method == "POST":
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise ValueError("POST body must be a JSON object")
-        params.update(body)
-    return params
+def _key_ok(request: flask.Request, key: str | None) -> bool:
+    given = request.headers.get("X-API-Key", "")
+    return key is None or hmac.compare_digest(given.encode(), key.encode())
+
+
+def _observed(path: str, handler, request: flask.Request) -> flask.Response:
+    """Runs a handler; logs one JSON line and records its latency by source."""
+    started = time.perf_counter()
+    info: dict = {}
+    common = _COMMON.get(request.environ.get("PATH_INFO"))
+    if common is not None:  # a single-function deployment answers these paths too
+        return common(request)
+    try:
+        response = handler(request, info)
+    except BadRequest as e:
+        response = _error(400, str(e))
+    except Exception:
+        log.exception("%s failed", path)
+        response = _error(500, "internal error; see the server log")
+    seconds = time.perf_counter() - started
+    source = info.get("source", "-")
+    metrics.REQUEST_SECONDS.observe(seconds, path, source)
+    if requests_log.isEnabledFor(logging.INFO):
+        status, extra = response.status_code, info.get("extra")
+        method = _quote(request.environ.get("REQUEST_METHOD", "?"))[1:-1]
+        sys.stdout.write(
+            f'{{"severity":"{"INFO" if status < 500 else "ERROR"}",'
+            f'"message":"{method} {path} {status}","path":"{path}","status":{status},'
+            f'"source":"{source}","version":{_encode(info.get("version"))},'
+            f'"latency_ms":{1000 * seconds:.3f}{"," + _encode(extra)[1:-1] if extra else ""}}}\n')
+        sys.stdout.flush()
+    return response
+
+
+# recommend ------------------------------------------------------------------------------------
+def _recommend(request: flask.Request, info: dict) -> flask.Response:
+    if SETTINGS.recommend_requires_key and not _key_ok(request, SETTINGS.api_key):
+        return _error(401, "missing or wrong X-API-Key header")
+    q = query(request, SETTINGS.max_k)
+    try:
+        answer = chain.recommend(SERVING, q)
+    except NoBundleError as e:
+        return _error(503, str(e), {"Retry-After": "60"})
+    except redis.RedisError:
+        return _error(503, "Redis is unreachable and no bundle is loaded yet", {"Retry-After": "5"})
+    rid = os.urandom(16).hex()
+    info.update(source=answer.source, version=answer.version,
+                extra={"recommendation_id": rid, "items": len(answer.items)})
+    metrics.RECOMMENDATIONS.inc(answer.source)
+    # Written out by hand: a third faster than json over a dict per item (docs/SERVING.md).
+    items = ",".join([f'{{"item_id":{_quote(i)},"score":{"null" if s is None else f"{s:.4f}"}}}'
+                      for i, s in answer.items])
+    cursor = "null" if answer.next_cursor is None else f'"{answer.next_cursor}"'
+    return flask.Response(
+        f'{{"user_id":{_quote(q.user_id)},"model_version":{_quote(answer.version)},'
+        f'"source":"{answer.source}","filled_by":{_encode(answer.filled_by)},'
+        f'"recommendation_id":"{rid}","next_cursor":{cursor},"items":[{items}]}}',
+        mimetype="application/json")
 
 
 def recommend(request: flask.Request) -> flask.Response:
-    """GET/POST user_id, k, optional events (recent item ids) -> ranked items."""
-    started = time.perf_counter()
-    try:
-        params = _params(request)
-        user_id = str(params.get("user_id", "")).strip()
-        if not user_id:
-            return _error(400, "user_id is required")
-        try:
-            k = int(params.get("k", 10))
-        except (TypeError, ValueError):
-            return _error(400, f"k must be an integer, got {params.get('k')!r}")
-        if not 1 <= k <= SETTINGS.max_k:
-            return _error(400, f"k must be between 1 and {SETTINGS.max_k}, got {k}")
-        given = params.get("events") or []
-        if isinstance(given, str):
-            given = [x for x in given.split(",") if x]
-        if not isinstance(given, list):
-            return _error(400, "events must be a list of item ids or a comma-separated string")
-        given = [str(x) for x in given]
-    except ValueError as e:
-        return _error(400, str(e))
+    """GET/POST user_id, k, filters, cursor (and events, features) -> ranked items."""
+    return _observed("recommend", _recommend, request)
 
-    s = serving()
-    try:
-        version = s.version()
-        hit = s.cached(user_id, k)
-        if hit is not None and len(hit[0]) >= k:
-            items, source = hit[0], "cache"
-        else:
-            history = (hit[1] if hit is not None else s.history(user_id)) + given
-            history = list(dict.fromkeys(history))
-            if hit is not None:
-                items = hit[0] + s.popular(k - len(hit[0]), history + [i for i, _ in hit[0]])
-                source = "cache"
-            elif history:
-                items, source = s.on_demand(history, k), "on_demand"
-            else:
-                items, source = s.popular(k, []), "popular"
-    except NoBundleError as e:
-        return _json({"error": str(e)}, 503, {"Retry-After": "60"})
-    except redis.RedisError:
-        if s.bundle is None:
-            return _json({"error": "cache unavailable and no bundle loaded"}, 503,
-                         {"Retry-After": "5"})
-        version, items, source = s.bundle.version, s.popular(k, given), "fallback"
-    body = {"user_id": user_id, "model_version": version, "source": source,
-            "recommendation_id": uuid.uuid4().hex,
-            "items": [{"item_id": i, "score": sc} for i, sc in items]}
-    log.info(json.dumps({"path": "recommend", "source": source, "version": version,
-                         "latency_ms": round(1000 * (time.perf_counter() - started), 3)}))
-    return _json(body)
+
+# events ---------------------------------------------------------------------------------------
+def _events(request: flask.Request, info: dict) -> flask.Response:
+    if not _key_ok(request, SETTINGS.api_key):
+        return _error(401, "missing or wrong X-API-Key header")
+    if request.method != "POST":
+        return _error(405, 'use POST with a JSON body {"events": [...]}')
+    valid, rejected = event_batch(request, SETTINGS.max_events)
+    metrics.EVENTS.inc("rejected", amount=len(rejected))
+    ids = []
+    if valid:
+        if not SERVING.redis_up():
+            return _unavailable(len(valid))
+        try:
+            ids = SERVING.lists.append_events(valid, SETTINGS.history_len, SETTINGS.dedup_ttl)
+        except redis.RedisError as e:
+            SERVING.mark_down(e)
+            return _unavailable(len(valid))
+    stored = sum(i is not None for i in ids)
+    metrics.EVENTS.inc("stored", amount=stored)
+    metrics.EVENTS.inc("duplicate", amount=len(ids) - stored)
+    info["extra"] = {"stored": stored, "rejected": len(rejected)}
+    return _json({"stored": stored, "duplicates": len(ids) - stored, "rejected": rejected,
+                  "event_ids": [e["event_id"] for e in valid]}, 400 if rejected else 200)
+
+
+def _unavailable(n: int) -> flask.Response:
+    metrics.EVENTS.inc("unavailable", amount=n)
+    return _error(503, "event store unreachable; nothing was stored, send the batch again",
+                  {"Retry-After": "5"})
 
 
 def events(request: flask.Request) -> flask.Response:
-    """POST {"events": [{user_id, item_id, event_type, timestamp}, ...]} -> stored count."""
-    if SETTINGS.api_key and request.headers.get("X-API-Key") != SETTINGS.api_key:
-        return _error(401, "missing or wrong X-API-Key header")
-    if request.method != "POST":
-        return _error(405, "use POST with a JSON body {\"events\": [...]}")
-    body = request.get_json(silent=True)
-    batch = body.get("events") if isinstance(body, dict) else body
-    if not isinstance(batch, list) or not batch:
-        return _error(400, "body must be {\"events\": [...]} with at least one event")
-    valid, errors = [], []
-    for n, raw in enumerate(batch):
-        if not isinstance(raw, dict):
-            errors.append({"index": n, "reason": "event must be a JSON object"})
-            continue
-        raw = {"timestamp": time.time(), **raw}
-        clean, reason = validate_interaction(raw)
-        if clean is None:
-            errors.append({"index": n, "reason": reason})
-        else:
-            clean["event_id"] = str(raw.get("event_id") or uuid.uuid4().hex)
-            if raw.get("recommendation_id"):
-                clean["recommendation_id"] = str(raw["recommendation_id"])
-            valid.append(clean)
+    """POST {"events": [{user_id, item_id, event_type, timestamp, event_id}, ...]}."""
+    return _observed("events", _events, request)
+
+
+# health, admin, metrics, openapi ----------------------------------------------------------------
+def _health(request: flask.Request, info: dict) -> flask.Response:
     try:
-        ids = serving().lists.append_events(valid) if valid else []
-    except redis.RedisError:
-        return _json({"error": "event store unavailable; nothing was stored"}, 503,
-                     {"Retry-After": "5"})
-    body = {"stored": len(ids), "rejected": errors}
-    return _json(body, 400 if errors else 200)
+        loaded = SERVING.state()
+    except NoBundleError as e:
+        return _json({"status": "no_bundle", "error": str(e)}, 503, {"Retry-After": "60"})
+    except redis.RedisError as e:
+        return _json({"status": "degraded", "error": f"redis: {e}"}, 503, {"Retry-After": "5"})
+    info["version"] = loaded.version
+    up = SERVING.redis_up()
+    return _json({"status": "ok" if up else "degraded", "redis": "ok" if up else "down",
+                  "model_version": loaded.version, "items": len(loaded.bundle.item_ids),
+                  "on_demand": loaded.tower_model is not None})
 
 
 def health(request: flask.Request) -> flask.Response:
-    """Liveness plus the served version; `?warm=1` also loads the on-demand user tower."""
-    s = serving()
+    """The served version; 200 while answers are possible, 503 before the first bundle."""
+    return _observed("health", _health, request)
+
+
+def _admin_items(request: flask.Request, info: dict) -> flask.Response:
+    if SETTINGS.admin_key is None:
+        return _error(403, "admin calls are disabled: set RECSYS_ADMIN_KEY (or RECSYS_API_KEY)")
+    if not _key_ok(request, SETTINGS.admin_key):
+        return _error(401, "missing or wrong X-API-Key header")
+    if request.method not in ("GET", "POST"):
+        return _error(405, "use GET to read the item filters or POST to change them")
+    changes = item_changes(request) if request.method == "POST" else None
     try:
-        version = s.version()
-        if request.args.get("warm"):
-            s.tower()
-    except NoBundleError as e:
-        return _json({"status": "no_bundle", "error": str(e)}, 503)
-    except redis.RedisError as e:
-        return _json({"status": "degraded", "error": f"redis: {e}"}, 503)
-    return _json({"status": "ok", "model_version": version})
+        if changes is None:
+            rev, unavailable, category = SERVING.lists.item_filters()
+            return _json({"rev": rev, "unavailable": sorted(unavailable),
+                          "categories": len(category)})
+        return _json({"rev": SERVING.lists.set_items(**changes)})
+    except redis.RedisError:
+        return _error(503, "Redis is unreachable; nothing was read or changed",
+                      {"Retry-After": "5"})
 
 
-ROUTES = {"/recommend": recommend, "/events": events, "/health": health}
+def admin_items(request: flask.Request) -> flask.Response:
+    """GET the item filters; POST {"unavailable": [...], "available": [...], "categories": {}}."""
+    return _observed("admin_items", _admin_items, request)
+
+
+def metrics_page(request: flask.Request) -> flask.Response:
+    return flask.Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+
+
+def openapi(request: flask.Request) -> flask.Response:
+    return _json(document(SETTINGS.max_k, SETTINGS.max_events))
+
+
+_COMMON = {"/metrics": metrics_page, "/openapi.json": openapi}
+ROUTES = {"/recommend": recommend, "/events": events, "/health": health,
+          "/admin/items": admin_items, **_COMMON}
 
 
 def router(request: flask.Request) -> flask.Response:

@@ -1,9 +1,12 @@
-"""The serving state of one function instance: Redis, the current version and its bundle.
+"""The serving state of one function instance: Redis, the current version, its bundle and tower.
 
-The version pointer is cached for `pointer_ttl` seconds; when it moves, the new version's
-bundle (item ids, Faiss index, popular list) is loaded and swapped in. The user tower for
-fresh users (the bundle's SavedModel) loads on the first on-demand request, so the cached
-path never imports TensorFlow.
+The version pointer and the item filters' revision are read together, at most every
+`pointer_ttl` seconds. When the pointer moves, the new version's bundle (item ids, Faiss index,
+popular list, LiteRT user tower) is loaded and swapped in as one `Loaded`, so a request that
+took the old one finishes on it. Item filters (unavailable items, categories) are reloaded only
+when their revision changes. So the cached path costs one round trip: the user's list and
+recent history. When Redis fails, it is left alone for `redis_retry` seconds and the functions
+answer from what is loaded.
 """
 
 from __future__ import annotations
@@ -12,135 +15,244 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import redis
 
 from infra.bundle import Bundle, read_bundle
-from infra.redis_store import ListStore, decode_list
+from infra.redis_store import ListStore
 from infra.store import open_store
-from models.export import pad_history
-from models.retrieval import retrieve
-from models.rules import apply_rules, fill
+from models.topk import faiss_topk
 
 log = logging.getLogger(__name__)
+OUTAGE = (redis.ConnectionError, redis.TimeoutError)
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Read once from the environment at import (see README: Configuration)."""
+    """Read once from the environment at import (docs/SERVING.md lists the variables)."""
 
     redis_url: str
     store: str
     namespace: str = "recsys"
     api_key: str | None = None
+    admin_key: str | None = None
+    recommend_requires_key: bool = False
     pointer_ttl: float = 2.0
     max_k: int = 100
     history_len: int = 50
+    max_events: int = 1000
+    dedup_ttl: int = 86_400
+    redis_timeout: float = 0.5
+    redis_retry: float = 1.0
+    faiss_threads: int = 1
 
     @classmethod
     def from_env(cls) -> Settings:
-        return cls(redis_url=os.environ.get("REDIS_URL", "redis://localhost:6379/0"),
-                   store=os.environ.get("RECSYS_STORE", "./artifacts"),
-                   namespace=os.environ.get("RECSYS_NAMESPACE", "recsys"),
-                   api_key=os.environ.get("RECSYS_API_KEY") or None,
-                   pointer_ttl=float(os.environ.get("RECSYS_POINTER_TTL_S", "2")),
-                   max_k=int(os.environ.get("RECSYS_MAX_K", "100")))
+        api_key = os.environ.get("RECSYS_API_KEY") or None
+        return cls(redis_url=_env("REDIS_URL", "redis://localhost:6379/0"),
+                   store=_env("RECSYS_STORE", "./artifacts"),
+                   namespace=_env("RECSYS_NAMESPACE", "recsys"),
+                   api_key=api_key,
+                   admin_key=os.environ.get("RECSYS_ADMIN_KEY") or api_key,
+                   recommend_requires_key=_env("RECSYS_RECOMMEND_KEY", "0") == "1",
+                   pointer_ttl=float(_env("RECSYS_POINTER_TTL_S", "2")),
+                   max_k=int(_env("RECSYS_MAX_K", "100")),
+                   max_events=int(_env("RECSYS_MAX_EVENTS", "1000")),
+                   dedup_ttl=int(_env("RECSYS_EVENT_DEDUP_TTL_S", "86400")),
+                   redis_timeout=float(_env("RECSYS_REDIS_TIMEOUT_S", "0.5")),
+                   redis_retry=float(_env("RECSYS_REDIS_RETRY_S", "1")),
+                   faiss_threads=int(_env("RECSYS_FAISS_THREADS", "1")))
+
+
+def _one_query_threads(n: int) -> None:
+    """Faiss' OpenMP threads for the one-query searches of the on-demand path. One is fastest
+    where gunicorn threads and Redis share the cores: a flat search over 20,000 items took
+    well under a millisecond with 1 thread and several with 2 (benchmarks/serving.py)."""
+    import faiss
+
+    faiss.omp_set_num_threads(n)
 
 
 class NoBundleError(RuntimeError):
-    """No version has been published yet (or its bundle cannot be read)."""
+    """No version has been published yet, or its bundle cannot be read."""
 
 
 class LiteTower:
-    """User embedding of a fresh user from the item indices they touched (LiteRT)."""
+    """User embedding of a fresh user from the item indices they touched (LiteRT, no TF)."""
 
     def __init__(self, model: bytes):
         from ai_edge_litert.interpreter import Interpreter
 
+        from models.export import pad_history
+
+        self._pad = pad_history
         self._lock = threading.Lock()  # an interpreter is not thread-safe
-        self._run = Interpreter(model_content=model).get_signature_runner()
+        self._run = Interpreter(model_content=model, num_threads=1).get_signature_runner()
+        self.pid = os.getpid()
 
     def __call__(self, item_idx: np.ndarray) -> np.ndarray:
         """Returns [1, dim + 1] query vector for [n] item indices."""
         with self._lock:
-            return self._run(item_idx=pad_history(item_idx))["query"]
+            return self._run(item_idx=self._pad(item_idx))["query"]
+
+
+@dataclass
+class Filters:
+    """The item filters of one revision, mapped onto one bundle's item indices."""
+
+    rev: int
+    unavailable: frozenset = frozenset()
+    unavailable_idx: frozenset = frozenset()
+    category: dict = field(default_factory=dict)  # item id -> category
+    codes: dict = field(default_factory=dict)  # category -> code
+    item_codes: np.ndarray | None = None  # [num_items] int32 category code, -1 if none
+
+
+@dataclass
+class Loaded:
+    """One version as served, swapped in whole when the pointer moves; only its filters (new
+    revision) and its tower (after a fork) are replaced in place."""
+
+    version: str
+    bundle: Bundle
+    item_index: dict  # item id -> index
+    item_names: list  # index -> item id
+    tower_model: bytes | None
+    tower: LiteTower | None = None
+    filters: Filters = field(default_factory=lambda: Filters(rev=-1))
 
 
 class Serving:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.lists = ListStore.from_url(settings.redis_url, settings.namespace,
-                                        socket_timeout=0.5, socket_connect_timeout=0.5)
+                                        socket_timeout=settings.redis_timeout,
+                                        socket_connect_timeout=settings.redis_timeout)
         self.store = open_store(settings.store)
         self._lock = threading.Lock()
-        self._version: str | None = None
+        self._load_lock = threading.Lock()
         self._checked = 0.0
-        self.bundle: Bundle | None = None
-        self._tower: LiteTower | None = None
+        self._down_until = 0.0
+        self.loaded: Loaded | None = None
 
-    def version(self) -> str:
-        """The current version (pointer cached briefly); loads its bundle when it moves."""
-        now = time.monotonic()
-        if self._version is None or now - self._checked > self.settings.pointer_ttl:
-            try:
-                version = self.lists.current()
-            except redis.RedisError:
-                if self.bundle is None:
-                    raise
-                return self.bundle.version  # degraded: keep serving what is loaded
-            self._checked = now
+    # Redis health ---------------------------------------------------------------------------
+    def redis_up(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def mark_down(self, error: Exception) -> None:
+        if isinstance(error, OUTAGE):
+            if self.redis_up():
+                log.warning("redis unreachable (%s); retrying in %.1f s", error,
+                            self.settings.redis_retry)
+            self._down_until = time.monotonic() + self.settings.redis_retry
+
+    # The version and its bundle -------------------------------------------------------------
+    def state(self) -> Loaded:
+        """The version to serve (pointer cached briefly), loading its bundle when it moves.
+
+        Raises:
+            NoBundleError: nothing published yet, or its bundle unreadable and nothing loaded.
+            redis.RedisError: Redis failed and nothing is loaded yet.
+        """
+        loaded, now = self.loaded, time.monotonic()
+        if loaded is not None and (now - self._checked <= self.settings.pointer_ttl
+                                   or not self.redis_up()):
+            return loaded
+        try:
+            version, rev = self.lists.current_and_rev()
+            if version is None and loaded is not None:
+                return loaded  # the pointer was deleted by hand: keep what is loaded
             if version is None:
                 raise NoBundleError("no model version has been published yet: run "
                                     "`recsys nightly` first")
-            if self.bundle is None or self.bundle.version != version:
-                with self._lock:
-                    if self.bundle is None or self.bundle.version != version:
-                        bundle = read_bundle(self.store, version, with_users=False)
-                        _ = bundle.index  # deserialise now, not inside a request later
-                        self.bundle, self._tower = bundle, None
-                        log.info("loaded bundle %s", version)
-            self._version = version
-        return self._version
+            if loaded is None or loaded.version != version:
+                loaded = self._swap(version)
+            if loaded.filters.rev != rev:
+                self._reload_filters(loaded)
+        except redis.RedisError as e:
+            self.mark_down(e)
+            if loaded is None:
+                raise
+            return loaded
+        self._checked = now
+        return loaded
 
-    def tower(self) -> LiteTower:
+    def _swap(self, version: str) -> Loaded:
+        # One thread loads; while it does, the others keep answering from the old version.
+        if not self._load_lock.acquire(blocking=self.loaded is None):
+            return self.loaded
+        try:
+            if self.loaded is not None and self.loaded.version == version:
+                return self.loaded
+            try:
+                bundle = read_bundle(self.store, version, with_users=False)
+                _ = bundle.index  # deserialise now, not inside a request later
+                _one_query_threads(self.settings.faiss_threads)
+                has_tower = "user_tower.tflite" in bundle.manifest["files"]
+                new = Loaded(version, bundle, bundle.item_index, bundle.item_ids.tolist(),
+                             bundle.read("user_tower.tflite") if has_tower else None)
+                if new.tower_model is not None:
+                    new.tower = LiteTower(new.tower_model)
+            except (OSError, ValueError, KeyError, RuntimeError) as e:
+                if self.loaded is None:
+                    raise NoBundleError(f"bundle {version} cannot be read from "
+                                        f"{self.store.uri}: {e}") from e
+                log.error("bundle %s cannot be read (%s); still serving %s", version, e,
+                          self.loaded.version)
+                return self.loaded
+            new.filters = self._map_filters(new, self.loaded.filters if self.loaded else
+                                            Filters(rev=-1))
+            self.loaded = new
+            log.info("loaded bundle %s (%d items)", version, len(bundle.item_ids))
+            return new
+        finally:
+            self._load_lock.release()
+
+    def tower(self, loaded: Loaded) -> LiteTower | None:
+        """The version's user tower, rebuilt once in a process forked after it was made."""
+        if loaded.tower is not None and loaded.tower.pid != os.getpid():
+            with self._lock:
+                if loaded.tower.pid != os.getpid():
+                    loaded.tower = LiteTower(loaded.tower_model)
+        return loaded.tower
+
+    # Per-request reads ----------------------------------------------------------------------
+    def fetch(self, version: str, user_id: str) -> tuple[bytes | None, list[str]]:
+        """One round trip: (the user's nightly list, their recent items, oldest first)."""
+        raw, hist = self.lists.read_user(version, user_id, self.settings.history_len)
+        return raw, [h.decode() for h in reversed(hist)]
+
+    def _reload_filters(self, loaded: Loaded) -> None:
         with self._lock:
-            if self._tower is None:
-                self._tower = LiteTower(self.bundle.read("user_tower.tflite"))
-            return self._tower
+            rev, unavailable, category = self.lists.item_filters()
+            loaded.filters = self._map_filters(
+                loaded, Filters(rev, frozenset(unavailable), category=category))
+            log.info("item filters rev %d: %d unavailable, %d with a category", rev,
+                     len(unavailable), len(category))
 
-    def cached(self, user_id: str, k: int) -> tuple[list, list[str]] | None:
-        """The nightly list minus items the user touched since; None if there is none."""
-        version = self.version()
-        pipe = self.lists.r.pipeline(transaction=False)
-        pipe.get(self.lists.user_key(version, user_id))
-        pipe.lrange(f"{self.settings.namespace}:hist:{user_id}", 0,
-                    self.settings.history_len - 1)
-        raw, hist = pipe.execute()
-        recent = [h.decode() for h in hist]
-        if raw is None:
-            return None
-        items, scores = decode_list(raw)
-        exclude = self._indices(recent)
-        items, scores = apply_rules(items, scores, k, exclude)
-        ids = self.bundle.item_ids
-        return [(ids[i], float(s)) for i, s in zip(items, scores, strict=True)], recent
+    @staticmethod
+    def _map_filters(loaded: Loaded, f: Filters) -> Filters:
+        index = loaded.item_index
+        codes = {c: n for n, c in enumerate(sorted(set(f.category.values())))}
+        item_codes = np.full(len(loaded.bundle.item_ids), -1, np.int32)
+        for item, cat in f.category.items():
+            if item in index:
+                item_codes[index[item]] = codes[cat]
+        unavailable_idx = frozenset(index[i] for i in f.unavailable if i in index)
+        return Filters(f.rev, f.unavailable, unavailable_idx, f.category, codes, item_codes)
 
-    def on_demand(self, history: list[str], k: int) -> list:
-        """Ranks for a user known only by recent items: tower -> Faiss -> rules."""
-        self.version()
-        seen = self._indices(history)
-        I, D = retrieve(self.bundle.index, self.tower()(seen), k, [seen])
-        ids = self.bundle.item_ids
-        return [(ids[i], float(s)) for i, s in zip(I[0], D[0], strict=True) if i >= 0]
+    def on_demand(self, loaded: Loaded, history_idx: np.ndarray, exclude_idx: np.ndarray,
+                  k: int) -> list[tuple[int, float]]:
+        """Ranks for a user known by recent items: LiteRT tower -> Faiss -> rules."""
+        tower = self.tower(loaded)
+        if tower is None or not len(history_idx):
+            return []
+        I, D = faiss_topk(loaded.bundle.index, tower(history_idx), k, [exclude_idx])
+        return [(i, d) for i, d in zip(I[0].tolist(), D[0].tolist(), strict=True) if i >= 0]
 
-    def popular(self, k: int, exclude: list[str]) -> list:
-        return [(i, None) for i in fill([], self.bundle.popular, k, set(exclude))]
-
-    def history(self, user_id: str) -> list[str]:
-        return self.lists.history(user_id, self.settings.history_len)
-
-    def _indices(self, item_ids: list[str]) -> np.ndarray:
-        index = self.bundle.item_index
-        return np.array([index[i] for i in item_ids if i in index], dtype=np.int64)

@@ -1,0 +1,174 @@
+"""The fallback chain of /recommend: cache -> on_demand -> popular, under the live filters.
+
+Every source sees the same exclusions: the items the user touched since the nightly run (their
+recent-history list plus the request's `events`), unavailable items, the request's `exclude`,
+the items served on earlier pages (the cursor), and, with a `category` filter, every item of
+another category. When a source leaves fewer than k items, the next one fills. The filtering
+itself is models.rules (`apply_rules`, `fill`), the module the batch job uses.
+
+The page cursor carries the ids already served to the user, so a later page never repeats them,
+even if the version moved in between.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import redis
+
+from functions import metrics
+from functions.serving import Loaded, Serving
+from infra.redis_store import decode_list_py
+from models.rules import fill
+
+MAX_SERVED = 1000  # items a cursor may carry; past that the last page has no next_cursor
+MAX_CURSOR_CHARS = 16_384
+SEP = "\x1e"  # ASCII record separator between the ids in a cursor
+
+
+@dataclass
+class Query:
+    user_id: str
+    k: int
+    events: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    served: list[str] = field(default_factory=list)
+    features: dict = field(default_factory=dict)  # accepted for rankers that use them; MF not
+
+
+@dataclass
+class Answer:
+    version: str
+    source: str  # cache | on_demand | popular | fallback: where the list starts
+    items: list[tuple[str, float | None]]
+    filled_by: list[str]  # later sources that topped the list up
+    next_cursor: str | None
+
+
+def _tag(user_id: str) -> str:
+    return f"{zlib.crc32(user_id.encode()):08x}"
+
+
+def encode_cursor(user_id: str, served: list[str]) -> str:
+    """base64url of [user tag, *served ids] joined by SEP ("s"), deflated once long ("z"),
+    or as JSON ("j") in the unlikely case an id holds SEP."""
+    text = SEP.join((_tag(user_id), *served))
+    kind = "s"
+    if text.count(SEP) != len(served):
+        kind, text = "j", json.dumps([_tag(user_id), served])
+    raw = text.encode()
+    if kind == "s" and len(raw) > 1024:
+        kind, raw = "z", zlib.compress(raw, 6)
+    return kind + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(user_id: str, cursor: str) -> list[str]:
+    """The ids served so far. Raises ValueError for a cursor not made for this user."""
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise ValueError(f"cursor is longer than {MAX_CURSOR_CHARS} characters")
+    try:
+        kind, body = cursor[0], cursor[1:]
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
+        if kind == "z":
+            raw = zlib.decompressobj().decompress(raw, 1 << 20)
+        if kind in "sz":
+            tag, *served = raw.decode().split(SEP)
+        elif kind == "j":
+            tag, served = json.loads(raw)
+        else:
+            raise ValueError(kind)
+    except (binascii.Error, zlib.error, ValueError, TypeError, UnicodeDecodeError):
+        raise ValueError("cursor is not valid: pass the next_cursor of the previous page "
+                         "unchanged") from None
+    if tag != _tag(user_id) or not isinstance(served, list):
+        raise ValueError("cursor was made for another user_id, or altered: pass the "
+                         "next_cursor of this user's previous page unchanged")
+    return [str(x) for x in served]
+
+
+def recommend(s: Serving, q: Query) -> Answer:
+    """Runs the chain for one request.
+
+    Raises:
+        NoBundleError: nothing is published (or loadable) yet.
+        redis.RedisError: Redis failed before any bundle was loaded.
+    """
+    loaded = s.state()
+    degraded, raw, hist = not s.redis_up(), None, []
+    if not degraded:
+        try:
+            raw, hist = s.fetch(loaded.version, q.user_id)
+        except redis.RedisError as e:
+            s.mark_down(e)
+            degraded = True
+    flt = loaded.filters
+    blocked = {*hist, *q.events, *q.exclude, *q.served}
+    popular = loaded.bundle.popular
+    if q.categories:
+        cats = set(q.categories)
+        popular = [i for i in popular if flt.category.get(i) in cats]
+    if degraded:
+        metrics.FALLBACKS.inc("redis_down")
+        return _answer(loaded, q, "fallback", [], _popular(popular, q.k, blocked, flt))
+    index, names = loaded.item_index, loaded.item_names
+    blocked_idx = {index[i] for i in blocked if i in index} if blocked else set()
+    out, sources = [], []
+    metrics.CACHE_LOOKUPS.inc("hit" if raw is not None else "miss")
+    if raw is not None:
+        out = _from_cache(raw, q, blocked_idx, flt, names)
+    if out:
+        sources.append("cache")
+    history = [*hist, *q.events]
+    if len(out) < q.k and history:
+        exclude = np.fromiter(blocked_idx | flt.unavailable_idx | {index[i] for i, _ in out},
+                              np.int64)
+        if q.categories:
+            allowed = [flt.codes[c] for c in q.categories if c in flt.codes]
+            exclude = np.union1d(exclude, np.flatnonzero(~np.isin(flt.item_codes, allowed)))
+        seen = np.array([index[i] for i in history if i in index], np.int64)
+        got = [(names[i], d) for i, d in s.on_demand(loaded, seen, exclude, q.k - len(out))]
+        if got:
+            out, sources = out + got, sources + ["on_demand"]
+    if len(out) < q.k:
+        got = _popular(popular, q.k - len(out), blocked | {i for i, _ in out}, flt)
+        if got:
+            out, sources = out + got, sources + ["popular"]
+    source = sources[0] if sources else "popular"
+    return _answer(loaded, q, source, sources[1:], out)
+
+
+def _from_cache(raw: bytes, q: Query, blocked_idx: set, flt, names: list) -> list:
+    """The nightly list under the filters: [(item id, score)], at most k."""
+    items, scores = decode_list_py(raw)
+    exclude = blocked_idx | flt.unavailable_idx.intersection(items)
+    if q.categories:
+        allowed = {flt.codes[c] for c in q.categories if c in flt.codes}
+        codes = flt.item_codes
+        exclude.update(i for i in items if codes[i] not in allowed)
+    picked = fill(items, [], q.k, exclude)
+    # A list holds each item once, so the picks are among its first k + |exclude| items;
+    # reversed, so that a repeated item keeps its first score.
+    head = min(len(items), q.k + len(exclude))
+    score = dict(zip(reversed(items[:head]), reversed(scores[:head]), strict=True))
+    if not all(i in score for i in picked):
+        score = dict(zip(reversed(items), reversed(scores), strict=True))
+    return [(names[i], score[i]) for i in picked]
+
+
+def _popular(popular: list[str], k: int, blocked: set, flt) -> list[tuple[str, None]]:
+    exclude = blocked | flt.unavailable.intersection(popular)
+    return [(i, None) for i in fill([], popular, k, exclude)]
+
+
+def _answer(loaded: Loaded, q: Query, source: str, filled_by: list[str],
+            items: list) -> Answer:
+    served = q.served + [i for i, _ in items]
+    more = len(items) == q.k and len(served) < MAX_SERVED
+    return Answer(loaded.version, source, items, filled_by,
+                  encode_cursor(q.user_id, served) if more else None)

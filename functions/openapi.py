@@ -1,0 +1,156 @@
+"""The OpenAPI 3.0 document of the functions, served at `/openapi.json`.
+
+tests/functions/test_openapi.py fuzzes the running functions from it (schemathesis): no input
+may produce a 500, and every answer must match the document.
+"""
+
+from __future__ import annotations
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str, headers: dict | None = None) -> dict:
+    out = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+RETRY = {"Retry-After": {"description": "Seconds to wait before trying again.",
+                         "schema": {"type": "string"}}}
+ID = {"type": "string", "minLength": 1, "maxLength": 256}
+ID_LIST = {"description": "Item ids: a JSON list (POST) or a comma-separated string.",
+           "oneOf": [{"type": "array", "items": ID, "maxItems": 500}, {"type": "string"}]}
+
+
+def _errors(*codes: int) -> dict:
+    text = {400: "Bad input; `error` says what is wrong.",
+            401: "Missing or wrong X-API-Key header.",
+            403: "Admin calls are disabled (no key configured).",
+            405: "Method not allowed.",
+            503: "Not ready (no published version) or the store is unreachable."}
+    return {str(c): _json(_ref("Error"), text[c], RETRY if c == 503 else None) for c in codes}
+
+
+def _recommend_params(max_k: int) -> list[dict]:
+    def q(name, schema, description, required=False):
+        return {"name": name, "in": "query", "required": required, "schema": schema,
+                "description": description}
+    csv = {"type": "string", "maxLength": 4096}
+    return [q("user_id", ID, "The user to recommend for.", True),
+            q("k", {"type": "integer", "minimum": 1, "maximum": max_k, "default": 10},
+              "Items per page."),
+            q("category", csv, "Only items of these categories (comma-separated)."),
+            q("exclude", csv, "Item ids never to return (comma-separated)."),
+            q("events", csv, "Item ids the user just touched, for a fresh user (comma-separated)."),
+            q("cursor", {"type": "string", "maxLength": 16384},
+              "next_cursor of the previous page: later pages never repeat an item.")]
+
+
+def document(max_k: int = 100, max_events: int = 1000) -> dict:
+    """The OpenAPI document for the given limits."""
+    recommend_body = {"type": "object", "required": ["user_id"], "properties": {
+        "user_id": ID, "k": {"type": "integer", "minimum": 1, "maximum": max_k},
+        "category": ID_LIST, "exclude": ID_LIST, "events": ID_LIST,
+        "cursor": {"type": "string", "maxLength": 16384},
+        "features": {"type": "object", "maxProperties": 100, "description":
+                     "User features (scalars) for rankers that use them; MF ignores them.",
+                     "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "number"},
+                                                        {"type": "boolean"}]}}}}
+    recommend_responses = {"200": _json(_ref("Recommendations"), "Ranked items."),
+                           **_errors(400, 401, 503)}
+    event = {"type": "object", "required": ["user_id", "item_id"], "properties": {
+        "user_id": ID, "item_id": ID,
+        "event_type": {"type": "string", "enum": ["view", "click", "purchase", "rating"]},
+        "timestamp": {"description": "Epoch seconds or ISO-8601; default: time received.",
+                      "oneOf": [{"type": "integer"}, {"type": "string"}]},
+        "weight": {"type": "number", "minimum": 0},
+        "event_id": {**ID, "description": "Idempotency key: a resent id is stored once."},
+        "recommendation_id": {**ID, "maxLength": 64}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "recsys functions", "version": "1",
+                 "description": "Recommendations from the nightly lists, on demand and popular; "
+                                "event ingestion. See docs/SERVING.md."},
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header",
+                                           "name": "X-API-Key"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"],
+                          "properties": {"error": {"type": "string"}}},
+                "Recommendations": {"type": "object", "required": [
+                    "user_id", "items", "source", "model_version", "recommendation_id"],
+                    "properties": {
+                        "user_id": {"type": "string"}, "model_version": {"type": "string"},
+                        "source": {"type": "string",
+                                   "enum": ["cache", "on_demand", "popular", "fallback"]},
+                        "filled_by": {"type": "array", "items": {"type": "string"}},
+                        "recommendation_id": {"type": "string"},
+                        "next_cursor": {"type": "string", "nullable": True},
+                        "items": {"type": "array", "items": {
+                            "type": "object", "required": ["item_id", "score"], "properties": {
+                                "item_id": {"type": "string"},
+                                "score": {"type": "number", "nullable": True}}}}}},
+                "EventsResult": {"type": "object", "required": ["stored", "rejected"],
+                                 "properties": {
+                                     "stored": {"type": "integer"},
+                                     "duplicates": {"type": "integer"},
+                                     "event_ids": {"type": "array", "items": {"type": "string"}},
+                                     "rejected": {"type": "array", "items": {
+                                         "type": "object", "required": ["index", "reason"],
+                                         "properties": {"index": {"type": "integer"},
+                                                        "reason": {"type": "string"}}}}}},
+            }},
+        "paths": {
+            "/recommend": {
+                "get": {"summary": "Top-k items for a user.", "operationId": "recommendGet",
+                        "parameters": _recommend_params(max_k),
+                        "responses": recommend_responses},
+                "post": {"summary": "Top-k items, with the request in a JSON body.",
+                         "operationId": "recommendPost",
+                         "requestBody": {"required": True, "content": {
+                             "application/json": {"schema": recommend_body}}},
+                         "responses": recommend_responses}},
+            "/events": {"post": {
+                "summary": "Ingest a batch of events.", "operationId": "events",
+                "security": [{"apiKey": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["events"], "properties": {"events": {
+                        "type": "array", "minItems": 1, "maxItems": max_events,
+                        "items": event}}}}}},
+                "responses": {"200": _json(_ref("EventsResult"), "All events stored."),
+                              "400": _json({"oneOf": [_ref("EventsResult"), _ref("Error")]},
+                                           "Some events rejected (the valid ones are stored), "
+                                           "or the body is malformed."),
+                              **_errors(401, 503)}}},
+            "/health": {"get": {
+                "summary": "The served version.", "operationId": "health",
+                "responses": {"200": _json({"type": "object", "required": ["status"],
+                                            "properties": {"status": {"type": "string"}}},
+                                           "Answers are possible (maybe degraded)."),
+                              "503": _json({"type": "object"}, "No bundle yet.", RETRY)}}},
+            "/admin/items": {
+                "get": {"summary": "The item filters.", "operationId": "adminItemsGet",
+                        "security": [{"apiKey": []}],
+                        "responses": {"200": _json({"type": "object"}, "Revision and items."),
+                                      **_errors(401, 403, 503)}},
+                "post": {"summary": "Mark items unavailable/available, set categories.",
+                         "operationId": "adminItemsPost", "security": [{"apiKey": []}],
+                         "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": {"type": "object", "properties": {
+                                 "unavailable": ID_LIST, "available": ID_LIST,
+                                 "categories": {"type": "object",
+                                                "additionalProperties": ID}}}}}},
+                         "responses": {"200": _json({"type": "object"}, "The new revision."),
+                                       **_errors(400, 401, 403, 503)}}},
+            "/metrics": {"get": {
+                "summary": "Prometheus metrics of this instance.", "operationId": "metrics",
+                "responses": {"200": {"description": "Text exposition format 0.0.4.",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/openapi.json": {"get": {
+                "summary": "This document.", "operationId": "openapi",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0 document.")}}},
+        },
+    }

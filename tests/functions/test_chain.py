@@ -1,0 +1,79 @@
+"""The fallback chain on a hand-made bundle with known answers (real redis-server, no tower)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from functions.chain import Query, decode_cursor, encode_cursor, recommend
+from functions.serving import Serving, Settings
+from infra.bundle import BundleWriter
+from infra.redis_store import ListStore
+from infra.store import LocalStore
+from models.topk import build_flat_index
+
+IDS = ["a", "b", "c", "d", "e", "f"]
+
+
+@pytest.fixture
+def serving(redis_client, redis_url, tmp_path):
+    import faiss
+
+    store = LocalStore(str(tmp_path))
+    writer = BundleWriter(store, "v1")
+    writer.put_json("item_ids.json", IDS)
+    vectors = np.eye(6, dtype=np.float32)
+    writer.put_array("item_vectors.npy", vectors)
+    writer.put("items.faiss", faiss.serialize_index(build_flat_index(vectors)).tobytes())
+    writer.put_json("popular.json", ["f", "d", "a", "b"])
+    writer.commit({"items": 6})
+    lists = ListStore(redis_client, "chain")
+    # u1's nightly list: c, a, e, b with scores 4, 3, 2, 1.
+    lists.write_shard("v1", "0", ["u1"], np.array([[2, 0, 4, 1]]), np.array([[4, 3, 2, 1.0]]))
+    lists.flip("v1", 1, {})
+    s = Serving(Settings(redis_url=redis_url, store=str(tmp_path), namespace="chain",
+                         pointer_ttl=0))
+    return s, lists
+
+
+def _ids(answer):
+    return [i for i, _ in answer.items]
+
+
+def test_cache_then_popular_under_every_filter(serving):
+    s, lists = serving
+    answer = recommend(s, Query("u1", 3))
+    assert (answer.source, answer.items) == ("cache", [("c", 4.0), ("a", 3.0), ("e", 2.0)])
+    lists.append_events([{"user_id": "u1", "item_id": "a", "timestamp": 1}])  # touched
+    lists.set_items(unavailable=["e"])
+    answer = recommend(s, Query("u1", 4, exclude=["f"]))
+    # c and b are left of the list; popular fills with d (f excluded, a touched).
+    assert _ids(answer) == ["c", "b", "d"] and answer.filled_by == ["popular"]
+    assert answer.next_cursor is None  # fewer than k: nothing more to page through
+
+
+def test_pages_follow_the_chain_without_repeats(serving):
+    s, _ = serving
+    first = recommend(s, Query("u1", 2))
+    second = recommend(s, Query("u1", 2, served=decode_cursor("u1", first.next_cursor)))
+    third = recommend(s, Query("u1", 2, served=decode_cursor("u1", second.next_cursor)))
+    assert [_ids(a) for a in (first, second, third)] == [["c", "a"], ["e", "b"], ["f", "d"]]
+    assert (second.source, third.source) == ("cache", "popular")
+
+
+def test_categories_filter_the_list_and_the_fill(serving):
+    s, lists = serving
+    lists.set_items(categories={"a": "x", "b": "x", "c": "y", "d": "x", "e": "y", "f": "y"})
+    assert _ids(recommend(s, Query("u1", 3, categories=["x"]))) == ["a", "b", "d"]
+    assert _ids(recommend(s, Query("nobody", 5, categories=["y"]))) == ["f"]
+
+
+def test_cursor_round_trip_and_tampering():
+    served = ["1", "x y", "é", "a\x1eb"]
+    assert decode_cursor("u", encode_cursor("u", served)) == served
+    long = [str(n) for n in range(400)]
+    assert decode_cursor("u", encode_cursor("u", long)) == long
+    with pytest.raises(ValueError, match="another user_id"):
+        decode_cursor("v", encode_cursor("u", ["1"]))
+    with pytest.raises(ValueError, match="not valid"):
+        decode_cursor("u", "s" + json.dumps(["?"]))
