@@ -60,26 +60,38 @@ def export_mf(model: MFModel, path: str, k: int = 100) -> bytes:
             # one_hot of -1 is all zeros; max over the history counts duplicates once.
             return tf.reduce_max(tf.one_hot(idx, n_items, dtype=tf.float32), axis=1)
 
-        def _query(self, presence):
-            Qh = self.Q[None] * presence[:, :, None]  # [batch, n_items, dim]
-            A = self.G + cfg.fold_in_alpha * tf.matmul(Qh, self.Q[None], transpose_a=True)
-            rhs = self.g + tf.matmul(presence * self.h, self.Q)
+        def _query(self, idx):
+            """Fold-in from [batch, history] item indices (-1 = none): only the history's
+            rows of Q are touched, so the cost does not grow with the catalog."""
+            idx = tf.cast(idx, tf.int32)
+            valid = idx >= 0
+            pos = tf.range(tf.shape(idx)[1])
+            earlier = pos[None, :] < pos[:, None]  # [h, h]: j before i
+            repeat = tf.reduce_any(tf.equal(idx[:, :, None], idx[:, None, :])
+                                   & earlier[None] & valid[:, None, :], axis=2)
+            w = tf.cast(valid & ~repeat, tf.float32)  # each distinct item once
+            safe = tf.maximum(idx, 0)
+            Qh = tf.gather(self.Q, safe)  # [batch, history, dim]
+            Qw = Qh * w[:, :, None]
+            A = self.G + cfg.fold_in_alpha * tf.matmul(Qw, Qh, transpose_a=True)
+            rhs = self.g + tf.reduce_sum(Qw * tf.gather(self.h, safe)[:, :, None], axis=1)
             p = _conjugate_gradients(A, rhs, iterations=2 * Q.shape[1])
-            p = tf.where(tf.reduce_sum(presence, axis=1, keepdims=True) > 0, p, tf.zeros_like(p))
+            p = tf.where(tf.reduce_sum(w, axis=1, keepdims=True) > 0, p, tf.zeros_like(p))
             return tf.concat([p, tf.ones_like(p[:, :1])], axis=1)
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="item_ids")])
         def user_embedding(self, item_ids):
-            return {"query": self._query(self._presence(self.table.lookup(item_ids)))}
+            return {"query": self._query(self.table.lookup(item_ids))}
 
         @tf.function(input_signature=[tf.TensorSpec([1, HISTORY], tf.int32, name="item_idx")])
         def user_embedding_idx(self, item_idx):
-            return {"query": self._query(self._presence(item_idx))}
+            return {"query": self._query(item_idx)}
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="item_ids")])
         def recommend(self, item_ids):
-            presence = self._presence(self.table.lookup(item_ids))
-            scores = tf.matmul(self._query(presence), self.xb, transpose_b=True)
+            idx = self.table.lookup(item_ids)
+            presence = self._presence(idx)
+            scores = tf.matmul(self._query(idx), self.xb, transpose_b=True)
             scores = tf.where(presence > 0, tf.constant(-np.inf, tf.float32), scores)
             top = tf.math.top_k(scores, k=k)
             return {"item_ids": tf.gather(self.ids, top.indices), "scores": top.values}
