@@ -28,9 +28,11 @@ import pandas as pd
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from batch.gate import QualityGateError, quality_gate
+from batch.sources import expand_paths
 from batch.stages import DEAD_SCHEMA, parquet_bytes, train_and_export, validate_stage
 from batch.transforms import Precompute, user_shards
 from infra.bundle import new_version
+from infra.events_log import drain_events
 from infra.redis_store import ListStore
 from infra.store import open_store
 from models.index import IndexConfig
@@ -68,6 +70,9 @@ class NightlyOptions(PipelineOptions):
                             help="Share of the time range held out to evaluate the gate")
         parser.add_argument("--force_publish", action="store_true",
                             help="Publish even if the quality gate fails")
+        parser.add_argument("--no_drain_events", action="store_true",
+                            help="Do not drain the events ingested by the functions into "
+                                 "<store>/events/ and train on them")
         parser.add_argument("--skip_gate", action="store_true",
                             help="Do not evaluate the quality gate (saves one training)")
 
@@ -108,10 +113,21 @@ def run(argv: list[str] | None = None) -> dict:
     version, seconds = new_version(), {}
 
     t = time.perf_counter()
+    paths = expand_paths(opts.input)
+    drained = None
+    if not opts.no_drain_events:
+        # Events posted to the functions since the last run: durable in the store first,
+        # acknowledged in Redis only then; every run trains on the whole events log.
+        drained = drain_events(lists, store)
+        paths += [f"{store.uri}/{key}" for key in store.list("events")
+                  if key.endswith(".parquet") and not key.startswith("events/dead/")]
+    seconds["drain_events"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="recsys-nightly-") as tmp:
         local = options.view_as(StandardOptions).runner in (None, "DirectRunner")
         work_uri = tmp if local else f"{opts.store}/runs/{version}/work"
-        clean, dead = validate_stage(opts.input, weights, options, open_store(work_uri))
+        clean, dead = validate_stage(paths, weights, options, open_store(work_uri))
     if dead:
         store.put_bytes(f"runs/{version}/dead_letters.parquet", parquet_bytes(dead, DEAD_SCHEMA))
     reasons = pd.Series([d["reason"] for d in dead], dtype=object).value_counts().to_dict()
@@ -148,6 +164,7 @@ def run(argv: list[str] | None = None) -> dict:
 
     summary = {"version": version, "users_published": stats["users"], "items": stats["items"],
                "valid_events": len(clean), "dead_letters": reasons,
+               "events_drained": drained,
                "bundle": f"{opts.store}/bundles/{version}", "index": stats["index"],
                "gate": gate.as_dict() if gate else None,
                "seconds": {k: round(v, 3) for k, v in seconds.items()}}

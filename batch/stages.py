@@ -14,7 +14,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch.sources import expand_paths
 from batch.transforms import ReadInteractions, ValidateInteractions, drop_duplicates
 from infra.bundle import BundleWriter
 from infra.store import ArtifactStore
@@ -33,8 +32,8 @@ def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
     return buf.getvalue()
 
 
-def validate_stage(input_spec: str, event_weights: dict, pipeline_options, work: ArtifactStore
-                   ) -> tuple[pd.DataFrame, list[dict]]:
+def validate_stage(paths: list[str], event_weights: dict, pipeline_options,
+                   work: ArtifactStore) -> tuple[pd.DataFrame, list[dict]]:
     """Runs the validation pipeline; returns (clean interactions, dead-letter rows).
 
     Args:
@@ -42,7 +41,6 @@ def validate_stage(input_spec: str, event_weights: dict, pipeline_options, work:
             prefix of the artifact store (s3://..., through Beam's filesystems) on a
             distributed runner.
     """
-    paths = expand_paths(input_spec)
     with beam.Pipeline(options=pipeline_options) as p:
         out = p | "Read" >> ReadInteractions(paths) | ValidateInteractions(event_weights)
         out.valid | "WriteClean" >> beam.io.WriteToParquetBatched(

@@ -104,3 +104,28 @@ def test_nightly_reads_and_writes_s3(tmp_path, redis_client, tiny_dataset, s3_en
     assert store.exists(f"runs/{summary['version']}/dead_letters.parquet")
     assert summary["dead_letters"] == {"unparseable timestamp": 1}
     assert ListStore(redis_client).current() == summary["version"]
+
+
+def test_events_posted_since_the_last_run_are_drained_and_trained_on(tmp_path, redis_client,
+                                                                       tiny_dataset):
+    path = tmp_path / "interactions.parquet"
+    tiny_dataset.interactions.to_parquet(path)
+    url = redis_client.connection_pool.connection_kwargs
+    argv = [f"--input={path}", f"--store={tmp_path / 'store'}",
+            f"--redis_url=redis://{url['host']}:{url['port']}/0", "--epochs=1", "--dim=4",
+            "--k=5", "--skip_gate", "--direct_running_mode=in_memory"]
+    lists = ListStore(redis_client)
+    items = tiny_dataset.interactions["item_id"].unique()[:3]
+    now = int(tiny_dataset.interactions["timestamp"].max()) + 60
+    lists.append_events([{"user_id": "arrived-today", "item_id": i, "event_type": "click",
+                          "timestamp": now + n, "event_id": f"e{n}"}
+                         for n, i in enumerate(items)])
+    summary = run(argv)
+    assert summary["events_drained"]["events"] == 3
+    assert summary["valid_events"] == len(tiny_dataset.interactions) + 3
+    got = lists.get_list(summary["version"], "arrived-today")
+    assert got is not None and len(got[0]) == 5
+    assert redis_client.xlen("recsys:events") == 0  # acknowledged only after the file
+    again = run(argv)  # the log is kept: the next run trains on it too, without duplicates
+    assert again["events_drained"]["events"] == 0
+    assert again["valid_events"] == summary["valid_events"]
