@@ -55,20 +55,42 @@ def main(log_level: str) -> None:
 @_opt("--event-weights", envvar="RECSYS_EVENT_WEIGHTS",
       default="view=1,click=2,purchase=5,rating=1",
       help="Known event types and their weights; other types are dead letters.")
+@_opt("--index", envvar="RECSYS_INDEX", default="auto",
+      type=click.Choice(["auto", "flat", "ivf", "hnsw"]),
+      help="Item index: auto = exact up to --flat-max items, else IVF at recall >= 0.95.")
+@_opt("--flat-max", envvar="RECSYS_FLAT_MAX", default=50_000, type=int,
+      help="Largest catalog searched exactly under --index auto.")
+@_opt("--gate-tolerance", envvar="RECSYS_GATE_TOLERANCE", default=0.05, type=float,
+      help="Allowed relative NDCG@10 drop against the served version.")
+@_opt("--gate-window", envvar="RECSYS_GATE_WINDOW", default=0.1, type=float,
+      help="Share of the time range held out to evaluate the quality gate.")
+@_opt("--force-publish", envvar="RECSYS_FORCE_PUBLISH", is_flag=True,
+      help="Publish even if the quality gate fails.")
+@_opt("--skip-gate", envvar="RECSYS_SKIP_GATE", is_flag=True,
+      help="Do not evaluate the quality gate (saves one training).")
+@_opt("--no-drain-events", envvar="RECSYS_NO_DRAIN_EVENTS", is_flag=True,
+      help="Do not drain the events ingested by the functions into the store.")
 @_opt("--runner", envvar="RECSYS_RUNNER", default="DirectRunner",
       help="Beam runner (DirectRunner, DataflowRunner, PortableRunner, ...).")
 @_opt("--json", "json_path", envvar="RECSYS_SUMMARY_JSON", default=None,
       help="Also write the run summary to this file.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def nightly(input_path, store, redis_url, namespace, k, shard_size, keep_versions, dim, epochs,
-            l2, event_weights, runner, json_path, beam_args) -> None:
+            l2, event_weights, index, flat_max, gate_tolerance, gate_window, force_publish,
+            skip_gate, no_drain_events, runner, json_path, beam_args) -> None:
     """Validate, train, export the bundle, precompute top-K and publish to Redis."""
     from batch.nightly import run
 
     argv = [f"--input={input_path}", f"--store={store}", f"--redis_url={redis_url}",
             f"--namespace={namespace}", f"--k={k}", f"--shard_size={shard_size}",
             f"--keep_versions={keep_versions}", f"--dim={dim}", f"--epochs={epochs}",
-            f"--l2={l2}", f"--event_weights={event_weights}", f"--runner={runner}", *beam_args]
+            f"--l2={l2}", f"--event_weights={event_weights}", f"--index={index}",
+            f"--flat_max={flat_max}", f"--gate_tolerance={gate_tolerance}",
+            f"--gate_window={gate_window}", f"--runner={runner}",
+            *[f"--{name}" for name, on in (("force_publish", force_publish),
+                                           ("skip_gate", skip_gate),
+                                           ("no_drain_events", no_drain_events)) if on],
+            *beam_args]
     _write_json(json_path, run(argv))
 
 
