@@ -23,8 +23,6 @@ from models.baselines import ItemKNN, Popularity, RecentPopularity
 from models.evaluation import Recommender, build_cases, build_report, evaluate_model, temporal_split
 from models.retrieval import MFRecommender
 from models.schema import Dataset
-from models.served import ServedRecommender
-from models.two_tower import TwoTowerRecommender
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +32,6 @@ MODEL_REGISTRY: dict[str, Callable[[], Recommender]] = {
     "recent_popularity": RecentPopularity,
     "item_knn": ItemKNN,
     "mf": MFRecommender,
-    "two_tower": TwoTowerRecommender,
-    "served": ServedRecommender,
 }
 try:  # the peers of EVALUATION.md: EASE always, ALS and BPR with the `peers` extra (implicit)
     import importlib.util
