@@ -23,7 +23,8 @@ def test_nightly_publishes_every_user_without_seen_items(published):
     assert list_bundles(store) == [summary["version"]]
     bundle = read_bundle(store, summary["version"])
     assert summary["users_published"] == len(bundle.user_ids) > 0
-    assert set(summary["seconds"]) == {"validate", "train_export", "precompute_publish"}
+    assert set(summary["seconds"]) == {"drain_events", "validate", "train_export",
+                                       "precompute_publish"}
     data = pd.read_parquet(store.root.parent / "interactions.parquet")
     seen = data.groupby("user_id")["item_id"].apply(set)
     for user in bundle.user_ids[:25]:
