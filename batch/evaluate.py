@@ -21,8 +21,11 @@ from tqdm import tqdm
 
 from models.baselines import ItemKNN, Popularity, RecentPopularity
 from models.evaluation import Recommender, build_cases, build_report, evaluate_model, temporal_split
+from models.mf import MFConfig
 from models.retrieval import MFRecommender
 from models.schema import Dataset
+from models.served import ServedRecommender
+from models.two_tower import TwoTowerRecommender
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,10 @@ MODEL_REGISTRY: dict[str, Callable[[], Recommender]] = {
     "recent_popularity": RecentPopularity,
     "item_knn": ItemKNN,
     "mf": MFRecommender,
+    "mf_explicit": lambda: MFRecommender(MFConfig(objective="explicit")),
+    "mf_bpr": lambda: MFRecommender(MFConfig(objective="bpr")),
+    "two_tower": TwoTowerRecommender,
+    "served": ServedRecommender,
 }
 try:  # the peers of EVALUATION.md: EASE always, ALS and BPR with the `peers` extra (implicit)
     import importlib.util
@@ -155,6 +162,17 @@ def markdown_report(report: dict) -> str:
     for name, metrics in report["models"].items():
         cells = [_fmt(get(metrics)) for _, get in METRIC_COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    try:  # the peers' figures of EVALUATION.md (MovieLens 100K), beside ours
+        from benchmarks.peers import REFERENCE
+    except ImportError:  # pragma: no cover - benchmarks/ is not installed with the package
+        REFERENCE = {}
+    if "ml-100k" in str(report["dataset"]) and REFERENCE:
+        lines += ["", "Peers on MovieLens 100K under TH (EVALUATION.md, independent "
+                  "implementation):", "",
+                  "| model | warm NDCG@10 | fresh NDCG@10 | all NDCG@10 | all Recall@20 | "
+                  "all HR@10 | coverage@10 | long-tail cov.@10 |", "|---" * 8 + "|"]
+        lines += [f"| {name} | " + " | ".join(f"{v:.4f}" for v in ref) + " |"
+                  for name, ref in REFERENCE.items()]
     return "\n".join(lines) + "\n"
 
 

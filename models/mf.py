@@ -1,8 +1,11 @@
 """Matrix factorisation with biases (the seed's §6.2 model) trained for top-K retrieval.
 
 score(u, i) = p_u · q_i + b_u + b_i + g, L2 (λ = 0.01 by default) on the looked-up rows.
-Trained on implicit feedback: every observed (user, item) pair is a positive weighted by
-log1p of its summed event weights, with uniformly sampled negatives and a logistic loss.
+Objectives (`MFConfig.objective`): "logistic" (the default, implicit feedback: every observed
+(user, item) pair is a positive weighted by log1p of its summed event weights, against
+uniformly sampled negatives), "bpr" (implicit, pairwise: each positive above a sampled item
+of the same user) and "explicit" (the seed's MSE on ratings: each pair's mean event weight,
+e.g. its MovieLens rating, with no negatives).
 Fresh users are folded in from their recent items (see `fold_in`), so the same item
 vectors serve warm users (precomputed) and fresh ones (on demand):
 query = [p_u, 1] and item = [q_i, b_i] make the score an inner product for Faiss.
@@ -17,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from models.preprocess import Preprocessor
-from models.vocab import Vocab
+from models.vocab import Vocab, interaction_weights
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ class MFConfig:
         negatives: sampled negatives per positive.
         fold_in_alpha: extra confidence of a fresh user's history items in the fold-in.
         fold_in_l2: ridge penalty of the fold-in.
+        objective: "logistic", "bpr" or "explicit" (see the module docstring).
         seed: random seed.
     """
 
@@ -46,6 +50,7 @@ class MFConfig:
     negatives: int = 4
     fold_in_alpha: float = 20.0
     fold_in_l2: float = 1.0
+    objective: str = "logistic"
     seed: int = 0
 
 
@@ -103,7 +108,7 @@ class MFModel:
 
 def train_mf(interactions: pd.DataFrame, config: MFConfig = MFConfig(),
              event_weights=None) -> MFModel:
-    """Trains MF with biases on implicit feedback.
+    """Trains MF with biases with `config.objective` (implicit logistic by default).
 
     Args:
         interactions: the train side only (user_id, item_id, timestamp, ...).
@@ -144,27 +149,49 @@ def train_mf(interactions: pd.DataFrame, config: MFConfig = MFConfig(),
     model = MF()
     opt = keras.optimizers.Adam(config.learning_rate)
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    objective = config.objective
+    if objective not in ("logistic", "bpr", "explicit"):
+        raise ValueError(f"MFConfig.objective {objective!r}: use logistic, bpr or explicit")
+    if objective == "explicit":  # target: each pair's mean event weight (its rating)
+        df = pd.DataFrame({"u": users.lookup(interactions["user_id"]),
+                           "i": items.lookup(interactions["item_id"]),
+                           "w": interaction_weights(interactions, pre.event_weights)})
+        mean_w = df.groupby(["u", "i"])["w"].mean()
+        u = mean_w.index.get_level_values(0).to_numpy(np.int32)
+        i = mean_w.index.get_level_values(1).to_numpy(np.int32)
+        w = mean_w.to_numpy(np.float32)
+        model.g.assign(float(w.mean()))
 
     @tf.function
     def step(uu, ii, y, sw):
         with tf.GradientTape() as tape:
             logits, penalty = model(uu, ii)
-            loss = bce(y[:, None], logits[:, None], sample_weight=sw) + penalty
+            if objective == "explicit":  # y = the rating
+                loss = tf.reduce_mean(tf.square(logits - y))
+            elif objective == "bpr":  # rows [0, n) positives, [n, 2n) their negatives
+                pos, neg = tf.split(logits, 2)
+                loss = -tf.reduce_mean(tf.math.log_sigmoid(pos - neg))
+            else:
+                loss = bce(y[:, None], logits[:, None], sample_weight=sw)
+            loss += penalty
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss
 
-    n_neg = config.negatives
+    n_neg = 0 if objective == "explicit" else (1 if objective == "bpr" else config.negatives)
     for epoch in range(config.epochs):
         neg_i = rng.integers(0, len(items), len(u) * n_neg).astype(np.int32)
         uu = np.concatenate([u, np.repeat(u, n_neg)])
         ii = np.concatenate([i, neg_i])
-        y = np.concatenate([np.ones(len(u)), np.zeros(len(neg_i))]).astype(np.float32)
+        y = np.concatenate([w if objective == "explicit" else np.ones(len(u)),
+                            np.zeros(len(neg_i))]).astype(np.float32)
         sw = np.concatenate([1.0 + w, np.ones(len(neg_i))]).astype(np.float32)
-        order = rng.permutation(len(uu))
+        order = rng.permutation(len(u) if objective == "bpr" else len(uu))
         total = 0.0
         for lo in range(0, len(order), config.batch_size):
             b = order[lo:lo + config.batch_size]
+            if objective == "bpr":
+                b = np.concatenate([b, b + len(u)])
             total += float(step(uu[b], ii[b], y[b], sw[b])) * len(b)
         log.debug("mf epoch %d loss %.4f", epoch + 1, total / len(order))
 

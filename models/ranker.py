@@ -1,0 +1,406 @@
+"""The ranking stage: features of (user, candidate item) pairs and an MLP that scores them.
+
+Features are computed in TensorFlow from constant per-item tables (`FeatureTables`) and the
+request (history, user tokens, candidates, context), so the SavedModel, its LiteRT conversion
+and training all run the same graph:
+
+    tower score (user tower · item vector) | item-kNN and session co-occurrence summed over the
+    history and over its last items | log1p event counts (all, 30, 7, 1 days before `now`) |
+    item age (days since first event, since last event, since release) | token affinity
+    (share of the candidate's tokens in the history's) | context: fresh flag, log1p history
+    length, log1p days since the user's last event.
+
+The MLP is trained listwise (softmax over a case's candidates against its truth).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.two_tower import history_table, user_tower
+from models.vocab import interaction_weights
+
+log = logging.getLogger(__name__)
+DAY = 86_400.0
+POP_WINDOWS = (30.0, 14.0, 7.0, 1.0)
+ITEM_STATS = ("pop_all", *(f"pop_{int(d)}d" for d in POP_WINDOWS), "age_first", "age_last",
+              "age_release", "mean_weight")
+FEATURES = ("tower", "knn", "knn_recent", "session", "session_recent", *ITEM_STATS,
+            "token_affinity", "new_since_visit", "history_pop", "fresh", "history_len",
+            "days_idle")
+CONTEXT = ("fresh", "days_since_last_event")
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    """Hyperparameters of the ranker.
+
+    Attributes:
+        hidden: widths of the MLP's hidden layers.
+        neighbours: neighbours kept per item in the kNN and session tables (their size is
+            items x neighbours; ~all of them on MovieLens 100K, fewer for big catalogs).
+        session_seconds: two events of a user this close in time co-occur in a session.
+        epochs: most passes over the training cases.
+        patience: epochs without a better validation NDCG@10 before stopping.
+        batch_size: cases per step.
+        learning_rate: Adam learning rate.
+        l2: L2 penalty on the MLP weights.
+        members: MLPs averaged (seeds seed, seed + 1, ...); averaging steadies the ranking.
+        seed: random seed.
+    """
+
+    hidden: tuple[int, ...] = (64, 32)
+    neighbours: int = 1000
+    session_seconds: float = 3600.0
+    epochs: int = 40
+    patience: int = 5
+    batch_size: int = 32
+    learning_rate: float = 0.003
+    l2: float = 1e-4
+    members: int = 5
+    seed: int = 0
+
+
+def neighbour_table(rows: np.ndarray, cols: np.ndarray, n_items: int,
+                    m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-m cosine neighbours of each item from (group, item) incidence pairs.
+
+    Args:
+        rows: [n] group index (a user, or a user's session) per pair.
+        cols: [n] item index per pair (distinct pairs).
+        n_items: items; pads point at index n_items.
+        m: neighbours per item.
+
+    Returns:
+        (idx [n_items + 1, m] int32 with n_items as padding, sim [n_items + 1, m] float32).
+    """
+    import scipy.sparse as sp
+
+    X = sp.csc_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+                      shape=(int(rows.max(initial=0)) + 1, n_items))
+    X.sum_duplicates()
+    X.data[:] = 1.0
+    norm = np.sqrt(np.asarray(X.sum(axis=0)).ravel())
+    idx = np.full((n_items + 1, m), n_items, np.int32)
+    sim = np.zeros((n_items + 1, m), np.float32)
+    k = min(m, n_items)
+    block = max(1, int(2e7 // max(n_items, 1)))  # ~80 MB of dense co-occurrence at a time
+    for lo in range(0, n_items, block):
+        hi = min(lo + block, n_items)
+        co = (X[:, lo:hi].T @ X).toarray()  # [b, n_items]
+        co[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
+        cos = co / np.maximum(np.outer(norm[lo:hi], norm), 1e-12)
+        top = np.argpartition(-cos, k - 1, axis=1)[:, :k] if k < n_items else np.broadcast_to(
+            np.arange(n_items), (hi - lo, n_items))
+        val = np.take_along_axis(cos, top, 1)
+        order = np.lexsort((top, -val), axis=1)
+        top, val = np.take_along_axis(top, order, 1), np.take_along_axis(val, order, 1)
+        idx[lo:hi, :k] = np.where(val > 0, top, n_items)
+        sim[lo:hi, :k] = np.where(val > 0, val, 0.0)
+    return idx, sim
+
+
+@dataclass
+class FeatureTables:
+    """Per-item tables of the ranking features, each with a zero padding row at index n.
+
+    Attributes:
+        item_vectors: [n + 1, d] two-tower item vectors.
+        knn_idx, knn_sim: [n + 1, M] item-kNN neighbours (cosine over users).
+        sess_idx, sess_sim: [n + 1, M] session co-occurrence neighbours.
+        item_stats: [n + 1, 7] pop_all, pop windows, age_first, age_last, age_release.
+        item_tokens: [n + 1, T] int32 feature tokens.
+        now: the timestamp the tables describe.
+    """
+
+    item_vectors: np.ndarray
+    knn_idx: np.ndarray
+    knn_sim: np.ndarray
+    sess_idx: np.ndarray
+    sess_sim: np.ndarray
+    item_stats: np.ndarray
+    item_tokens: np.ndarray
+    now: float
+
+
+def build_tables(train: pd.DataFrame, tower, items: pd.DataFrame | None,
+                 config: RankerConfig) -> FeatureTables:
+    """Tables from the train side and a trained TwoTowerModel (whose item universe they use).
+
+    Args:
+        train: interactions (user_id, item_id, timestamp).
+        tower: the TwoTowerModel.
+        items: the items table (`year` or `created_ts` give the release age) or None.
+        config: the ranker's hyperparameters.
+    """
+    vocab, n = tower.data.items, len(tower.data.items)
+    now = tower.data.now
+    i = vocab.lookup(train["item_id"])
+    t = train["timestamp"].to_numpy(np.float64)
+    u = pd.factorize(train["user_id"].astype(str))[0]
+    keep = i >= 0
+    i, t, u = i[keep], t[keep], u[keep]
+    pairs = np.unique(np.stack([u, i], 1), axis=0)
+    knn = neighbour_table(pairs[:, 0], pairs[:, 1], n, config.neighbours)
+    order = np.lexsort((t, u))
+    gap = np.diff(t[order], prepend=-np.inf) > config.session_seconds
+    session = np.cumsum(gap | (np.diff(u[order], prepend=-1) != 0))
+    sess_pairs = np.unique(np.stack([session, i[order]], 1), axis=0)
+    sess = neighbour_table(sess_pairs[:, 0], sess_pairs[:, 1], n, config.neighbours)
+    stats = np.zeros((n + 1, len(ITEM_STATS)), np.float32)
+    stats[:n, 0] = np.log1p(np.bincount(i, minlength=n))
+    for c, days in enumerate(POP_WINDOWS, 1):
+        recent = t >= now - days * DAY
+        stats[:n, c] = np.log1p(np.bincount(i[recent], minlength=n))
+    first = pd.Series(t).groupby(i).min().reindex(range(n)).to_numpy()
+    last = pd.Series(t).groupby(i).max().reindex(range(n)).to_numpy()
+    release = _release_ts(vocab, items, now)
+    first = np.where(np.isnan(first), np.nan_to_num(release, nan=now), first)
+    w = len(POP_WINDOWS) + 1
+    stats[:n, w] = np.log1p(np.maximum(now - first, 0) / DAY)
+    stats[:n, w + 1] = np.log1p(np.maximum(now - np.nan_to_num(last, nan=now), 0) / DAY)
+    stats[:n, w + 2] = np.log1p(np.maximum(now - np.nan_to_num(release, nan=first), 0) / DAY)
+    weight = interaction_weights(train)[keep]
+    stats[:n, w + 3] = np.log1p(np.bincount(i, weight, n) / np.maximum(np.bincount(i, None, n), 1))
+    tokens = np.vstack([tower.data.item_tokens, np.zeros_like(tower.data.item_tokens[:1])])
+    vectors = np.vstack([tower.item_vectors, np.zeros_like(tower.item_vectors[:1])])
+    return FeatureTables(vectors, *knn, *sess, stats, tokens, now)
+
+
+def _release_ts(vocab, items: pd.DataFrame | None, now: float) -> np.ndarray:
+    """[n] release timestamps from `created_ts` or `year` (mid-year), NaN when unknown."""
+    out = np.full(len(vocab), np.nan)
+    if items is None:
+        return out
+    by_id = items.assign(item_id=items["item_id"].astype(str)).set_index("item_id")
+    if "created_ts" in by_id:
+        col = pd.to_numeric(by_id["created_ts"], errors="coerce")
+    elif "year" in by_id:
+        year = pd.to_numeric(by_id["year"], errors="coerce")
+        col = (year - 1970 + 0.5) * 365.25 * DAY
+    else:
+        return out
+    out[:] = col.reindex(list(vocab.ids)).to_numpy(np.float64, na_value=np.nan)
+    return np.minimum(out, now)
+
+
+def features(t: dict, hist, user_tok, cand, context, recent: int):
+    """The ranking features in TensorFlow.
+
+    Args:
+        t: tensors of the FeatureTables fields and the tower weights (see `graph_tables`).
+        hist: [B, H] int32 history item indices, right-aligned, -1 pads.
+        user_tok: [B, U] int32 user tokens.
+        cand: [B, C] int32 candidate item indices, -1 pads.
+        context: [B, 2] float32: fresh flag (0/1), days since the user's last event.
+
+    Returns:
+        [B, C, len(FEATURES)] float32.
+    """
+    import tensorflow as tf
+
+    n = tf.shape(t["item_stats"])[0] - 1
+    cand = tf.where(cand < 0, n, cand)
+    q = user_tower(t, t["history_table"], hist, user_tok, recent)
+    tower = tf.reduce_sum(tf.gather(t["item_vectors"], cand) * q[:, None, :], -1)
+    valid = tf.cast(hist >= 0, tf.float32)
+    n_hist = tf.reduce_sum(valid, 1, keepdims=True)
+    b = tf.shape(hist)[0]
+    rows = tf.range(b)[:, None] * (n + 1)
+
+    def summed(idx_table, sim_table, weights):
+        # Each history item spreads its neighbours' similarities over a flattened
+        # [B * (n + 1)] score vector (pads land on column n), read at the candidates.
+        h = tf.where(hist < 0, n, hist)
+        nb = tf.gather(idx_table, h)  # [B, H, M]
+        sims = tf.gather(sim_table, h) * weights[:, :, None]
+        acc = tf.scatter_nd(tf.reshape(nb + rows[:, :, None], [-1, 1]), tf.reshape(sims, [-1]),
+                            tf.reshape(b * (n + 1), [1]))
+        return tf.gather(acc, cand + rows)
+
+    last = tf.concat([tf.zeros_like(valid[:, :-recent]), valid[:, -recent:]], 1)
+    knn = [summed(t["knn_idx"], t["knn_sim"], w) for w in (valid, last)]
+    sess = [summed(t["sess_idx"], t["sess_sim"], w) for w in (valid, last)]
+    stats = tf.gather(t["item_stats"], cand)
+    # token affinity: share of the candidate's tokens found among the history's tokens
+    h_tok = tf.gather(t["item_tokens"], tf.where(hist < 0, n, hist))  # [B, H, T]
+    n_tok = t["n_tokens"]
+    tkeys = tf.range(b)[:, None, None] * n_tok + h_tok
+    prof = tf.scatter_nd(tf.reshape(tkeys, [-1, 1]),
+                         tf.reshape(tf.cast(h_tok > 0, tf.float32), [-1]),
+                         tf.reshape(b * n_tok, [1]))
+    c_tok = tf.gather(t["item_tokens"], cand)  # [B, C, T]
+    hit = tf.gather(prof, tf.reshape(c_tok + tf.range(b)[:, None, None] * n_tok, [b, -1]))
+    c_mask = tf.cast(c_tok > 0, tf.float32)
+    hit = tf.reduce_sum(tf.reshape(hit, tf.shape(c_tok)) * c_mask, -1)
+    affinity = hit / tf.maximum(tf.reduce_sum(c_mask, -1), 1.0) / tf.maximum(n_hist, 1.0)
+    ones = tf.ones_like(tower)
+    idle = tf.maximum(context[:, 1:2], 0.0)
+    age_first = stats[..., ITEM_STATS.index("age_first")]
+    new_since_visit = tf.math.log1p(tf.maximum(idle - tf.math.expm1(age_first), 0.0))
+    h_pop = tf.gather(t["item_stats"][:, 0], tf.where(hist < 0, n, hist))
+    history_pop = tf.reduce_sum(h_pop, 1, keepdims=True) / tf.maximum(n_hist, 1.0) * ones
+    ctx = [context[:, :1] * ones, tf.math.log1p(n_hist) * ones, tf.math.log1p(idle) * ones]
+    cols = [tower, *knn, *sess, *tf.unstack(stats, axis=-1), affinity, new_since_visit,
+            history_pop, *ctx]
+    return tf.stack(cols, -1)
+
+
+def graph_tables(tables: FeatureTables, tower) -> dict:
+    """TensorFlow constants of the tables and the tower weights, as `features` reads them."""
+    import tensorflow as tf
+
+    t = {k: tf.constant(v) for k, v in tower.weights.items()}
+    t["item_tokens"] = tf.constant(tower.data.item_tokens)
+    t["history_table"] = history_table(t)
+    for name in ("item_vectors", "knn_idx", "knn_sim", "sess_idx", "sess_sim", "item_stats"):
+        t[name] = tf.constant(getattr(tables, name))
+    t["item_tokens"] = tf.constant(tables.item_tokens)
+    t["n_tokens"] = tf.constant(tower.data.item_enc.size, tf.int32)
+    return t
+
+
+@dataclass
+class RankingData:
+    """Labelled candidate lists of evaluation-like cases.
+
+    Attributes:
+        X: [N, C, F] features; y: [N, C] 1 where the candidate is in the truth;
+        mask: [N, C] True for real candidates; n_truth: [N] size of each case's truth.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    mask: np.ndarray
+    n_truth: np.ndarray
+
+    @staticmethod
+    def concat(parts: list[RankingData]) -> RankingData:
+        return RankingData(*(np.concatenate([getattr(p, f) for p in parts])
+                             for f in ("X", "y", "mask", "n_truth")))
+
+
+@dataclass
+class RankerModel:
+    """An ensemble of MLPs over standardised features; the score is their mean.
+
+    Attributes:
+        members: per MLP, [W0, b0, W1, b1, ..., W_out [h, 1], b_out [1]] (ReLU between).
+        mean, std: [F] feature standardisation.
+        epochs: epochs each member was trained.
+    """
+
+    members: list[list[np.ndarray]]
+    mean: np.ndarray
+    std: np.ndarray
+    epochs: int
+
+
+def mlp(weights, mean, std, X):
+    """One member: X [..., F] -> scores [...] in TensorFlow (weights may be variables)."""
+    import tensorflow as tf
+
+    h = (X - mean) / std
+    for k in range(0, len(weights), 2):
+        h = tf.tensordot(h, weights[k], 1) + weights[k + 1]
+        if k + 2 < len(weights):
+            h = tf.nn.relu(h)
+    return h[..., 0]
+
+
+def ensemble(members, mean, std, X):
+    """The ranker's score: the members' mean, [...] from X [..., F]."""
+    import tensorflow as tf
+
+    return tf.add_n([mlp(w, mean, std, X) for w in members]) / float(len(members))
+
+
+def score(model: RankerModel, X: np.ndarray) -> np.ndarray:
+    """Scores [N, C] of features X [N, C, F] (NumPy in, NumPy out)."""
+    return ensemble(model.members, model.mean, model.std, X.astype(np.float32)).numpy()
+
+
+def ndcg_of_scores(scores: np.ndarray, data: RankingData, k: int = 10) -> float:
+    """Mean NDCG@k of candidate lists ranked by `scores` [N, C] (ties: earlier slot)."""
+    s = np.where(data.mask, scores, -np.inf)
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    gains = np.take_along_axis(data.y * data.mask, top, 1) / np.log2(np.arange(2, k + 2))
+    ideal = np.array([np.sum(1 / np.log2(np.arange(2, min(k, t) + 2))) for t in data.n_truth])
+    return float(np.mean(gains.sum(1) / np.maximum(ideal, 1e-9)))
+
+
+def fit_member(train: RankingData, config: RankerConfig, epochs: int, seed: int,
+               monitor: RankingData | None = None) -> tuple[RankerModel, list[float]]:
+    """Listwise training of one MLP; with `monitor`, keeps its epoch of best NDCG@10.
+
+    Returns:
+        (a one-member model, validation NDCG@10 per epoch, empty without `monitor`).
+    """
+    import tensorflow as tf
+
+    from models.two_tower import Adam
+
+    rng = np.random.default_rng(seed)
+    valid = train.X[train.mask]
+    mean = valid.mean(0).astype(np.float32)
+    std = np.maximum(valid.std(0), 1e-3).astype(np.float32)
+    sizes = [train.X.shape[-1], *config.hidden, 1]
+    w = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        w += [tf.Variable(rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32)),
+              tf.Variable(np.zeros(b, np.float32))]
+    adam = Adam(w, config.learning_rate)
+    keep = train.y.sum(1) > 0
+    X, y, m = train.X[keep], train.y[keep].astype(np.float32), train.mask[keep]
+
+    @tf.function
+    def step(xb, yb, mb):
+        with tf.GradientTape() as tape:
+            logits = tf.where(mb, mlp(w, mean, std, xb), -1e9)
+            target = yb / tf.reduce_sum(yb, 1, keepdims=True)
+            loss = -tf.reduce_mean(tf.reduce_sum(target * tf.nn.log_softmax(logits), 1))
+            loss += config.l2 * tf.add_n([tf.reduce_sum(v * v) for v in w[::2]])
+        adam.apply(tape.gradient(loss, w))
+        return loss
+
+    def snapshot(n):
+        return RankerModel([[v.numpy() for v in w]], mean, std, n)
+
+    history, best, best_model, bad = [], -1.0, None, 0
+    for epoch in range(epochs):
+        order = rng.permutation(len(X))
+        for lo in range(0, len(order), config.batch_size):
+            b = order[lo:lo + config.batch_size]
+            step(X[b], y[b], m[b])
+        if monitor is None:
+            continue
+        model = snapshot(epoch + 1)
+        history.append(ndcg_of_scores(score(model, monitor.X), monitor))
+        if history[-1] > best:
+            best, best_model, bad = history[-1], model, 0
+        else:
+            bad += 1
+            if bad >= config.patience:
+                break
+    return (best_model if best_model is not None else snapshot(epochs)), history
+
+
+def train_ranker(parts: list[RankingData], config: RankerConfig) -> RankerModel:
+    """Picks the epochs on the last part (the latest validation window) with the earlier parts
+    as training data, then trains `config.members` MLPs on all parts for that many epochs."""
+    epochs = config.epochs
+    if len(parts) > 1:
+        _, history = fit_member(RankingData.concat(parts[:-1]), config, config.epochs,
+                                config.seed, parts[-1])
+        epochs = int(np.argmax(history)) + 1
+        log.info("ranker: %d epochs (validation NDCG@10 %s)", epochs,
+                 np.round(history, 4).tolist())
+    data = RankingData.concat(parts)
+    members = [fit_member(data, config, epochs, config.seed + n)[0]
+               for n in range(config.members)]
+    return RankerModel([m.members[0] for m in members], members[0].mean, members[0].std,
+                       epochs)

@@ -1,0 +1,621 @@
+"""What production serves: candidate sources -> ranker -> business rules, one code path for
+warm users (the nightly batch) and fresh users (the on-demand function).
+
+    ServedModel.recommend_indices(histories, user_tok, context, k, exclude)
+        = candidates(user tower query, histories)    two-tower Faiss top-N, item-kNN and
+                                                     session co-occurrence top-N, recent top-N
+        -> rank(hist, user_tok, candidates, context)  models.ranker features + MLP
+        -> models.rules.apply_rules_batch             history and exclusions out, first k
+
+The user tower and the ranker run through a `runtime`: the in-process TensorFlow graph (the
+same module the SavedModels are written from) or the LiteRT interpreters (models.served_io).
+`fit_served` trains everything on the train side only: the ranker learns from windows cut from
+its end (the last window also picks the tower's and the ranker's epochs), then the tower and
+the tables are refit on the whole train side.
+
+    python -m batch.evaluate --dataset movielens:../shared/datasets/ml-100k --models served
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from models.evaluation import Cases, build_cases, temporal_split
+from models.ranker import (
+    DAY,
+    ITEM_STATS,
+    FeatureTables,
+    RankerConfig,
+    RankerModel,
+    RankingData,
+    build_tables,
+    train_ranker,
+)
+from models.rules import apply_rules_batch
+from models.two_tower import (
+    TokenEncoder,
+    TowerData,
+    TwoTowerConfig,
+    TwoTowerModel,
+    fit_tower,
+    history_matrix,
+    prepare,
+)
+from models.vocab import Vocab
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServedConfig:
+    """Hyperparameters of the served pipeline.
+
+    Attributes:
+        tower: the two-tower model's.
+        ranker: the ranker's.
+        windows: cutoffs (quantiles of train events) of the ranker's training windows; the
+            last one is the validation window that picks the epochs.
+        n_tower, n_knn, n_session, n_popular: candidates from each source.
+        candidates: candidate slots per user (C), padded with -1.
+        max_cases: cases drawn per window for the ranker (the latest ones are kept).
+        longtail_slots: places at the end of each top 10 given to the best-ranked long-tail
+            items (outside the 20% most popular), a discovery rule; 0 turns it off.
+    """
+
+    tower: TwoTowerConfig = TwoTowerConfig()
+    ranker: RankerConfig = RankerConfig()
+    windows: tuple[float, ...] = (0.7, 0.8, 0.9)
+    n_tower: int = 100
+    n_knn: int = 100
+    n_session: int = 50
+    n_popular: int = 50
+    candidates: int = 256
+    max_cases: int = 5000
+    longtail_slots: int = 0
+
+
+@dataclass
+class ServedModel:
+    """The bundle's content: tower, feature tables, ranker and the warm users' last events."""
+
+    tower: TwoTowerModel
+    tables: FeatureTables
+    ranker: RankerModel | None
+    config: ServedConfig
+    popular: np.ndarray  # [n_popular] item indices, most popular in the last 7 days first
+    user_last: dict[str, float] = field(default_factory=dict)  # user id -> last event ts
+    runtime: object = None  # GraphRuntime / LiteRTRuntime; built on first use
+
+    @classmethod
+    def build(cls, train: pd.DataFrame, tower: TwoTowerModel, items: pd.DataFrame | None,
+              config: ServedConfig, ranker: RankerModel | None = None) -> ServedModel:
+        tables = build_tables(train, tower, items, config.ranker)
+        pop7 = tables.item_stats[:-1, ITEM_STATS.index("pop_7d")] + tables.item_stats[:-1, 0] / 100
+        popular = np.lexsort((np.arange(len(pop7)), -pop7))[:config.n_popular]
+        last = train.groupby(train["user_id"].astype(str))["timestamp"].max()
+        return cls(tower, tables, ranker, config, popular, last.astype(float).to_dict())
+
+    def _runtime(self):
+        if self.runtime is None:
+            self.runtime = GraphRuntime(self)
+        return self.runtime
+
+    # -- inputs -------------------------------------------------------------------------
+    def history_indices(self, histories: list[list[str]]) -> list[np.ndarray]:
+        """Known item indices per history (oldest first); unknown ids are dropped."""
+        idx = [self.tower.data.items.lookup(h) for h in histories]
+        return [i[i >= 0] for i in idx]
+
+    def context(self, user_ids: list[str], fresh: bool) -> np.ndarray:
+        """[B, 2] float32: fresh flag, days since the user's last train event (0 if fresh)."""
+        now = self.tables.now
+        idle = [0.0 if fresh else (now - self.user_last.get(str(u), now)) / DAY
+                for u in user_ids]
+        return np.stack([np.full(len(user_ids), float(fresh)), idle], 1).astype(np.float32)
+
+    # -- the pipeline ---------------------------------------------------------------------
+    def candidates(self, query: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+        """Candidate item indices from every source, history excluded.
+
+        Args:
+            query: [B, d] user tower output.
+            histories: B arrays of item indices.
+
+        Returns:
+            [B, C] int64, -1 pads; tower candidates first, then kNN, session and recent.
+        """
+        from models.retrieval import retrieve
+
+        c, t = self.config, self.tables
+        if getattr(self, "_index", None) is None:
+            from models.topk import build_flat_index
+
+            self._index = build_flat_index(self.tower.item_vectors)
+        parts = [retrieve(self._index, query, c.n_tower, histories)[0],
+                 _neighbour_top(t.knn_idx, t.knn_sim, histories, c.n_knn),
+                 _neighbour_top(t.sess_idx, t.sess_sim, histories, c.n_session),
+                 np.tile(self.popular, (len(histories), 1))]
+        merged = np.concatenate(parts, 1)
+        return apply_rules_batch(merged, np.zeros(merged.shape, np.float32), c.candidates,
+                                 histories)[0]
+
+    def rank(self, hist: np.ndarray, user_tok: np.ndarray, cand: np.ndarray,
+             context: np.ndarray) -> np.ndarray:
+        """Ranker scores [B, C] float32 (-inf on padding) of the candidates [B, C]."""
+        scores = self._runtime().rank(hist, user_tok, cand.astype(np.int32), context)
+        return np.where(cand >= 0, scores, -np.inf).astype(np.float32)
+
+    def recommend_indices(self, histories: list[np.ndarray], user_tok: np.ndarray,
+                          context: np.ndarray, k: int,
+                          exclude: list[np.ndarray] | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """The served lists: retrieval -> ranking -> rules (batch and online alike).
+
+        Args:
+            histories: B arrays of item indices, oldest first (all are excluded).
+            user_tok: [B, U] int32 user tokens (`tower.data.user_matrix` or the request's).
+            context: [B, 2] float32 (see `context`).
+            k: list length.
+            exclude: B arrays of further item indices to exclude (unavailable items).
+
+        Returns:
+            (items [B, k] int64, -1 pads; scores [B, k] float32), best first.
+        """
+        hist = history_matrix(histories, self.config.tower.history)
+        query = self._runtime().user_embedding(hist, user_tok)
+        cand = self.candidates(query, histories)
+        scores = self.rank(hist, user_tok, cand, context)
+        order = np.lexsort((np.where(cand < 0, np.iinfo(np.int64).max, cand), -scores), axis=1)
+        cand, scores = np.take_along_axis(cand, order, 1), np.take_along_axis(scores, order, 1)
+        drop = histories if exclude is None else [
+            np.concatenate([h, e]) for h, e in zip(histories, exclude, strict=True)]
+        slots = self.config.longtail_slots
+        I, S = apply_rules_batch(cand, scores, cand.shape[1] if slots else k, drop)
+        if slots:  # long-tail items by their two-tower score: personal, hence diverse
+            affinity = np.einsum("bd,bcd->bc", query, self.tables.item_vectors[I])
+            I, S = longtail_slots(I, S, slots, self.head_items(), affinity)
+        return I[:, :k], S[:, :k]
+
+    def head_items(self) -> np.ndarray:
+        """[n_items] bool: the floor(0.2 n) items with most train events (ties: smaller index),
+        the head of EVALUATION.md's long-tail coverage."""
+        counts = self.tables.item_stats[:-1, 0]
+        n_head = int(0.2 * np.count_nonzero(counts))
+        head = np.zeros(len(counts), bool)
+        head[np.lexsort((np.arange(len(counts)), -counts))[:n_head]] = True
+        return head
+
+    def ranking_data(self, cases: Cases) -> RankingData:
+        """Candidates, features and labels of evaluation-like cases (ranker training)."""
+        parts = []
+        for chunk, fresh in ((cases.warm, False), (cases.fresh, True)):
+            if not chunk:
+                continue
+            ids = [c.user_id for c in chunk]
+            histories = self.history_indices([list(c.history) for c in chunk])
+            hist = history_matrix(histories, self.config.tower.history)
+            utok = self.tower.data.user_matrix(ids)
+            cand = self.candidates(self._runtime().user_embedding(hist, utok), histories)
+            X = self._runtime().features(hist, utok, cand.astype(np.int32),
+                                         self.context(ids, fresh))
+            truth = [self.tower.data.items.lookup(c.truth) for c in chunk]
+            y = np.stack([np.isin(row, t[t >= 0]) for row, t in zip(cand, truth, strict=True)])
+            parts.append(RankingData(X, y & (cand >= 0), cand >= 0,
+                                     np.array([len(c.truth) for c in chunk])))
+        return RankingData.concat(parts)
+
+
+    # -- the bundle -----------------------------------------------------------------------
+    def save(self, path: str) -> None:
+        """Writes served.npz (arrays) and served.json (configs, encoders) into `path`."""
+        os.makedirs(path, exist_ok=True)
+        d, t = self.tower.data, self.tables
+        arrays = {"item_ids": np.asarray(d.items.ids, str), "has_events": d.has_events,
+                  "item_tokens": d.item_tokens, "item_vectors": self.tower.item_vectors,
+                  "popular": self.popular,
+                  "user_last_ids": np.asarray(list(self.user_last), str),
+                  "user_last_ts": np.asarray(list(self.user_last.values()), np.float64)}
+        arrays.update({f"w:{k}": v for k, v in self.tower.weights.items()})
+        arrays.update({f"t:{k}": getattr(t, k) for k in FeatureTables.__dataclass_fields__
+                       if k != "now"})
+        r = self.ranker
+        arrays.update({f"r:{n}:{k}": v for n, m in enumerate(r.members) for k, v in enumerate(m)})
+        arrays.update({"r:mean": r.mean, "r:std": r.std})
+        np.savez(os.path.join(path, "served.npz"), **arrays)
+        meta = {"config": asdict(self.config), "now": t.now, "tower_epochs": self.tower.epochs,
+                "ranker_epochs": r.epochs, "members": len(r.members),
+                "layers": len(r.members[0]), "item_enc": asdict(d.item_enc),
+                "user_enc": asdict(d.user_enc)}
+        with open(os.path.join(path, "served.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+
+    @classmethod
+    def load(cls, path: str, runtime: str = "litert") -> ServedModel:
+        """Reads a bundle written by `export` (or `save`).
+
+        Args:
+            path: the bundle folder.
+            runtime: "litert" runs user_tower.tflite and ranker.tflite (no TensorFlow
+                import: the on-demand function); "tf" builds the TensorFlow graph (batch).
+        """
+        with open(os.path.join(path, "served.json")) as f:
+            meta = json.load(f)
+        a = dict(np.load(os.path.join(path, "served.npz")))
+        c = meta["config"]
+        config = ServedConfig(
+            tower=TwoTowerConfig(**c["tower"]),
+            ranker=RankerConfig(**{**c["ranker"], "hidden": tuple(c["ranker"]["hidden"])}),
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()
+               if k not in ("tower", "ranker")})
+        none = np.zeros(0, np.int64)
+        data = TowerData(Vocab(a["item_ids"].astype(object)), a["has_events"], a["item_tokens"],
+                         TokenEncoder(**meta["item_enc"]), TokenEncoder(**meta["user_enc"]),
+                         None, none, none, none, np.zeros((0, 1), np.int32), meta["now"])
+        weights = {k[2:]: v for k, v in a.items() if k.startswith("w:")}
+        tower = TwoTowerModel(data, weights, config.tower, meta["tower_epochs"],
+                              a["item_vectors"])
+        tables = FeatureTables(**{k: a[f"t:{k}"] for k in FeatureTables.__dataclass_fields__
+                                  if k != "now"}, now=meta["now"])
+        members = [[a[f"r:{n}:{k}"] for k in range(meta["layers"])]
+                   for n in range(meta["members"])]
+        ranker = RankerModel(members, a["r:mean"], a["r:std"], meta["ranker_epochs"])
+        user_last = dict(zip(a["user_last_ids"].tolist(), a["user_last_ts"].tolist(),
+                             strict=True))
+        model = cls(tower, tables, ranker, config, a["popular"], user_last)
+        if runtime == "litert":
+            model.runtime = LiteRTRuntime(os.path.join(path, "user_tower.tflite"),
+                                          os.path.join(path, "ranker.tflite"))
+        return model
+
+    def user_tokens(self, rows: list[dict | None]) -> np.ndarray:
+        """[B, U] int32 user tokens of request features {column: value} (None: none)."""
+        return self.tower.data.user_enc.encode_rows(rows)
+
+
+def longtail_slots(I: np.ndarray, S: np.ndarray, slots: int, head: np.ndarray,
+                   affinity: np.ndarray, top: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Moves each row's long-tail items of highest `affinity` into the last `slots` places of
+    its top `top` (a discovery rule: the items they displace move down).
+
+    Args:
+        I: [B, n] ranked item indices, -1 pads; S: [B, n] their scores.
+        slots: places of the top reserved for long-tail items.
+        head: [n_items] bool, True for head items.
+        affinity: [B, n] how well each item suits the user (e.g. the two-tower score).
+
+    Returns:
+        (I, S) reordered.
+    """
+    I, S = I.copy(), S.copy()
+    keep = top - slots
+    for r in range(len(I)):
+        row = I[r]
+        tail = np.flatnonzero((row >= 0) & ~head[np.maximum(row, 0)])
+        tail = tail[tail >= keep]
+        tail = tail[np.argsort(-affinity[r, tail], kind="stable")[:slots]]
+        if len(tail) == 0:
+            continue
+        rest = np.setdiff1d(np.arange(keep, len(row)), tail)
+        order = np.concatenate([np.arange(keep), tail, rest])
+        I[r], S[r] = row[order], S[r][order]
+    return I, S
+
+
+def _neighbour_top(idx: np.ndarray, sim: np.ndarray, histories: list[np.ndarray], n: int,
+                   chunk: int = 512) -> np.ndarray:
+    """Top-n items by neighbour similarity summed over each history ([B, n] int64, -1 pads)."""
+    n_items = len(idx) - 1
+    out = np.full((len(histories), n), -1, np.int64)
+    for lo in range(0, len(histories), chunk):
+        block = histories[lo:lo + chunk]
+        rows = np.concatenate([np.full(len(h) * idx.shape[1], r) for r, h in enumerate(block)]
+                              + [np.zeros(0, np.int64)]).astype(np.int64)
+        flat = np.concatenate([idx[h].ravel() for h in block] + [np.zeros(0, np.int32)])
+        w = np.concatenate([sim[h].ravel() for h in block] + [np.zeros(0, np.float32)])
+        acc = np.bincount(rows * (n_items + 1) + flat, w, len(block) * (n_items + 1))
+        acc = acc.reshape(len(block), n_items + 1)[:, :n_items]
+        for r, h in enumerate(block):
+            acc[r, h] = 0.0
+        m = min(n, n_items)
+        top = np.argpartition(-acc, m - 1, axis=1)[:, :m]
+        top = np.take_along_axis(top, np.lexsort((top, -np.take_along_axis(acc, top, 1))), 1)
+        out[lo:lo + len(block), :m] = np.where(np.take_along_axis(acc, top, 1) > 0, top, -1)
+    return out
+
+
+def _latest_cases(cases: Cases, n: int) -> Cases:
+    share = n / max(len(cases.warm) + len(cases.fresh), 1)
+    if share >= 1:
+        return cases
+    return Cases(cases.warm[-int(len(cases.warm) * share):],
+                 cases.fresh[-int(len(cases.fresh) * share):])
+
+
+def fit_served(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame | None,
+               config: ServedConfig = ServedConfig()) -> ServedModel:
+    """Trains the served pipeline on the train side only (see the module docstring)."""
+    tc, epochs, parts = config.tower, None, []
+    for q in sorted(config.windows, reverse=True):  # the validation window first
+        split = temporal_split(train, q)
+        cases = build_cases(split)
+        data = prepare(split.train, users, items, tc)
+        if epochs is None:
+            tower, scores = fit_tower(data, tc, tc.epochs, cases)
+            epochs = tower.epochs
+            log.info("served: tower epochs %d (validation NDCG@10 %s)", epochs,
+                     np.round(scores, 4).tolist())
+        else:
+            tower = fit_tower(data, tc, epochs)[0]
+        window = ServedModel.build(split.train, tower, items, config)
+        parts.insert(0, window.ranking_data(_latest_cases(cases, config.max_cases)))
+    ranker = train_ranker(parts, config.ranker)
+    tower = fit_tower(prepare(train, users, items, tc), tc, epochs or tc.epochs)[0]
+    return ServedModel.build(train, tower, items, config, ranker)
+
+
+class ServedRecommender:
+    """The `served` model of `recsys evaluate`: exactly ServedModel.recommend_indices."""
+
+    name = "served"
+
+    def __init__(self, config: ServedConfig = ServedConfig()):
+        self.config = config
+
+    def fit(self, train, users=None, items=None) -> ServedRecommender:
+        self.model = fit_served(train, users, items, self.config)
+        return self
+
+    def recommend(self, user_ids, histories, k, fresh):
+        m = self.model
+        I, _ = m.recommend_indices(m.history_indices(histories),
+                                   m.tower.data.user_matrix(list(user_ids)),
+                                   m.context(list(user_ids), fresh), k)
+        ids = m.tower.data.items.ids
+        return [[str(ids[i]) for i in row if i >= 0] for row in I]
+
+
+SAVED_MODELS = {  # folder -> signatures; the first is `serving_default` (strings, REST)
+    "user_tower": ("user_embedding", "user_embedding_idx"),
+    "item_embeddings": ("item_embeddings", "all_item_embeddings", "item_tower"),
+    "ranker": ("rank", "rank_idx"),
+}
+
+STRING_SIGNATURES = {"user_embedding", "rank", "item_embeddings", "item_tower"}
+
+
+def serving_module(model: ServedModel, signatures=None):
+    """The tf.Module every TensorFlow path runs and the SavedModels are written from.
+
+    `*_idx` signatures take int32 item indices (histories [B, H] right-aligned, -1 pads) and
+    user token ids [B, U]; the others take item ids ("" pads, oldest first) and user feature
+    tokens "column=value" (TokenEncoder), as TF Serving's REST `instances` carry them.
+    `*_lite` are the [1, ...] versions converted to LiteRT.
+
+    Args:
+        model: the served model.
+        signatures: names of the functions to attach (None: all).
+    """
+    import tensorflow as tf
+
+    from models.ranker import ensemble, features, graph_tables
+    from models.two_tower import item_tower, user_tower
+
+    H, U = model.config.tower.history, model.tower.data.user_enc.width
+    C, R, data = model.config.candidates, model.config.tower.recent, model.tower.data
+    t = graph_tables(model.tables, model.tower)
+    members = [[tf.constant(v) for v in m] for m in model.ranker.members] if model.ranker else []
+    m = tf.Module()
+    if set(signatures or STRING_SIGNATURES) & STRING_SIGNATURES:  # LiteRT has no hash tables
+        m.items = _lookup([str(x) for x in data.items.ids], np.arange(len(data.items)), -1)
+        m.user_tokens = _lookup(list(data.user_enc.vocab), list(data.user_enc.vocab.values()),
+                                0)
+        m.item_tokens = _lookup(list(data.item_enc.vocab), list(data.item_enc.vocab.values()),
+                                0)
+    ids, vectors = tf.constant([str(x) for x in data.items.ids]), model.tower.item_vectors
+
+    def query(item_idx, user_tok):
+        return user_tower(t, t["history_table"], item_idx, user_tok, R)
+
+    def scores(item_idx, user_tok, candidates, context):
+        X = features(t, item_idx, user_tok, candidates, context, R)
+        return ensemble(members, model.ranker.mean, model.ranker.std, X)
+
+    def to_idx(item_ids, user_features):
+        idx = m.items.lookup(item_ids)  # known items move right, in order; then the last H
+        width = tf.shape(idx)[1]
+        key = tf.cast(idx >= 0, tf.int32) * (width + 1) + tf.range(width)[None, :]
+        idx = tf.gather(idx, tf.argsort(key, axis=1, stable=True), batch_dims=1)
+        idx = tf.concat([tf.fill([tf.shape(idx)[0], H], -1), idx], 1)[:, -H:]
+        tok = m.user_tokens.lookup(user_features)
+        return idx, tf.concat([tok, tf.zeros([tf.shape(tok)[0], U], tf.int32)], 1)[:, :U]
+
+    def rank(item_ids, user_features, candidate_ids, context):
+        cand = m.items.lookup(candidate_ids)
+        return {"scores": tf.where(cand >= 0, scores(*to_idx(item_ids, user_features), cand,
+                                                       context), -1e9)}
+
+    def item_embeddings(item_ids):
+        idx = m.items.lookup(item_ids)
+        vec = tf.gather(vectors, tf.maximum(idx, 0))
+        return {"embeddings": tf.where((idx >= 0)[:, None], vec, 0.0)}
+
+    def item_tower_fn(item_features):  # new items from their feature tokens alone
+        tok = m.item_tokens.lookup(item_features)
+        return {"embeddings": item_tower(t, tf.zeros_like(tok[:, 0]), tok,
+                                         model.config.tower.heads)}
+
+    i32, f32, s = tf.int32, tf.float32, tf.string
+
+    def spec(shape, dtype, name):
+        return tf.TensorSpec(shape, dtype, name=name)
+
+    def idx_specs(b):
+        return [spec([b, H], i32, "item_idx"), spec([b, U], i32, "user_tok")]
+
+    def rank_specs(b, c):
+        return [*idx_specs(b), spec([b, c], i32, "candidates"), spec([b, 2], f32, "context")]
+
+    strings = [spec([None, None], s, "item_ids"), spec([None, None], s, "user_features")]
+    functions = {
+        "user_embedding": (lambda a, b: {"query": query(*to_idx(a, b))}, strings),
+        "user_embedding_idx": (lambda a, b: {"query": query(a, b)}, idx_specs(None)),
+        "user_embedding_lite": (lambda a, b: {"query": query(a, b)}, idx_specs(1)),
+        "rank": (rank, [*strings, spec([None, None], s, "candidate_ids"),
+                        spec([None, 2], f32, "context")]),
+        "rank_idx": (lambda *a: {"scores": scores(*a)}, rank_specs(None, None)),
+        "rank_lite": (lambda *a: {"scores": scores(*a)}, rank_specs(1, C)),
+        "features_idx": (lambda *a: features(t, *a, R), rank_specs(None, None)),
+        "item_embeddings": (item_embeddings, [spec([None], s, "item_ids")]),
+        "all_item_embeddings": (lambda: {"item_ids": ids, "embeddings": tf.constant(vectors)},
+                                []),
+        "item_tower": (item_tower_fn, [spec([None, None], s, "item_features")]),
+    }
+    for name in signatures or functions:
+        fn, sig = functions[name]
+        setattr(m, name, tf.function(fn, input_signature=sig))
+    return m
+
+
+def _lookup(keys: list[str], values, default: int):
+    import tensorflow as tf
+
+    keys, values = (keys, list(values)) if len(keys) else ([""], [default])
+    init = tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.string),
+                                               tf.constant(np.asarray(values, np.int32)))
+    return tf.lookup.StaticHashTable(init, default)
+
+
+class GraphRuntime:
+    """Runs the user tower, the features and the ranker in-process (TensorFlow)."""
+
+    def __init__(self, model: ServedModel, batch_size: int = 256):
+        self.module = serving_module(model, ("user_embedding_idx", "rank_idx", "features_idx"))
+        self.batch_size = batch_size
+
+    def _batched(self, fn, *arrays) -> np.ndarray:
+        b = self.batch_size
+        return np.concatenate([np.asarray(fn(*(a[lo:lo + b] for a in arrays)))
+                               for lo in range(0, len(arrays[0]), b)])
+
+    def user_embedding(self, hist, user_tok) -> np.ndarray:
+        return self._batched(lambda *a: self.module.user_embedding_idx(*a)["query"],
+                             hist, user_tok)
+
+    def rank(self, hist, user_tok, cand, context) -> np.ndarray:
+        return self._batched(lambda *a: self.module.rank_idx(*a)["scores"],
+                             hist, user_tok, cand, context)
+
+    def features(self, hist, user_tok, cand, context) -> np.ndarray:
+        return self._batched(self.module.features_idx, hist, user_tok, cand, context)
+
+
+class LiteRTRuntime:
+    """The same two calls through LiteRT interpreters (no TensorFlow import), row by row.
+
+    Args:
+        user_tower: user_tower.tflite (bytes or path): item_idx [1, H], user_tok [1, U].
+        ranker: ranker.tflite: item_idx, user_tok, candidates [1, C], context [1, 2].
+    """
+
+    def __init__(self, user_tower, ranker):
+        from ai_edge_litert.interpreter import Interpreter
+
+        def runner(src):
+            kw = {"model_content": src} if isinstance(src, bytes) else {"model_path": src}
+            return Interpreter(**kw).get_signature_runner()
+
+        self.user, self.ranker = runner(user_tower), runner(ranker)
+
+    def user_embedding(self, hist, user_tok) -> np.ndarray:
+        return np.concatenate([self.user(item_idx=hist[r:r + 1], user_tok=user_tok[r:r + 1])[
+            "query"] for r in range(len(hist))])
+
+    def rank(self, hist, user_tok, cand, context) -> np.ndarray:
+        return np.concatenate([self.ranker(item_idx=hist[r:r + 1], user_tok=user_tok[r:r + 1],
+                                           candidates=cand[r:r + 1], context=context[r:r + 1])[
+            "scores"] for r in range(len(hist))])
+
+
+def export(model: ServedModel, path: str, n_checks: int = 8, atol: float = 2e-3) -> dict:
+    """Writes the bundle: served.npz/json, the SavedModels and their LiteRT conversions.
+
+    SavedModels (each loadable with tf.saved_model.load; `serving_default` takes strings as
+    TF Serving's REST API sends them): `user_tower/` (user_embedding, user_embedding_idx),
+    `item_embeddings/` (item_embeddings, all_item_embeddings, item_tower), `ranker/` (rank,
+    rank_idx). LiteRT: `user_tower.tflite` (item_idx [1, H] int32, user_tok [1, U] int32 ->
+    query [1, d]) and `ranker.tflite` (+ candidates [1, C] int32, context [1, 2] float32 ->
+    scores [1, C]), built-in ops only, checked against the TensorFlow graph. The folder is
+    written under a temporary name and renamed when complete.
+
+    Returns:
+        {"path", "files", "litert_max_abs_diff": {"user_tower", "ranker"}}.
+
+    Raises:
+        ValueError: a LiteRT model differs from the TensorFlow graph by more than `atol`.
+    """
+    import tensorflow as tf
+
+    tmp = f"{path.rstrip('/')}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(tmp)
+    for folder, names in SAVED_MODELS.items():
+        module = serving_module(model, names)
+        tf.saved_model.save(module, os.path.join(tmp, folder), signatures={
+            "serving_default": getattr(module, names[0]),
+            **{n: getattr(module, n) for n in names}})
+    lite = serving_module(model, ("user_embedding_lite", "rank_lite"))
+    flat = {}
+    for name, fn in (("user_tower", lite.user_embedding_lite), ("ranker", lite.rank_lite)):
+        converter = tf.lite.TFLiteConverter.from_concrete_functions(
+            [fn.get_concrete_function()], lite)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        flat[name] = converter.convert()
+        with open(os.path.join(tmp, f"{name}.tflite"), "wb") as f:
+            f.write(flat[name])
+    diffs = check_litert(model, LiteRTRuntime(flat["user_tower"], flat["ranker"]), n_checks,
+                         atol)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+    return {"path": path, "files": sorted(os.listdir(path)), "litert_max_abs_diff": diffs}
+
+
+def check_litert(model: ServedModel, lite: LiteRTRuntime, n_checks: int = 8,
+                 atol: float = 2e-3, seed: int = 0) -> dict:
+    """Compares the LiteRT runtime with the TensorFlow graph on random requests.
+
+    Returns:
+        {"user_tower": max |diff| of queries, "ranker": max |diff| of scores}.
+
+    Raises:
+        ValueError: naming the model whose difference exceeds `atol`.
+    """
+    rng = np.random.default_rng(seed)
+    n_items, H = len(model.tower.data.items), model.config.tower.history
+    histories = [rng.choice(n_items, rng.integers(1, min(H, n_items) + 1), replace=False)
+                 for _ in range(n_checks)]
+    hist = history_matrix(histories, H)
+    utok = model.tower.data.user_enc.encode_rows([None] * n_checks)
+    vocab = np.array(list(model.tower.data.user_enc.vocab.values()), np.int32)
+    if len(vocab):
+        utok[:, 0] = rng.choice(vocab, n_checks)
+    ctx = np.stack([rng.integers(0, 2, n_checks), rng.random(n_checks) * 30], 1)
+    ctx = ctx.astype(np.float32)
+    graph = model._runtime() if isinstance(model.runtime, GraphRuntime) or (
+        model.runtime is None) else GraphRuntime(model)
+    q = graph.user_embedding(hist, utok)
+    cand = model.candidates(q, histories).astype(np.int32)
+    diffs = {"user_tower": float(np.abs(lite.user_embedding(hist, utok) - q).max()),
+             "ranker": float(np.abs(lite.rank(hist, utok, cand, ctx)
+                                    - graph.rank(hist, utok, cand, ctx)).max())}
+    for name, diff in diffs.items():
+        if diff > atol:
+            raise ValueError(f"LiteRT {name} differs from the TensorFlow graph by {diff:.2e} "
+                             f"> {atol}; look for ops LiteRT converts differently")
+    return diffs

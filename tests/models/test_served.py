@@ -1,0 +1,204 @@
+"""The served pipeline on tiny synthetic data: the contract of its lists, its candidate
+sources against brute force, and the exported bundle in fresh processes (SavedModels through
+TensorFlow, LiteRT without it) scoring like the in-process graph."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from models.ranker import RankerConfig
+from models.served import (
+    ServedConfig,
+    ServedModel,
+    ServedRecommender,
+    _neighbour_top,
+    check_litert,
+    export,
+    fit_served,
+)
+from models.two_tower import TwoTowerConfig, history_matrix
+
+TINY = ServedConfig(
+    tower=TwoTowerConfig(dim=8, hidden=16, epochs=2, history=10, recent=3, patience=1),
+    ranker=RankerConfig(hidden=(8,), neighbours=20, epochs=3, members=2),
+    windows=(0.8, 0.9), n_tower=15, n_knn=15, n_session=10, n_popular=10, candidates=40)
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_dataset):
+    ds = tiny_dataset
+    return ds, fit_served(ds.interactions, ds.users, ds.items, TINY)
+
+
+@pytest.fixture(scope="module")
+def bundle(fitted, tmp_path_factory):
+    _, model = fitted
+    path = str(tmp_path_factory.mktemp("served") / "bundle")
+    return path, export(model, path)
+
+
+def requests(model, n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    items = model.tower.data.items
+    histories = [list(items.ids[rng.choice(len(items), k, replace=False)])
+                 for k in rng.integers(1, 12, n)]
+    users = [str(u) for u in rng.integers(1, 130, n)]  # some beyond the users table
+    return users, histories
+
+
+def test_lists_keep_the_contract(fitted):
+    ds, model = fitted
+    rec = ServedRecommender(TINY)
+    rec.model = model
+    users, histories = requests(model)
+    for fresh in (False, True):
+        lists = rec.recommend(users, histories, 10, fresh)
+        for ranked, hist in zip(lists, histories, strict=True):
+            assert 0 < len(ranked) <= 10 and len(set(ranked)) == len(ranked)
+            assert not set(ranked) & set(hist)
+
+
+def test_exclusions_are_applied_after_ranking(fitted):
+    _, model = fitted
+    users, histories = requests(model, 2)
+    idx = model.history_indices(histories)
+    utok, ctx = model.tower.data.user_matrix(users), model.context(users, True)
+    I, S = model.recommend_indices(idx, utok, ctx, 5)
+    banned = [I[0, :2], np.zeros(0, np.int64)]
+    I2, _ = model.recommend_indices(idx, utok, ctx, 5, exclude=banned)
+    assert not set(I2[0]) & set(I[0, :2]) and list(I2[0, :3]) == list(I[0, 2:5])
+    assert list(I2[1]) == list(I[1]) and (np.diff(S, axis=1) <= 0).all()
+
+
+def test_neighbour_source_matches_brute_force():
+    rng = np.random.default_rng(0)
+    n, m = 30, 6
+    idx = np.vstack([rng.integers(0, n, (n, m)), np.full((1, m), n)]).astype(np.int32)
+    sim = np.vstack([rng.random((n, m)), np.zeros((1, m))]).astype(np.float32)
+    histories = [rng.choice(n, k, replace=False) for k in (1, 4, 9)] + [np.zeros(0, int)]
+    got = _neighbour_top(idx, sim, histories, 5)
+    for row, h in zip(got, histories, strict=True):
+        acc = np.zeros(n + 1)
+        for x in h:
+            np.add.at(acc, idx[x], sim[x])
+        acc, acc[h] = acc[:n], 0
+        want = [j for j in np.lexsort((np.arange(n), -acc))[:5] if acc[j] > 0]
+        assert list(row[:len(want)]) == want and (row[len(want):] == -1).all()
+
+
+def test_candidates_exclude_the_history_and_include_recent_hits(fitted):
+    _, model = fitted
+    histories = [np.array([0, 1, 2]), np.array([int(model.popular[0])])]
+    hist = history_matrix(histories, TINY.tower.history)
+    query = model._runtime().user_embedding(hist, model.user_tokens([None, None]))
+    cand = model.candidates(query, histories)
+    assert cand.shape == (2, TINY.candidates)
+    assert not set(cand[0]) & {0, 1, 2} and model.popular[0] in cand[0]
+    assert model.popular[0] not in cand[1] and model.popular[1] in cand[1]
+
+
+LOADER = """
+import json, sys, numpy as np, tensorflow as tf
+path, req = sys.argv[1], json.loads(sys.argv[2])
+out = {}
+for name in ("user_tower", "item_embeddings", "ranker"):
+    m = tf.saved_model.load(f"{path}/{name}")
+    out[name] = sorted(m.signatures)
+m = tf.saved_model.load(f"{path}/user_tower")
+out["query"] = m.signatures["serving_default"](
+    item_ids=tf.constant(req["items"]), user_features=tf.constant(req["features"]))[
+    "query"].numpy().tolist()
+m = tf.saved_model.load(f"{path}/ranker")
+out["scores"] = m.signatures["serving_default"](
+    item_ids=tf.constant(req["items"]), user_features=tf.constant(req["features"]),
+    candidate_ids=tf.constant(req["candidates"]),
+    context=tf.constant(req["context"], tf.float32))["scores"].numpy().tolist()
+m = tf.saved_model.load(f"{path}/item_embeddings")
+out["vectors"] = m.signatures["serving_default"](item_ids=tf.constant(req["candidates"][0]))[
+    "embeddings"].numpy().tolist()
+print(json.dumps(out))
+"""
+
+
+def test_saved_models_in_a_fresh_process_score_like_the_graph(fitted, bundle):
+    _, model = fitted
+    path, summary = bundle
+    assert {"user_tower", "item_embeddings", "ranker", "user_tower.tflite", "ranker.tflite",
+            "served.npz", "served.json"} <= set(summary["files"])
+    users, histories = requests(model, 3, seed=1)
+    enc = model.tower.data.user_enc
+    feats = [enc.row_tokens(r or {}) for r in (model.tower.data.users_table.set_index(
+        "user_id").reindex(users).reset_index().to_dict("records"))]
+    width = max(map(len, histories))
+    items = [["", *h, *[""] * (width - len(h))] for h in histories]  # "" pads anywhere
+    fwidth = max(1, max(map(len, feats)))
+    features = [f + [""] * (fwidth - len(f)) for f in feats]
+    idx = model.history_indices(histories)
+    hist, utok = history_matrix(idx, TINY.tower.history), model.tower.data.user_matrix(users)
+    ctx = model.context(users, False)
+    cand = model.candidates(model._runtime().user_embedding(hist, utok), idx)[:, :12]
+    cand_ids = [[str(model.tower.data.items.ids[c]) for c in row] for row in cand]
+    req = {"items": items, "features": features, "candidates": cand_ids,
+           "context": ctx.tolist()}
+    run = subprocess.run([sys.executable, "-c", LOADER, path, json.dumps(req)],
+                         capture_output=True, text=True, check=True)
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "serving_default" in got["user_tower"] and "user_embedding_idx" in got["user_tower"]
+    assert {"serving_default", "rank_idx"} <= set(got["ranker"])
+    assert {"serving_default", "all_item_embeddings", "item_tower"} <= set(
+        got["item_embeddings"])
+    np.testing.assert_allclose(got["query"], model._runtime().user_embedding(hist, utok),
+                               atol=1e-5)
+    want = model._runtime().rank(hist, utok, cand.astype(np.int32), ctx)
+    np.testing.assert_allclose(got["scores"], want, atol=1e-4)
+    np.testing.assert_allclose(got["vectors"], model.tower.item_vectors[cand[0]], atol=1e-6)
+
+
+LITE = """
+import json, sys, numpy as np
+from models.served import ServedModel
+model = ServedModel.load(sys.argv[1], runtime="litert")
+req = json.loads(sys.argv[2])
+idx = model.history_indices(req["histories"])
+I, S = model.recommend_indices(idx, model.user_tokens(req["features"]),
+                               model.context(req["users"], True), 10)
+print(json.dumps({"tf": "tensorflow" in sys.modules, "I": I.tolist(), "S": S.tolist()}))
+"""
+
+
+def test_litert_bundle_serves_the_same_lists_without_tensorflow(fitted, bundle):
+    _, model = fitted
+    path, summary = bundle
+    assert max(summary["litert_max_abs_diff"].values()) < 2e-3
+    users, histories = requests(model, 4, seed=2)
+    rows = model.tower.data.users_table.set_index("user_id").reindex(users)
+    features = [{k: v for k, v in r.items() if isinstance(v, str)}
+                for r in rows.reset_index().to_dict("records")]
+    req = {"users": users, "histories": histories, "features": features}
+    run = subprocess.run([sys.executable, "-c", LITE, path, json.dumps(req)], cwd=".",
+                         capture_output=True, text=True, check=True)
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["tf"] is False
+    I, S = model.recommend_indices(model.history_indices(histories),
+                                   model.user_tokens(features), model.context(users, True), 10)
+    assert got["I"] == I.tolist()
+    np.testing.assert_allclose(got["S"], S, atol=2e-3)
+
+
+def test_bundle_round_trip_and_a_broken_conversion_is_caught(fitted, bundle):
+    _, model = fitted
+    path, _ = bundle
+    loaded = ServedModel.load(path, runtime="tf")
+    users, histories = requests(model, 3, seed=3)
+    args = (model.history_indices(histories), model.tower.data.user_matrix(users),
+            model.context(users, False), 8)
+    np.testing.assert_array_equal(loaded.recommend_indices(*args)[0],
+                                  model.recommend_indices(*args)[0])
+    lite = ServedModel.load(path, runtime="litert").runtime
+    loaded.ranker.members[0][-1] = loaded.ranker.members[0][-1] + 1.0  # shift the scores
+    loaded.runtime = None
+    with pytest.raises(ValueError, match="LiteRT ranker differs"):
+        check_litert(loaded, lite)
