@@ -40,15 +40,33 @@ MODEL_REGISTRY: dict[str, Callable[[], Recommender]] = {
     "two_tower": TwoTowerRecommender,
     "served": ServedRecommender,
 }
-try:  # the peers of EVALUATION.md: EASE always, ALS and BPR with the `peers` extra (implicit)
+
+
+def _peers_module():
+    """benchmarks/peers.py (beside batch/ in the repository; not part of the package)."""
+    import importlib.util
+    import sys
+
+    try:
+        import benchmarks.peers as peers
+    except ImportError:  # the `recsys` script: the repository root is not on sys.path
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "benchmarks", "peers.py")
+        if not os.path.exists(path):
+            return None
+        spec = importlib.util.spec_from_file_location("recsys_benchmarks_peers", path)
+        peers = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = peers  # dataclasses look their module up while defined
+        spec.loader.exec_module(peers)
+    return peers
+
+
+# The peers of EVALUATION.md: EASE always, ALS and BPR with the `peers` extra (implicit).
+if (_peers := _peers_module()) is not None:
     import importlib.util
 
-    from benchmarks.peers import PEERS
-
-    MODEL_REGISTRY.update({name: factory for name, factory in PEERS.items()
+    MODEL_REGISTRY.update({name: factory for name, factory in _peers.PEERS.items()
                            if name == "ease" or importlib.util.find_spec("implicit")})
-except ImportError:  # pragma: no cover - benchmarks/ is not installed with the package
-    pass
 
 METRIC_COLUMNS = (
     ("warm NDCG@10", lambda m: m["warm"]["ndcg@10"]),
@@ -162,17 +180,15 @@ def markdown_report(report: dict) -> str:
     for name, metrics in report["models"].items():
         cells = [_fmt(get(metrics)) for _, get in METRIC_COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    try:  # the peers' figures of EVALUATION.md (MovieLens 100K), beside ours
-        from benchmarks.peers import REFERENCE
-    except ImportError:  # pragma: no cover - benchmarks/ is not installed with the package
-        REFERENCE = {}
-    if "ml-100k" in str(report["dataset"]) and REFERENCE:
+    peers = _peers_module()  # the peers' figures of EVALUATION.md (MovieLens 100K)
+    if "ml-100k" in str(report["dataset"]) and peers is not None:
+        reference = peers.REFERENCE
         lines += ["", "Peers on MovieLens 100K under TH (EVALUATION.md, independent "
                   "implementation):", "",
                   "| model | warm NDCG@10 | fresh NDCG@10 | all NDCG@10 | all Recall@20 | "
                   "all HR@10 | coverage@10 | long-tail cov.@10 |", "|---" * 8 + "|"]
         lines += [f"| {name} | " + " | ".join(f"{v:.4f}" for v in ref) + " |"
-                  for name, ref in REFERENCE.items()]
+                  for name, ref in reference.items()]
     return "\n".join(lines) + "\n"
 
 

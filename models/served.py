@@ -4,16 +4,17 @@ warm users (the nightly batch) and fresh users (the on-demand function).
     ServedModel.recommend_indices(histories, user_tok, context, k, exclude)
         = candidates(user tower query, histories)    two-tower Faiss top-N, item-kNN and
                                                      session co-occurrence top-N, recent top-N
-        -> rank(hist, user_tok, candidates, context)  models.ranker features + MLP
+        -> rank(hist, user_tok, candidates, context)  models.ranker features + MLP ensemble
         -> models.rules.apply_rules_batch             history and exclusions out, first k
 
-The user tower and the ranker run through a `runtime`: the in-process TensorFlow graph (the
-same module the SavedModels are written from) or the LiteRT interpreters (models.served_io).
-`fit_served` trains everything on the train side only: the ranker learns from windows cut from
-its end (the last window also picks the tower's and the ranker's epochs), then the tower and
-the tables are refit on the whole train side.
+The user tower and the ranker run through a `runtime`: `GraphRuntime` (TensorFlow, the same
+module the SavedModels are written from; the nightly batch) or `LiteRTRuntime` (the .tflite
+conversions, no TensorFlow import; the on-demand function). `fit_served` trains on the train
+side only: the ranker learns from windows cut from its end (the last window also picks the
+tower's and the ranker's epochs), then the tower and the tables are refit on all of it.
+`export` writes the bundle (see there); `ServedModel.load` reads it back.
 
-    python -m batch.evaluate --dataset movielens:../shared/datasets/ml-100k --models served
+    recsys evaluate --dataset movielens:../shared/datasets/ml-100k --models served
 """
 
 from __future__ import annotations
@@ -83,7 +84,11 @@ class ServedConfig:
 
 @dataclass
 class ServedModel:
-    """The bundle's content: tower, feature tables, ranker and the warm users' last events."""
+    """The bundle's content: tower, feature tables, ranker and the warm users' last events.
+
+    Both serving paths call `recommend_indices` with inputs built by `history_indices`
+    (item ids -> indices), `user_tokens` (feature rows -> [B, U] token ids) and `context`.
+    """
 
     tower: TwoTowerModel
     tables: FeatureTables
@@ -96,13 +101,15 @@ class ServedModel:
     @classmethod
     def build(cls, train: pd.DataFrame, tower: TwoTowerModel, items: pd.DataFrame | None,
               config: ServedConfig, ranker: RankerModel | None = None) -> ServedModel:
+        """The tables, the recent-popular source and the users' last events of `train`."""
         tables = build_tables(train, tower, items, config.ranker)
         pop7 = tables.item_stats[:-1, ITEM_STATS.index("pop_7d")] + tables.item_stats[:-1, 0] / 100
         popular = np.lexsort((np.arange(len(pop7)), -pop7))[:config.n_popular]
         last = train.groupby(train["user_id"].astype(str))["timestamp"].max()
         return cls(tower, tables, ranker, config, popular, last.astype(float).to_dict())
 
-    def _runtime(self):
+    def get_runtime(self):
+        """The runtime of the towers and the ranker (a GraphRuntime unless one was set)."""
         if self.runtime is None:
             self.runtime = GraphRuntime(self)
         return self.runtime
@@ -149,7 +156,7 @@ class ServedModel:
     def rank(self, hist: np.ndarray, user_tok: np.ndarray, cand: np.ndarray,
              context: np.ndarray) -> np.ndarray:
         """Ranker scores [B, C] float32 (-inf on padding) of the candidates [B, C]."""
-        scores = self._runtime().rank(hist, user_tok, cand.astype(np.int32), context)
+        scores = self.get_runtime().rank(hist, user_tok, cand.astype(np.int32), context)
         return np.where(cand >= 0, scores, -np.inf).astype(np.float32)
 
     def recommend_indices(self, histories: list[np.ndarray], user_tok: np.ndarray,
@@ -169,7 +176,7 @@ class ServedModel:
             (items [B, k] int64, -1 pads; scores [B, k] float32), best first.
         """
         hist = history_matrix(histories, self.config.tower.history)
-        query = self._runtime().user_embedding(hist, user_tok)
+        query = self.get_runtime().user_embedding(hist, user_tok)
         cand = self.candidates(query, histories)
         scores = self.rank(hist, user_tok, cand, context)
         order = np.lexsort((np.where(cand < 0, np.iinfo(np.int64).max, cand), -scores), axis=1)
@@ -202,8 +209,8 @@ class ServedModel:
             histories = self.history_indices([list(c.history) for c in chunk])
             hist = history_matrix(histories, self.config.tower.history)
             utok = self.tower.data.user_matrix(ids)
-            cand = self.candidates(self._runtime().user_embedding(hist, utok), histories)
-            X = self._runtime().features(hist, utok, cand.astype(np.int32),
+            cand = self.candidates(self.get_runtime().user_embedding(hist, utok), histories)
+            X = self.get_runtime().features(hist, utok, cand.astype(np.int32),
                                          self.context(ids, fresh))
             truth = [self.tower.data.items.lookup(c.truth) for c in chunk]
             y = np.stack([np.isin(row, t[t >= 0]) for row, t in zip(cand, truth, strict=True)])
@@ -607,8 +614,7 @@ def check_litert(model: ServedModel, lite: LiteRTRuntime, n_checks: int = 8,
         utok[:, 0] = rng.choice(vocab, n_checks)
     ctx = np.stack([rng.integers(0, 2, n_checks), rng.random(n_checks) * 30], 1)
     ctx = ctx.astype(np.float32)
-    graph = model._runtime() if isinstance(model.runtime, GraphRuntime) or (
-        model.runtime is None) else GraphRuntime(model)
+    graph = model.runtime if isinstance(model.runtime, GraphRuntime) else GraphRuntime(model)
     q = graph.user_embedding(hist, utok)
     cand = model.candidates(q, histories).astype(np.int32)
     diffs = {"user_tower": float(np.abs(lite.user_embedding(hist, utok) - q).max()),

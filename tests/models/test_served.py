@@ -93,7 +93,7 @@ def test_candidates_exclude_the_history_and_include_recent_hits(fitted):
     _, model = fitted
     histories = [np.array([0, 1, 2]), np.array([int(model.popular[0])])]
     hist = history_matrix(histories, TINY.tower.history)
-    query = model._runtime().user_embedding(hist, model.user_tokens([None, None]))
+    query = model.get_runtime().user_embedding(hist, model.user_tokens([None, None]))
     cand = model.candidates(query, histories)
     assert cand.shape == (2, TINY.candidates)
     assert not set(cand[0]) & {0, 1, 2} and model.popular[0] in cand[0]
@@ -139,7 +139,7 @@ def test_saved_models_in_a_fresh_process_score_like_the_graph(fitted, bundle):
     idx = model.history_indices(histories)
     hist, utok = history_matrix(idx, TINY.tower.history), model.tower.data.user_matrix(users)
     ctx = model.context(users, False)
-    cand = model.candidates(model._runtime().user_embedding(hist, utok), idx)[:, :12]
+    cand = model.candidates(model.get_runtime().user_embedding(hist, utok), idx)[:, :12]
     cand_ids = [[str(model.tower.data.items.ids[c]) for c in row] for row in cand]
     req = {"items": items, "features": features, "candidates": cand_ids,
            "context": ctx.tolist()}
@@ -150,9 +150,9 @@ def test_saved_models_in_a_fresh_process_score_like_the_graph(fitted, bundle):
     assert {"serving_default", "rank_idx"} <= set(got["ranker"])
     assert {"serving_default", "all_item_embeddings", "item_tower"} <= set(
         got["item_embeddings"])
-    np.testing.assert_allclose(got["query"], model._runtime().user_embedding(hist, utok),
+    np.testing.assert_allclose(got["query"], model.get_runtime().user_embedding(hist, utok),
                                atol=1e-5)
-    want = model._runtime().rank(hist, utok, cand.astype(np.int32), ctx)
+    want = model.get_runtime().rank(hist, utok, cand.astype(np.int32), ctx)
     np.testing.assert_allclose(got["scores"], want, atol=1e-4)
     np.testing.assert_allclose(got["vectors"], model.tower.item_vectors[cand[0]], atol=1e-6)
 
