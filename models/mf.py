@@ -162,7 +162,6 @@ def train_mf(interactions: pd.DataFrame, config: MFConfig = MFConfig(),
         w = mean_w.to_numpy(np.float32)
         model.g.assign(float(w.mean()))
 
-    @tf.function
     def step(uu, ii, y, sw):
         with tf.GradientTape() as tape:
             logits, penalty = model(uu, ii)
@@ -178,6 +177,20 @@ def train_mf(interactions: pd.DataFrame, config: MFConfig = MFConfig(),
         opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss
 
+    @tf.function(reduce_retracing=True)
+    def epoch_steps(uu, ii, y, sw, batches):
+        """Every step of one epoch inside one graph: `batches` [steps, batch] row indices
+        (-1 pads the last); no Python between the steps."""
+        total = tf.constant(0.0)
+        for n in tf.range(tf.shape(batches)[0]):
+            b = batches[n]
+            b = tf.boolean_mask(b, b >= 0)
+            if objective == "bpr":
+                b = tf.concat([b, b + tf.shape(uu)[0] // 2], 0)
+            loss = step(tf.gather(uu, b), tf.gather(ii, b), tf.gather(y, b), tf.gather(sw, b))
+            total += loss * tf.cast(tf.shape(b)[0], tf.float32)
+        return total
+
     n_neg = 0 if objective == "explicit" else (1 if objective == "bpr" else config.negatives)
     for epoch in range(config.epochs):
         neg_i = rng.integers(0, len(items), len(u) * n_neg).astype(np.int32)
@@ -186,14 +199,12 @@ def train_mf(interactions: pd.DataFrame, config: MFConfig = MFConfig(),
         y = np.concatenate([w if objective == "explicit" else np.ones(len(u)),
                             np.zeros(len(neg_i))]).astype(np.float32)
         sw = np.concatenate([1.0 + w, np.ones(len(neg_i))]).astype(np.float32)
-        order = rng.permutation(len(u) if objective == "bpr" else len(uu))
-        total = 0.0
-        for lo in range(0, len(order), config.batch_size):
-            b = order[lo:lo + config.batch_size]
-            if objective == "bpr":
-                b = np.concatenate([b, b + len(u)])
-            total += float(step(uu[b], ii[b], y[b], sw[b])) * len(b)
-        log.debug("mf epoch %d loss %.4f", epoch + 1, total / len(order))
+        order = rng.permutation(len(u) if objective == "bpr" else len(uu)).astype(np.int32)
+        bs = config.batch_size
+        batches = np.full(-(-len(order) // bs) * bs, -1, np.int32)
+        batches[:len(order)] = order
+        total = epoch_steps(uu, ii, y, sw, batches.reshape(-1, bs))
+        log.debug("mf epoch %d loss %.4f", epoch + 1, float(total) / len(order))
 
     P, Q = model.p.embeddings.numpy(), model.q.embeddings.numpy()
     bu, bi = model.bu.embeddings.numpy()[:, 0], model.bi.embeddings.numpy()[:, 0]
