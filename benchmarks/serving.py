@@ -9,7 +9,9 @@ history through ListStore.append_events. Then it starts, as subprocesses under t
 gunicorn settings (WORKERS/THREADS), `recsys serve` and the `bare` function of functions/bare.py
 (one Redis GET of the same list), and measures:
 - cached vs bare: wrk with a Lua script picking random users, alternating rounds of the two;
-  the medians over rounds are reported;
+  the medians over rounds are reported. A round in which gunicorn's workers split the work
+  unevenly (one took almost all of wrk's keep-alive connections; see `balanced`) is run
+  again, up to --retries times, for either server; the count is in the result;
 - fresh: an open-loop client at a fixed 50 requests/s (latency counted from the scheduled send
   time), users with no nightly list, so /recommend ranks them on demand;
 - cold start: `recsys serve` process start to its first successful /recommend.
@@ -99,15 +101,29 @@ def _server_pids(pid: int) -> list[int]:
     return [pid]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a server process and its workers, in seconds."""
-    total = 0
-    for p in _server_pids(pid):
-        with contextlib.suppress(OSError):
+def _cpu_ticks(pids: list[int]) -> list[int]:
+    out = []
+    for p in pids:
+        try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
-    return total / os.sysconf("SC_CLK_TCK")
+            out.append(int(fields[11]) + int(fields[12]))  # utime, stime (clock ticks)
+        except OSError:
+            out.append(0)
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a server process and its workers, in seconds."""
+    return sum(_cpu_ticks(_server_pids(pid))) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_shares(pid: int, before: dict[int, int]) -> list[float]:
+    """Each gunicorn worker's share of the workers' CPU time since `before` (pid -> ticks)."""
+    workers = _server_pids(pid)[1:]
+    used = [now - before.get(w, 0) for w, now in zip(workers, _cpu_ticks(workers), strict=True)]
+    total = sum(used)
+    return [round(u / total, 3) for u in used] if total else []
 
 
 def run_wrk(url_prefix: str, users: int, seconds: int, connections: int, work: str,
@@ -123,9 +139,12 @@ def run_wrk(url_prefix: str, users: int, seconds: int, connections: int, work: s
         f.write(WRK_SCRIPT % {"users": users, "prefix": "/" + path, "seed": seed,
                               "percentiles": ", ".join(map(str, PERCENTILES))})
     cpu = cpu_seconds(pid) if pid else 0.0
+    workers = _server_pids(pid)[1:] if pid else []
+    ticks = dict(zip(workers, _cpu_ticks(workers), strict=True))
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script,
                           f"http://{host}"], capture_output=True, text=True, check=True).stdout
     cpu = cpu_seconds(pid) - cpu if pid else 0.0
+    shares = worker_shares(pid, ticks) if pid else []  # [] without a pid
     stats = json.loads(next(line for line in out.splitlines() if line.startswith("WRKJSON"))[8:])
     if stats["status_errors"] or stats["socket_errors"]:
         raise RuntimeError(f"wrk saw errors against {url_prefix}: {stats}")
@@ -133,7 +152,18 @@ def run_wrk(url_prefix: str, users: int, seconds: int, connections: int, work: s
     return {"rps": round(stats["requests"] / (stats["duration_us"] / 1e6), 1),
             "p50_ms": round(p[50.0], 3), "p99_ms": round(p[99.0], 3),
             "server_cpu_us": round(1e6 * cpu / stats["requests"], 1),
-            "requests": stats["requests"], "percentiles": p}
+            "worker_cpu_shares": shares, "requests": stats["requests"], "percentiles": p}
+
+
+def balanced(shares: list[float]) -> bool:
+    """Whether every worker did at least half of an even share of the work.
+
+    gunicorn's gthread workers race to accept the burst of keep-alive connections wrk opens
+    at the start of a round, and a connection stays with the worker that accepted it: now and
+    then one worker takes (almost) all of them and the round measures one process on one core
+    whatever the code does. It happens to either server, at random.
+    """
+    return len(shares) < 2 or min(shares) >= 0.5 / len(shares)
 
 
 def open_loop(base: str, users: list[str], rate: float, seconds: float, k: int = 10,
@@ -346,15 +376,22 @@ def run(args) -> dict:
                        "cached": (f"{cached_url}/recommend?k=10&user_id=", pid)}
             for url_prefix, _ in targets.values():  # warm-up, not recorded
                 run_wrk(url_prefix, args.users, 2, args.connections, work)
-            rounds = {"bare": [], "cached": []}
+            rounds, rerun = {"bare": [], "cached": []}, {"bare": 0, "cached": 0}
             for r in range(args.rounds):
                 order = ("bare", "cached") if r % 2 == 0 else ("cached", "bare")
                 for name in order:
                     url_prefix, server = targets[name]
-                    rounds[name].append(run_wrk(url_prefix, args.users, args.duration,
-                                                args.connections, work, server, r))
-                    log.info("round %d %s: %s", r, name, {k: v for k, v in rounds[name][-1].items()
-                                                          if k != "percentiles"})
+                    for attempt in range(args.retries + 1):
+                        got = run_wrk(url_prefix, args.users, args.duration, args.connections,
+                                      work, server, r)
+                        log.info("round %d %s: %s", r, name,
+                                 {k: v for k, v in got.items() if k != "percentiles"})
+                        if balanced(got["worker_cpu_shares"]) or attempt == args.retries:
+                            break
+                        rerun[name] += 1
+                        log.info("round %d %s: connections landed unevenly on the workers "
+                                 "(CPU shares %s): run again", r, name, got["worker_cpu_shares"])
+                    rounds[name].append(got)
             cpu = cpu_seconds(pid)
             fresh = open_loop(cached_url, fresh_users, args.fresh_rate, args.fresh_seconds)
             fresh["server_cpu_us"] = round(1e6 * (cpu_seconds(pid) - cpu) / fresh["requests"], 1)
@@ -362,7 +399,7 @@ def run(args) -> dict:
         load["after"] = os.getloadavg()
     result = {"cached": _median(rounds["cached"]), "bare": _median(rounds["bare"]),
               "fresh": fresh, "cold_start_s": round(cold_start, 3), "server": server,
-              "settings": settings, "load_average": load}
+              "settings": settings, "load_average": load, "unbalanced_rounds_rerun": rerun}
     c, b, f = result["cached"], result["bare"], result["fresh"]
     result["checks"] = {
         "cached_rps_over_bare": round(c["rps"] / b["rps"], 3),
@@ -392,6 +429,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fresh-rate", type=float, default=50, help="fresh requests per second")
     parser.add_argument("--fresh-seconds", type=float, default=30, help="fresh run length")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--retries", type=int, default=3,
+                        help="reruns of a round whose connections landed on one worker")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
