@@ -5,6 +5,8 @@ Key layout (NS = namespace, "recsys" by default; see docs/ARCHITECTURE.md):
   NS:versions                -> sorted set: version -> publish time
   NS:v:VER:meta              -> JSON summary of the version (bundle, users, ...)
   NS:v:VER:shards            -> hash: shard id -> users written (checked before the flip)
+  NS:v:VER:built             -> per user of the bundle's user_ids.json: uint32 build time of
+                                the list (epoch s) + uint64 fingerprint of the user's data
   NS:v:VER:u:USER            -> list: K little-endian int32 item indices, then K float16 scores
   NS:events                  -> stream of ingested events (consumer group `nightly` drains
                                 it into the artifact store: infra/events_log.py)
@@ -86,6 +88,26 @@ def decode_list(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     return items, scores
 
 
+def remap_lists(values: list[bytes], item_map: np.ndarray) -> list[bytes]:
+    """Re-indexes encoded lists into another item vocabulary, scores untouched.
+
+    Args:
+        values: encoded lists (encode_list) indexing the old vocabulary.
+        item_map: [old_items] int: each old item's index in the new vocabulary, -1 = gone
+            (dropped from the list, which gets shorter).
+    """
+    out = []
+    for data in values:
+        k = len(data) // 6
+        items = item_map[np.frombuffer(data, "<i4", count=k)]
+        keep = items >= 0
+        out.append(items[keep].astype("<i4").tobytes()
+                   + np.frombuffer(data, "<f2", count=k, offset=4 * k)[keep].tobytes())
+    return out
+
+
+BUILT = np.dtype([("built_at", "<u4"), ("fingerprint", "<u8")])  # 12 bytes per user
+
 _LAYOUTS: dict[int, struct.Struct] = {}
 
 
@@ -138,6 +160,55 @@ class ListStore:
         # Recorded last: a shard counts only once all its lists are in Redis.
         self.r.hset(f"{self._v(version)}:shards", shard, len(user_ids))
         return len(user_ids)
+
+    def copy_lists(self, src: str, dst: str, shard: str, user_ids,
+                   item_map: np.ndarray | None = None, batch: int = 1000) -> np.ndarray:
+        """Copies users' lists from version `src` to `dst` inside Redis, `batch` per round trip.
+
+        Each batch is counted in dst's shards hash as `<shard>:<n>` once its lists are written,
+        so the flip's check covers copied users as it covers computed ones.
+
+        Args:
+            user_ids: [n] user ids.
+            item_map: None when both versions index items alike: `COPY` moves the bytes
+                unchanged; else [src items] new index of each src item (remap_lists), and
+                the lists go out by `MGET`, remap, `MSET`.
+
+        Returns:
+            [n] bool: False where src had no list for the user (nothing written for them).
+        """
+        copied = np.zeros(len(user_ids), bool)
+        for n, lo in enumerate(range(0, len(user_ids), batch)):
+            users = [str(u) for u in user_ids[lo:lo + batch]]
+            if item_map is None:
+                pipe = self.r.pipeline(transaction=False)
+                for u in users:
+                    pipe.copy(self.user_key(src, u), self.user_key(dst, u), replace=True)
+                done = np.array(pipe.execute(), bool)
+            else:
+                values = self.r.mget([self.user_key(src, u) for u in users])
+                done = np.array([v is not None for v in values], bool)
+                found = [u for u, ok in zip(users, done, strict=True) if ok]
+                if found:
+                    self.r.mset(dict(zip([self.user_key(dst, u) for u in found], remap_lists(
+                        [v for v in values if v is not None], item_map), strict=True)))
+            copied[lo:lo + len(users)] = done
+            self.r.hset(f"{self._v(dst)}:shards", f"{shard}:{n}", int(done.sum()))
+        return copied
+
+    def put_built(self, version: str, built_at: np.ndarray, fingerprints: np.ndarray) -> None:
+        """Records each user's list build time and data fingerprint (bundle user order)."""
+        record = np.empty(len(built_at), BUILT)
+        record["built_at"], record["fingerprint"] = built_at, fingerprints
+        self.r.set(f"{self._v(version)}:built", record.tobytes())
+
+    def built(self, version: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(built_at [users] uint32 epoch s, fingerprints [users] uint64), None if unrecorded."""
+        raw = self.r.get(f"{self._v(version)}:built")
+        if raw is None:
+            return None
+        record = np.frombuffer(raw, BUILT)
+        return record["built_at"].astype(np.uint32), record["fingerprint"].astype(np.uint64)
 
     def flip(self, version: str, expected_users: int, meta: dict) -> None:
         """Points `current` at `version` if every shard wrote; raises otherwise."""

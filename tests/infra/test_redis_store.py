@@ -90,3 +90,39 @@ def test_vectorised_encoding_equals_the_single_list_one():
     scores = np.array([[0.5, 0.25, 0.125], [1.0, 0, 0], [0, 0, 0]], np.float32)
     assert encode_lists(items, scores) == [
         encode_list(items[0], scores[0]), encode_list(items[1][:1], scores[1][:1]), b""]
+
+
+def test_copy_lists_copies_bytes_remaps_indices_and_counts(redis_client):
+    from infra.redis_store import remap_lists
+
+    lists = ListStore(redis_client, "t")
+    items = np.array([[2, 0, 1], [1, 2, -1]])
+    scores = np.array([[3.0, 2.0, 1.0], [0.5, 0.25, 0.0]])
+    lists.write_shard("v1", "0", ["a", "b"], items, scores)
+    copied = lists.copy_lists("v1", "v2", "carry", ["a", "gone", "b"], batch=2)
+    assert copied.tolist() == [True, False, True]
+    for u in ("a", "b"):
+        assert redis_client.get(f"t:v:v2:u:{u}") == redis_client.get(f"t:v:v1:u:{u}")
+    assert redis_client.get("t:v:v2:u:gone") is None
+    # batch 0 = [a, gone]: 1 copied; batch 1 = [b]: 1 copied
+    assert redis_client.hgetall("t:v:v2:shards") == {b"carry:0": b"1", b"carry:1": b"1"}
+
+    # Item 0 left the catalog, a new item took index 0: 1 -> 2, 2 -> 1, 0 -> dropped.
+    item_map = np.array([-1, 2, 1])
+    lists.copy_lists("v1", "v3", "carry", ["a", "b"], item_map)
+    got_i, got_s = lists.get_list("v3", "a")
+    assert got_i.tolist() == [1, 2] and got_s.tolist() == [3.0, 1.0]
+    got_i, got_s = lists.get_list("v3", "b")
+    assert got_i.tolist() == [2, 1] and got_s.tolist() == [0.5, 0.25]
+    assert remap_lists([b""], item_map) == [b""]
+
+
+def test_built_record_round_trips(redis_client):
+    lists = ListStore(redis_client, "t")
+    assert lists.built("v1") is None
+    built_at = np.array([1_700_000_000, 5], np.uint32)
+    fingerprints = np.array([2**64 - 1, 0], np.uint64)
+    lists.put_built("v1", built_at, fingerprints)
+    got_b, got_f = lists.built("v1")
+    assert got_b.tolist() == built_at.tolist() and got_f.tolist() == fingerprints.tolist()
+    assert redis_client.strlen("t:v:v1:built") == 2 * 12
