@@ -9,9 +9,11 @@ or with Beam's own flags, e.g. on Dataflow (see docs/RUNNERS.md):
         --runner DataflowRunner --project P --region R --temp_location gs://... \
         --setup_file ./setup.py
 
-Validation and the precompute are Beam pipelines; training runs once between them. The
-`current` pointer flips only after Redis confirms every shard wrote its users, so a failed
-or killed run leaves the served version untouched; rerunning publishes.
+Validation and the precompute are Beam pipelines; training runs once between them. Users
+whose interactions did not change keep the served version's list (copied inside Redis) until
+it is --list_max_age_days old (batch/carry_over.py). The `current` pointer flips only after
+Redis confirms every shard (computed or copied) wrote its users, so a failed or killed run
+leaves the served version untouched; rerunning publishes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import apache_beam as beam
 import pandas as pd
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from batch.carry_over import carry_over
 from batch.gate import QualityGateError, quality_gate
 from batch.sources import expand_paths
 from batch.stages import DEAD_SCHEMA, parquet_bytes, train_and_export, validate_stage
@@ -55,6 +58,9 @@ class NightlyOptions(PipelineOptions):
         parser.add_argument("--shard_size", type=int, default=5000, help="Users per shard")
         parser.add_argument("--keep_versions", type=int, default=3,
                             help="Published versions kept for rollback")
+        parser.add_argument("--list_max_age_days", type=float, default=7.0,
+                            help="Users whose interactions did not change keep the served "
+                                 "list until it is this old; 0 = recompute every list")
         parser.add_argument("--dim", type=int, default=MFConfig.dim, help="MF dimension")
         parser.add_argument("--epochs", type=int, default=MFConfig.epochs, help="MF epochs")
         parser.add_argument("--l2", type=float, default=MFConfig.l2, help="MF L2 penalty")
@@ -110,6 +116,9 @@ def run(argv: list[str] | None = None) -> dict:
     if dropped:
         log.info("dropped the keys of unpublished (failed) versions %s", dropped)
     weights = parse_event_weights(opts.event_weights)
+    if opts.list_max_age_days < 0:
+        raise ValueError(f"--list_max_age_days={opts.list_max_age_days}: use a number of days "
+                         ">= 0 (0 recomputes every list)")
     version, seconds = new_version(), {}
 
     t = time.perf_counter()
@@ -155,19 +164,28 @@ def run(argv: list[str] | None = None) -> dict:
     seconds["train_export"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    plan, refreshed = carry_over(lists, store, clean, version, opts.k, opts.list_max_age_days,
+                                 int(time.time()))
+    seconds["carry_over"] = time.perf_counter() - t
+    log.info("lists: %s", refreshed)
+
+    t = time.perf_counter()
     _default_to_both_cores(options, argv if argv is not None else sys.argv[1:])
-    with beam.Pipeline(options=options) as p:
-        _ = (p | "Shards" >> beam.Create(user_shards(stats["users"], opts.shard_size))
-             | "Precompute" >> Precompute(opts.store, version, opts.k, opts.redis_url,
-                                          opts.namespace))
+    users = stats["users"] if plan.refresh.size == stats["users"] else plan.refresh
+    if plan.refresh.size:
+        with beam.Pipeline(options=options) as p:
+            _ = (p | "Shards" >> beam.Create(user_shards(users, opts.shard_size))
+                 | "Precompute" >> Precompute(opts.store, version, opts.k, opts.redis_url,
+                                              opts.namespace))
     seconds["precompute_publish"] = time.perf_counter() - t
 
-    summary = {"version": version, "users_published": stats["users"], "items": stats["items"],
-               "valid_events": len(clean), "dead_letters": reasons,
+    summary = {"version": version, "users_published": stats["users"], **refreshed,
+               "items": stats["items"], "valid_events": len(clean), "dead_letters": reasons,
                "events_drained": drained,
                "bundle": f"{opts.store}/bundles/{version}", "index": stats["index"],
                "gate": gate.as_dict() if gate else None,
                "seconds": {k: round(v, 3) for k, v in seconds.items()}}
+    lists.put_built(version, plan.built_at, plan.fingerprints)  # for the next run's plan
     lists.flip(version, stats["users"], summary)  # raises unless every shard wrote
     summary["expired_versions"] = lists.expire_old(opts.keep_versions)
     store.put_bytes(f"runs/{version}/summary.json", json.dumps(summary, indent=1).encode())

@@ -85,7 +85,7 @@ class RetrieveFn(beam.DoFn):
     """Top-K for a shard of users: Faiss search with seen items excluded by the rules.
 
     The bundle (user vectors, seen items, index) loads once per worker in setup().
-    Input: (shard_id, lo, hi), a range of user indices.
+    Input: (shard_id, users): user indices, a `range` (sliced) or an int array (gathered).
     Output: (shard_id, user_ids [n], items [n, k], scores [n, k]).
     """
 
@@ -102,11 +102,16 @@ class RetrieveFn(beam.DoFn):
         self.seen = self.bundle.array("seen_items.npy")
 
     def process(self, shard):
-        shard_id, lo, hi = shard
-        seen = np.split(self.seen[self.indptr[lo]:self.indptr[hi]],
-                        self.indptr[lo + 1:hi] - self.indptr[lo])
-        items, scores = retrieve(self.index, self.bundle.user_vectors[lo:hi], self.k, seen)
-        yield shard_id, self.bundle.user_ids[lo:hi], items, scores
+        shard_id, users = shard
+        if isinstance(users, range):
+            lo, hi = users.start, users.stop
+            users = slice(lo, hi)
+            seen = np.split(self.seen[self.indptr[lo]:self.indptr[hi]],
+                            self.indptr[lo + 1:hi] - self.indptr[lo])
+        else:
+            seen = [self.seen[self.indptr[u]:self.indptr[u + 1]] for u in users]
+        items, scores = retrieve(self.index, self.bundle.user_vectors[users], self.k, seen)
+        yield shard_id, self.bundle.user_ids[users], items, scores
 
 
 class WriteListsFn(beam.DoFn):
@@ -128,7 +133,7 @@ class WriteListsFn(beam.DoFn):
 
 
 class Retrieve(beam.PTransform):
-    """Shards (shard_id, lo, hi) -> (shard_id, user_ids, items, scores)."""
+    """Shards (shard_id, users) -> (shard_id, user_ids, items, scores)."""
 
     def __init__(self, store_uri: str, version: str, k: int):
         super().__init__()
@@ -151,7 +156,14 @@ class Precompute(beam.PTransform):
         return shards | "Retrieve" >> self.retrieve | "WriteRedis" >> beam.ParDo(self.write)
 
 
-def user_shards(n_users: int, shard_size: int) -> list[tuple[int, int, int]]:
-    """Users 0..n-1 as (shard_id, lo, hi) ranges of at most shard_size."""
-    return [(s, lo, min(lo + shard_size, n_users))
-            for s, lo in enumerate(range(0, n_users, shard_size))]
+def user_shards(users: int | np.ndarray, shard_size: int) -> list[tuple[int, range | np.ndarray]]:
+    """(shard_id, users) shards of at most shard_size users.
+
+    Args:
+        users: n (users 0..n-1, as `range`s) or [n] ascending user indices (as arrays).
+    """
+    if isinstance(users, int | np.integer):
+        return [(s, range(lo, min(lo + shard_size, users)))
+                for s, lo in enumerate(range(0, users, shard_size))]
+    return [(s, users[lo:lo + shard_size])
+            for s, lo in enumerate(range(0, len(users), shard_size))]

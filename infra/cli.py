@@ -49,6 +49,9 @@ def main(log_level: str) -> None:
       help="Users per precompute shard.")
 @_opt("--keep-versions", envvar="RECSYS_KEEP_VERSIONS", default=3, type=int,
       help="Published versions kept for rollback; older ones expire.")
+@_opt("--list-max-age-days", envvar="RECSYS_LIST_MAX_AGE_DAYS", default=7.0, type=float,
+      help="Users without new interactions keep the served list until it is this old; "
+           "0 = recompute every list.")
 @_opt("--dim", envvar="RECSYS_DIM", default=32, type=int, help="MF embedding dimension.")
 @_opt("--epochs", envvar="RECSYS_EPOCHS", default=12, type=int, help="MF training epochs.")
 @_opt("--l2", envvar="RECSYS_L2", default=0.01, type=float, help="MF L2 penalty.")
@@ -75,16 +78,18 @@ def main(log_level: str) -> None:
 @_opt("--json", "json_path", envvar="RECSYS_SUMMARY_JSON", default=None,
       help="Also write the run summary to this file.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
-def nightly(input_path, store, redis_url, namespace, k, shard_size, keep_versions, dim, epochs,
-            l2, event_weights, index, flat_max, gate_tolerance, gate_window, force_publish,
-            skip_gate, no_drain_events, runner, json_path, beam_args) -> None:
+def nightly(input_path, store, redis_url, namespace, k, shard_size, keep_versions,
+            list_max_age_days, dim, epochs, l2, event_weights, index, flat_max, gate_tolerance,
+            gate_window, force_publish, skip_gate, no_drain_events, runner, json_path,
+            beam_args) -> None:
     """Validate, train, export the bundle, precompute top-K and publish to Redis."""
     from batch.nightly import run
 
     argv = [f"--input={input_path}", f"--store={store}", f"--redis_url={redis_url}",
             f"--namespace={namespace}", f"--k={k}", f"--shard_size={shard_size}",
-            f"--keep_versions={keep_versions}", f"--dim={dim}", f"--epochs={epochs}",
-            f"--l2={l2}", f"--event_weights={event_weights}", f"--index={index}",
+            f"--keep_versions={keep_versions}", f"--list_max_age_days={list_max_age_days}",
+            f"--dim={dim}", f"--epochs={epochs}", f"--l2={l2}",
+            f"--event_weights={event_weights}", f"--index={index}",
             f"--flat_max={flat_max}", f"--gate_tolerance={gate_tolerance}",
             f"--gate_window={gate_window}", f"--runner={runner}",
             *[f"--{name}" for name, on in (("force_publish", force_publish),

@@ -21,7 +21,8 @@ def setup_run(tmp_path, redis_client, tiny_dataset):
     redis_url = f"redis://{url['host']}:{url['port']}/0"
     argv = [f"--input={path}", f"--store={tmp_path / 'store'}", f"--redis_url={redis_url}",
             "--epochs=1", "--dim=4", "--k=5", "--shard_size=30", "--skip_gate",
-            "--direct_running_mode=in_memory"]
+            "--direct_running_mode=in_memory",
+            "--list_max_age_days=0"]  # the same data again: every list is recomputed
     first = run(argv)
     lists = ListStore(redis_client)
     user = tiny_dataset.interactions["user_id"].iloc[0]
@@ -52,6 +53,34 @@ def test_exception_in_one_shard_publishes_nothing(setup_run, monkeypatch):
     assert lists.current() == new != old
     assert all(v in (old, new) for v in
                {k.decode().split(":")[2] for k in lists.r.scan_iter("recsys:v:*")})
+
+
+def test_failure_while_carrying_lists_over_publishes_nothing(setup_run, monkeypatch):
+    argv, lists, old, user = setup_run
+    argv = [a for a in argv if not a.startswith("--list_max_age_days")]  # carry over: 7 days
+    original = ListStore.copy_lists
+
+    def failing(self, src, dst, shard, user_ids, *args, **kwargs):
+        original(self, src, dst, shard, user_ids[:50], *args, **kwargs)
+        raise ConnectionError("injected failure while copying lists")
+
+    monkeypatch.setattr(ListStore, "copy_lists", failing)
+    with pytest.raises(ConnectionError, match="injected failure while copying"):
+        run(argv)
+    _assert_still_serving(lists, old, user)
+    assert lists.versions() == [old]
+    monkeypatch.undo()
+    new = run(argv)
+    assert lists.current() == new["version"] != old
+    assert new["users_carried_over"] == new["users_published"]
+    assert {k.decode().split(":")[2] for k in lists.r.scan_iter("recsys:v:*")} == {
+        old, new["version"]}  # the failed run's copies were dropped
+    lists.rollback(old)  # every version keeps its own lists: rollback serves the old bytes
+    _assert_still_serving(lists, old, user)
+    after = run(argv)
+    assert after["lists_carried_from"] == old
+    assert lists.r.get(lists.user_key(after["version"], user)) == lists.r.get(
+        lists.user_key(old, user))
 
 
 KILLABLE = """
