@@ -1,0 +1,443 @@
+"""Event ingestion benchmark: POST /events under load, a server kill, the drain into Parquet.
+
+    python -m benchmarks.events --json events.json [--events 100000 --batch 500 --clients 8]
+
+Per scenario (`normal`, then `kill`; `--scenario` picks one) against a throw-away redis-server
+and `recsys serve` (functions-framework's gunicorn, WORKERS=2) in its own process group:
+- a small bundle without a user tower is published (`/health` and `/recommend` need one;
+  `/events` does not), and `--load-clients` threads keep asking `/recommend` for random users;
+- `--clients` threads post `--events` events (unique event ids) in batches of `--batch`; a
+  batch that gets no 200 (connection error, timeout, 5xx) is sent again with the same ids
+  until one comes: the at-least-once client contract that the server's dedup makes exactly once;
+- `kill`: when half of the events are acknowledged, SIGKILL the server's process group (master
+  and workers) and start it again on the same port; the clients carry on with their retries.
+  Only the HTTP server dies: Redis keeps running, so its persistence (off here) plays no part;
+- then the nightly drain (`infra.events_log.drain_events`) into a local artifact store, first
+  one that dies between writing a Parquet file and acknowledging it, then a complete one;
+- every Parquet row is counted by event id across all files: each acknowledged event must be
+  there exactly once, with the content that was posted, and nothing else.
+Writes {"normal": {...}, "kill": {...}}, each with the counts, rates, latencies and "checks".
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import io
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+from tqdm import tqdm
+
+from benchmarks.serving import publish_lists
+
+log = logging.getLogger("benchmarks.events")
+BASE_TS = 1_750_000_000
+RETRY = (500, 502, 503, 504)
+
+
+def make_event(scenario: str, n: int, users: int, items: int) -> dict:
+    """Event number n of a scenario; its content follows from n, so a row can be checked."""
+    return {"user_id": str(n % users), "item_id": str(n * 7919 % items), "event_type": "click",
+            "timestamp": BASE_TS + n, "event_id": f"{scenario}-{n:07d}"}
+
+
+def build_small_bundle(store, version: str, n_users: int, n_items: int, dim: int, seed: int):
+    """A random MF bundle without the LiteRT tower (no TensorFlow needed); returns the model."""
+    import faiss
+
+    from infra.bundle import BundleWriter
+    from models.mf import MFConfig, MFModel
+    from models.topk import build_flat_index
+    from models.vocab import Vocab
+
+    rng = np.random.default_rng(seed)
+    model = MFModel(Vocab.build(range(n_users)), Vocab.build(range(n_items)),
+                    rng.normal(0, 0.3, (n_users, dim)).astype(np.float32),
+                    rng.normal(0, 0.3, (n_items, dim)).astype(np.float32),
+                    np.zeros(n_users, np.float32), rng.normal(0, 1, n_items).astype(np.float32),
+                    0.0, 2.0, -2.0, MFConfig(dim=dim, seed=seed))
+    writer = BundleWriter(store, version)
+    writer.put_json("item_ids.json", [str(x) for x in model.items.ids])
+    writer.put_json("user_ids.json", [str(x) for x in model.users.ids])
+    writer.put_array("item_vectors.npy", model.item_vectors())
+    writer.put_array("user_vectors.npy", model.user_vectors())
+    writer.put("items.faiss", faiss.serialize_index(build_flat_index(model.item_vectors()))
+               .tobytes())
+    order = np.argsort(-model.item_bias, kind="stable")
+    writer.put_json("popular.json", [str(x) for x in model.items.ids[order][:100]])
+    writer.commit({"model": "mf-random", "users": n_users, "items": n_items, "k": 20})
+    return model
+
+
+class Server:
+    """`recsys serve` in a process group of its own, so one kill takes the master and workers."""
+
+    def __init__(self, env: dict, port: int, log_path: str):
+        self.env, self.port, self.log_path = {**os.environ, **env}, port, log_path
+        self.base, self.proc = f"http://127.0.0.1:{port}", None
+
+    def start(self, timeout: float = 120) -> float:
+        """Starts it; returns the seconds until /health answers 200."""
+        started = time.perf_counter()
+        with open(self.log_path, "a") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "infra.cli", "serve", "--port", str(self.port)],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        while True:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                conn.request("GET", "/health")
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status == 200:
+                    conn.close()
+                    return time.perf_counter() - started
+            conn.close()
+            if self.proc.poll() is not None or time.perf_counter() - started > timeout:
+                raise RuntimeError(f"recsys serve did not start; see {self.log_path}")
+            time.sleep(0.02)
+
+    def pids(self) -> list[int]:
+        pid = self.proc.pid
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [pid, *map(int, f.read().split())]
+        return [pid]
+
+    def kill(self) -> list[int]:
+        """SIGKILLs the whole process group; returns the pids it held."""
+        pids = self.pids()
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        return pids
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+
+
+class Tally:
+    """What the clients saw, shared between their threads."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.acked: list[str] = []
+        self.stored = self.duplicates = self.posts = self.retries = self.failed = 0
+        self.post_ms: list[float] = []
+        self.recommend: Counter = Counter()
+        self.recommend_ms: list[float] = []
+
+
+def _connect(port: int, timeout: float) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+
+def post_batches(port: int, jobs: queue.Queue, tally: Tally, timeout: float = 30) -> None:
+    """A client thread: sends each batch until a 200 acknowledges it (same event ids)."""
+    conn = _connect(port, timeout)
+    headers = {"Content-Type": "application/json"}
+    while True:
+        try:
+            events = jobs.get_nowait()
+        except queue.Empty:
+            break
+        body, attempt = json.dumps({"events": events}).encode(), 0
+        while True:
+            started = time.perf_counter()
+            try:
+                conn.request("POST", "/events", body, headers)
+                resp = conn.getresponse()
+                status, answer = resp.status, resp.read()
+            except (OSError, http.client.HTTPException):
+                status, answer = 0, b""
+                conn.close()
+                conn = _connect(port, timeout)
+            ms = 1000 * (time.perf_counter() - started)
+            if status == 200:
+                reply = json.loads(answer)
+                with tally.lock:
+                    tally.posts += 1
+                    tally.acked += reply["event_ids"]
+                    tally.stored += reply["stored"]
+                    tally.duplicates += reply["duplicates"]
+                    tally.post_ms.append(ms)
+                break
+            with tally.lock:
+                tally.posts += 1
+                tally.retries += status == 0 or status in RETRY
+                tally.failed += status != 0 and status not in RETRY
+            if status != 0 and status not in RETRY:
+                log.error("batch refused with %d: %s", status, answer[:300])
+                break
+            attempt += 1
+            time.sleep(min(0.5, 0.01 * 2 ** attempt))
+    conn.close()
+
+
+def recommend_load(port: int, users: int, stop: threading.Event, tally: Tally, seed: int) -> None:
+    """A client thread asking /recommend for random users until `stop` is set."""
+    rng, conn = np.random.default_rng(seed), _connect(port, 10)
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            conn.request("GET", f"/recommend?k=10&user_id={rng.integers(users)}")
+            resp = conn.getresponse()
+            resp.read()
+            status = resp.status
+        except (OSError, http.client.HTTPException):
+            status = 0
+            conn.close()
+            conn = _connect(port, 10)
+            time.sleep(0.05)
+        with tally.lock:
+            tally.recommend[status] += 1
+            if status == 200:
+                tally.recommend_ms.append(1000 * (time.perf_counter() - started))
+    conn.close()
+
+
+def ingest(server: Server, batches: list[list[dict]], clients: int, load_clients: int,
+           users: int, kill: bool, seed: int = 0) -> tuple[Tally, dict]:
+    """Posts the batches under /recommend load, killing and restarting the server midway if
+    asked; returns the tally and {"seconds", "kill": {...} or None}."""
+    tally, jobs, stop = Tally(), queue.Queue(), threading.Event()
+    for batch in batches:
+        jobs.put(batch)
+    total = sum(map(len, batches))
+    loaders = [threading.Thread(target=recommend_load, args=(server.port, users, stop, tally,
+                                                             seed + n), daemon=True)
+               for n in range(load_clients)]
+    posters = [threading.Thread(target=post_batches, args=(server.port, jobs, tally),
+                                daemon=True) for _ in range(clients)]
+    killed, started = None, time.perf_counter()
+    for t in loaders + posters:
+        t.start()
+    with tqdm(total=total, desc="events acknowledged", unit="ev", leave=False) as bar:
+        while any(t.is_alive() for t in posters):
+            done = len(tally.acked)
+            bar.update(done - bar.n)
+            if kill and killed is None and done >= total // 2:
+                at = time.perf_counter()
+                pids = server.kill()
+                restart = server.start()
+                killed = {"at_acknowledged": done, "at_s": round(at - started, 3),
+                          "pids_killed": len(pids), "downtime_s": round(time.perf_counter()
+                                                                        - at, 3),
+                          "restart_s": round(restart, 3)}
+                log.info("killed %d server processes at %d acknowledged events; back after "
+                         "%.2f s", len(pids), done, killed["downtime_s"])
+            time.sleep(0.01)
+        bar.update(len(tally.acked) - bar.n)
+    seconds = time.perf_counter() - started
+    stop.set()
+    for t in loaders:
+        t.join()
+    return tally, {"seconds": seconds, "kill": killed}
+
+
+class _AckFails:
+    """A ListStore whose acknowledgements fail after `after` of them: a drain that dies between
+    writing a file and acknowledging its entries."""
+
+    def __init__(self, lists, after: int):
+        self.lists, self.after = lists, after
+
+    def __getattr__(self, name):
+        return getattr(self.lists, name)
+
+    def ack_events(self, group: str, ids: list[str]) -> None:
+        if self.after <= 0:
+            raise ConnectionError("drain killed after writing a file, before its XACK")
+        self.after -= 1
+        self.lists.ack_events(group, ids)
+
+
+def drain_with_crash(lists, store, batch_size: int) -> dict:
+    """A drain that dies midway (between a write and its acknowledgement), then a full one."""
+    from infra.events_log import drain_events
+
+    files = -(-lists.r.xlen(lists.events_key) // batch_size)
+    started = time.perf_counter()
+    try:
+        drain_events(_AckFails(lists, (files - 1) // 2), store, batch_size=batch_size)
+        crashed = None
+    except ConnectionError:
+        crashed = {"files_written": len(store.list("events")),
+                   "pending": lists.r.xpending(lists.events_key, "nightly")["pending"]}
+    final = drain_events(lists, store, batch_size=batch_size)
+    return {"seconds": round(time.perf_counter() - started, 3), "crash": crashed,
+            "final": {k: v for k, v in final.items() if k != "files"},
+            "stream_left": lists.r.xlen(lists.events_key),
+            "pending_left": lists.r.xpending(lists.events_key, "nightly")["pending"]}
+
+
+def count_rows(store, prefix: str = "events") -> tuple[Counter, dict, int]:
+    """Rows per event id across every Parquet file, (user, item, timestamp) of each id, and
+    the number of dead-letter rows."""
+    import pyarrow.parquet as pq
+
+    counts, content, dead = Counter(), {}, 0
+    for key in store.list(prefix):
+        table = pq.read_table(io.BytesIO(store.get_bytes(key)))
+        if "/dead/" in key:
+            dead += table.num_rows
+            continue
+        cols = table.select(["event_id", "user_id", "item_id", "timestamp"]).to_pydict()
+        counts.update(cols["event_id"])
+        content.update(zip(cols["event_id"], zip(cols["user_id"], cols["item_id"],
+                                                 cols["timestamp"], strict=True), strict=True))
+    return counts, content, dead
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if values else None
+
+
+def run_scenario(name: str, redis_url: str, work: str, *, events: int = 100_000,
+                 batch: int = 500, clients: int = 8, load_clients: int = 2, kill: bool = False,
+                 users: int = 1000, items: int = 2000, workers: int = 2, threads: int = 4,
+                 drain_batch: int = 20_000, seed: int = 0) -> dict:
+    """One scenario end to end (server, ingestion, drain, checks) in a namespace of its own."""
+    from infra.events_log import read_events_log
+    from infra.redis_server import free_port
+    from infra.redis_store import ListStore
+    from infra.store import open_store
+
+    os.makedirs(work, exist_ok=True)
+    ns, version = f"evbench-{name}", f"evbench-{name}-0001"
+    bundles, lists = open_store(os.path.join(work, "artifacts")), ListStore.from_url(redis_url, ns)
+    model = build_small_bundle(bundles, version, users, items, 16, seed)
+    publish_lists(lists, bundles, version, model, 20, shard=max(1, users))
+    env = {"REDIS_URL": redis_url, "RECSYS_STORE": bundles.uri, "RECSYS_NAMESPACE": ns,
+           "WORKERS": str(workers), "THREADS": str(threads)}
+    server = Server(env, free_port(), os.path.join(work, f"serve-{name}.log"))
+    posted = [make_event(name, n, users, items) for n in range(events)]
+    try:
+        cold_start = server.start()
+        tally, run = ingest(server, [posted[lo:lo + batch] for lo in range(0, events, batch)],
+                            clients, load_clients, users, kill, seed)
+    finally:
+        server.stop()
+    log_store = open_store(os.path.join(work, f"log-{name}"))
+    drain = drain_with_crash(lists, log_store, drain_batch)
+    counts, content, dead = count_rows(log_store)
+    drained = read_events_log(log_store)
+    acked, ids = set(tally.acked), {e["event_id"] for e in posted}
+    expected = {e["event_id"]: (e["user_id"], e["item_id"], e["timestamp"]) for e in posted}
+    ok_recs = tally.recommend[200]
+    result = {
+        "events_posted": events, "acknowledged": len(acked), "acknowledgements": len(tally.acked),
+        "posts": tally.posts, "retried_batches": tally.retries, "refused_batches": tally.failed,
+        "server_stored": tally.stored, "server_duplicates": tally.duplicates,
+        "rows_in_parquet": sum(counts.values()),
+        "parquet_files": sum("/dead/" not in k for k in log_store.list("events")),
+        "missing": len(acked - counts.keys()),
+        "duplicated_rows": sum(c - 1 for c in counts.values() if c > 1),
+        "unknown": len(counts.keys() - ids), "dead_letters": dead,
+        "mismatched": sum(content[i] != expected[i] for i in counts.keys() & ids),
+        "read_events_log_rows": len(drained),
+        "ingest_seconds": round(run["seconds"], 3),
+        "ingest_events_per_s": round(len(acked) / run["seconds"], 1),
+        "post_p50_ms": _pct(tally.post_ms, 50), "post_p99_ms": _pct(tally.post_ms, 99),
+        "drain_seconds": drain["seconds"], "drain": drain,
+        "recommend": {"ok": ok_recs, "per_s": round(ok_recs / run["seconds"], 1),
+                      "failed": sum(tally.recommend.values()) - ok_recs,
+                      "p50_ms": _pct(tally.recommend_ms, 50),
+                      "p99_ms": _pct(tally.recommend_ms, 99)},
+        "kill": run["kill"], "cold_start_s": round(cold_start, 3),
+        "settings": {"events": events, "batch": batch, "clients": clients,
+                     "load_clients": load_clients, "workers": workers, "threads": threads,
+                     "users": users, "items": items, "drain_batch": drain_batch,
+                     "cpus": os.cpu_count()}}
+    r = result
+    checks = {
+        "all_acknowledged": r["acknowledged"] == events and r["refused_batches"] == 0,
+        "none_missing": r["missing"] == 0,
+        "no_duplicated_rows": r["duplicated_rows"] == 0,
+        "nothing_unknown": r["unknown"] == 0 and r["dead_letters"] == 0,
+        "content_matches": r["mismatched"] == 0,
+        "rows_equal_acknowledged": r["rows_in_parquet"] == r["acknowledged"]
+        == r["read_events_log_rows"] and set(drained["event_id"]) == acked,
+        "server_counts_add_up": r["server_stored"] + r["server_duplicates"]
+        == r["acknowledgements"],
+        "drain_resumed_after_crash": drain["crash"] is not None
+        and drain["final"]["already_written"] > 0,
+        "stream_emptied": drain["stream_left"] == 0 and drain["pending_left"] == 0,
+        "server_killed_and_restarted": not kill or (r["kill"] is not None
+                                                    and r["kill"]["pids_killed"] == workers + 1),
+        "recommend_served": ok_recs > 0 and (kill or r["recommend"]["failed"] == 0)}
+    result["checks"] = {**checks, "passed": all(checks.values())}
+    return result
+
+
+def summary(name: str, r: dict) -> str:
+    kill = r["kill"]
+    killed = (f"; killed {kill['pids_killed']} processes at {kill['at_acknowledged']:,} "
+              f"acknowledged, back in {kill['downtime_s']:.2f} s" if kill else "")
+    return (f"{name}: {r['events_posted']:,} posted, {r['acknowledged']:,} acknowledged, "
+            f"{r['retried_batches']} retried batches, {r['server_duplicates']} server duplicates"
+            f"{killed}; parquet {r['rows_in_parquet']:,} rows in {r['parquet_files']} files, "
+            f"missing {r['missing']}, duplicated {r['duplicated_rows']}; ingest "
+            f"{r['ingest_events_per_s']:,.0f} events/s, POST p50 {r['post_p50_ms']} ms p99 "
+            f"{r['post_p99_ms']} ms; /recommend {r['recommend']['per_s']:,.0f}/s alongside; "
+            f"drain (crash + rerun) {r['drain_seconds']:.2f} s; "
+            f"checks {'pass' if r['checks']['passed'] else 'FAIL'}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write the result to this file")
+    parser.add_argument("--scenario", choices=["normal", "kill", "both"], default="both",
+                        help="normal, kill (the server SIGKILLed midway) or both in turn")
+    parser.add_argument("--kill", action="store_true", help="the kill scenario only")
+    parser.add_argument("--events", type=int, default=100_000, help="events posted")
+    parser.add_argument("--batch", type=int, default=500, help="events per POST")
+    parser.add_argument("--clients", type=int, default=8, help="posting client threads")
+    parser.add_argument("--load-clients", type=int, default=2, help="/recommend client threads")
+    parser.add_argument("--users", type=int, default=1000, help="users of the bundle")
+    parser.add_argument("--items", type=int, default=2000, help="items of the bundle")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 2)),
+                        help="gunicorn workers (env WORKERS)")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", 4)),
+                        help="gunicorn threads per worker (env THREADS)")
+    parser.add_argument("--drain-batch", type=int, default=20_000, help="stream entries per file")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    from infra.redis_server import local_redis
+
+    names = ["kill"] if args.kill else ["normal", "kill"] if args.scenario == "both" \
+        else [args.scenario]
+    result = {}
+    with tempfile.TemporaryDirectory(prefix="recsys-events-") as work, local_redis() as url:
+        for name in names:
+            result[name] = run_scenario(
+                name, url, os.path.join(work, name), events=args.events, batch=args.batch,
+                clients=args.clients, load_clients=args.load_clients, kill=name == "kill",
+                users=args.users, items=args.items, workers=args.workers,
+                threads=args.threads, drain_batch=args.drain_batch, seed=args.seed)
+            log.info("%s checks: %s", name, result[name]["checks"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+    for name, r in result.items():
+        print(summary(name, r))
+    return 0 if all(r["checks"]["passed"] for r in result.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
