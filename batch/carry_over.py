@@ -6,7 +6,9 @@ clean interactions are exactly those it was built from and it was built less tha
 interactions changed, or whose list is too old are recomputed; 0 days recomputes everyone.
 
 "Activity" is a fingerprint of the user's rows, not a timestamp cutoff: a late event with an
-old timestamp, a re-sent file or a changed event weight also counts as a change.
+old timestamp or a row that --event_weights newly accepts or rejects also counts as a change.
+Training flags (--dim, weights' values, ...) are not seen: after changing them, run once with
+--list_max_age_days 0.
 
 The trade-off: a carried list was ranked by the model that built it (at most the age limit
 ago); it cannot hold items added since, and items that left the catalog drop out of it.
