@@ -1,8 +1,9 @@
 """The versioned model bundle in the artifact store.
 
 Layout under `bundles/<version>/`: item_ids.json, user_ids.json, item_vectors.npy,
-user_vectors.npy, items.faiss, popular.json, saved_model/..., and manifest.json, written
-last with the sha256 and size of every other file. A bundle without a manifest (an
+popular.json, then per model (the manifest's `model`): MF user_vectors.npy, items.faiss,
+saved_model/...; served: history_*.npy, user_tokens.npy, served/... And manifest.json,
+written last with the sha256 and size of every other file. A bundle without a manifest (an
 interrupted export) is ignored by readers.
 """
 
@@ -23,6 +24,9 @@ from infra.store import ArtifactStore
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
+# Files of a served bundle's `served/` folder that ServedModel.load needs to rank with LiteRT
+# (the first two alone with the TensorFlow graph); the SavedModels beside them are for TF Serving.
+SERVED_RUNTIME_FILES = ("served.npz", "served.json", "user_tower.tflite", "ranker.tflite")
 
 
 def bundle_prefix(version: str) -> str:
@@ -78,7 +82,7 @@ class Bundle:
     item_ids: np.ndarray  # [num_items] object
     user_ids: np.ndarray  # [num_users] object
     item_vectors: np.ndarray  # [num_items, dim + 1]
-    user_vectors: np.ndarray  # [num_users, dim + 1]
+    user_vectors: np.ndarray  # [num_users, dim + 1] (MF; [0, 0] for a served bundle)
     popular: list[str]
     store: ArtifactStore
     _index: object = field(default=None, repr=False)
@@ -104,6 +108,30 @@ class Bundle:
         """A verified .npy file of the bundle."""
         return np.load(io.BytesIO(self.read(name)), allow_pickle=False)
 
+    def extract(self, folder: str, dest: str, names: list[str] | None = None) -> str:
+        """Writes the verified files under `folder/` of the bundle into the local `dest`.
+
+        Args:
+            folder: a folder of the bundle, e.g. "served".
+            dest: local directory; created.
+            names: paths inside `folder` to write (None: all of them).
+
+        Returns:
+            dest.
+        """
+        prefix = folder.rstrip("/") + "/"
+        wanted = [n for n in self.manifest["files"] if n.startswith(prefix)]
+        if names is not None:
+            missing = sorted({prefix + n for n in names} - set(wanted))
+            if missing:
+                raise KeyError(f"bundle {self.version} has no {missing}")
+            wanted = [prefix + n for n in names]
+        for name in wanted:
+            path = Path(dest) / name[len(prefix):]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self.read(name))
+        return dest
+
     def read(self, name: str) -> bytes:
         data = self.store.get_bytes(f"{bundle_prefix(self.version)}/{name}")
         expected = self.manifest["files"][name]["sha256"]
@@ -122,7 +150,8 @@ def read_bundle(store: ArtifactStore, version: str, with_users: bool = True) -> 
     b.popular = json.loads(b.read("popular.json"))
     if with_users:
         b.user_ids = np.array(json.loads(b.read("user_ids.json")), dtype=object)
-        b.user_vectors = b.array("user_vectors.npy")
+        if "user_vectors.npy" in manifest["files"]:  # MF only: served bundles have none
+            b.user_vectors = b.array("user_vectors.npy")
     return b
 
 
