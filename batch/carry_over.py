@@ -7,8 +7,9 @@ interactions changed, or whose list is too old are recomputed; 0 days recomputes
 
 "Activity" is a fingerprint of the user's rows, not a timestamp cutoff: a late event with an
 old timestamp or a row that --event_weights newly accepts or rejects also counts as a change.
-Training flags (--dim, weights' values, ...) are not seen: after changing them, run once with
---list_max_age_days 0.
+Training flags (--dim, weights' values, --served_config, ...) are not seen: after changing
+them, run once with --list_max_age_days 0. A change of --model is seen: every list is
+recomputed.
 
 The trade-off: a carried list was ranked by the model that built it (at most the age limit
 ago); it cannot hold items added since, and items that left the catalog drop out of it.
@@ -111,10 +112,11 @@ def carry_over(lists: ListStore, store: ArtifactStore, clean: pd.DataFrame, vers
         (the plan, with `refresh` = what the precompute must still compute; the summary's
         `users_*` counts, `list_max_age_days` and `lists_carried_from`).
     """
-    user_ids, item_ids, _ = _ids(store, version)
+    user_ids, item_ids, manifest = _ids(store, version)
     fingerprints = user_fingerprints(clean, user_ids)
     served = lists.current()
-    previous = served and _previous(lists, store, served, user_ids, item_ids, k)
+    previous = served and _previous(lists, store, served, user_ids, item_ids, k,
+                                    manifest.get("model", "mf"))
     plan = plan_lists(fingerprints, now, max_age_days * DAY_S, previous and previous[:3])
     refresh = plan.refresh
     if plan.carry.size:
@@ -135,7 +137,7 @@ def carry_over(lists: ListStore, store: ArtifactStore, clean: pd.DataFrame, vers
 
 
 def _previous(lists: ListStore, store: ArtifactStore, served: str, user_ids: np.ndarray,
-              item_ids: np.ndarray, k: int) -> tuple | None:
+              item_ids: np.ndarray, k: int, model: str) -> tuple | None:
     """(rows, built_at, fingerprints, item_map) of the served version, None if unusable.
 
     item_map is None when the served version's item indices mean the same items in the new
@@ -152,6 +154,10 @@ def _previous(lists: ListStore, store: ArtifactStore, served: str, user_ids: np.
         return None
     if manifest.get("k") != k or not len(prev_users) or len(prev_users) != len(built[0]):
         log.info("version %s has another --k or record; recomputing every list", served)
+        return None
+    if manifest.get("model", "mf") != model:  # another ranking: no list is kept
+        log.info("version %s was built by --model %s; recomputing every list", served,
+                 manifest.get("model", "mf"))
         return None
     item_map = pd.Index(item_ids).get_indexer(prev_items)
     if np.array_equal(item_map, np.arange(len(prev_items))):

@@ -1,8 +1,9 @@
 """The quality gate: refuse to publish a model that regresses.
 
-The candidate configuration is trained on the clean data before the latest validation window
-(the last `window` share of time) and evaluated on the window under the temporal-holdout
-protocol, beside popularity trained on the same side. It must beat popularity, and must not
+The candidate configuration (MF, or the served recommender: retrieval -> ranker -> rules) is
+trained on the clean data before the latest validation window (the last `window` share of
+time) and evaluated on the window under the temporal-holdout protocol, beside popularity
+trained on the same side. It must beat popularity, and must not
 fall more than `tolerance` (relative) below the gate figure recorded by the version being
 served. The figure is recorded in the run summary for the next night's comparison.
 """
@@ -56,26 +57,36 @@ class _WeightedMF(MFRecommender):
         return self
 
 
-def quality_gate(clean: pd.DataFrame, config: MFConfig, event_weights, served: dict | None,
-                 window: float = 0.1, tolerance: float = 0.05) -> GateResult:
+def quality_gate(clean: pd.DataFrame, config, event_weights, served: dict | None,
+                 window: float = 0.1, tolerance: float = 0.05,
+                 users: pd.DataFrame | None = None,
+                 items: pd.DataFrame | None = None) -> GateResult:
     """Evaluates the candidate configuration on the latest validation window.
 
     Args:
         clean: all valid interactions of this run.
-        config: the MF configuration about to be trained for real.
-        event_weights: event-type weights.
+        config: the configuration about to be trained for real: an MFConfig, or a
+            ServedConfig (its ServedRecommender is exactly ServedModel.recommend_indices).
+        event_weights: event-type weights (MF's; the served model reads the rows as they are).
         served: the served version's run summary (its "gate" figures), or None.
         window: share of the time range held out as the validation window.
         tolerance: allowed relative drop against the served version's figure.
+        users, items: the feature tables (the served model's features; MF ignores them).
     """
     split = temporal_split(clean, quantile=1.0 - window)
     cases = build_cases(split)
     n_cases = len(cases.warm) + len(cases.fresh)
     if n_cases == 0:
         return GateResult(0.0, 0.0, None, 0, True, "no validation case: gate skipped")
-    model = _WeightedMF(config, event_weights)
-    ndcg = evaluate_model(model, split, cases, n_resamples=100)["all"]["ndcg@10"]
-    pop = evaluate_model(Popularity(), split, cases, n_resamples=100)["all"]["ndcg@10"]
+    if isinstance(config, MFConfig):
+        model = _WeightedMF(config, event_weights)
+    else:
+        from models.served import ServedRecommender
+
+        model = ServedRecommender(config)
+    tables = {"users": users, "items": items, "n_resamples": 100}
+    ndcg = evaluate_model(model, split, cases, **tables)["all"]["ndcg@10"]
+    pop = evaluate_model(Popularity(), split, cases, **tables)["all"]["ndcg@10"]
     served_ndcg = ((served or {}).get("gate") or {}).get("ndcg@10")
     if ndcg < pop:
         return GateResult(ndcg, pop, served_ndcg, n_cases, False,

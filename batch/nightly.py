@@ -9,6 +9,11 @@ or with Beam's own flags, e.g. on Dataflow (see docs/RUNNERS.md):
         --runner DataflowRunner --project P --region R --temp_location gs://... \
         --setup_file ./setup.py
 
+`--model served` trains the served recommender instead of MF (two-tower retrieval, item-kNN,
+session and recent candidates -> the ranker -> the business rules; models/served.py) on the
+same rows, with the user and item features of `--users`/`--items`, and precomputes each warm
+user's list with the ServedModel.recommend_indices the functions run for fresh users.
+
 Validation and the precompute are Beam pipelines; training runs once between them. Users
 whose interactions did not change keep the served version's list (copied inside Redis) until
 it is --list_max_age_days old (batch/carry_over.py). The `current` pointer flips only after
@@ -31,8 +36,15 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from batch.carry_over import carry_over
 from batch.gate import QualityGateError, quality_gate
-from batch.sources import expand_paths
-from batch.stages import DEAD_SCHEMA, parquet_bytes, train_and_export, validate_stage
+from batch.sources import expand_paths, read_features
+from batch.stages import (
+    DEAD_SCHEMA,
+    parquet_bytes,
+    served_config,
+    train_and_export,
+    train_and_export_served,
+    validate_stage,
+)
 from batch.transforms import Precompute, user_shards
 from infra.bundle import new_version
 from infra.events_log import drain_events
@@ -61,6 +73,16 @@ class NightlyOptions(PipelineOptions):
         parser.add_argument("--list_max_age_days", type=float, default=7.0,
                             help="Users whose interactions did not change keep the served "
                                  "list until it is this old; 0 = recompute every list")
+        parser.add_argument("--model", default="mf", choices=["mf", "served"],
+                            help="mf: MF + Faiss; served: retrieval -> ranker -> rules "
+                                 "(models/served.py), slower to train and precompute")
+        parser.add_argument("--served_config", default="",
+                            help="JSON overrides of ServedConfig for --model served, e.g. "
+                                 '\'{"tower": {"dim": 16}, "n_tower": 50}\'')
+        parser.add_argument("--users", help="Users table (user_id + feature columns; "
+                                            ".parquet/.csv, local or s3://), --model served")
+        parser.add_argument("--items", help="Items table (item_id + feature columns), "
+                                            "--model served")
         parser.add_argument("--dim", type=int, default=MFConfig.dim, help="MF dimension")
         parser.add_argument("--epochs", type=int, default=MFConfig.epochs, help="MF epochs")
         parser.add_argument("--l2", type=float, default=MFConfig.l2, help="MF L2 penalty")
@@ -109,6 +131,9 @@ def run(argv: list[str] | None = None) -> dict:
     missing = [f"--{name}" for name in ("input", "store", "redis_url") if not getattr(opts, name)]
     if missing:
         raise ValueError(f"missing required flag(s) {missing}; see `recsys nightly --help`")
+    served_model = opts.model == "served"
+    config = (served_config(opts.served_config) if served_model  # bad flags: before any work
+              else MFConfig(dim=opts.dim, epochs=opts.epochs, l2=opts.l2))
     store = open_store(opts.store)
     lists = ListStore.from_url(opts.redis_url, opts.namespace)
     lists.r.ping()  # fail before any work if Redis is unreachable
@@ -143,14 +168,15 @@ def run(argv: list[str] | None = None) -> dict:
     seconds["validate"] = time.perf_counter() - t
     if clean.empty:
         raise ValueError(f"{opts.input}: no valid interaction (dead letters: {reasons})")
+    users = read_features(opts.users, "user_id") if served_model else None
+    items = read_features(opts.items, "item_id") if served_model else None
 
-    config = MFConfig(dim=opts.dim, epochs=opts.epochs, l2=opts.l2)
     gate = None
     if not opts.skip_gate:
         t = time.perf_counter()
         served = lists.current()
         gate = quality_gate(clean, config, weights, lists.meta(served) if served else None,
-                            opts.gate_window, opts.gate_tolerance)
+                            opts.gate_window, opts.gate_tolerance, users, items)
         seconds["quality_gate"] = time.perf_counter() - t
         log.info("quality gate: %s", gate.as_dict())
         if not gate.passed and not opts.force_publish:
@@ -158,9 +184,13 @@ def run(argv: list[str] | None = None) -> dict:
                                    "(use --force_publish to publish anyway)")
 
     t = time.perf_counter()
-    stats = train_and_export(clean, store, version, config, weights, opts.k,
-                             IndexConfig(kind=opts.index, flat_max=opts.flat_max),
-                             {"gate": gate.as_dict() if gate else None})
+    meta = {"gate": gate.as_dict() if gate else None}
+    if served_model:
+        stats = train_and_export_served(clean, store, version, config, users, items, opts.k,
+                                        meta)
+    else:
+        stats = train_and_export(clean, store, version, config, weights, opts.k,
+                                 IndexConfig(kind=opts.index, flat_max=opts.flat_max), meta)
     seconds["train_export"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -176,10 +206,11 @@ def run(argv: list[str] | None = None) -> dict:
         with beam.Pipeline(options=options) as p:
             _ = (p | "Shards" >> beam.Create(user_shards(users, opts.shard_size))
                  | "Precompute" >> Precompute(opts.store, version, opts.k, opts.redis_url,
-                                              opts.namespace))
+                                              opts.namespace, opts.model))
     seconds["precompute_publish"] = time.perf_counter() - t
 
-    summary = {"version": version, "users_published": stats["users"], **refreshed,
+    summary = {"version": version, "model": opts.model, "users_published": stats["users"],
+               **refreshed,
                "items": stats["items"], "valid_events": len(clean), "dead_letters": reasons,
                "events_drained": drained,
                "bundle": f"{opts.store}/bundles/{version}", "index": stats["index"],

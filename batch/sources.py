@@ -59,3 +59,23 @@ def read_interaction_chunks(path: str, chunk_rows: int = 100_000):
     check_columns(path, table.column_names, INTERACTION_COLUMNS)
     for batch in table.to_batches(max_chunksize=chunk_rows):
         yield path, batch.to_pandas()
+
+
+def read_features(path: str | None, key: str):
+    """A users (key "user_id") or items ("item_id") table of features for the served model:
+    one .parquet/.csv file, local or s3://; ids as strings, rows without an id dropped.
+
+    Returns:
+        A pandas DataFrame, or None without a path.
+
+    Raises:
+        SchemaError: the file is unreadable or has no `key` column.
+    """
+    if not path:
+        return None
+    table = read_table(path)
+    check_columns(path, table.column_names, (key,))
+    df = table.to_pandas()
+    df = df[df[key].notna()].copy()
+    df[key] = df[key].astype(str)
+    return df.reset_index(drop=True)

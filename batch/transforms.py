@@ -114,6 +114,45 @@ class RetrieveFn(beam.DoFn):
         yield shard_id, self.bundle.user_ids[users], items, scores
 
 
+class ServedRetrieveFn(beam.DoFn):
+    """Top-K for a shard of warm users from the served recommender: candidates -> ranker ->
+    rules, the `ServedModel.recommend_indices` the functions call for fresh users.
+
+    The ServedModel (TensorFlow graph runtime, batched) and each user's history and feature
+    tokens load once per worker in setup(). A user's history is their distinct items in
+    order of first event; all of them are excluded by the rules.
+    Input/output: as RetrieveFn.
+    """
+
+    def __init__(self, store_uri: str, version: str, k: int):
+        self.store_uri, self.version, self.k = store_uri, version, k
+
+    def setup(self):
+        import tempfile
+
+        from infra.bundle import SERVED_RUNTIME_FILES, read_bundle
+        from infra.store import open_store
+        from models.served import ServedModel
+
+        bundle = read_bundle(open_store(self.store_uri), self.version)
+        with tempfile.TemporaryDirectory(prefix="recsys-served-") as tmp:
+            bundle.extract("served", tmp, SERVED_RUNTIME_FILES[:2])  # the graph needs no .tflite
+            self.model = ServedModel.load(tmp, runtime="tf")
+        self.user_ids = bundle.user_ids
+        self.indptr = bundle.array("history_indptr.npy")
+        self.items = bundle.array("history_items.npy")
+        self.user_tok = bundle.array("user_tokens.npy")
+
+    def process(self, shard):
+        shard_id, users = shard
+        rows = np.arange(users.start, users.stop) if isinstance(users, range) else users
+        histories = [self.items[self.indptr[u]:self.indptr[u + 1]] for u in rows]
+        ids = self.user_ids[rows]
+        items, scores = self.model.recommend_indices(
+            histories, self.user_tok[rows], self.model.context(list(ids), fresh=False), self.k)
+        yield shard_id, ids, items, scores
+
+
 class WriteListsFn(beam.DoFn):
     """Writes a shard's lists to Redis under the version's namespace; yields the count."""
 
@@ -132,12 +171,19 @@ class WriteListsFn(beam.DoFn):
         yield n
 
 
-class Retrieve(beam.PTransform):
-    """Shards (shard_id, users) -> (shard_id, user_ids, items, scores)."""
+RETRIEVE_FNS = {"mf": RetrieveFn, "served": ServedRetrieveFn}  # by the manifest's `model`
 
-    def __init__(self, store_uri: str, version: str, k: int):
+
+class Retrieve(beam.PTransform):
+    """Shards (shard_id, users) -> (shard_id, user_ids, items, scores).
+
+    Args:
+        model: "mf" (Faiss over MF vectors) or "served" (retrieval -> ranker -> rules).
+    """
+
+    def __init__(self, store_uri: str, version: str, k: int, model: str = "mf"):
         super().__init__()
-        self.fn = RetrieveFn(store_uri, version, k)
+        self.fn = RETRIEVE_FNS[model](store_uri, version, k)
 
     def expand(self, shards):
         return (shards | "Spread" >> beam.Reshuffle()
@@ -145,11 +191,12 @@ class Retrieve(beam.PTransform):
 
 
 class Precompute(beam.PTransform):
-    """Shards -> retrieve -> rules -> Redis lists under the version; outputs counts."""
+    """Shards -> retrieve (-> rank) -> rules -> Redis lists under the version; outputs counts."""
 
-    def __init__(self, store_uri: str, version: str, k: int, redis_url: str, namespace: str):
+    def __init__(self, store_uri: str, version: str, k: int, redis_url: str, namespace: str,
+                 model: str = "mf"):
         super().__init__()
-        self.retrieve = Retrieve(store_uri, version, k)
+        self.retrieve = Retrieve(store_uri, version, k, model)
         self.write = WriteListsFn(redis_url, namespace, version)
 
     def expand(self, shards):

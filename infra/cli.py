@@ -52,6 +52,15 @@ def main(log_level: str) -> None:
 @_opt("--list-max-age-days", envvar="RECSYS_LIST_MAX_AGE_DAYS", default=7.0, type=float,
       help="Users without new interactions keep the served list until it is this old; "
            "0 = recompute every list.")
+@_opt("--model", envvar="RECSYS_MODEL", default="mf", type=click.Choice(["mf", "served"]),
+      help="mf: MF + Faiss. served: retrieval -> ranker -> business rules (models/served.py), "
+           "slower to train and precompute.")
+@_opt("--served-config", envvar="RECSYS_SERVED_CONFIG", default="",
+      help='JSON overrides of ServedConfig for --model served, e.g. \'{"tower": {"dim": 16}}\'.')
+@_opt("--users", envvar="RECSYS_USERS", default=None,
+      help="Users table (user_id + feature columns; .parquet/.csv) for --model served.")
+@_opt("--items", envvar="RECSYS_ITEMS", default=None,
+      help="Items table (item_id + feature columns; .parquet/.csv) for --model served.")
 @_opt("--dim", envvar="RECSYS_DIM", default=32, type=int, help="MF embedding dimension.")
 @_opt("--epochs", envvar="RECSYS_EPOCHS", default=12, type=int, help="MF training epochs.")
 @_opt("--l2", envvar="RECSYS_L2", default=0.01, type=float, help="MF L2 penalty.")
@@ -79,15 +88,17 @@ def main(log_level: str) -> None:
       help="Also write the run summary to this file.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def nightly(input_path, store, redis_url, namespace, k, shard_size, keep_versions,
-            list_max_age_days, dim, epochs, l2, event_weights, index, flat_max, gate_tolerance,
-            gate_window, force_publish, skip_gate, no_drain_events, runner, json_path,
-            beam_args) -> None:
+            list_max_age_days, model, served_config, users, items, dim, epochs, l2,
+            event_weights, index, flat_max, gate_tolerance, gate_window, force_publish,
+            skip_gate, no_drain_events, runner, json_path, beam_args) -> None:
     """Validate, train, export the bundle, precompute top-K and publish to Redis."""
     from batch.nightly import run
 
     argv = [f"--input={input_path}", f"--store={store}", f"--redis_url={redis_url}",
             f"--namespace={namespace}", f"--k={k}", f"--shard_size={shard_size}",
             f"--keep_versions={keep_versions}", f"--list_max_age_days={list_max_age_days}",
+            f"--model={model}", f"--served_config={served_config}",
+            *[f"--{name}={path}" for name, path in (("users", users), ("items", items)) if path],
             f"--dim={dim}", f"--epochs={epochs}", f"--l2={l2}",
             f"--event_weights={event_weights}", f"--index={index}",
             f"--flat_max={flat_max}", f"--gate_tolerance={gate_tolerance}",

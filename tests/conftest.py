@@ -54,6 +54,41 @@ def published(tmp_path_factory, redis_url, tiny_dataset):
     return store, redis_url, summary
 
 
+# A served recommender small enough for tests (as tests/models/test_served.py's TINY).
+TINY_SERVED = {
+    "tower": {"dim": 8, "hidden": 16, "epochs": 2, "history": 10, "recent": 3, "patience": 1},
+    "ranker": {"hidden": [8], "neighbours": 20, "epochs": 3, "members": 2},
+    "windows": [0.8, 0.9], "n_tower": 15, "n_knn": 15, "n_session": 10, "n_popular": 10,
+    "candidates": 40}
+
+
+def served_flags(root, dataset) -> list[str]:
+    """--model served flags with TINY_SERVED and the dataset's users and items tables."""
+    import json
+
+    dataset.users.to_parquet(root / "users.parquet")
+    dataset.items.to_parquet(root / "items.parquet")
+    return ["--model=served", f"--served_config={json.dumps(TINY_SERVED)}",
+            f"--users={root / 'users.parquet'}", f"--items={root / 'items.parquet'}"]
+
+
+@pytest.fixture(scope="session")
+def published_served(tmp_path_factory, redis_url, tiny_dataset):
+    """The real nightly job with --model served on tiny data (namespace `srv` of db 1);
+    returns (store, redis_url, summary, folder holding the input tables)."""
+    from batch.nightly import run
+
+    redis_url = redis_url.rsplit("/", 1)[0] + "/1"
+    root = tmp_path_factory.mktemp("published_served")
+    path = root / "interactions.parquet"
+    tiny_dataset.interactions.to_parquet(path)
+    store = str(root / "artifacts")
+    summary = run([f"--input={path}", f"--store={store}", f"--redis_url={redis_url}",
+                   "--namespace=srv", "--k=10", "--shard_size=50", "--skip_gate",
+                   *served_flags(root, tiny_dataset)])
+    return store, redis_url, summary, root
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """moto's S3 server: real HTTP to boto3."""

@@ -149,3 +149,32 @@ def test_a_catalog_change_remaps_the_carried_lists(nightly, tiny_dataset):
         i2, s2 = lists.get_list(v2, u)
         assert b1.item_ids[i1].tolist() == b2.item_ids[i2].tolist()
         assert s1.tolist() == s2.tolist()
+
+
+def test_served_lists_are_carried_over_and_a_model_switch_recomputes_all(nightly, tmp_path,
+                                                                        tiny_dataset):
+    from batch.transforms import ServedRetrieveFn
+    from tests.conftest import served_flags
+
+    go, lists, store = nightly
+    data, flags = tiny_dataset.interactions, served_flags(tmp_path, tiny_dataset)
+    mf = go(data)
+    first = go(data, *flags)  # same rows, another model: nothing is carried
+    assert (first["model"], mf["model"]) == ("served", "mf")
+    assert first["users_carried_over"] == 0 and first["lists_carried_from"] is None
+    assert first["users_refreshed"] == first["users_published"]
+    users = sorted(data["user_id"].unique())
+    active = users[:5]
+    second = go(_new_events(data, active), *flags)
+    v1, v2 = first["version"], second["version"]
+    assert second["users_refreshed"] == len(active)
+    assert second["users_carried_over"] == len(users) - len(active)
+    assert second["lists_carried_from"] == v1 and lists.current() == v2
+    for u in users[len(active):]:
+        assert lists.r.get(lists.user_key(v2, u)) == lists.r.get(lists.user_key(v1, u))
+    fn = ServedRetrieveFn(store.uri, v2, 5)  # the active users': the new model's lists
+    fn.setup()
+    rows = np.flatnonzero(np.isin(read_bundle(store, v2).user_ids, active))
+    _, ids, items, _ = next(fn.process((0, rows)))
+    for u, row in zip(ids, items, strict=True):
+        assert lists.get_list(v2, u)[0].tolist() == row[row >= 0].tolist()

@@ -44,3 +44,15 @@ def test_failed_gate_publishes_nothing_unless_forced(tmp_path, redis_client, dat
     assert lists.current() == first and lists.versions() == [first]
     forced = run([*argv, "--force_publish"])
     assert lists.current() == forced["version"] and forced["gate"]["passed"] is False
+
+
+def test_gate_evaluates_the_served_recommender(tiny_dataset):
+    from batch.stages import served_config
+    from tests.conftest import TINY_SERVED
+
+    config = served_config(json.dumps(TINY_SERVED))
+    gate = quality_gate(tiny_dataset.interactions, config, None,
+                        served={"gate": {"ndcg@10": 0.99}}, window=0.2,
+                        users=tiny_dataset.users, items=tiny_dataset.items)
+    assert gate.cases > 0 and 0 < gate.ndcg < 0.99 and gate.popularity_ndcg > 0
+    assert not gate.passed and "below" in gate.reason  # popularity's or the served figure
