@@ -39,7 +39,7 @@ class Query:
     exclude: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
     served: list[str] = field(default_factory=list)
-    features: dict = field(default_factory=dict)  # accepted for rankers that use them; MF not
+    features: dict = field(default_factory=dict)  # user features: the served model's; MF not
 
 
 @dataclass
@@ -125,14 +125,16 @@ def recommend(s: Serving, q: Query) -> Answer:
     if out:
         sources.append("cache")
     history = [*hist, *q.events]
-    if len(out) < q.k and history:
+    # The served model also ranks a user known only by request features.
+    if len(out) < q.k and (history or (q.features and loaded.served is not None)):
         exclude = np.fromiter(blocked_idx | flt.unavailable_idx | {index[i] for i, _ in out},
                               np.int64)
         if q.categories:
             allowed = [flt.codes[c] for c in q.categories if c in flt.codes]
             exclude = np.union1d(exclude, np.flatnonzero(~np.isin(flt.item_codes, allowed)))
         seen = np.array([index[i] for i in history if i in index], np.int64)
-        got = [(names[i], d) for i, d in s.on_demand(loaded, seen, exclude, q.k - len(out))]
+        got = [(names[i], d) for i, d in s.on_demand(loaded, seen, exclude, q.k - len(out),
+                                                      q.user_id, q.features)]
         if got:
             out, sources = out + got, sources + ["on_demand"]
     if len(out) < q.k:

@@ -170,7 +170,7 @@ def _health(request: flask.Request, info: dict) -> flask.Response:
     up = SERVING.redis_up()
     return _json({"status": "ok" if up else "degraded", "redis": "ok" if up else "down",
                   "model_version": loaded.version, "items": len(loaded.bundle.item_ids),
-                  "on_demand": loaded.tower_model is not None})
+                  "on_demand": loaded.on_demand})
 
 
 def health(request: flask.Request) -> flask.Response:

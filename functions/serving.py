@@ -1,9 +1,10 @@
 """The serving state of one function instance: Redis, the current version, its bundle and tower.
 
 The version pointer and the item filters' revision are read together, at most every
-`pointer_ttl` seconds. When the pointer moves, the new version's bundle (item ids, Faiss index,
-popular list, LiteRT user tower) is loaded and swapped in as one `Loaded`, so a request that
-took the old one finishes on it. Item filters (unavailable items, categories) are reloaded only
+`pointer_ttl` seconds. When the pointer moves, the new version's bundle (item ids, popular
+list, and per model: MF's Faiss index and LiteRT user tower, or the served recommender on
+its LiteRT runtime) is loaded and swapped in as one `Loaded`, so a request that took the old
+one finishes on it. Item filters (unavailable items, categories) are reloaded only
 when their revision changes. So the cached path costs one round trip: the user's list and
 recent history. When Redis fails, it is left alone for `redis_retry` seconds and the functions
 answer from what is loaded.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import redis
 
-from infra.bundle import Bundle, read_bundle
+from infra.bundle import SERVED_RUNTIME_FILES, Bundle, read_bundle
 from infra.redis_store import ListStore
 from infra.store import open_store
 from models.topk import faiss_topk
@@ -102,6 +104,48 @@ class LiteTower:
             return self._run(item_idx=self._pad(item_idx))["query"]
 
 
+class LiteServed:
+    """The served recommender of a bundle (--model served) on its LiteRT runtime (no TF):
+    the same ServedModel.recommend_indices as the nightly precompute, one call at a time."""
+
+    def __init__(self, bundle: Bundle):
+        from models.served import LiteRTRuntime, ServedModel
+
+        with tempfile.TemporaryDirectory(prefix="recsys-served-") as tmp:
+            bundle.extract("served", tmp, SERVED_RUNTIME_FILES)
+            self.model = ServedModel.load(tmp, runtime="litert")
+        self._flat = (bundle.read("served/user_tower.tflite"),
+                      bundle.read("served/ranker.tflite"))
+        self._runtime = LiteRTRuntime
+        if list(self.model.tower.data.items.ids) != bundle.item_ids.tolist():
+            raise ValueError(f"bundle {bundle.version}: served/ and item_ids.json disagree on "
+                             "the items; re-export the bundle")
+        self._lock = threading.Lock()  # the interpreters are not thread-safe
+        self.pid = os.getpid()
+        self.recommend(np.zeros(0, np.int64), "", None, np.zeros(0, np.int64), 1)  # warm up
+
+    def recommend(self, history_idx: np.ndarray, user_id: str, features: dict | None,
+                  exclude_idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """([<= k] item indices, [<= k] ranker scores) for one user.
+
+        Args:
+            history_idx: [n] item indices the user touched, oldest first (repeats count once).
+            user_id: fresh (no train events) unless the model knows its last event.
+            features: the request's user features {column: value}, or None.
+            exclude_idx: [m] further item indices to leave out.
+        """
+        m = self.model
+        history = np.fromiter(dict.fromkeys(history_idx.tolist()), np.int64)
+        with self._lock:
+            if self.pid != os.getpid():  # forked after the interpreters were made
+                m.runtime, self.pid = self._runtime(*self._flat), os.getpid()
+            I, S = m.recommend_indices([history], m.user_tokens([features or None]),
+                                       m.context([user_id], fresh=user_id not in m.user_last),
+                                       k, [exclude_idx])
+        keep = I[0] >= 0
+        return I[0][keep], S[0][keep]
+
+
 @dataclass
 class Filters:
     """The item filters of one revision, mapped onto one bundle's item indices."""
@@ -126,6 +170,11 @@ class Loaded:
     tower_model: bytes | None
     tower: LiteTower | None = None
     filters: Filters = field(default_factory=lambda: Filters(rev=-1))
+    served: LiteServed | None = None  # a served bundle's recommender (then no tower, index)
+
+    @property
+    def on_demand(self) -> bool:
+        return self.tower_model is not None or self.served is not None
 
 
 class Serving:
@@ -192,11 +241,15 @@ class Serving:
                 return self.loaded
             try:
                 bundle = read_bundle(self.store, version, with_users=False)
-                _ = bundle.index  # deserialise now, not inside a request later
                 _one_query_threads(self.settings.faiss_threads)
+                served = bundle.manifest.get("model") == "served"
                 has_tower = "user_tower.tflite" in bundle.manifest["files"]
                 new = Loaded(version, bundle, bundle.item_index, bundle.item_ids.tolist(),
                              bundle.read("user_tower.tflite") if has_tower else None)
+                if served:
+                    new.served = LiteServed(bundle)
+                else:
+                    _ = bundle.index  # deserialise now, not inside a request later
                 if new.tower_model is not None:
                     new.tower = LiteTower(new.tower_model)
             except (OSError, ValueError, KeyError, RuntimeError) as e:
@@ -248,8 +301,15 @@ class Serving:
         return Filters(f.rev, f.unavailable, unavailable_idx, f.category, codes, item_codes)
 
     def on_demand(self, loaded: Loaded, history_idx: np.ndarray, exclude_idx: np.ndarray,
-                  k: int) -> list[tuple[int, float]]:
-        """Ranks for a user known by recent items: LiteRT tower -> Faiss -> rules."""
+                  k: int, user_id: str = "", features: dict | None = None
+                  ) -> list[tuple[int, float]]:
+        """Ranks for a user known by recent items (and, served, request features).
+
+        MF: LiteRT tower -> Faiss -> rules. Served: LiteServed (retrieval -> ranker -> rules).
+        """
+        if loaded.served is not None:
+            I, S = loaded.served.recommend(history_idx, user_id, features, exclude_idx, k)
+            return list(zip(I.tolist(), S.tolist(), strict=True))
         tower = self.tower(loaded)
         if tower is None or not len(history_idx):
             return []
