@@ -48,3 +48,27 @@ def test_bundle_without_manifest_is_ignored_and_checksums_are_verified(store):
     store.put_bytes("bundles/v1/popular.json", b'["2", "1"]')  # tampered after commit
     with pytest.raises(ValueError, match="checksum mismatch for popular.json"):
         read_bundle(store, "v1")
+
+
+def test_a_bundle_folder_is_extracted_verified(store, tmp_path):
+    import numpy as np
+
+    w = BundleWriter(store, "v2")
+    for name in ("item_ids.json", "user_ids.json", "popular.json"):
+        w.put_json(name, ["1", "2"])
+    w.put_array("item_vectors.npy", np.eye(2, dtype=np.float32))  # no user vectors (served)
+    w.put("served/a.bin", b"a")
+    w.put("served/sub/b.bin", b"b")
+    w.commit({"model": "served"})
+    bundle = read_bundle(store, "v2")
+    assert bundle.user_ids.tolist() == ["1", "2"] and bundle.user_vectors.size == 0
+    out = tmp_path / "all"
+    bundle.extract("served", str(out))
+    assert (out / "a.bin").read_bytes() == b"a" and (out / "sub/b.bin").read_bytes() == b"b"
+    assert bundle.extract("served", str(tmp_path / "one"), ["a.bin"]) == str(tmp_path / "one")
+    assert not (tmp_path / "one" / "sub").exists()
+    with pytest.raises(KeyError, match="served/c.bin"):
+        bundle.extract("served", str(tmp_path / "x"), ["c.bin"])
+    store.put_bytes("bundles/v2/served/sub/b.bin", b"B")  # tampered after commit
+    with pytest.raises(ValueError, match="checksum mismatch for served/sub/b.bin"):
+        bundle.extract("served", str(tmp_path / "y"))
