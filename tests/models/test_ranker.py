@@ -21,13 +21,14 @@ from models.ranker import (
 from models.two_tower import TwoTowerConfig, fit_tower, history_matrix, prepare
 
 
-def test_neighbour_table_matches_brute_force_cosine():
+@pytest.mark.parametrize("alpha", [0.5, 0.7])
+def test_neighbour_table_matches_brute_force_cosine(alpha):
     rng = np.random.default_rng(0)
     X = (rng.random((30, 12)) < 0.3).astype(float)
     rows, cols = np.nonzero(X)
-    idx, sim = neighbour_table(rows, cols, 12, 4)
-    norms = np.sqrt(X.sum(0))
-    cos = (X.T @ X) / np.maximum(np.outer(norms, norms), 1e-12)
+    idx, sim = neighbour_table(rows, cols, 12, 4, alpha)
+    n = X.sum(0)  # row i: the history item, |G_i|^alpha; column j: the neighbour
+    cos = (X.T @ X) / np.maximum(np.outer(n ** alpha, n ** (1 - alpha)), 1e-12)
     np.fill_diagonal(cos, 0)
     for i in range(12):
         order = np.lexsort((np.arange(12), -cos[i]))[:4]
@@ -130,7 +131,8 @@ def test_ranker_learns_which_feature_marks_the_truth():
         return RankingData(X, y, np.ones(y.shape, bool), np.maximum(y.sum(1), 1))
 
     model = train_ranker([part(60), part(30)], RankerConfig(hidden=(8,), epochs=30, members=2,
-                                                            learning_rate=0.01))
+                                                            learning_rate=0.01,
+                                                            select_epochs=True))
     test = part(40)
     assert ndcg_of_scores(score(model, test.X), test) > 0.9
     assert len(model.members) == 2 and 1 <= model.epochs <= 30
