@@ -2,6 +2,7 @@
 sources against brute force, and the exported bundle in fresh processes (SavedModels through
 TensorFlow, LiteRT without it) scoring like the in-process graph."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from models.served import (
     check_litert,
     export,
     fit_served,
+    longtail_slots,
 )
 from models.two_tower import TwoTowerConfig, history_matrix
 
@@ -71,6 +73,32 @@ def test_exclusions_are_applied_after_ranking(fitted):
     I2, _ = model.recommend_indices(idx, utok, ctx, 5, exclude=banned)
     assert not set(I2[0]) & set(I[0, :2]) and list(I2[0, :3]) == list(I[0, 2:5])
     assert list(I2[1]) == list(I[1]) and (np.diff(S, axis=1) <= 0).all()
+
+
+def test_longtail_slots_move_the_best_tail_items_into_the_last_places():
+    I = np.array([[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, -1, -1]])
+    S = np.array([[6, 5, 4, 3, 2, 1], [4, 3, 2, 1, 0, 0]], np.float32)
+    head = np.array([True, True, True, True, False, False])  # items 4 and 5 are the tail
+    affinity = np.array([[0, 0, 0, 0, 1, 2], [0, 0, 0, 0, 0, 0]], np.float32)
+    I2, S2 = longtail_slots(I, S, 1, head, affinity, top=3)
+    assert I2[0].tolist() == [0, 1, 5, 2, 3, 4] and S2[0].tolist() == [6, 5, 1, 4, 3, 2]
+    assert I2[1].tolist() == I[1].tolist()  # no tail item to promote: the row stays
+
+
+@pytest.mark.parametrize("affinity", ["tower", "ranker"])
+def test_longtail_slot_holds_a_tail_item(fitted, affinity):
+    _, model = fitted
+    users, histories = requests(model)
+    idx = model.history_indices(histories)
+    old = model.config
+    model.config = dataclasses.replace(old, longtail_slots=1, longtail_affinity=affinity)
+    try:
+        I, _ = model.recommend_indices(idx, model.tower.data.user_matrix(users),
+                                       model.context(users, False), 10)
+    finally:
+        model.config = old
+    head = model.head_items()
+    assert all(r[9] >= 0 and not head[r[9]] for r in I if (r >= 0).sum() == 10)
 
 
 def test_neighbour_source_matches_brute_force():
