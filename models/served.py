@@ -10,8 +10,8 @@ warm users (the nightly batch) and fresh users (the on-demand function).
 The user tower and the ranker run through a `runtime`: `GraphRuntime` (TensorFlow, the same
 module the SavedModels are written from; the nightly batch) or `LiteRTRuntime` (the .tflite
 conversions, no TensorFlow import; the on-demand function). `fit_served` trains on the train
-side only: the ranker learns from windows cut from its end (the last window also picks the
-tower's epochs), then the tower and the tables are refit on all of it.
+side only: the ranker learns from windows cut from its end (with a tower fitted on each
+window's past), then the tower and the tables are refit on all of it.
 `export` writes the bundle (see there); `ServedModel.load` reads it back.
 
     recsys evaluate --dataset movielens:../shared/datasets/ml-100k --models served
@@ -62,7 +62,7 @@ class ServedConfig:
         tower: the two-tower model's.
         ranker: the ranker's.
         windows: cutoffs (quantiles of train events) of the ranker's training windows; the
-            last one is the validation window that picks the tower's epochs.
+            last one picks the tower's epochs when `tower_epochs` is None.
         n_tower, n_knn, n_session, n_popular: candidates from each source.
         candidates: candidate slots per user (C), padded with -1.
         max_cases: cases drawn per window for the ranker (the latest ones are kept).
@@ -74,6 +74,11 @@ class ServedConfig:
             0.013 fresh NDCG@10, more than the served lists' lead over item-kNN can spare.
         longtail_affinity: what "suit best" means there: "tower" (the two-tower score,
             personal and diverse) or "ranker" (the ranker's score, closer to the truth).
+        tower_epochs: epochs of every tower fit; None picks them on the last window
+            (`tower.epochs` at most, early stopping with `tower.patience`). 4 on three
+            validation windows of the MovieLens 100K train side: served NDCG@10 warm /
+            fresh 0.195 / 0.486 (2: 0.191 / 0.480, 6: 0.197 / 0.486 and 27% slower), where
+            picking them on the last window chose 1 epoch once and averaged 0.172 / 0.482.
     """
 
     tower: TwoTowerConfig = TwoTowerConfig()
@@ -87,6 +92,7 @@ class ServedConfig:
     max_cases: int = 5000
     longtail_slots: int = 0
     longtail_affinity: str = "tower"
+    tower_epochs: int | None = 4
 
 
 @dataclass
@@ -356,7 +362,7 @@ def _latest_cases(cases: Cases, n: int) -> Cases:
 def fit_served(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame | None,
                config: ServedConfig = ServedConfig()) -> ServedModel:
     """Trains the served pipeline on the train side only (see the module docstring)."""
-    tc, epochs, parts = config.tower, None, []
+    tc, epochs, parts = config.tower, config.tower_epochs, []
     for q in sorted(config.windows, reverse=True):  # the validation window first
         split = temporal_split(train, q)
         cases = build_cases(split)

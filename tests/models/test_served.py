@@ -26,7 +26,8 @@ from models.two_tower import TwoTowerConfig, history_matrix
 TINY = ServedConfig(
     tower=TwoTowerConfig(dim=8, hidden=16, epochs=2, history=10, recent=3, patience=1),
     ranker=RankerConfig(hidden=(8,), neighbours=20, epochs=3, members=2),
-    windows=(0.8, 0.9), n_tower=15, n_knn=15, n_session=10, n_popular=10, candidates=40)
+    windows=(0.8, 0.9), n_tower=15, n_knn=15, n_session=10, n_popular=10, candidates=40,
+    tower_epochs=None)  # the picking path; later windows take the fixed one
 
 
 @pytest.fixture(scope="module")
