@@ -83,6 +83,31 @@ def test_events_go_to_stream_and_capped_history(redis_client):
     assert lists.history("a") == ["3", "4", "5", "6", "7"]
 
 
+def test_read_user_keeps_a_connection_per_thread_and_replaces_a_broken_one(redis_client):
+    import redis
+
+    lists = ListStore(redis_client, "t")
+    _publish(lists, "v1", 10, fill=3)
+    lists.append_events([{"user_id": "u1", "item_id": "9", "timestamp": 1}])
+    raw, hist = lists.read_user("v1", "u1")
+    assert decode_list(raw)[0].tolist() == [3, 3, 3, 3] and hist == [b"9"]
+    names = []
+
+    def other_thread():
+        lists.read_user("v1", "u2")
+        names.append(lists._local.conn)
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    t.join()
+    assert names[0] is not lists._local.conn
+    redis_client.client_kill_filter(_type="normal", skipme=True)  # drops read_user's sockets
+    with pytest.raises(redis.ConnectionError):
+        lists.read_user("v1", "u1")
+    raw, hist = lists.read_user("v1", "u1")  # a new connection, same answer
+    assert decode_list(raw)[0].tolist() == [3, 3, 3, 3] and hist == [b"9"]
+
+
 def test_vectorised_encoding_equals_the_single_list_one():
     from infra.redis_store import encode_lists
 
