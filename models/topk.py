@@ -50,12 +50,23 @@ def _pad(I: np.ndarray, D: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return I.astype(np.int64), D.astype(np.float32)
 
 
+# Flat searches of at least this many queries go through BLAS. faiss-cpu 1.15 ships
+# 128,000, so batches of up to ~1,000 queries took the one-query-at-a-time path: 1.9 ms per
+# query against 0.24 ms through BLAS at 100,000 items x 64 dims (2 cores); 20 is the
+# threshold of earlier faiss releases.
+BLAS_THRESHOLD = 20
+
+
 def faiss_search(index, xq: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
     """Raw Faiss search re-sorted so equal scores follow the smaller index.
 
     Returns:
         (I [num_queries, fetch] int64, -1 for none; D [num_queries, fetch] float32).
     """
+    import faiss
+
+    if faiss.cvar.distance_compute_blas_threshold != BLAS_THRESHOLD:
+        faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
     fetch = min(fetch, index.ntotal)
     D, I = index.search(np.ascontiguousarray(xq, dtype=np.float32), fetch)
     D = np.where(I < 0, -np.inf, D)
