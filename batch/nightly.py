@@ -45,7 +45,7 @@ from batch.stages import (
     train_and_export_served,
     validate_stage,
 )
-from batch.transforms import Precompute, user_shards
+from batch.transforms import Precompute, faiss_threads, user_shards
 from infra.bundle import new_version
 from infra.events_log import drain_events
 from infra.redis_store import ListStore
@@ -68,6 +68,9 @@ class NightlyOptions(PipelineOptions):
         parser.add_argument("--namespace", default="recsys", help="Redis key prefix")
         parser.add_argument("--k", type=int, default=100, help="List length per user")
         parser.add_argument("--shard_size", type=int, default=5000, help="Users per shard")
+        parser.add_argument("--faiss_threads", type=int, default=None,
+                            help="Faiss threads per precompute worker (default: the cores "
+                                 "shared among the DirectRunner's workers; 1 elsewhere)")
         parser.add_argument("--keep_versions", type=int, default=3,
                             help="Published versions kept for rollback")
         parser.add_argument("--list_max_age_days", type=float, default=7.0,
@@ -206,7 +209,8 @@ def run(argv: list[str] | None = None) -> dict:
         with beam.Pipeline(options=options) as p:
             _ = (p | "Shards" >> beam.Create(user_shards(users, opts.shard_size))
                  | "Precompute" >> Precompute(opts.store, version, opts.k, opts.redis_url,
-                                              opts.namespace, opts.model))
+                                              opts.namespace, opts.model,
+                                              opts.faiss_threads or faiss_threads(options)))
     seconds["precompute_publish"] = time.perf_counter() - t
 
     summary = {"version": version, "model": opts.model, "users_published": stats["users"],

@@ -87,14 +87,20 @@ class RetrieveFn(beam.DoFn):
     The bundle (user vectors, seen items, index) loads once per worker in setup().
     Input: (shard_id, users): user indices, a `range` (sliced) or an int array (gathered).
     Output: (shard_id, user_ids [n], items [n, k], scores [n, k]).
+
+    Args:
+        threads: Faiss (OpenMP) threads of each DoFn instance; None leaves Faiss' default
+            (every core). Where the runner runs several bundles at once on a machine, their
+            threads together should not exceed its cores (see `faiss_threads`).
     """
 
-    def __init__(self, store_uri: str, version: str, k: int):
-        self.store_uri, self.version, self.k = store_uri, version, k
+    def __init__(self, store_uri: str, version: str, k: int, threads: int | None = None):
+        self.store_uri, self.version, self.k, self.threads = store_uri, version, k, threads
 
     def setup(self):
         from infra.bundle import read_bundle
         from infra.store import open_store
+
 
         self.bundle = read_bundle(open_store(self.store_uri), self.version)
         self.index = self.bundle.index
@@ -102,6 +108,10 @@ class RetrieveFn(beam.DoFn):
         self.seen = self.bundle.array("seen_items.npy")
 
     def process(self, shard):
+        if self.threads:  # OpenMP's setting is per thread; setup() may run on another one
+            import faiss
+
+            faiss.omp_set_num_threads(self.threads)
         shard_id, users = shard
         if isinstance(users, range):
             lo, hi = users.start, users.stop
@@ -181,9 +191,11 @@ class Retrieve(beam.PTransform):
         model: "mf" (Faiss over MF vectors) or "served" (retrieval -> ranker -> rules).
     """
 
-    def __init__(self, store_uri: str, version: str, k: int, model: str = "mf"):
+    def __init__(self, store_uri: str, version: str, k: int, model: str = "mf",
+                 threads: int | None = None):
         super().__init__()
-        self.fn = RETRIEVE_FNS[model](store_uri, version, k)
+        self.fn = (RetrieveFn(store_uri, version, k, threads) if model == "mf"
+                   else RETRIEVE_FNS[model](store_uri, version, k))
 
     def expand(self, shards):
         return (shards | "Spread" >> beam.Reshuffle()
@@ -194,13 +206,28 @@ class Precompute(beam.PTransform):
     """Shards -> retrieve (-> rank) -> rules -> Redis lists under the version; outputs counts."""
 
     def __init__(self, store_uri: str, version: str, k: int, redis_url: str, namespace: str,
-                 model: str = "mf"):
+                 model: str = "mf", threads: int | None = None):
         super().__init__()
-        self.retrieve = Retrieve(store_uri, version, k, model)
+        self.retrieve = Retrieve(store_uri, version, k, model, threads)
         self.write = WriteListsFn(redis_url, namespace, version)
 
     def expand(self, shards):
         return shards | "Retrieve" >> self.retrieve | "WriteRedis" >> beam.ParDo(self.write)
+
+
+def faiss_threads(options) -> int | None:
+    """Faiss threads per DoFn instance for these pipeline options: the DirectRunner's cores
+    shared among its parallel workers (processes or threads); one on other runners, whose
+    Python workers run one SDK process per core. The pipeline option `--faiss_threads`
+    (NightlyOptions) overrides it."""
+    import os
+
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    if options.view_as(StandardOptions).runner not in (None, "DirectRunner"):
+        return 1
+    workers = options.view_as(DirectOptions).direct_num_workers or 1
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def user_shards(users: int | np.ndarray, shard_size: int) -> list[tuple[int, range | np.ndarray]]:

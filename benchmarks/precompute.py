@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--shard-size", type=int, default=10_000)
     parser.add_argument("--mode", default="in_memory", choices=["in_memory", "multi_processing"],
                         help="DirectRunner running mode of the pipeline")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="DirectRunner workers (direct_num_workers)")
+    parser.add_argument("--faiss-threads", type=int, default=None,
+                        help="Faiss threads per worker (default: the nightly's rule, "
+                             "batch.transforms.faiss_threads: the cores shared by the workers)")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     import redis
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from batch.transforms import Precompute, user_shards
+    from batch.transforms import Precompute, faiss_threads, user_shards
     from infra.redis_server import local_redis
     from infra.store import LocalStore
 
@@ -89,11 +94,12 @@ def main(argv: list[str] | None = None) -> dict:
         log.info("pipeline (%s)", args.mode)
         options = PipelineOptions(["--runner=DirectRunner",
                                    f"--direct_running_mode={args.mode}",
-                                   f"--direct_num_workers={os.cpu_count() or 1}"])
+                                   f"--direct_num_workers={args.workers}"])
+        threads = args.faiss_threads or faiss_threads(options)
         t = time.perf_counter()
         with beam.Pipeline(options=options) as p:
             _ = (p | beam.Create(user_shards(args.users, args.shard_size))
-                 | Precompute(store.uri, "bench", args.k, redis_url, "bench"))
+                 | Precompute(store.uri, "bench", args.k, redis_url, "bench", threads=threads))
         pipeline_s = time.perf_counter() - t
 
         r = redis.Redis.from_url(redis_url)
@@ -107,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = {
         "users": args.users, "items": args.items, "dim": args.dim, "k": args.k,
-        "mode": args.mode,
+        "mode": args.mode, "workers": args.workers, "faiss_threads": threads,
         "pipeline_users_per_s": round(args.users / pipeline_s, 1),
         "faiss_users_per_s": round(args.users / bare_s, 1),
         "ratio": round(bare_s / pipeline_s, 3),

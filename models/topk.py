@@ -79,8 +79,8 @@ def faiss_search(index, xq: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndar
     return I, D
 
 
-def faiss_topk(index, xq: np.ndarray, k: int,
-               seen: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def faiss_topk(index, xq: np.ndarray, k: int, seen: list[np.ndarray] | None = None,
+               chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Top-k from a Faiss inner-product index with seen items excluded.
 
     Over-fetches by what exclusion takes from the candidates: the 95th percentile, over a
@@ -88,11 +88,16 @@ def faiss_topk(index, xq: np.ndarray, k: int,
     results (see `_margin`). The few rows that lose too many candidates are searched again,
     wide enough to be exact, so the result never depends on the sample.
 
+    Batches longer than `chunk` rows are searched a chunk at a time, the next chunk's search
+    (Faiss, outside the GIL) running while the rules filter the current one, so the cores do
+    not sit idle while the rules run.
+
     Args:
         index: a Faiss index over the item vectors (ids = item indices).
         xq: [num_queries, dim] float32 query vectors.
         k: list length.
         seen: per query, item indices to exclude.
+        chunk: rows per search when pipelining.
 
     Returns:
         (I [num_queries, k] int64 with -1 padding, D [num_queries, k] float32 with 0 padding),
@@ -103,8 +108,30 @@ def faiss_topk(index, xq: np.ndarray, k: int,
     seen = seen if seen is not None else [np.zeros(0, np.int64)] * len(xq)
     lens = np.fromiter((len(s) for s in seen), np.int64, count=len(seen))
     fetch = min(index.ntotal, k + _margin(index, xq, k, seen, lens))
-    I, D = faiss_search(index, xq, fetch)
-    out_i, out_d = apply_rules_batch(I, D, k, seen, unique=True)
+    if len(xq) <= chunk:
+        I, D = faiss_search(index, xq, fetch)
+        out_i, out_d = apply_rules_batch(I, D, k, seen, unique=True)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        import faiss
+
+        threads = faiss.omp_get_max_threads()  # OpenMP's setting is per thread: pass it on
+
+        def search(lo, hi):
+            faiss.omp_set_num_threads(threads)
+            return faiss_search(index, xq[lo:hi], fetch)
+
+        out_i, out_d = np.empty((len(xq), k), np.int64), np.empty((len(xq), k), np.float32)
+        spans = [(lo, min(lo + chunk, len(xq))) for lo in range(0, len(xq), chunk)]
+        with ThreadPoolExecutor(1, thread_name_prefix="faiss") as pool:
+            pending = pool.submit(search, *spans[0])
+            for n, (lo, hi) in enumerate(spans):
+                I, D = pending.result()
+                if n + 1 < len(spans):
+                    pending = pool.submit(search, *spans[n + 1])
+                out_i[lo:hi], out_d[lo:hi] = apply_rules_batch(I, D, k, seen[lo:hi],
+                                                               unique=True)
     short = np.flatnonzero((out_i[:, -1] < 0) & (k + lens > fetch) & (fetch < index.ntotal))
     if len(short):
         I2, D2 = faiss_search(index, xq[short], int(k + lens[short].max()))
