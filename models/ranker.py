@@ -7,8 +7,10 @@ and training all run the same graph:
     tower score (user tower · item vector) | item-kNN (asymmetric cosine) and session
     co-occurrence summed over the history and over its last items | log1p event counts (all,
     30, 7, 1 days before `now`) | item age (days since first event, since last event, since
-    release) | token affinity (share of the candidate's tokens in the history's) | context:
-    fresh flag, log1p history length, log1p days since the user's last event.
+    release) | token affinity (share of the candidate's tokens in the history's) | segment
+    lift (how much more the users sharing each of the user's feature tokens took the
+    candidate than all users did) | context: fresh flag, log1p history length, log1p days
+    since the user's last event.
 
 The MLP is trained listwise (softmax over a case's candidates against its truth).
 """
@@ -30,8 +32,8 @@ POP_WINDOWS = (30.0, 14.0, 7.0, 1.0)
 ITEM_STATS = ("pop_all", *(f"pop_{int(d)}d" for d in POP_WINDOWS), "age_first", "age_last",
               "age_release", "mean_weight")
 FEATURES = ("tower", "knn", "knn_recent", "session", "session_recent", *ITEM_STATS,
-            "token_affinity", "new_since_visit", "history_pop", "fresh", "history_len",
-            "days_idle")
+            "token_affinity", "new_since_visit", "history_pop", "segment_lift", "fresh",
+            "history_len", "days_idle")
 CONTEXT = ("fresh", "days_since_last_event")
 
 
@@ -62,6 +64,12 @@ class RankerConfig:
         l2: L2 penalty on the MLP weights.
         members: MLPs averaged (seeds seed, seed + 1, ...); averaging steadies the ranking.
         seed: random seed.
+        segment_min_users: a user feature token (a segment: gender=F, occupation=writer, ...)
+            gets a lift row once this many train users carry it; rarer ones count as absent.
+        segment_prior: strength (in users) of the shrinkage of a segment's item shares
+            towards all users' (see `segment_lift`).
+        segment_max_cells: cap on segments x items of the lift table (the largest segments
+            are kept).
     """
 
     hidden: tuple[int, ...] = (64, 32)
@@ -76,6 +84,9 @@ class RankerConfig:
     l2: float = 1e-4
     members: int = 5
     seed: int = 0
+    segment_min_users: int = 10
+    segment_prior: float = 20.0
+    segment_max_cells: int = 50_000_000
 
 
 def neighbour_table(rows: np.ndarray, cols: np.ndarray, n_items: int, m: int,
@@ -130,6 +141,9 @@ class FeatureTables:
         sess_idx, sess_sim: [n + 1, M] session co-occurrence neighbours.
         item_stats: [n + 1, 7] pop_all, pop windows, age_first, age_last, age_release.
         item_tokens: [n + 1, T] int32 feature tokens.
+        seg_row: [user tokens] int32 row of each user feature token in seg_lift, 0 if none.
+        seg_lift: [R + 1, n + 1] float32 segment lift per (segment, item); row 0 and
+            column n are zeros.
         now: the timestamp the tables describe.
     """
 
@@ -140,6 +154,8 @@ class FeatureTables:
     sess_sim: np.ndarray
     item_stats: np.ndarray
     item_tokens: np.ndarray
+    seg_row: np.ndarray
+    seg_lift: np.ndarray
     now: float
 
 
@@ -157,7 +173,7 @@ def build_tables(train: pd.DataFrame, tower, items: pd.DataFrame | None,
     now = tower.data.now
     i = vocab.lookup(train["item_id"])
     t = train["timestamp"].to_numpy(np.float64)
-    u = pd.factorize(train["user_id"].astype(str))[0]
+    u, user_ids = pd.factorize(train["user_id"].astype(str))
     keep = i >= 0
     i, t, u = i[keep], t[keep], u[keep]
     pairs = np.unique(np.stack([u, i], 1), axis=0)
@@ -184,7 +200,53 @@ def build_tables(train: pd.DataFrame, tower, items: pd.DataFrame | None,
     stats[:n, w + 3] = np.log1p(np.bincount(i, weight, n) / np.maximum(np.bincount(i, None, n), 1))
     tokens = np.vstack([tower.data.item_tokens, np.zeros_like(tower.data.item_tokens[:1])])
     vectors = np.vstack([tower.item_vectors, np.zeros_like(tower.item_vectors[:1])])
-    return FeatureTables(vectors, *knn, *sess, stats, tokens, now)
+    seg = segment_lift(pairs[:, 0], pairs[:, 1], tower.data.user_matrix(list(user_ids)), n,
+                       tower.data.user_enc.size, config)
+    return FeatureTables(vectors, *knn, *sess, stats, tokens, *seg, now)
+
+
+def segment_lift(rows: np.ndarray, cols: np.ndarray, user_tok: np.ndarray, n_items: int,
+                 n_tokens: int, config: RankerConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per user feature token s (a segment) and item j, log p(j | s) / p(j): how much more
+    the segment's users took the item than all users did, with p(j | s) shrunk towards p(j)
+    by `segment_prior` users so that small segments say little:
+
+        p(j) = (users of j + 1) / (users + n_items)
+        p(j | s) = (users of s who took j + prior p(j)) / (users of s + prior)
+
+    Args:
+        rows, cols: distinct (user index, item index) pairs.
+        user_tok: [users, U] int32 feature tokens of each user index (0 pads).
+        n_items: items; n_tokens: size of the user token vocabulary.
+
+    Returns:
+        (seg_row [n_tokens] int32, seg_lift [R + 1, n_items + 1] float32); see FeatureTables.
+    """
+    import scipy.sparse as sp
+
+    n_users = len(user_tok)
+    X = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+    u_idx = np.repeat(np.arange(n_users), user_tok.shape[1])
+    tok = user_tok.ravel()
+    keep = tok > 0
+    T = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (tok[keep], u_idx[keep])),
+                      shape=(n_tokens, n_users))
+    T.sum_duplicates()
+    T.data[:] = 1.0
+    size = np.asarray(T.sum(axis=1)).ravel()
+    eligible = np.flatnonzero(size >= config.segment_min_users)
+    cap = max(0, config.segment_max_cells // (n_items + 1))
+    chosen = eligible[np.lexsort((eligible, -size[eligible]))][:cap]
+    seg_row = np.zeros(n_tokens, np.int32)
+    seg_row[chosen] = np.arange(1, len(chosen) + 1, dtype=np.int32)
+    lift = np.zeros((len(chosen) + 1, n_items + 1), np.float32)
+    if len(chosen) and n_users:
+        p = (np.asarray(X.sum(axis=0)).ravel() + 1.0) / (n_users + n_items)
+        counts = (T[chosen] @ X).toarray()
+        m = config.segment_prior
+        shares = (counts + m * p) / (size[chosen, None] + m)
+        lift[1:, :n_items] = np.log(shares / p)
+    return seg_row, lift
 
 
 def _release_ts(vocab, items: pd.DataFrame | None, now: float) -> np.ndarray:
@@ -260,9 +322,15 @@ def features(t: dict, hist, user_tok, cand, context, recent: int):
     new_since_visit = tf.math.log1p(tf.maximum(idle - tf.math.expm1(age_first), 0.0))
     h_pop = tf.gather(t["item_stats"][:, 0], tf.where(hist < 0, n, hist))
     history_pop = tf.reduce_sum(h_pop, 1, keepdims=True) / tf.maximum(n_hist, 1.0) * ones
+    # segment lift: mean over the user's tokens that have a row, read at the candidates
+    seg = tf.gather(t["seg_row"], user_tok)  # [B, U]
+    has_seg = tf.cast(seg > 0, tf.float32)
+    cells = seg[:, :, None] * (n + 1) + cand[:, None, :]  # [B, U, C]
+    lifts = tf.gather(tf.reshape(t["seg_lift"], [-1]), cells) * has_seg[:, :, None]
+    segment = tf.reduce_sum(lifts, 1) / tf.maximum(tf.reduce_sum(has_seg, 1, keepdims=True), 1.0)
     ctx = [context[:, :1] * ones, tf.math.log1p(n_hist) * ones, tf.math.log1p(idle) * ones]
     cols = [tower, *knn, *sess, *tf.unstack(stats, axis=-1), affinity, new_since_visit,
-            history_pop, *ctx]
+            history_pop, segment, *ctx]
     return tf.stack(cols, -1)
 
 
@@ -273,7 +341,8 @@ def graph_tables(tables: FeatureTables, tower) -> dict:
     t = {k: tf.constant(v) for k, v in tower.weights.items()}
     t["item_tokens"] = tf.constant(tower.data.item_tokens)
     t["history_table"] = history_table(t)
-    for name in ("item_vectors", "knn_idx", "knn_sim", "sess_idx", "sess_sim", "item_stats"):
+    for name in ("item_vectors", "knn_idx", "knn_sim", "sess_idx", "sess_sim", "item_stats",
+                 "seg_row", "seg_lift"):
         t[name] = tf.constant(getattr(tables, name))
     t["item_tokens"] = tf.constant(tables.item_tokens)
     t["n_tokens"] = tf.constant(tower.data.item_enc.size, tf.int32)

@@ -16,6 +16,7 @@ from models.ranker import (
     ndcg_of_scores,
     neighbour_table,
     score,
+    segment_lift,
     train_ranker,
 )
 from models.two_tower import TwoTowerConfig, fit_tower, history_matrix, prepare
@@ -37,6 +38,29 @@ def test_neighbour_table_matches_brute_force_cosine(alpha):
         np.testing.assert_allclose(sim[i, :len(order)], cos[i, order], rtol=1e-5)
         assert (idx[i, len(order):] == 12).all()  # padding points at the zero row
     assert (idx[12] == 12).all() and (sim[12] == 0).all()
+
+
+def test_segment_lift_matches_its_formula_and_skips_small_segments():
+    rng = np.random.default_rng(3)
+    X = (rng.random((40, 6)) < 0.4).astype(float)
+    X[:20, 0] = 1  # token 1's users all took item 0
+    rows, cols = np.nonzero(X)
+    user_tok = np.zeros((40, 2), np.int32)
+    user_tok[:20, 0] = 1
+    user_tok[20:, 0] = 2
+    user_tok[:3, 1] = 3  # a segment of 3 users: below min_users, no row
+    cfg = RankerConfig(segment_min_users=5, segment_prior=4.0)
+    seg_row, lift = segment_lift(rows, cols, user_tok, 6, 4, cfg)
+    assert seg_row[0] == 0 and seg_row[3] == 0 and sorted(seg_row[1:3]) == [1, 2]
+    assert lift.shape == (3, 7) and (lift[0] == 0).all() and (lift[:, 6] == 0).all()
+    p = (X.sum(0) + 1) / (40 + 6)
+    for tok, members in ((1, slice(0, 20)), (2, slice(20, 40))):
+        want = np.log((X[members].sum(0) + 4 * p) / (20 + 4) / p)
+        np.testing.assert_allclose(lift[seg_row[tok], :6], want, rtol=1e-5)
+    assert lift[seg_row[1], 0] > 0 > lift[seg_row[2], 0]
+    capped = segment_lift(rows, cols, user_tok, 6, 4,
+                          RankerConfig(segment_min_users=5, segment_max_cells=7))
+    assert capped[1].shape == (2, 7) and (capped[0] > 0).sum() == 1
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +121,12 @@ def test_features_match_a_numpy_reference(setup):
                                    rtol=1e-5)
         np.testing.assert_allclose(col["history_len"][b], np.log1p(len(kept)), rtol=1e-6)
     np.testing.assert_allclose(col["pop_all"], tables.item_stats[c, 0])
+    rows = tables.seg_row[utok]
+    for b in range(3):
+        have = rows[b][rows[b] > 0]
+        want = tables.seg_lift[have][:, c[b]].mean(0) if len(have) else np.zeros(7)
+        np.testing.assert_allclose(col["segment_lift"][b], want, atol=1e-5)
+    assert (rows[2] == 0).all() and np.abs(col["segment_lift"][:2]).max() > 0
     np.testing.assert_allclose(col["fresh"][:, 0], [1, 0, 0])
     idle = np.log1p(ctx[:, 1])[:, None]
     np.testing.assert_allclose(col["days_idle"], np.broadcast_to(idle, (3, 7)), rtol=1e-6)
