@@ -101,17 +101,13 @@ class RetrieveFn(beam.DoFn):
         from infra.bundle import read_bundle
         from infra.store import open_store
 
-
         self.bundle = read_bundle(open_store(self.store_uri), self.version)
         self.index = self.bundle.index
         self.indptr = self.bundle.array("seen_indptr.npy")
         self.seen = self.bundle.array("seen_items.npy")
 
     def process(self, shard):
-        if self.threads:  # OpenMP's setting is per thread; setup() may run on another one
-            import faiss
-
-            faiss.omp_set_num_threads(self.threads)
+        _set_faiss_threads(self.threads)
         shard_id, users = shard
         if isinstance(users, range):
             lo, hi = users.start, users.stop
@@ -124,6 +120,15 @@ class RetrieveFn(beam.DoFn):
         yield shard_id, self.bundle.user_ids[users], items, scores
 
 
+def _set_faiss_threads(threads: int | None) -> None:
+    """Faiss' OpenMP threads for the calling thread (the setting is per thread, and a
+    runner may call setup() and process() on different ones); None leaves them be."""
+    if threads:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+
+
 class ServedRetrieveFn(beam.DoFn):
     """Top-K for a shard of warm users from the served recommender: candidates -> ranker ->
     rules, the `ServedModel.recommend_indices` the functions call for fresh users.
@@ -131,11 +136,11 @@ class ServedRetrieveFn(beam.DoFn):
     The ServedModel (TensorFlow graph runtime, batched) and each user's history and feature
     tokens load once per worker in setup(). A user's history is their distinct items in
     order of first event; all of them are excluded by the rules.
-    Input/output: as RetrieveFn.
+    Input/output and `threads` (of the tower candidates' Faiss search): as RetrieveFn.
     """
 
-    def __init__(self, store_uri: str, version: str, k: int):
-        self.store_uri, self.version, self.k = store_uri, version, k
+    def __init__(self, store_uri: str, version: str, k: int, threads: int | None = None):
+        self.store_uri, self.version, self.k, self.threads = store_uri, version, k, threads
 
     def setup(self):
         import tempfile
@@ -154,6 +159,7 @@ class ServedRetrieveFn(beam.DoFn):
         self.user_tok = bundle.array("user_tokens.npy")
 
     def process(self, shard):
+        _set_faiss_threads(self.threads)
         shard_id, users = shard
         rows = np.arange(users.start, users.stop) if isinstance(users, range) else users
         histories = [self.items[self.indptr[u]:self.indptr[u + 1]] for u in rows]
@@ -194,8 +200,7 @@ class Retrieve(beam.PTransform):
     def __init__(self, store_uri: str, version: str, k: int, model: str = "mf",
                  threads: int | None = None):
         super().__init__()
-        self.fn = (RetrieveFn(store_uri, version, k, threads) if model == "mf"
-                   else RETRIEVE_FNS[model](store_uri, version, k))
+        self.fn = RETRIEVE_FNS[model](store_uri, version, k, threads)
 
     def expand(self, shards):
         return (shards | "Spread" >> beam.Reshuffle()
