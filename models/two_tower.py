@@ -409,7 +409,7 @@ def fit_tower(data: TowerData, config: TwoTowerConfig, epochs: int,
     spec = [tf.TensorSpec([None, c.history], i32), tf.TensorSpec([None, data.user_enc.width], i32),
             tf.TensorSpec([None], i32), tf.TensorSpec([None], i32), tf.TensorSpec([None])]
 
-    @tf.function(input_signature=spec)
+    @tf.function(input_signature=spec, jit_compile=True)
     def step(hist, utok, target, keep, logq):
         with tf.GradientTape() as tape:
             ww = {**w, **w_const}
