@@ -56,6 +56,11 @@ class TwoTowerConfig:
         max_per_user: examples drawn per user and epoch (None: all), so that long histories
             do not dominate an epoch's time and gradient.
         max_examples: examples drawn per epoch (None: all).
+        xla: compile the training step with XLA. None decides per fit: XLA when epochs x
+            steps per epoch x items reaches 1e7. Compiling costs a few seconds per fit and
+            removes most of a step's fixed cost, which grows with the catalog: at 19,647
+            items a step of 1,024 takes 48 ms instead of 79 (256: 22 instead of 73), while
+            on the 500-item synthetic default a 4-epoch fit took 14 s instead of 5.5.
         seed: random seed.
     """
 
@@ -75,6 +80,7 @@ class TwoTowerConfig:
     cold_items: bool = True
     max_per_user: int | None = 64
     max_examples: int | None = None
+    xla: bool | None = None
     seed: int = 0
 
 
@@ -409,7 +415,12 @@ def fit_tower(data: TowerData, config: TwoTowerConfig, epochs: int,
     spec = [tf.TensorSpec([None, c.history], i32), tf.TensorSpec([None, data.user_enc.width], i32),
             tf.TensorSpec([None], i32), tf.TensorSpec([None], i32), tf.TensorSpec([None])]
 
-    @tf.function(input_signature=spec, jit_compile=True)
+    per_epoch = _epoch_size(ex_user, c.max_per_user, c.max_examples)
+    xla = c.xla if c.xla is not None else (
+        epochs * -(-per_epoch // c.batch_size) * len(data.items) >= 1e7)
+    log.debug("two_tower: %d examples per epoch, XLA %s", per_epoch, xla)
+
+    @tf.function(input_signature=spec, jit_compile=xla)
     def step(hist, utok, target, keep, logq):
         with tf.GradientTape() as tape:
             ww = {**w, **w_const}
@@ -451,6 +462,14 @@ def fit_tower(data: TowerData, config: TwoTowerConfig, epochs: int,
             if bad >= c.patience:
                 break
     return (best_w if best_w is not None else _snapshot(data, w, c, epochs)), history
+
+
+def _epoch_size(ex_user: np.ndarray, per_user: int | None, total: int | None) -> int:
+    """len(_epoch_sample(ex_user, per_user, total, rng)) for any rng."""
+    n = len(ex_user)
+    if per_user is not None:
+        n = int(np.minimum(np.bincount(ex_user), per_user).sum()) if n else 0
+    return n if total is None else min(n, total)
 
 
 def _epoch_sample(ex_user: np.ndarray, per_user: int | None, total: int | None,

@@ -1,6 +1,8 @@
 """The two-tower model on tiny data whose answers are obvious: two taste blocks whose items
 carry the block's genre, so cold items can be placed from their genre alone."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from models.two_tower import (
     TwoTowerConfig,
     TwoTowerRecommender,
     _epoch_sample,
+    _epoch_size,
     fit_tower,
     history_matrix,
     prepare,
@@ -73,6 +76,14 @@ def test_epoch_sample_caps_examples_per_user():
     assert len(_epoch_sample(ex_user, None, 4, np.random.default_rng(0))) == 4
 
 
+@pytest.mark.parametrize("per_user,total", [(None, None), (3, None), (None, 4), (3, 7), (1, 99)])
+def test_epoch_size_is_the_length_of_every_epoch_sample(per_user, total):
+    ex_user = np.repeat(np.arange(4), [10, 2, 5, 1])
+    for seed in range(3):
+        sample = _epoch_sample(ex_user, per_user, total, np.random.default_rng(seed))
+        assert _epoch_size(ex_user, per_user, total) == len(sample)
+
+
 def test_cold_items_join_the_index_with_their_feature_vector():
     train, users, items = blocks()
     data = prepare(train, users, items, FAST)
@@ -81,10 +92,12 @@ def test_cold_items_join_the_index_with_their_feature_vector():
     assert len(no_cold.items) == 20
 
 
-@pytest.fixture(scope="module")
-def blocks_model():
+@pytest.fixture(scope="module", params=[False, True], ids=["graph", "xla"])
+def blocks_model(request):
+    """The tower trained with TensorFlow's graph executor and with the XLA-compiled step."""
     train, users, items = blocks()
-    return fit_tower(prepare(train, users, items, FAST), FAST, FAST.epochs)[0]
+    config = replace(FAST, xla=request.param)
+    return fit_tower(prepare(train, users, items, config), config, config.epochs)[0]
 
 
 def test_tower_learns_block_tastes_for_warm_and_fresh_users(blocks_model):
