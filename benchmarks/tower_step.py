@@ -3,9 +3,10 @@
     python -m benchmarks.tower_step --batch-sizes 256,1024 --json tower_step.json
 
 Prepares the towers' inputs from the train side of `benchmarks.train_scale`'s data (generated
-first when absent), then for each batch size and executor times one-epoch fits of 20 and of
-120 steps: ms/step = (t120 - t20) / 100, and the fixed cost per fit (sampling, compiling,
-the final item vectors) = t20 - 20 ms/step. `TwoTowerConfig.xla = None` picks XLA from these.
+first when absent), warms TensorFlow up with a short fit, then for each batch size and
+executor times one-epoch fits of 20 and of 120 steps: ms/step = (t120 - t20) / 100, and the
+fixed cost per fit (sampling, compiling, the final item vectors) = t20 - 20 ms/step.
+`TwoTowerConfig.xla = None` picks XLA by these figures.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     data = prepare(temporal_split(read("interactions")).train, read("users"), read("items"),
                    base)
     report = {"items": len(data.items), "cpus": os.cpu_count(), "runs": []}
+    fit_tower(data, replace(base, max_examples=10 * base.batch_size, xla=False), 1)  # warm-up
     for bs in (int(b) for b in args.batch_sizes.split(",")):
         for xla in (False, True):
             seconds = {}

@@ -58,9 +58,10 @@ class TwoTowerConfig:
         max_examples: examples drawn per epoch (None: all).
         xla: compile the training step with XLA. None decides per fit: XLA when epochs x
             steps per epoch x items reaches 1e7. Compiling costs a few seconds per fit and
-            removes most of a step's fixed cost, which grows with the catalog: at 19,647
-            items a step of 1,024 takes 48 ms instead of 79 (256: 22 instead of 73), while
-            on the 500-item synthetic default a 4-epoch fit took 14 s instead of 5.5.
+            removes much of a step's fixed cost, which grows with the catalog: at 19,647
+            items a step of 1,024 took 75 ms instead of 89 and one of 256 took 20 instead of
+            37 (`python -m benchmarks.tower_step`), while on the 500-item synthetic default a
+            4-epoch fit took 14 s instead of 5.5.
         seed: random seed.
     """
 
