@@ -1,12 +1,13 @@
 """Cold items: items held back from training still reach top-10 lists through their features.
 
     python -m benchmarks.cold_items --users 2000 --items 1000 --share 0.1 --json cold.json
+    python -m benchmarks.cold_items --models two_tower,served --sweep new_item_slots=1
 
 On synthetic data (models.synthetic), a random share of the train catalog loses all its train
 events; the items stay in the items table (features, `created_ts` before the cutoff), so the
 two-tower model indexes them with vectors from their feature tokens alone. Reports, per model,
 how often they appear in the top-10 lists of the temporal-holdout cases, and how often they
-are right.
+are right; `--sweep` re-scores the fitted `served` model with other rule settings.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ def cold_item_report(lists: list[list[str]], truths: list[frozenset], held: set[
                                                        for t in truths]))}
 
 
-def run(n_users: int, n_items: int, share: float, models: list[str], seed: int = 0) -> dict:
+def run(n_users: int, n_items: int, share: float, models: list[str], seed: int = 0,
+        sweeps: Sequence[str] = ()) -> dict:
     from batch.evaluate import MODEL_REGISTRY
+    from benchmarks.validate_served import served_config
     from models.synthetic import generate
 
     ds = generate(n_users, n_items, seed)
@@ -56,15 +59,22 @@ def run(n_users: int, n_items: int, share: float, models: list[str], seed: int =
     all_cases = cases.warm + cases.fresh
     report = {"dataset": ds.name, "held_back_items": len(held), "train_catalog": len(catalog),
               "cases": {"warm": len(cases.warm), "fresh": len(cases.fresh)}, "models": {}}
+    n_warm = len(cases.warm)
+
+    def measure(model) -> dict:
+        lists = recommend_cases(model, cases.warm) + recommend_cases(model, cases.fresh)
+        metrics = score_lists(cases, lists[:n_warm], lists[n_warm:], train, n_resamples=100)
+        return {**cold_item_report(lists, [c.truth for c in all_cases], held),
+                "ndcg@10": {s: metrics[s]["ndcg@10"] for s in ("warm", "fresh", "all")}}
+
     for name in models:
         model = MODEL_REGISTRY[name]().fit(train.copy(), ds.users, ds.items)
-        lists = recommend_cases(model, cases.warm) + recommend_cases(model, cases.fresh)
-        n_warm = len(cases.warm)
-        metrics = score_lists(cases, lists[:n_warm], lists[n_warm:], train, n_resamples=100)
-        report["models"][name] = {
-            **cold_item_report(lists, [c.truth for c in all_cases], held),
-            "ndcg@10": {s: metrics[s]["ndcg@10"] for s in ("warm", "fresh", "all")}}
+        report["models"][name] = measure(model)
         log.info("%s: %s", name, report["models"][name])
+        for sweep in sweeps if name == "served" else ():
+            model.model.config = served_config(sweep.split(), model.config)
+            report["models"][f"served[{sweep}]"] = measure(model)
+            log.info("served[%s]: %s", sweep, report["models"][f"served[{sweep}]"])
     return report
 
 
@@ -75,10 +85,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--share", type=float, default=0.1, help="train items held back")
     parser.add_argument("--models", default="two_tower")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sweep", action="append", default=[],
+                        help="served settings 'field=value ...' re-scored without refitting")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    report = run(args.users, args.items, args.share, args.models.split(","), args.seed)
+    report = run(args.users, args.items, args.share, args.models.split(","), args.seed,
+                 args.sweep)
     text = json.dumps(report, indent=1)
     if args.json:
         with open(args.json, "w") as f:

@@ -74,6 +74,12 @@ class ServedConfig:
             0.013 fresh NDCG@10, more than the served lists' lead over item-kNN can spare.
         longtail_affinity: what "suit best" means there: "tower" (the two-tower score,
             personal and diverse) or "ranker" (the ranker's score, closer to the truth).
+        new_item_slots: places at the very end of each top 10 given to the candidates with
+            no train events (items new to the catalog, embedded by the item tower from their
+            features) of highest two-tower score, an exploration rule: without it the ranker,
+            which trusts event counts and co-occurrence, never shows them. 0 turns it off.
+            Off by default: see `python -m benchmarks.cold_items` in
+            docs/EVALUATION_RESULTS.md for what one slot shows and costs.
         tower_epochs: epochs of every tower fit; None picks them on the last window
             (`tower.epochs` at most, early stopping with `tower.patience`). 4 on three
             validation windows of the MovieLens 100K train side: served NDCG@10 warm /
@@ -92,6 +98,7 @@ class ServedConfig:
     max_cases: int = 5000
     longtail_slots: int = 0
     longtail_affinity: str = "tower"
+    new_item_slots: int = 0
     tower_epochs: int | None = 4
 
 
@@ -196,12 +203,16 @@ class ServedModel:
         cand, scores = np.take_along_axis(cand, order, 1), np.take_along_axis(scores, order, 1)
         drop = histories if exclude is None else [
             np.concatenate([h, e]) for h, e in zip(histories, exclude, strict=True)]
-        slots = self.config.longtail_slots
-        I, S = apply_rules_batch(cand, scores, cand.shape[1] if slots else k, drop)
-        if slots:
-            affinity = (S if self.config.longtail_affinity == "ranker" else
-                        np.einsum("bd,bcd->bc", query, self.tables.item_vectors[I]))
-            I, S = longtail_slots(I, S, slots, self.head_items(), affinity)
+        tail, new = self.config.longtail_slots, self.config.new_item_slots
+        I, S = apply_rules_batch(cand, scores, cand.shape[1] if tail or new else k, drop)
+        if tail or new:
+            tower = np.einsum("bd,bcd->bc", query, self.tables.item_vectors[I])
+        if tail:
+            affinity = S if self.config.longtail_affinity == "ranker" else tower
+            I, S = longtail_slots(I, S, tail, ~self.head_items(), affinity, top=10 - new)
+            tower = np.einsum("bd,bcd->bc", query, self.tables.item_vectors[I])
+        if new:
+            I, S = longtail_slots(I, S, new, self.new_items(), tower)
         return I[:, :k], S[:, :k]
 
     def head_items(self) -> np.ndarray:
@@ -212,6 +223,10 @@ class ServedModel:
         head = np.zeros(len(counts), bool)
         head[np.lexsort((np.arange(len(counts)), -counts))[:n_head]] = True
         return head
+
+    def new_items(self) -> np.ndarray:
+        """[n_items] bool: the items without a train event (embedded from features only)."""
+        return self.tables.item_stats[:-1, 0] == 0
 
     def ranking_data(self, cases: Cases) -> RankingData:
         """Candidates, features and labels of evaluation-like cases (ranker training)."""
@@ -300,16 +315,18 @@ class ServedModel:
         return self.tower.data.user_enc.encode_rows(rows)
 
 
-def longtail_slots(I: np.ndarray, S: np.ndarray, slots: int, head: np.ndarray,
+def longtail_slots(I: np.ndarray, S: np.ndarray, slots: int, eligible: np.ndarray,
                    affinity: np.ndarray, top: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Moves each row's long-tail items of highest `affinity` into the last `slots` places of
-    its top `top` (a discovery rule: the items they displace move down).
+    """Moves each row's eligible items of highest `affinity` from below its first
+    `top - slots` places into the last `slots` places of its top `top` (a discovery rule:
+    the items they displace move down).
 
     Args:
         I: [B, n] ranked item indices, -1 pads; S: [B, n] their scores.
-        slots: places of the top reserved for long-tail items.
-        head: [n_items] bool, True for head items.
+        slots: places of the top reserved for eligible items.
+        eligible: [n_items] bool, True for the items the slots are for (e.g. the long tail).
         affinity: [B, n] how well each item suits the user (e.g. the two-tower score).
+        top: the length of the top whose last places are reserved.
 
     Returns:
         (I, S) reordered.
@@ -318,13 +335,13 @@ def longtail_slots(I: np.ndarray, S: np.ndarray, slots: int, head: np.ndarray,
     keep = top - slots
     for r in range(len(I)):
         row = I[r]
-        tail = np.flatnonzero((row >= 0) & ~head[np.maximum(row, 0)])
-        tail = tail[tail >= keep]
-        tail = tail[np.argsort(-affinity[r, tail], kind="stable")[:slots]]
-        if len(tail) == 0:
+        cand = np.flatnonzero((row >= 0) & eligible[np.maximum(row, 0)])
+        cand = cand[cand >= keep]
+        cand = cand[np.argsort(-affinity[r, cand], kind="stable")[:slots]]
+        if len(cand) == 0:
             continue
-        rest = np.setdiff1d(np.arange(keep, len(row)), tail)
-        order = np.concatenate([np.arange(keep), tail, rest])
+        rest = np.setdiff1d(np.arange(keep, len(row)), cand)
+        order = np.concatenate([np.arange(keep), cand, rest])
         I[r], S[r] = row[order], S[r][order]
     return I, S
 

@@ -79,9 +79,9 @@ def test_exclusions_are_applied_after_ranking(fitted):
 def test_longtail_slots_move_the_best_tail_items_into_the_last_places():
     I = np.array([[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, -1, -1]])
     S = np.array([[6, 5, 4, 3, 2, 1], [4, 3, 2, 1, 0, 0]], np.float32)
-    head = np.array([True, True, True, True, False, False])  # items 4 and 5 are the tail
+    tail = np.array([False, False, False, False, True, True])  # items 4 and 5
     affinity = np.array([[0, 0, 0, 0, 1, 2], [0, 0, 0, 0, 0, 0]], np.float32)
-    I2, S2 = longtail_slots(I, S, 1, head, affinity, top=3)
+    I2, S2 = longtail_slots(I, S, 1, tail, affinity, top=3)
     assert I2[0].tolist() == [0, 1, 5, 2, 3, 4] and S2[0].tolist() == [6, 5, 1, 4, 3, 2]
     assert I2[1].tolist() == I[1].tolist()  # no tail item to promote: the row stays
 
@@ -100,6 +100,28 @@ def test_longtail_slot_holds_a_tail_item(fitted, affinity):
         model.config = old
     head = model.head_items()
     assert all(r[9] >= 0 and not head[r[9]] for r in I if (r >= 0).sum() == 10)
+
+
+def test_new_item_slot_holds_an_item_without_events(fitted):
+    _, model = fitted
+    users, histories = requests(model)
+    idx = model.history_indices(histories)
+    utok, ctx = model.tower.data.user_matrix(users), model.context(users, True)
+    I0, _ = model.recommend_indices(idx, utok, ctx, 40)
+    new = np.zeros(len(model.tower.data.items), bool)
+    below = I0[:, 12:20]
+    new[below[below >= 0]] = True  # pretend these had no train event
+    old = model.config
+    model.config, model.new_items = dataclasses.replace(old, new_item_slots=1), lambda: new
+    try:
+        I, _ = model.recommend_indices(idx, utok, ctx, 10)
+    finally:
+        model.config = old
+        del model.new_items
+    rows = [r for r in range(len(I0)) if I0[r, 12] >= 0]
+    assert rows
+    for r in rows:
+        assert list(I[r, :9]) == list(I0[r, :9]) and new[I[r, 9]]
 
 
 def test_neighbour_source_matches_brute_force():
