@@ -101,6 +101,12 @@ class ServedConfig:
     new_item_slots: int = 0
     tower_epochs: int | None = 4
 
+    def __post_init__(self) -> None:
+        slots = {"longtail_slots": self.longtail_slots, "new_item_slots": self.new_item_slots}
+        if any(not isinstance(v, int) or v < 0 for v in slots.values()) or sum(slots.values()) > 10:
+            raise ValueError(f"{slots}: each must be a whole number >= 0, together at most 10 "
+                             "(the places of a top 10)")
+
 
 @dataclass
 class ServedModel:

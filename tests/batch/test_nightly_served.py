@@ -139,3 +139,13 @@ def test_a_bad_served_config_fails_before_any_work(tmp_path):
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['dimension'\] in tower"):
         run(["--input=x.parquet", f"--store={tmp_path}", "--redis_url=redis://127.0.0.1:1/0",
              "--model=served", f"--served_config={json.dumps({'tower': {'dimension': 8}})}"])
+
+
+@pytest.mark.parametrize("slots", [{"new_item_slots": -1},
+                                   {"longtail_slots": 6, "new_item_slots": 5}])
+def test_slot_counts_outside_a_top_10_fail_before_any_work(tmp_path, slots):
+    from batch.nightly import run
+
+    with pytest.raises(ValueError, match="together at most 10"):
+        run(["--input=x.parquet", f"--store={tmp_path}", "--redis_url=redis://127.0.0.1:1/0",
+             "--model=served", f"--served_config={json.dumps(slots)}"])
