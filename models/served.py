@@ -211,14 +211,15 @@ class ServedModel:
             np.concatenate([h, e]) for h, e in zip(histories, exclude, strict=True)]
         tail, new = self.config.longtail_slots, self.config.new_item_slots
         I, S = apply_rules_batch(cand, scores, cand.shape[1] if tail or new else k, drop)
-        if tail or new:
-            tower = np.einsum("bd,bcd->bc", query, self.tables.item_vectors[I])
+
+        def tower(I: np.ndarray) -> np.ndarray:  # the two-tower score of each listed item
+            return np.einsum("bd,bcd->bc", query, self.tables.item_vectors[I])
+
         if tail:
-            affinity = S if self.config.longtail_affinity == "ranker" else tower
+            affinity = S if self.config.longtail_affinity == "ranker" else tower(I)
             I, S = longtail_slots(I, S, tail, ~self.head_items(), affinity, top=10 - new)
-            tower = np.einsum("bd,bcd->bc", query, self.tables.item_vectors[I])
         if new:
-            I, S = longtail_slots(I, S, new, self.new_items(), tower)
+            I, S = longtail_slots(I, S, new, self.new_items(), tower(I))
         return I[:, :k], S[:, :k]
 
     def head_items(self) -> np.ndarray:
