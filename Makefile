@@ -14,7 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # A real Redis for the demo and the tests: redis-server from PATH, installed with apt-get
-# when missing (as root on Debian/Ubuntu). Skipped when REDIS_URL points at your own server.
+# when missing (as root on Debian/Ubuntu). Skipped when REDIS_URL points at your own server;
+# the tests use that server only without redis-server on PATH, and FLUSH its dbs 0 and 1.
 redis-server:
 	@if [ -z "$$REDIS_URL" ] && ! command -v redis-server >/dev/null; then \
 	  echo "redis-server not found: installing it with apt-get"; \

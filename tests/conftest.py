@@ -1,24 +1,71 @@
-"""Shared fixtures: a real redis-server process and a tiny published version."""
+"""Shared fixtures: a real Redis server and a tiny published version.
+
+Which Redis the tests use (`redis_url`):
+- `redis-server` on PATH: a throw-away server of the session's own, always preferred;
+- else `REDIS_URL`, when set explicitly: that server. The tests FLUSH its databases 0 and 1
+  (`redis_client` empties db 0 around each test; the published fixtures write to db 1), so
+  point it at a Redis of its own, never at one holding data;
+- else the Redis tests are skipped, except in CI (`CI=true`, which .ci/run exports), where a
+  missing Redis fails them: a CI run must not pass by skipping.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+NO_REDIS = ("no Redis for the tests: install redis-server (apt-get install redis-server; "
+            "`make test` does) or set REDIS_URL to a Redis whose databases 0 and 1 the tests "
+            "may flush")
+
+
+def in_ci() -> bool:
+    """True under CI (`CI=true`, as GitHub Actions, GitLab and .ci/run set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def explicit_redis_url(url: str) -> str:
+    """REDIS_URL as the tests use it: db 0 of that server (they derive db 1 from it).
+
+    Raises:
+        pytest.UsageError: the URL is not redis://HOST:PORT[/DB] or rediss://...
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname or parts.query:
+        raise pytest.UsageError(f"REDIS_URL={url!r} for the tests must look like "
+                                "redis://HOST:PORT[/DB] (no query string)")
+    return urlunsplit(parts._replace(path="/0"))
+
 
 @pytest.fixture(scope="session")
 def redis_url():
-    """A real Redis server for the session (skips if redis-server is not installed)."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not on PATH (apt-get install redis-server; .ci/run does)")
-    from infra.redis_server import local_redis
+    """A real Redis server for the session (see the module docstring for which one)."""
+    if shutil.which("redis-server") is not None:
+        from infra.redis_server import local_redis
 
-    with local_redis() as url:
+        with local_redis() as url:
+            yield url
+        return
+    if os.environ.get("REDIS_URL"):
+        import redis
+
+        url = explicit_redis_url(os.environ["REDIS_URL"])
+        try:
+            redis.Redis.from_url(url, socket_timeout=5).ping()
+        except redis.RedisError as e:
+            pytest.fail(f"REDIS_URL is set but its Redis does not answer ({e}); fix or unset "
+                        "it", pytrace=False)
         yield url
+        return
+    if in_ci():
+        pytest.fail(f"{NO_REDIS} (CI=true: a missing Redis fails instead of skipping)",
+                    pytrace=False)
+    pytest.skip(NO_REDIS)
 
 
 @pytest.fixture
