@@ -87,9 +87,14 @@ class Server:
     def __init__(self, env: dict, port: int, log_path: str):
         self.env, self.port, self.log_path = {**os.environ, **env}, port, log_path
         self.base, self.proc = f"http://127.0.0.1:{port}", None
+        self.workers = int(self.env.get("WORKERS", 1))
 
     def start(self, timeout: float = 120) -> float:
-        """Starts it; returns the seconds until /health answers 200."""
+        """Starts it; returns the seconds until /health answers 200 and every worker exists.
+
+        gunicorn's master forks its workers one by one, up to 0.1 s apart, and the first one
+        answers /health before the last is forked: a kill right after that would miss a worker.
+        """
         started = time.perf_counter()
         with open(self.log_path, "a") as out:
             self.proc = subprocess.Popen(
@@ -103,21 +108,40 @@ class Server:
                 resp.read()
                 if resp.status == 200:
                     conn.close()
-                    return time.perf_counter() - started
+                    break
             conn.close()
             if self.proc.poll() is not None or time.perf_counter() - started > timeout:
                 raise RuntimeError(f"recsys serve did not start; see {self.log_path}")
             time.sleep(0.02)
+        self.wait_for_workers(max(1.0, timeout - (time.perf_counter() - started)))
+        return time.perf_counter() - started
 
     def pids(self) -> list[int]:
-        pid = self.proc.pid
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [pid, *map(int, f.read().split())]
-        return [pid]
+        """The master's pid, then its children's (from every thread of the master)."""
+        pid, children = self.proc.pid, []
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                    children += map(int, f.read().split())
+        return [pid, *sorted(set(children))]
+
+    def wait_for_workers(self, timeout: float = 30) -> list[int]:
+        """Polls the process tree until the master has all its workers; returns the pids.
+
+        Raises:
+            RuntimeError: they are not all there after `timeout` seconds (see the log).
+        """
+        deadline = time.perf_counter() + timeout
+        while len(pids := self.pids()) < self.workers + 1:
+            if self.proc.poll() is not None or time.perf_counter() > deadline:
+                raise RuntimeError(f"recsys serve has {len(pids) - 1} of {self.workers} "
+                                   f"workers after {timeout:.0f} s; see {self.log_path}")
+            time.sleep(0.01)
+        return pids
 
     def kill(self) -> list[int]:
-        """SIGKILLs the whole process group; returns the pids it held."""
-        pids = self.pids()
+        """SIGKILLs the whole process group (once every worker is up); returns its pids."""
+        pids = self.wait_for_workers()
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         return pids
