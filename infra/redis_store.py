@@ -3,6 +3,9 @@
 Key layout (NS = namespace, "recsys" by default; see docs/ARCHITECTURE.md):
   NS:current                 -> version being served (one SET flips it)
   NS:versions                -> sorted set: version -> publish time
+  NS:started                 -> set: versions that started writing and never flipped; added
+                                before a version's first key, removed by the flip or by
+                                drop_unpublished once the version's keys are gone
   NS:v:VER:meta              -> JSON summary of the version (bundle, users, ...)
   NS:v:VER:shards            -> hash: shard id -> users written (checked before the flip)
   NS:v:VER:built             -> per user of the bundle's user_ids.json: uint32 build time of
@@ -15,12 +18,18 @@ Key layout (NS = namespace, "recsys" by default; see docs/ARCHITECTURE.md):
   NS:items:unavailable       -> set of item ids that must not be recommended
   NS:items:category          -> hash: item id -> category (for the category filter)
   NS:items:rev               -> counter bumped by every change of the two above
+
+A version (VER) matches VERSION_RE: letters, digits, `.`, `_`, `-`, so no key separator and
+no glob character can come with it. Key patterns are built only from the namespace and a
+checked version, escaped all the same; never from a user, item or event id.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import struct
 import threading
 import time
@@ -28,7 +37,14 @@ import time
 import numpy as np
 import redis
 
-# Flip only if the shards' counts add up to the expected number of users.
+log = logging.getLogger(__name__)
+
+# infra.bundle.new_version's names ("20250101T000000Z-1a2b") and short test names ("v1").
+VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_GLOB = re.compile(r"([*?\[\]\\])")
+
+# Flip only if the shards' counts add up to the expected number of users; a flipped version
+# leaves the started record (KEYS[4]) in the same step.
 _FLIP = """
 local total = 0
 local vals = redis.call('HVALS', KEYS[2])
@@ -36,6 +52,7 @@ for _, v in ipairs(vals) do total = total + tonumber(v) end
 if total ~= tonumber(ARGV[2]) then return total end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('SREM', KEYS[4], ARGV[1])
 return -1
 """
 
@@ -54,10 +71,36 @@ return out
 
 # Per event (ARGV[4..], JSON [event_id or "", user_id, item_id, field, value, ...]): skip it if
 # its id was seen within the TTL, else XADD it and push the item on the user's history.
+# Redis does not undo a script's writes when it fails part way, so every entry is decoded and
+# checked, and every key's type too, before the first write: a bad batch writes nothing.
 _APPEND = """
-local out = {}
+local function bad(n, why)
+  return redis.error_reply('event ' .. (n - 4) .. ': ' .. why .. '; nothing was stored')
+end
+local function type_ok(key, want)
+  local t = redis.call('TYPE', key)['ok']
+  return t == 'none' or t == want
+end
+if not type_ok(KEYS[1], 'stream') then
+  return redis.error_reply(KEYS[1] .. ' is not a stream; nothing was stored')
+end
+local events = {}
 for n = 4, #ARGV do
-  local e = cjson.decode(ARGV[n])
+  local ok, e = pcall(cjson.decode, ARGV[n])
+  if not ok or type(e) ~= 'table' then return bad(n, 'not a JSON array') end
+  if #e < 5 or (#e - 3) % 2 ~= 0 then
+    return bad(n, 'not [event_id, user_id, item_id, field, value, ...]')
+  end
+  for f = 1, #e do
+    if type(e[f]) ~= 'string' then return bad(n, 'entry ' .. f .. ' is not a string') end
+  end
+  if not type_ok(ARGV[1] .. ':hist:' .. e[2], 'list') then
+    return bad(n, 'the history key of its user is not a list')
+  end
+  events[#events + 1] = e
+end
+local out = {}
+for _, e in ipairs(events) do
   local fresh = true
   if e[1] ~= '' then
     fresh = redis.call('SET', ARGV[1] .. ':eid:' .. e[1], '1', 'NX', 'EX', ARGV[3])
@@ -75,6 +118,24 @@ for n = 4, #ARGV do
 end
 return out
 """
+
+
+def check_version(version: str) -> str:
+    """Returns `version` if it is a well-formed version name; raises ValueError otherwise.
+
+    Checked wherever a version reaches a key that is written or a key pattern, so that no
+    separator (`:`) or glob character (`* ? [ ] \\`) can widen what a pattern matches.
+    """
+    if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
+        raise ValueError(f"malformed version {version!r}: use 1-64 letters, digits, '.', '_' "
+                         "or '-', starting with a letter or digit, as infra.bundle.new_version "
+                         "makes them; see `recsys versions`")
+    return version
+
+
+def glob_escape(text: str) -> str:
+    """Escapes Redis glob characters (`* ? [ ] \\`) so that `text` matches only itself."""
+    return _GLOB.sub(r"\\\1", text)
 
 
 def encode_list(items: np.ndarray, scores: np.ndarray) -> bytes:
@@ -136,6 +197,27 @@ def decode_list_py(data: bytes) -> tuple[list[int], list[float]]:
     return list(values[:k]), list(values[k:])
 
 
+def _encode_event(n: int, event: dict) -> bytes:
+    """One _APPEND argument: UTF-8 JSON [event_id or "", user_id, item_id, field, value, ...].
+
+    Raises:
+        ValueError: `event <n>: ...` when the event lacks an id or holds text that UTF-8
+            cannot encode (lone surrogates).
+    """
+    try:
+        fields = [str(x) for k, v in event.items() if v is not None for x in (k, v)]
+        row = [str(event.get("event_id") or ""), str(event["user_id"]), str(event["item_id"]),
+               *fields]
+        return json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except KeyError as e:
+        raise ValueError(f"event {n}: missing field {e.args[0]!r}; nothing was stored") from None
+    except AttributeError:
+        raise ValueError(f"event {n}: not an object of fields; nothing was stored") from None
+    except UnicodeEncodeError as e:
+        raise ValueError(f"event {n}: text that is not valid Unicode ({e.reason}, e.g. a lone "
+                         "surrogate); nothing was stored") from None
+
+
 class ListStore:
     """Versioned recommendation lists in Redis."""
 
@@ -145,6 +227,7 @@ class ListStore:
         self._copy = self.r.register_script(_COPY)
         self._append = self.r.register_script(_APPEND)
         self.events_key = f"{namespace}:events"
+        self.started_key = f"{namespace}:started"
         self._local = threading.local()  # read_user's connection of each thread
 
     @classmethod
@@ -156,6 +239,10 @@ class ListStore:
 
     def user_key(self, version: str, user_id: str) -> str:
         return f"{self._v(version)}:u:{user_id}"
+
+    def _start(self, version: str) -> None:
+        """Records `version` as started, before its first key: drop_unpublished's record."""
+        self.r.sadd(self.started_key, check_version(version))
 
     def write_shard(self, version: str, shard: str, user_ids, items: np.ndarray,
                     scores: np.ndarray, batch: int = 1000) -> int:
@@ -169,6 +256,7 @@ class ListStore:
         Returns:
             Number of users written.
         """
+        self._start(version)
         prefix = f"{self._v(version)}:u:"
         values = encode_lists(items, scores)
         for lo in range(0, len(values), batch):
@@ -195,6 +283,8 @@ class ListStore:
         Returns:
             [n] bool: False where src had no list for the user (nothing written for them).
         """
+        check_version(src)
+        self._start(dst)
         shards, copied = f"{self._v(dst)}:shards", np.zeros(len(user_ids), bool)
         for n, lo in enumerate(range(0, len(user_ids), batch)):
             users = [str(u) for u in user_ids[lo:lo + batch]]
@@ -220,6 +310,7 @@ class ListStore:
         """Records each user's list build time and data fingerprint (bundle user order)."""
         record = np.empty(len(built_at), BUILT)
         record["built_at"], record["fingerprint"] = built_at, fingerprints
+        self._start(version)
         self.r.set(f"{self._v(version)}:built", record.tobytes())
 
     def built(self, version: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -231,17 +322,22 @@ class ListStore:
         return record["built_at"].astype(np.uint32), record["fingerprint"].astype(np.uint64)
 
     def flip(self, version: str, expected_users: int, meta: dict) -> None:
-        """Points `current` at `version` if every shard wrote; raises otherwise."""
+        """Points `current` at `version` if every shard wrote; raises otherwise.
+
+        The flip also removes `version` from the started record, in the same script.
+        """
+        self._start(version)
         self.r.set(f"{self._v(version)}:meta", json.dumps(meta))
         written = self._flip(keys=[f"{self.ns}:current", f"{self._v(version)}:shards",
-                                   f"{self.ns}:versions"],
+                                   f"{self.ns}:versions", self.started_key],
                              args=[version, expected_users, time.time()])
         if written != -1:
             raise RuntimeError(f"version {version}: shards wrote {written} users, expected "
                                f"{expected_users}; the pointer was not moved")
 
     def rollback(self, version: str) -> None:
-        """Points `current` back at an earlier published version."""
+        """Points `current` back at an earlier published version; ValueError otherwise."""
+        check_version(version)
         if self.r.zscore(f"{self.ns}:versions", version) is None:
             raise ValueError(f"version {version} was never published; see `recsys versions`")
         self.r.set(f"{self.ns}:current", version)
@@ -261,19 +357,43 @@ class ListStore:
         raw = self.r.get(self.user_key(version, user_id))
         return decode_list(raw) if raw is not None else None
 
+    def _unlink_version(self, version: str) -> int:
+        """Deletes every key of a checked version (NS:v:VER:*); returns how many."""
+        pattern = glob_escape(f"{self._v(check_version(version))}:") + "*"
+        deleted, batch = 0, []
+        for key in self.r.scan_iter(pattern, count=10_000):
+            batch.append(key)
+            if len(batch) == 1000:
+                deleted += self.r.unlink(*batch)
+                batch = []
+        return deleted + (self.r.unlink(*batch) if batch else 0)
+
     def drop_unpublished(self) -> list[str]:
         """Deletes the keys of versions that started writing but never flipped (failed runs).
 
-        Only one nightly run may write at a time (the scheduler runs them in sequence).
+        The versions come from the started record (NS:started), which every write of a
+        version joins before its first key, never from scanning keys: user ids are part of
+        key names. A version leaves the record only once its keys are gone, so a drop cut
+        short is finished by the next call. Only one nightly run may write at a time (the
+        scheduler runs them in sequence): this deletes a concurrent run's keys.
+
+        Returns:
+            The dropped versions, sorted.
         """
-        published = set(self.versions())
+        published, current = set(self.versions()), self.current()
         dropped = []
-        for key in self.r.scan_iter(f"{self.ns}:v:*:shards", count=10_000):
-            version = key.decode()[len(self.ns) + 3:-len(":shards")]
-            if version not in published:
-                for k in self.r.scan_iter(f"{self._v(version)}:*", count=10_000):
-                    self.r.unlink(k)
-                dropped.append(version)
+        for version in sorted(v.decode() for v in self.r.smembers(self.started_key)):
+            if version in published or version == current:
+                self.r.srem(self.started_key, version)  # flipped: not a failed run
+                continue
+            if not VERSION_RE.fullmatch(version):  # not written by this class: leave its keys
+                log.warning("started record holds a malformed version %r; removed from the "
+                            "record, its keys (if any) are left alone", version)
+                self.r.srem(self.started_key, version)
+                continue
+            self._unlink_version(version)
+            self.r.srem(self.started_key, version)
+            dropped.append(version)
         return dropped
 
     def expire_old(self, keep: int) -> list[str]:
@@ -282,8 +402,11 @@ class ListStore:
         for version in self.versions()[:-keep] if keep > 0 else []:
             if version == current:
                 continue
-            for key in self.r.scan_iter(f"{self._v(version)}:*", count=10_000):
-                self.r.unlink(key)
+            if not VERSION_RE.fullmatch(version):
+                log.warning("NS:versions holds a malformed version %r; not expired (remove "
+                            "it by hand: its keys cannot be matched safely)", version)
+                continue
+            self._unlink_version(version)
             self.r.zrem(f"{self.ns}:versions", version)
             dropped.append(version)
         return dropped
@@ -296,20 +419,37 @@ class ListStore:
                       dedup_ttl: int = 86_400) -> list[str | None]:
         """Adds events to the durable stream and to each user's recent history, atomically.
 
+        All or nothing: every event is encoded and checked before the first write, in Python
+        and again in the script, so a batch that fails stores none of its events.
+
         An event whose `event_id` was already ingested within `dedup_ttl` seconds is skipped,
         so a client may resend a batch it is unsure about. Events without an id are always
         added.
 
+        Args:
+            events: dicts with at least `user_id` and `item_id`; every non-None field is
+                stored as text.
+            history_len: history entries kept per user (>= 1).
+            dedup_ttl: seconds an event id is remembered (>= 1).
+
         Returns:
             Per event, its stream id, or None for a skipped duplicate.
+
+        Raises:
+            ValueError: an event cannot be stored as given (a missing `user_id`/`item_id`,
+                text that is not valid Unicode such as a lone surrogate "\\udfff"); the
+                message starts with `event <index>:` (0-based). Nothing was stored.
+            redis.ResponseError: the script refused the batch (a malformed entry, a key of
+                the wrong type); nothing was stored.
+            redis.ConnectionError, redis.TimeoutError: the reply was lost; the batch may or
+                may not be stored (all or nothing). Resending is safe for events with an
+                `event_id`: stored ones are skipped as duplicates.
         """
         if not events:
             return []
-        args = []
-        for e in events:
-            fields = [str(x) for k, v in e.items() if v is not None for x in (k, v)]
-            args.append(json.dumps([str(e.get("event_id") or ""), str(e["user_id"]),
-                                    str(e["item_id"]), *fields]))
+        if int(history_len) < 1 or int(dedup_ttl) < 1:
+            raise ValueError(f"history_len={history_len}, dedup_ttl={dedup_ttl}: use >= 1")
+        args = [_encode_event(n, e) for n, e in enumerate(events)]
         out = self._append(keys=[self.events_key], args=[self.ns, history_len, dedup_ttl, *args])
         return [x.decode() if x is not None else None for x in out]
 
