@@ -4,11 +4,12 @@ write and a second one; every acknowledged event must be in the Parquet files ex
 (benchmarks/events.py runs the same code with 100,000 events)."""
 
 import io
+import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks.events import count_rows, make_event, run_scenario
+from benchmarks.events import Server, build_small_bundle, count_rows, make_event, run_scenario
 from infra.events_log import DEAD_SCHEMA, EVENTS_SCHEMA
 from infra.store import LocalStore
 
@@ -30,6 +31,51 @@ def test_acknowledged_events_reach_parquet_exactly_once_across_a_server_kill(red
     assert r["drain"]["crash"]["pending"] > 0 and r["drain"]["final"]["already_written"] > 0
     assert r["recommend"]["ok"] > 0
     assert r["checks"]["passed"], r["checks"]
+
+
+# Loaded by the server's Python from PYTHONPATH: gunicorn forks the second worker 1.5 s after
+# the first (normally up to 0.1 s), so a start that only waits for /health returns too early.
+SLOW_SECOND_FORK = """
+import time
+
+import gunicorn.arbiter
+
+_spawn = gunicorn.arbiter.Arbiter.spawn_worker
+
+
+def _slow_spawn(self):
+    if self.WORKERS:
+        time.sleep(1.5)
+    return _spawn(self)
+
+
+gunicorn.arbiter.Arbiter.spawn_worker = _slow_spawn
+"""
+
+
+def test_hardening_16_server_start_and_kill_wait_for_every_worker(redis_url, tmp_path):
+    from benchmarks.serving import publish_lists
+    from infra.redis_server import free_port
+    from infra.redis_store import ListStore
+    from infra.store import open_store
+
+    store, lists = open_store(str(tmp_path / "artifacts")), ListStore.from_url(redis_url, "h16")
+    publish_lists(lists, store, "h16-0001", build_small_bundle(store, "h16-0001", 20, 30, 8, 0),
+                  5)
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "sitecustomize.py").write_text(SLOW_SECOND_FORK)
+    path = os.pathsep.join([str(tmp_path / "slow"), os.environ.get("PYTHONPATH", "")])
+    server = Server({"REDIS_URL": redis_url, "RECSYS_STORE": store.uri, "RECSYS_NAMESPACE": "h16",
+                     "WORKERS": "2", "THREADS": "2", "PYTHONPATH": path}, free_port(),
+                    str(tmp_path / "serve.log"))
+    try:
+        server.start()
+        assert len(server.pids()) == 3, "start() returned before gunicorn forked both workers"
+        assert len(server.kill()) == 3
+        server.start()
+        assert len(server.pids()) == 3
+    finally:
+        server.stop()
 
 
 def test_the_row_count_sees_a_row_written_twice(tmp_path):
