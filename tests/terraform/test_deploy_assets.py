@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import ast
 import base64
+import importlib.metadata
 import importlib.util
 import json
 import re
+import subprocess
+import sys
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -135,6 +138,115 @@ def test_undeclared_serving_dependency_is_named(repo, tmp_path):
     assert bfs.main(["--root", str(repo), "--out", str(tmp_path / "f.zip")]) == 1
     with pytest.raises(bfs.SourceError, match="does not declare redis"):
         bfs.build(repo, tmp_path / "f.zip")
+
+
+# --- the build of the real repository ---------------------------------------------------------
+
+# Imports the archive's main.py as Cloud Functions does, in a Python that can import only the
+# standard library, the archive's packages and what requirements.txt installs (argv[1]: those
+# import names, as JSON; argv[2]: the unpacked archive). Prints the archive modules it loaded.
+IMPORT_ONLY_REQUIREMENTS = """
+import importlib.machinery, json, sys
+
+allowed, archive = set(json.loads(sys.argv[1])), sys.argv[2]
+local = {"main", "functions", "models", "infra"}
+
+
+class OnlyRequirements:
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in local:
+            return importlib.machinery.PathFinder.find_spec(name, path or [archive])
+        if top in sys.stdlib_module_names or top in allowed or top.startswith("_"):
+            return None
+        raise ModuleNotFoundError(f"No module named {name!r}: requirements.txt does not "
+                                  "install it", name=name)
+
+
+sys.meta_path.insert(0, OnlyRequirements())
+import main
+
+print(json.dumps({"main": main.__file__, "handlers": sorted(main.__all__),
+                  "local": sorted(m.__file__ for n, m in sys.modules.items()
+                                  if n.partition(".")[0] in local and getattr(m, "__file__", 0))}))
+"""
+
+
+def import_names(requirements: list[str]) -> set[str]:
+    """Top-level import names of the installed distributions that `requirements` pull in,
+    with their dependencies (markers evaluated; extras followed)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    closure, pending = set(), [Requirement(line) for line in requirements]
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if name in closure:
+            continue
+        try:
+            dist = importlib.metadata.distribution(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # not installed here: importing it fails in the subprocess, as it should
+        closure.add(name)
+        for line in dist.requires or []:
+            sub = Requirement(line)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": extra})
+                                         for extra in {"", *requirement.extras}):
+                pending.append(sub)
+    return {top for top, dists in importlib.metadata.packages_distributions().items()
+            if any(canonicalize_name(d) in closure for d in dists)}
+
+
+def test_hardening_11_the_real_repository_builds(tmp_path):
+    out = tmp_path / "functions.zip"
+
+    members = bfs.build(REPO, out)
+
+    assert {"main.py", "requirements.txt", "functions/main.py"} <= set(members)
+    assert not [m for m in members if m.startswith(("batch/", "tests/")) or ".pyc" in m]
+    with zipfile.ZipFile(out) as archive:
+        requirements = archive.read("requirements.txt").decode().split()
+    assert not {bfs._requirement_name(r) for r in requirements} & {
+        "apache-beam", "tensorflow", "pyarrow"}, requirements
+
+
+def test_hardening_11_the_real_archive_imports_with_only_its_requirements(tmp_path):
+    for needed in ("flask", "redis", "numpy", "packaging"):
+        pytest.importorskip(needed, reason="the serving packages are not installed here")
+    from infra.redis_server import free_port
+
+    out, unpacked = tmp_path / "functions.zip", tmp_path / "unpacked"
+    bfs.build(REPO, out)
+    with zipfile.ZipFile(out) as archive:
+        archive.extractall(unpacked)
+        requirements = archive.read("requirements.txt").decode().split()
+    (tmp_path / "store").mkdir()
+    env = {"PATH": "", "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+           "RECSYS_STORE": str(tmp_path / "store"), "RECSYS_REQUEST_LOG": "0"}
+
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", IMPORT_ONLY_REQUIREMENTS,
+         json.dumps(sorted(import_names(requirements))), str(unpacked)],
+        cwd=unpacked, env=env, capture_output=True, text=True, timeout=120)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    loaded = json.loads(run.stdout.splitlines()[-1])
+    assert loaded["handlers"] == sorted(bfs.ENTRY_POINTS)
+    assert all(path.startswith(str(unpacked)) for path in [loaded["main"], *loaded["local"]])
+
+
+def test_an_import_outside_the_requirements_is_refused_in_the_subprocess(tmp_path):
+    pytest.importorskip("packaging")
+    (tmp_path / "main.py").write_text("import json\nimport pyarrow\n__all__ = []\n")
+
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", IMPORT_ONLY_REQUIREMENTS,
+         json.dumps(sorted(import_names(["redis>=5"]))), str(tmp_path)],
+        cwd=tmp_path, env={"PATH": ""}, capture_output=True, text=True, timeout=60)
+
+    assert run.returncode != 0
+    assert "No module named 'pyarrow': requirements.txt does not install it" in run.stderr
 
 
 # --- infra/flex_template/launcher.py ---------------------------------------------------------
