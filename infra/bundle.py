@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from infra.store import ArtifactStore
+from models.finite import NonFiniteError, count_non_finite
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -58,6 +59,12 @@ class BundleWriter:
         self.put(name, json.dumps(obj).encode())
 
     def put_array(self, name: str, a: np.ndarray) -> None:
+        """Writes `a` as .npy; a float array holding NaN or inf is refused (NonFiniteError):
+        such vectors serve empty or arbitrary lists."""
+        if n := count_non_finite(a):
+            raise NonFiniteError(f"bundle {self.version}: {name} has {n} non-finite (NaN or inf) "
+                                 f"value(s) of {a.size}; the bundle is not committed. Check "
+                                 "the training input's weights and values")
         self.put(name, _npy(a))
 
     def put_dir(self, name: str, local_dir: str) -> None:

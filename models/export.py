@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.finite import max_abs_diff, require_finite
 from models.mf import MFModel
 
 HISTORY = 50  # items of a fresh user's history the light tower takes
@@ -30,8 +31,15 @@ def export_mf(model: MFModel, path: str, k: int = 100) -> bytes:
 
     Returns:
         The LiteRT (TFLite) flatbuffer of the `user_embedding_idx` signature.
+
+    Raises:
+        NonFiniteError: a factor or bias is NaN or inf (nothing is written).
     """
     import tensorflow as tf
+
+    require_finite({"item_factors": model.item_factors, "item_bias": model.item_bias,
+                    "pos_logit": model.pos_logit, "neg_logit": model.neg_logit}, "MF export",
+                   "the training (models.mf.train_mf refuses such a model)")
 
     Q = model.item_factors.astype(np.float64)
     b = model.item_bias.astype(np.float64)
@@ -145,7 +153,8 @@ def check_tower(tflite: bytes, model: MFModel, n_checks: int = 8, seed: int = 0,
         The largest absolute difference.
 
     Raises:
-        ValueError: when it exceeds `atol` (the conversion changed the scores).
+        ValueError: when it exceeds `atol` (the conversion changed the scores), or
+            (NonFiniteError) when either side returns NaN or inf.
     """
     from ai_edge_litert.interpreter import Interpreter
 
@@ -155,7 +164,7 @@ def check_tower(tflite: bytes, model: MFModel, n_checks: int = 8, seed: int = 0,
     for _ in range(n_checks):
         hist = rng.choice(len(model.items), rng.integers(1, min(HISTORY, len(model.items)) + 1))
         got = run(item_idx=pad_history(hist))["query"]
-        worst = max(worst, float(np.abs(got - model.fold_in([list(hist)])).max()))
+        worst = max(worst, max_abs_diff(got, model.fold_in([list(hist)]), "LiteRT user tower"))
     if worst > atol:
         raise ValueError(f"LiteRT user tower differs from the model by {worst:.2e} > {atol}")
     return worst

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models.finite import NonFiniteError, require_finite
 from models.preprocess import Preprocessor
 from models.vocab import Vocab, interaction_weights
 
@@ -117,6 +118,11 @@ def train_mf(interactions: pd.DataFrame, config: MFConfig = MFConfig(),
 
     Returns:
         The trained MFModel.
+
+    Raises:
+        NonFiniteError: a pair's weight is not finite (e.g. one event weight past float32's
+            range), the loss stops being finite, or a trained parameter is NaN or inf: no
+            model rather than one that serves empty lists.
     """
     import keras
     import tensorflow as tf
@@ -161,6 +167,7 @@ def train_mf(interactions: pd.DataFrame, config: MFConfig = MFConfig(),
         i = mean_w.index.get_level_values(1).to_numpy(np.int32)
         w = mean_w.to_numpy(np.float32)
         model.g.assign(float(w.mean()))
+    _require_finite_weights(w, u, i, users, items)
 
     def step(uu, ii, y, sw):
         with tf.GradientTape() as tape:
@@ -203,12 +210,17 @@ def train_mf(interactions: pd.DataFrame, config: MFConfig = MFConfig(),
         bs = config.batch_size
         batches = np.full(-(-len(order) // bs) * bs, -1, np.int32)
         batches[:len(order)] = order
-        total = epoch_steps(uu, ii, y, sw, batches.reshape(-1, bs))
-        log.debug("mf epoch %d loss %.4f", epoch + 1, float(total) / len(order))
+        total = float(epoch_steps(uu, ii, y, sw, batches.reshape(-1, bs)))
+        log.debug("mf epoch %d loss %.4f", epoch + 1, total / len(order))
+        if not np.isfinite(total):  # stop here: every later step would only spread the NaN
+            raise NonFiniteError(f"MF: the training loss is {total} at epoch {epoch + 1}; "
+                                 f"nothing was exported. Check {_CHECK}")
 
     P, Q = model.p.embeddings.numpy(), model.q.embeddings.numpy()
     bu, bi = model.bu.embeddings.numpy()[:, 0], model.bi.embeddings.numpy()[:, 0]
     g = float(model.g.numpy())
+    require_finite({"user_factors": P, "item_factors": Q, "user_bias": bu, "item_bias": bi,
+                    "global_bias": g}, "MF", _CHECK)
     pos = np.einsum("nd,nd->n", P[u], Q[i]) + bu[u] + bi[i] + g
     neg_u = np.repeat(u, 1)
     neg_items = rng.integers(0, len(items), len(neg_u))
@@ -217,3 +229,20 @@ def train_mf(interactions: pd.DataFrame, config: MFConfig = MFConfig(),
     pos_t = float(np.mean(pos - bu[u] - g))
     neg_t = float(np.mean(neg - bu[neg_u] - g))
     return MFModel(users, items, P, Q, bu, bi, g, pos_t, neg_t, config)
+
+
+_CHECK = ("the input's weights and ratings (finite, 0..1000: docs/SCHEMA.md) and MFConfig's "
+          "learning_rate and l2")
+
+
+def _require_finite_weights(w: np.ndarray, u: np.ndarray, i: np.ndarray, users: Vocab,
+                            items: Vocab) -> None:
+    """Refuses pairs whose training weight (or rating target) is NaN or inf, naming one."""
+    bad = np.flatnonzero(~np.isfinite(w))
+    if bad.size:
+        n = bad[0]
+        raise NonFiniteError(
+            f"MF: {bad.size} (user, item) pair(s) have a non-finite training weight, e.g. "
+            f"user {users.ids[u[n]]!r} item {items.ids[i[n]]!r}: each event's weight must be "
+            "finite and >= 0 (summed per pair in float32, whose largest value is ~3.4e38); "
+            "drop or fix those rows (docs/SCHEMA.md bounds `weight` to 0..1000)")

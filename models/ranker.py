@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models.finite import NonFiniteError, require_finite
 from models.two_tower import history_table, user_tower
 from models.vocab import interaction_weights
 
@@ -424,6 +425,9 @@ def fit_member(train: RankingData, config: RankerConfig, epochs: int, seed: int,
 
     Returns:
         (a one-member model, validation NDCG@10 per epoch, empty without `monitor`).
+
+    Raises:
+        NonFiniteError: a feature of a real candidate, or a trained weight, is NaN or inf.
     """
     import tensorflow as tf
 
@@ -431,6 +435,7 @@ def fit_member(train: RankingData, config: RankerConfig, epochs: int, seed: int,
 
     rng = np.random.default_rng(seed)
     valid = train.X[train.mask]
+    _require_finite_features(valid)
     mean = valid.mean(0).astype(np.float32)
     std = np.maximum(valid.std(0), 1e-3).astype(np.float32)
     sizes = [train.X.shape[-1], *config.hidden, 1]
@@ -471,7 +476,20 @@ def fit_member(train: RankingData, config: RankerConfig, epochs: int, seed: int,
             bad += 1
             if bad >= config.patience:
                 break
-    return (best_model if best_model is not None else snapshot(epochs)), history
+    model = best_model if best_model is not None else snapshot(epochs)
+    require_finite({f"member weight {n}": v for n, v in enumerate(model.members[0])},
+                   "ranker", "RankerConfig's learning_rate and l2")
+    return model, history
+
+
+def _require_finite_features(X: np.ndarray) -> None:
+    """Refuses ranking features [N, F] with NaN or inf, naming the features."""
+    bad = np.flatnonzero(~np.isfinite(X).all(0))
+    if bad.size:
+        names = [FEATURES[f] if f < len(FEATURES) else str(f) for f in bad]
+        raise NonFiniteError(f"ranker: non-finite (NaN or inf) values in feature(s) {names}; "
+                             "nothing was exported. Check the input's weights and timestamps "
+                             "(mean_weight averages the event weights) and the items table")
 
 
 def train_ranker(parts: list[RankingData], config: RankerConfig) -> RankerModel:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from models.evaluation import Cases, build_cases, temporal_split
+from models.finite import max_abs_diff, require_finite
 from models.ranker import (
     DAY,
     ITEM_STATS,
@@ -402,7 +403,25 @@ def fit_served(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFr
         parts.insert(0, window.ranking_data(_latest_cases(cases, config.max_cases)))
     ranker = train_ranker(parts, config.ranker)
     tower = fit_tower(prepare(train, users, items, tc), tc, epochs or tc.epochs)[0]
-    return ServedModel.build(train, tower, items, config, ranker)
+    model = ServedModel.build(train, tower, items, config, ranker)
+    require_finite(model_arrays(model), "served model", "the input's weights and timestamps "
+                   "and the users and items tables")
+    return model
+
+
+def model_arrays(model: ServedModel) -> dict[str, np.ndarray]:
+    """Every float array the served model scores with: tower weights and item vectors, the
+    feature tables, the ranker's members and standardisation."""
+    t, r = model.tables, model.ranker
+    out = {f"tower {k}": v for k, v in model.tower.weights.items()}
+    out["tower item_vectors"] = model.tower.item_vectors
+    out.update({f"tables {k}": getattr(t, k) for k in FeatureTables.__dataclass_fields__
+                if k != "now"})
+    if r is not None:
+        out.update({f"ranker member {n} weight {k}": v for n, m in enumerate(r.members)
+                    for k, v in enumerate(m)})
+        out.update({"ranker mean": r.mean, "ranker std": r.std})
+    return out
 
 
 class ServedRecommender:
@@ -603,10 +622,14 @@ def export(model: ServedModel, path: str, n_checks: int = 8, atol: float = 2e-3)
         {"path", "files", "litert_max_abs_diff": {"user_tower", "ranker"}}.
 
     Raises:
-        ValueError: a LiteRT model differs from the TensorFlow graph by more than `atol`.
+        ValueError: a LiteRT model differs from the TensorFlow graph by more than `atol`;
+            NonFiniteError (a ValueError) if the model, or either side of that check, holds
+            NaN or inf (nothing is written).
     """
     import tensorflow as tf
 
+    require_finite(model_arrays(model), "served model", "the input's weights and timestamps "
+                   "and the users and items tables (fit_served refuses such a model)")
     tmp = f"{path.rstrip('/')}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp)
@@ -639,7 +662,9 @@ def check_litert(model: ServedModel, lite: LiteRTRuntime, n_checks: int = 8,
         {"user_tower": max |diff| of queries, "ranker": max |diff| of scores}.
 
     Raises:
-        ValueError: naming the model whose difference exceeds `atol`.
+        ValueError: naming the model whose difference exceeds `atol`; NonFiniteError (a
+            ValueError) when either side returns NaN or inf (`nan > atol` is False: a plain
+            max |diff| would pass an all-NaN model).
     """
     rng = np.random.default_rng(seed)
     n_items, H = len(model.tower.data.items), model.config.tower.history
@@ -655,9 +680,9 @@ def check_litert(model: ServedModel, lite: LiteRTRuntime, n_checks: int = 8,
     graph = model.runtime if isinstance(model.runtime, GraphRuntime) else GraphRuntime(model)
     q = graph.user_embedding(hist, utok)
     cand = model.candidates(q, histories).astype(np.int32)
-    diffs = {"user_tower": float(np.abs(lite.user_embedding(hist, utok) - q).max()),
-             "ranker": float(np.abs(lite.rank(hist, utok, cand, ctx)
-                                    - graph.rank(hist, utok, cand, ctx)).max())}
+    diffs = {"user_tower": max_abs_diff(lite.user_embedding(hist, utok), q, "LiteRT user_tower"),
+             "ranker": max_abs_diff(lite.rank(hist, utok, cand, ctx),
+                                    graph.rank(hist, utok, cand, ctx), "LiteRT ranker")}
     for name, diff in diffs.items():
         if diff > atol:
             raise ValueError(f"LiteRT {name} differs from the TensorFlow graph by {diff:.2e} "

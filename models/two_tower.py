@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from models.evaluation import Cases, build_cases, ndcg_at_k, temporal_split
+from models.finite import NonFiniteError, require_finite
 from models.schema import natural_key
 from models.vocab import Vocab
 
@@ -398,6 +399,9 @@ def fit_tower(data: TowerData, config: TwoTowerConfig, epochs: int,
 
     Returns:
         (model, validation NDCG@10 per epoch, empty without `monitor`).
+
+    Raises:
+        NonFiniteError: the loss or a trained weight is NaN or inf.
     """
     import keras
     import tensorflow as tf
@@ -451,6 +455,9 @@ def fit_tower(data: TowerData, config: TwoTowerConfig, epochs: int,
             total += float(step(hist, data.user_tokens[ex_user[b]], target, keep,
                                 logq_all[target])) * len(b)
         log.debug("two_tower epoch %d loss %.4f", epoch + 1, total / max(len(order), 1))
+        if not math.isfinite(total):  # as Keras' TerminateOnNaN: later steps spread the NaN
+            raise NonFiniteError(f"two-tower: the training loss is {total} at epoch "
+                                 f"{epoch + 1}; nothing was exported. Check {_CHECK}")
         if monitor is None:
             continue
         model = _snapshot(data, w, c, epoch + 1)
@@ -462,7 +469,13 @@ def fit_tower(data: TowerData, config: TwoTowerConfig, epochs: int,
             bad += 1
             if bad >= c.patience:
                 break
-    return (best_w if best_w is not None else _snapshot(data, w, c, epochs)), history
+    model = best_w if best_w is not None else _snapshot(data, w, c, epochs)
+    require_finite({**model.weights, "item_vectors": model.item_vectors}, "two-tower", _CHECK)
+    return model, history
+
+
+_CHECK = ("the items and users tables' values and TwoTowerConfig's learning_rate, temperature "
+          "and l2")
 
 
 def _epoch_size(ex_user: np.ndarray, per_user: int | None, total: int | None) -> int:

@@ -1,10 +1,12 @@
 """The exported SavedModel loads in a fresh process and scores like the NumPy model."""
 
+import dataclasses
 import json
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from models.export import export_mf
 from models.mf import MFConfig, train_mf
@@ -51,7 +53,21 @@ def test_litert_tower_matches_the_model(tmp_path, tiny_dataset):
     np.testing.assert_allclose(got, model.fold_in([[1, 3]]), atol=1e-4)
     # A broken model is caught: perturb the item factors the check compares against.
     model.item_factors = model.item_factors + 0.5
-    import pytest
-
     with pytest.raises(ValueError, match="differs from the model"):
         check_tower(tflite, model)
+
+
+def test_hardening_03_tower_check_and_export_fail_on_a_nan_model(tmp_path, tiny_dataset):
+    from models.export import check_tower
+    from models.finite import NonFiniteError
+
+    model = train_mf(tiny_dataset.interactions, MFConfig(dim=4, epochs=1))
+    tflite = export_mf(model, str(tmp_path / "sm"), k=5)
+    nan = dataclasses.replace(model, item_factors=np.full_like(model.item_factors, np.nan),
+                              item_bias=np.full_like(model.item_bias, np.nan))
+    # The old check reported max(0.0, nan) = 0.0 here: a parity of zero for an all-NaN model.
+    with pytest.raises(NonFiniteError, match="LiteRT user tower: the reference returned"):
+        check_tower(tflite, nan)
+    with pytest.raises(NonFiniteError, match=r"item_factors \(\d+ of \d+\)"):
+        export_mf(nan, str(tmp_path / "nan"), k=5)
+    assert not (tmp_path / "nan").exists()

@@ -1,6 +1,8 @@
 import numpy as np
 import pandas as pd
+import pytest
 
+from models.finite import NonFiniteError
 from models.mf import MFConfig, train_mf
 from models.retrieval import MFRecommender
 
@@ -30,3 +32,19 @@ def test_mf_fold_in_of_empty_history_is_bias_only():
     model = train_mf(_blocks(), MFConfig(dim=4, epochs=1))
     q = model.fold_in([[]])
     assert np.all(q[0, :-1] == 0) and q[0, -1] == 1
+
+
+def test_hardening_03_one_weight_past_float32_range_is_refused_not_trained_to_nan():
+    # 1e39 is finite in float64 but inf in float32: the old model came out all-NaN.
+    train = _blocks().assign(weight=np.nan)
+    train.loc[3, "weight"] = 1e39
+    with pytest.raises(NonFiniteError, match=r"1 \(user, item\) pair\(s\).*user '\d+' item"):
+        train_mf(train, MFConfig(dim=4, epochs=1))
+
+
+def test_hardening_03_a_diverging_training_is_refused():
+    # A finite float32 rating of 1e30 makes the explicit objective's squared error overflow.
+    train = _blocks().assign(weight=3.0)
+    train.loc[3, "weight"] = 1e30
+    with pytest.raises(NonFiniteError, match="training loss is (inf|nan) at epoch 1"):
+        train_mf(train, MFConfig(dim=4, epochs=2, objective="explicit"))

@@ -1,0 +1,67 @@
+"""Issue 15, finding 3: training and export refuse NaN and infinity (two-tower, ranker, the
+served pipeline and its LiteRT parity check), instead of exporting a model that serves empty
+lists."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from models.finite import NonFiniteError
+from models.ranker import FEATURES, RankerConfig, RankingData, fit_member
+from models.served import LiteRTRuntime, check_litert, export, fit_served
+from models.two_tower import TwoTowerConfig, fit_tower, prepare
+
+
+@pytest.fixture(scope="module")
+def tiny_served():
+    from batch.stages import served_config
+    from tests.conftest import TINY_SERVED
+
+    return served_config(json.dumps({**TINY_SERVED, "tower_epochs": 1}))
+
+
+def test_hardening_03_served_training_refuses_a_weight_past_float32_range(tiny_dataset,
+                                                                         tiny_served):
+    # The ranker's mean_weight feature averages event weights: 1e39 is inf in float32.
+    train = tiny_dataset.interactions.assign(weight=np.nan)
+    train.loc[train.index[0], "weight"] = 1e39
+    with pytest.raises(NonFiniteError, match=r"ranker: .*feature\(s\) \['mean_weight'\]"):
+        fit_served(train, tiny_dataset.users, tiny_dataset.items, tiny_served)
+
+
+def test_hardening_03_litert_parity_check_and_export_fail_on_a_nan_model(tmp_path, tiny_dataset,
+                                                                        tiny_served):
+    ds = tiny_dataset
+    model = fit_served(ds.interactions, ds.users, ds.items, tiny_served)
+    path = export(model, str(tmp_path / "good"))["path"]
+    lite = LiteRTRuntime(f"{path}/user_tower.tflite", f"{path}/ranker.tflite")
+    members = [[np.full_like(w, np.nan) for w in m] for m in model.ranker.members]
+    nan = dataclasses.replace(model, ranker=dataclasses.replace(model.ranker, members=members),
+                              runtime=None)
+    # The old check took max |diff| = nan, and `nan > atol` is False: it passed.
+    with pytest.raises(NonFiniteError, match="LiteRT ranker: the reference returned"):
+        check_litert(nan, lite)
+    with pytest.raises(NonFiniteError, match="served model: .*ranker member 0 weight 0"):
+        export(nan, str(tmp_path / "nan"))
+    assert not list(tmp_path.glob("nan*"))
+
+
+def test_hardening_03_two_tower_training_that_diverges_is_refused(tiny_dataset):
+    # A temperature of 0 divides the scores by zero: the loss is NaN from the first step.
+    config = TwoTowerConfig(dim=8, hidden=16, history=10, recent=3, temperature=0.0)
+    data = prepare(tiny_dataset.interactions, None, None, config)
+    with pytest.raises(NonFiniteError, match="two-tower: the training loss is nan at epoch 1"):
+        fit_tower(data, config, epochs=2)
+
+
+def test_hardening_03_ranker_names_the_non_finite_feature():
+    rng = np.random.default_rng(0)
+    X = rng.random((20, 6, len(FEATURES))).astype(np.float32)
+    X[3, 2, FEATURES.index("history_pop")] = np.inf
+    y = np.zeros((20, 6), bool)
+    y[:, 0] = True
+    data = RankingData(X, y, np.ones((20, 6), bool), np.ones(20, int))
+    with pytest.raises(NonFiniteError, match=r"feature\(s\) \['history_pop'\]"):
+        fit_member(data, RankerConfig(hidden=(4,), epochs=1), epochs=1, seed=0)
