@@ -1,4 +1,5 @@
-"""The nightly job: validate -> quality gate -> train and export -> precompute -> publish.
+"""The nightly job: validate -> shrink check and quality gate -> train and export ->
+precompute -> publish.
 
     recsys nightly --input data/interactions.parquet --store ./artifacts \
         --redis-url redis://localhost:6379/0
@@ -13,6 +14,10 @@ or with Beam's own flags, e.g. on Dataflow (see docs/RUNNERS.md):
 session and recent candidates -> the ranker -> the business rules; models/served.py) on the
 same rows, with the user and item features of `--users`/`--items`, and precomputes each warm
 user's list with the ServedModel.recommend_indices the functions run for fresh users.
+
+A run whose users, items with events or valid events drop past --max_shrink of the served
+version's, or whose gate has fewer than --gate_min_cases validation cases, is refused before
+anything is trained or written to Redis (--force_publish overrides; batch/gate.py).
 
 Validation and the precompute are Beam pipelines; training runs once between them. Users
 whose interactions did not change keep the served version's list (copied inside Redis) until
@@ -35,7 +40,14 @@ import pandas as pd
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from batch.carry_over import carry_over
-from batch.gate import QualityGateError, quality_gate
+from batch.gate import (
+    MAX_SHRINK,
+    MIN_CASES,
+    QualityGateError,
+    data_sizes,
+    quality_gate,
+    shrink_check,
+)
 from batch.sources import expand_paths, read_features
 from batch.stages import (
     DEAD_SCHEMA,
@@ -99,8 +111,16 @@ class NightlyOptions(PipelineOptions):
                             help="Allowed relative NDCG@10 drop against the served version")
         parser.add_argument("--gate_window", type=float, default=0.1,
                             help="Share of the time range held out to evaluate the gate")
+        parser.add_argument("--gate_min_cases", type=int, default=MIN_CASES,
+                            help="Fewest validation cases the quality gate decides on; fewer "
+                                 "refuses the run (batch/gate.py says why 50)")
+        parser.add_argument("--max_shrink", type=float, default=MAX_SHRINK,
+                            help="Refuse a run whose users, items with events or valid events "
+                                 "drop by more than this share of the served version's "
+                                 "(0..1; checked with --skip_gate too)")
         parser.add_argument("--force_publish", action="store_true",
-                            help="Publish even if the quality gate fails")
+                            help="Publish even if the quality gate or the shrink check "
+                                 "refuses")
         parser.add_argument("--no_drain_events", action="store_true",
                             help="Do not drain the events ingested by the functions into "
                                  "<store>/events/ and train on them")
@@ -123,8 +143,10 @@ def run(argv: list[str] | None = None) -> dict:
     """Runs the whole nightly job; returns (and logs) the JSON summary.
 
     Raises:
-        QualityGateError: the new model regressed (nothing published).
-        ValueError / SchemaError: bad flags or input (nothing published).
+        QualityGateError: the new model regressed, the gate had too few validation cases or
+            the data shrank against the served version (nothing published).
+        ValueError / SchemaError: bad flags or input (nothing published); NonFiniteError (a
+            ValueError): the trained model holds NaN or inf (nothing published).
     """
     options = PipelineOptions(argv)
     opts = options.view_as(NightlyOptions)
@@ -147,6 +169,12 @@ def run(argv: list[str] | None = None) -> dict:
     if opts.list_max_age_days < 0:
         raise ValueError(f"--list_max_age_days={opts.list_max_age_days}: use a number of days "
                          ">= 0 (0 recomputes every list)")
+    if not 0 <= opts.max_shrink <= 1:
+        raise ValueError(f"--max_shrink={opts.max_shrink}: use a share in [0, 1] (0.5 refuses "
+                         "a run with less than half the served version's users, items or events)")
+    if opts.gate_min_cases < 1:
+        raise ValueError(f"--gate_min_cases={opts.gate_min_cases}: use a number >= 1 "
+                         "(--skip_gate skips the evaluation)")
     version, seconds = new_version(), {}
 
     t = time.perf_counter()
@@ -174,12 +202,21 @@ def run(argv: list[str] | None = None) -> dict:
     users = read_features(opts.users, "user_id") if served_model else None
     items = read_features(opts.items, "item_id") if served_model else None
 
+    # Refusals come before any training for real and any Redis write: nothing to undo.
+    served = lists.current()
+    served_meta = lists.meta(served) if served else None
+    sizes = data_sizes(clean)
+    shrink = shrink_check(sizes, served_meta, opts.max_shrink)
+    if shrink:
+        if not opts.force_publish:
+            raise QualityGateError(f"run refused: {shrink}; nothing was published (check "
+                                   "--input; use --force_publish if the data really shrank)")
+        log.warning("--force_publish: publishing although %s", shrink)
     gate = None
     if not opts.skip_gate:
         t = time.perf_counter()
-        served = lists.current()
-        gate = quality_gate(clean, config, weights, lists.meta(served) if served else None,
-                            opts.gate_window, opts.gate_tolerance, users, items)
+        gate = quality_gate(clean, config, weights, served_meta, opts.gate_window,
+                            opts.gate_tolerance, users, items, opts.gate_min_cases)
         seconds["quality_gate"] = time.perf_counter() - t
         log.info("quality gate: %s", gate.as_dict())
         if not gate.passed and not opts.force_publish:
@@ -215,10 +252,12 @@ def run(argv: list[str] | None = None) -> dict:
 
     summary = {"version": version, "model": opts.model, "users_published": stats["users"],
                **refreshed,
-               "items": stats["items"], "valid_events": len(clean), "dead_letters": reasons,
+               "items": stats["items"], "items_with_events": sizes["items_with_events"],
+               "valid_events": len(clean), "dead_letters": reasons,
                "events_drained": drained,
                "bundle": f"{opts.store}/bundles/{version}", "index": stats["index"],
                "gate": gate.as_dict() if gate else None,
+               "shrink": shrink,  # null unless --force_publish overrode the shrink check
                "seconds": {k: round(v, 3) for k, v in seconds.items()}}
     lists.put_built(version, plan.built_at, plan.fingerprints)  # for the next run's plan
     lists.flip(version, stats["users"], summary)  # raises unless every shard wrote

@@ -56,3 +56,87 @@ def test_gate_evaluates_the_served_recommender(tiny_dataset):
                         users=tiny_dataset.users, items=tiny_dataset.items)
     assert gate.cases > 0 and 0 < gate.ndcg < 0.99 and gate.popularity_ndcg > 0
     assert not gate.passed and "below" in gate.reason  # popularity's or the served figure
+
+
+def test_hardening_04_gate_refuses_too_few_validation_cases(data):
+    sliver = data.sort_values("timestamp").tail(10)  # the old gate passed: "gate skipped"
+    gate = quality_gate(sliver, MFConfig(dim=4, epochs=1), None, served=None)
+    assert not gate.passed and gate.cases < 50 and gate.ndcg is None
+    assert "fewer than --gate_min_cases 50" in gate.reason
+    assert "no version is served yet" in gate.reason
+    served = quality_gate(sliver, MFConfig(dim=4, epochs=1), None, {"gate": {"ndcg@10": 0.2}})
+    assert not served.passed and "no version is served" not in served.reason
+    full = quality_gate(data, MFConfig(dim=4, epochs=1), None, served=None, min_cases=1)
+    assert full.cases >= 50 and full.ndcg is not None  # evaluated
+    strict = quality_gate(data, MFConfig(dim=4, epochs=1), None, served=None,
+                          min_cases=full.cases + 1)
+    assert not strict.passed and f"only {full.cases} validation case(s)" in strict.reason
+
+
+def test_hardening_04_shrink_check_names_each_figure_that_shrank():
+    from batch.gate import shrink_check
+
+    served = {"version": "v1", "users_published": 399, "items": 200, "valid_events": 6000}
+    sizes = {"users": 10, "items_with_events": 150, "valid_events": 10}
+    reason = shrink_check(sizes, served, max_shrink=0.5)
+    assert "served version v1" in reason
+    assert "users 10 vs 399 (-97.5%)" in reason and "valid_events 10 vs 6,000" in reason
+    assert "items_with_events" not in reason  # 150 of 200 is within the tolerance
+    assert shrink_check(sizes, served, max_shrink=1.0) is None  # 1 = never refuse
+    assert shrink_check({**sizes, "users": 200, "valid_events": 3000}, served, 0.5) is None
+    assert "users 398 vs 399" in shrink_check({**sizes, "users": 398, "valid_events": 6000,
+                                               "items_with_events": 200}, served, 0.0)
+    assert shrink_check(sizes, None) is None  # first run: nothing to compare with
+    # A served bundle counts cold items in `items`: items_with_events is what compares.
+    with_cold = {**served, "items": 900, "items_with_events": 150}
+    assert "items_with_events" not in shrink_check(sizes, with_cold, 0.5)
+
+
+@pytest.fixture
+def nightly_100(tmp_path, redis_client):
+    """(argv for an input file, the ~100-user data, ListStore) on a real Redis."""
+    from models.synthetic import generate
+
+    data = generate(n_users=100, n_items=60, seed=1, events_per_user=15).interactions
+    url = redis_client.connection_pool.connection_kwargs
+    path = tmp_path / "interactions.parquet"
+    argv = [f"--input={path}", f"--store={tmp_path / 'store'}",
+            f"--redis_url=redis://{url['host']}:{url['port']}/0", "--epochs=1", "--dim=4",
+            "--k=5", "--direct_running_mode=in_memory", "--no_drain_events"]
+    return path, argv, data, ListStore(redis_client)
+
+
+def _assert_serving(lists, version, users):
+    assert lists.current() == version and lists.versions() == [version]
+    assert all(lists.get_list(version, u) is not None for u in users)
+    assert {k.decode().split(":")[2] for k in lists.r.scan_iter("recsys:v:*")} == {version}
+
+
+def test_hardening_04_a_sliver_of_the_data_cannot_replace_the_served_version(nightly_100):
+    path, argv, data, lists = nightly_100
+    data.to_parquet(path)
+    first = run([*argv, "--skip_gate"])
+    users = sorted(data["user_id"].unique())
+    assert first["users_published"] == len(users) >= 95
+    data.sort_values("timestamp").tail(10).to_parquet(path)  # a 10-row file
+    for flags in (["--skip_gate"], []):  # skipping the evaluation skips no shrink check
+        with pytest.raises(QualityGateError, match=r"shrank against the served version "
+                                                   rf"{first['version']}: users \d+ vs "
+                                                   rf"{len(users)} .*nothing was published"):
+            run([*argv, *flags])
+        _assert_serving(lists, first["version"], users)  # every list still served
+    forced = run([*argv, "--skip_gate", "--force_publish"])
+    assert lists.current() == forced["version"] != first["version"]
+    assert forced["users_published"] <= 10 and "users" in forced["shrink"]
+
+
+def test_hardening_04_first_run_with_the_gate_and_too_few_cases_is_refused(nightly_100):
+    path, argv, data, lists = nightly_100
+    data.sort_values("timestamp").tail(10).to_parquet(path)
+    with pytest.raises(QualityGateError, match="fewer than --gate_min_cases 50.*no version is "
+                                               "served yet.*nothing was published"):
+        run(argv)
+    assert lists.current() is None and not list(lists.r.scan_iter("recsys:v:*"))
+    forced = run([*argv, "--force_publish"])
+    assert lists.current() == forced["version"]
+    assert forced["gate"]["passed"] is False and forced["gate"]["ndcg@10"] is None
