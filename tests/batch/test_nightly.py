@@ -131,3 +131,33 @@ def test_events_posted_since_the_last_run_are_drained_and_trained_on(tmp_path, r
     again = run(argv)  # the log is kept: the next run trains on it too, without duplicates
     assert again["events_drained"]["events"] == 0
     assert again["valid_events"] == summary["valid_events"]
+
+
+def test_hardening_03_a_weight_past_float32_range_never_publishes_a_nan_model(
+        tmp_path, redis_client, tiny_dataset):
+    data = tiny_dataset.interactions
+    path = tmp_path / "interactions.parquet"
+    url = redis_client.connection_pool.connection_kwargs
+    argv = [f"--input={path}", f"--store={tmp_path / 'store'}",
+            f"--redis_url=redis://{url['host']}:{url['port']}/0", "--epochs=1", "--dim=4",
+            "--k=5", "--skip_gate", "--direct_running_mode=in_memory", "--no_drain_events"]
+    data.to_parquet(path)
+    first = run(argv)["version"]
+    poisoned = data.astype({"weight": float})
+    poisoned.loc[poisoned.index[0], "weight"] = 1e39  # finite in float64, inf in float32
+    poisoned.to_parquet(path)
+    lists, store = ListStore(redis_client), LocalStore(str(tmp_path / "store"))
+    users = sorted(data["user_id"].unique())
+    try:
+        summary = run(argv)
+    except ValueError as e:  # training refused the row: nothing published
+        assert "non-finite" in str(e)
+        assert lists.current() == first and lists.versions() == [first]
+        assert list_bundles(store) == [first]  # no manifest: the bundle was not committed
+    else:  # validation dead-lettered the row: a valid version replaces the old one
+        bundle = read_bundle(store, summary["version"])
+        assert np.isfinite(bundle.item_vectors).all() and np.isfinite(bundle.user_vectors).all()
+        assert sum(summary["dead_letters"].values()) == 1
+        assert summary["valid_events"] == len(data) - 1
+    current = lists.current()
+    assert all(len(lists.get_list(current, u)[0]) == 5 for u in users)  # no empty list

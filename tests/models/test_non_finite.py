@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from models.finite import NonFiniteError
 from models.ranker import FEATURES, RankerConfig, RankingData, fit_member
 from models.served import LiteRTRuntime, check_litert, export, fit_served
 from models.two_tower import TwoTowerConfig, fit_tower, prepare
@@ -27,7 +26,7 @@ def test_hardening_03_served_training_refuses_a_weight_past_float32_range(tiny_d
     # The ranker's mean_weight feature averages event weights: 1e39 is inf in float32.
     train = tiny_dataset.interactions.assign(weight=np.nan)
     train.loc[train.index[0], "weight"] = 1e39
-    with pytest.raises(NonFiniteError, match=r"ranker: .*feature\(s\) \['mean_weight'\]"):
+    with pytest.raises(ValueError, match=r"ranker: .*feature\(s\) \['mean_weight'\]"):
         fit_served(train, tiny_dataset.users, tiny_dataset.items, tiny_served)
 
 
@@ -41,9 +40,9 @@ def test_hardening_03_litert_parity_check_and_export_fail_on_a_nan_model(tmp_pat
     nan = dataclasses.replace(model, ranker=dataclasses.replace(model.ranker, members=members),
                               runtime=None)
     # The old check took max |diff| = nan, and `nan > atol` is False: it passed.
-    with pytest.raises(NonFiniteError, match="LiteRT ranker: the reference returned"):
+    with pytest.raises(ValueError, match="LiteRT ranker: the reference returned"):
         check_litert(nan, lite)
-    with pytest.raises(NonFiniteError, match="served model: .*ranker member 0 weight 0"):
+    with pytest.raises(ValueError, match="served model: .*ranker member 0 weight 0"):
         export(nan, str(tmp_path / "nan"))
     assert not list(tmp_path.glob("nan*"))
 
@@ -52,7 +51,7 @@ def test_hardening_03_two_tower_training_that_diverges_is_refused(tiny_dataset):
     # A temperature of 0 divides the scores by zero: the loss is NaN from the first step.
     config = TwoTowerConfig(dim=8, hidden=16, history=10, recent=3, temperature=0.0)
     data = prepare(tiny_dataset.interactions, None, None, config)
-    with pytest.raises(NonFiniteError, match="two-tower: the training loss is nan at epoch 1"):
+    with pytest.raises(ValueError, match="two-tower: the training loss is nan at epoch 1"):
         fit_tower(data, config, epochs=2)
 
 
@@ -63,5 +62,19 @@ def test_hardening_03_ranker_names_the_non_finite_feature():
     y = np.zeros((20, 6), bool)
     y[:, 0] = True
     data = RankingData(X, y, np.ones((20, 6), bool), np.ones(20, int))
-    with pytest.raises(NonFiniteError, match=r"feature\(s\) \['history_pop'\]"):
+    with pytest.raises(ValueError, match=r"feature\(s\) \['history_pop'\]"):
         fit_member(data, RankerConfig(hidden=(4,), epochs=1), epochs=1, seed=0)
+
+
+def test_hardening_03_a_bundle_refuses_nan_vectors(tmp_path):
+    from infra.bundle import BundleWriter
+    from infra.store import LocalStore
+
+    store = LocalStore(str(tmp_path))
+    writer = BundleWriter(store, "v1")
+    writer.put_array("seen_items.npy", np.arange(3))  # integers: nothing to check
+    vectors = np.ones((4, 3), np.float32)
+    vectors[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"item_vectors\.npy has 1 non-finite .* of 12"):
+        writer.put_array("item_vectors.npy", vectors)
+    assert store.list("bundles/v1") == ["bundles/v1/seen_items.npy"]
