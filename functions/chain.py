@@ -7,14 +7,18 @@ another category. When a source leaves fewer than k items, the next one fills. T
 itself is models.rules (`apply_rules`, `fill`), the module the batch job uses.
 
 The page cursor carries the ids already served to the user, so a later page never repeats them,
-even if the version moved in between.
+even if the version moved in between. It is signed (HMAC-SHA256 over the user id and the ids,
+with a server secret: CursorKey), so a client can neither forge one nor reuse another user's.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
+import secrets
 import zlib
 from dataclasses import dataclass, field
 
@@ -51,49 +55,103 @@ class Answer:
     next_cursor: str | None
 
 
-def _tag(user_id: str) -> str:
-    return f"{zlib.crc32(user_id.encode()):08x}"
+class CursorKeyUnavailable(RuntimeError):
+    """No cursor secret is configured and Redis, which holds the shared one, is unreachable."""
 
 
-def encode_cursor(user_id: str, served: list[str]) -> str:
-    """base64url of [user tag, *served ids] joined by SEP ("s"), deflated once long ("z"),
-    or as JSON ("j") in the unlikely case an id holds SEP."""
-    text = SEP.join((_tag(user_id), *served))
-    kind = "s"
-    if text.count(SEP) != len(served):
-        kind, text = "j", json.dumps([_tag(user_id), served])
+class CursorKey:
+    """The HMAC key of the page cursors, the same in every instance and worker.
+
+    RECSYS_CURSOR_SECRET when set; otherwise a random secret created once in Redis under
+    `NS:cursor_secret` (SET NX, so the first instance to start makes it and every other one
+    reads the same) and kept for the life of the process.
+    """
+
+    def __init__(self, secret: str | None, client: redis.Redis, name: str):
+        self.value = secret.encode() if secret else None
+        self._client, self._name = client, name
+
+    def load(self) -> bytes:
+        """The key, fetched (or created) in Redis the first time.
+
+        Raises:
+            redis.RedisError: Redis failed and no key is known yet.
+        """
+        if self.value is None:
+            self._client.set(self._name, secrets.token_hex(32), nx=True)
+            value = self._client.get(self._name)
+            if value is None or len(value) < 16:
+                raise redis.ResponseError(
+                    f"{self._name} holds no secret of 16 bytes or more: delete the key (the "
+                    "next start makes a new one) or set RECSYS_CURSOR_SECRET")
+            self.value = value
+        return self.value
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+
+
+def _mac(key: bytes, user_id: str, payload: bytes) -> bytes:
+    """HMAC-SHA256 of the user id and the cursor's payload: the cursor is bound to its user."""
+    message = user_id.encode("utf-8", "surrogatepass") + b"\x00" + payload
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def encode_cursor(key: bytes, user_id: str, served: list[str]) -> str:
+    """`<kind><base64url payload>.<base64url HMAC>`: the served ids joined by SEP ("s"),
+    deflated once long ("z"), or as JSON ("j") in the unlikely case an id holds SEP; signed
+    with `key` together with the user id."""
+    kind, text = "s", SEP.join(served)
+    if any(SEP in i for i in served):
+        kind, text = "j", json.dumps(served)
     raw = text.encode()
     if kind == "s" and len(raw) > 1024:
         kind, raw = "z", zlib.compress(raw, 6)
-    return kind + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{kind}{_b64(raw)}.{_b64(_mac(key, user_id, kind.encode() + raw))}"
 
 
-def decode_cursor(user_id: str, cursor: str) -> list[str]:
-    """The ids served so far. Raises ValueError for a cursor not made for this user."""
+_INVALID = ("cursor is not valid: pass the next_cursor of the previous page unchanged, or "
+            "leave cursor out for the first page")
+
+
+def decode_cursor(key: bytes, user_id: str, cursor: str) -> list[str]:
+    """The ids served so far. Raises ValueError (message for the client) for a cursor that is
+    malformed, altered, forged or made for another user."""
     if len(cursor) > MAX_CURSOR_CHARS:
         raise ValueError(f"cursor is longer than {MAX_CURSOR_CHARS} characters")
+    body, dot, tag = cursor.rpartition(".")
+    kind = body[:1]
+    if not dot or kind not in ("s", "z", "j"):
+        raise ValueError(_INVALID)
     try:
-        kind, body = cursor[0], cursor[1:]
-        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
-        if kind == "z":
-            raw = zlib.decompressobj().decompress(raw, 1 << 20)
-        if kind in "sz":
-            tag, *served = raw.decode().split(SEP)
-        elif kind == "j":
-            tag, served = json.loads(raw)
-        else:
-            raise ValueError(kind)
-    except (binascii.Error, zlib.error, ValueError, TypeError, UnicodeDecodeError):
-        raise ValueError("cursor is not valid: pass the next_cursor of the previous page "
-                         "unchanged") from None
-    if tag != _tag(user_id) or not isinstance(served, list):
+        raw, mac = _unb64(body[1:]), _unb64(tag)
+    except (binascii.Error, ValueError):
+        raise ValueError(_INVALID) from None
+    if _b64(raw) != body[1:] or _b64(mac) != tag:  # one spelling per cursor
+        raise ValueError(_INVALID)
+    if not hmac.compare_digest(mac, _mac(key, user_id, kind.encode() + raw)):
         raise ValueError("cursor was made for another user_id, or altered: pass the "
                          "next_cursor of this user's previous page unchanged")
-    return [str(x) for x in served]
+    try:  # signed by this service, so well formed; checked all the same
+        if kind == "z":
+            raw = zlib.decompressobj().decompress(raw, 1 << 20)
+        text = raw.decode()
+        served = json.loads(text) if kind == "j" else (text.split(SEP) if text else [])
+    except (zlib.error, ValueError, RecursionError):
+        raise ValueError(_INVALID) from None
+    if not isinstance(served, list) or not all(isinstance(i, str) for i in served):
+        raise ValueError(_INVALID)
+    return served
 
 
-def recommend(s: Serving, q: Query) -> Answer:
-    """Runs the chain for one request.
+def recommend(s: Serving, q: Query, cursor_key: bytes | None = None) -> Answer:
+    """Runs the chain for one request; the next page's cursor is signed with `cursor_key`
+    (None: no next_cursor).
 
     Raises:
         NoBundleError: nothing is published (or loadable) yet.
@@ -115,7 +173,8 @@ def recommend(s: Serving, q: Query) -> Answer:
         popular = [i for i in popular if flt.category.get(i) in cats]
     if degraded:
         metrics.FALLBACKS.inc("redis_down")
-        return _answer(loaded, q, "fallback", [], _popular(popular, q.k, blocked, flt))
+        return _answer(loaded, q, "fallback", [], _popular(popular, q.k, blocked, flt),
+                       cursor_key)
     index, names = loaded.item_index, loaded.item_names
     blocked_idx = {index[i] for i in blocked if i in index} if blocked else set()
     out, sources = [], []
@@ -142,7 +201,7 @@ def recommend(s: Serving, q: Query) -> Answer:
         if got:
             out, sources = out + got, sources + ["popular"]
     source = sources[0] if sources else "popular"
-    return _answer(loaded, q, source, sources[1:], out)
+    return _answer(loaded, q, source, sources[1:], out, cursor_key)
 
 
 def _from_cache(raw: bytes, q: Query, blocked_idx: set, flt, names: list) -> list:
@@ -169,8 +228,8 @@ def _popular(popular: list[str], k: int, blocked: set, flt) -> list[tuple[str, N
 
 
 def _answer(loaded: Loaded, q: Query, source: str, filled_by: list[str],
-            items: list) -> Answer:
+            items: list, cursor_key: bytes | None) -> Answer:
     served = q.served + [i for i, _ in items]
-    more = len(items) == q.k and len(served) < MAX_SERVED
+    more = len(items) == q.k and len(served) < MAX_SERVED and cursor_key is not None
     return Answer(loaded.version, source, items, filled_by,
-                  encode_cursor(q.user_id, served) if more else None)
+                  encode_cursor(cursor_key, q.user_id, served) if more else None)

@@ -6,8 +6,12 @@
 Each of `recommend`, `events` and `health` deploys as its own Cloud Function (gen2) or Cloud
 Run service; `router` serves them all from one process by path (what `recsys serve` runs),
 with `/admin/items`. Every target also answers `/metrics` (Prometheus) and `/openapi.json`.
-Configuration comes from the environment once at import (functions/serving.Settings); the
-current version's bundle loads at import too, so the first request finds it ready.
+Configuration comes from the environment once at import (functions/settings.Settings, which
+refuses to start on a setting that cannot mean what it says); the current version's bundle
+loads at import too, so the first request finds it ready.
+
+No body is read past its size limit (413), bad input is a 400 naming the field, and no answer
+carries a traceback (docs/SERVING.md, limits and errors).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import flask
 import redis
 
 from functions import chain, metrics
+from functions.chain import CursorKey, CursorKeyUnavailable
 from functions.openapi import document
-from functions.params import BadRequest, event_batch, item_changes, query
+from functions.params import BadRequest, event_batch, item_changes, query, read_body
 from functions.serving import NoBundleError, Serving, Settings
 
 log = logging.getLogger("recsys.functions")
@@ -43,6 +48,11 @@ try:
     SERVING.state()  # cold start: load the current bundle and its tower before any request
 except (NoBundleError, redis.RedisError) as e:
     log.warning("no bundle loaded at start (%s); the first request retries", e)
+CURSORS = CursorKey(SETTINGS.cursor_secret, SERVING.lists.r, f"{SETTINGS.namespace}:cursor_secret")
+try:
+    CURSORS.load()
+except redis.RedisError as e:
+    log.warning("no page cursor secret at start (%s); the first request retries", e)
 
 
 _encode = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
@@ -57,6 +67,30 @@ def _error(status: int, message: str, headers: dict | None = None) -> flask.Resp
     return _json({"error": message}, status, headers)
 
 
+def _too_large(message: str) -> flask.Response:
+    # An iterable body makes the answer "streamed", which functions-framework's after-request
+    # hook (read_request) takes as a sign not to read the rest of the request body: gunicorn
+    # then drains a little of it and closes the connection.
+    payload = _encode({"error": message}).encode()
+    return flask.Response(iter([payload]), status=413, mimetype="application/json",
+                          headers={"Content-Length": str(len(payload))})
+
+
+def _body_limit(path: str) -> int:
+    return SETTINGS.max_admin_body_bytes if path == "admin_items" else SETTINGS.max_body_bytes
+
+
+def _cursor_key() -> bytes | None:
+    """The page cursors' key; None while it is unknown and Redis is unreachable."""
+    if CURSORS.value is None and SERVING.redis_up():
+        try:
+            CURSORS.load()
+        except redis.RedisError as e:
+            SERVING.mark_down(e)
+            log.warning("page cursor secret unavailable: %s", e)
+    return CURSORS.value
+
+
 def _key_ok(request: flask.Request, key: str | None) -> bool:
     given = request.headers.get("X-API-Key", "")
     return key is None or hmac.compare_digest(given.encode(), key.encode())
@@ -66,14 +100,15 @@ def _observed(path: str, handler, request: flask.Request) -> flask.Response:
     """Runs a handler; logs one JSON line and records its latency by source."""
     started = time.perf_counter()
     info: dict = {}
-    common = _COMMON.get(request.environ.get("PATH_INFO"))
-    if common is not None:  # a single-function deployment answers these paths too
-        return common(request)
     try:
+        read_body(request, _body_limit(path))  # bounded, before anything else may read it
+        common = _COMMON.get(request.environ.get("PATH_INFO"))
+        if common is not None:  # a single-function deployment answers these paths too
+            return common(request)
         response = handler(request, info)
     except BadRequest as e:
-        response = _error(400, str(e))
-    except Exception:
+        response = _too_large(str(e)) if e.status == 413 else _error(e.status, str(e))
+    except Exception:  # the log has the traceback; the answer never does
         log.exception("%s failed", path)
         response = _error(500, "internal error; see the server log")
     seconds = time.perf_counter() - started
@@ -93,11 +128,15 @@ def _observed(path: str, handler, request: flask.Request) -> flask.Response:
 
 # recommend ------------------------------------------------------------------------------------
 def _recommend(request: flask.Request, info: dict) -> flask.Response:
-    if SETTINGS.recommend_requires_key and not _key_ok(request, SETTINGS.api_key):
-        return _error(401, "missing or wrong X-API-Key header")
-    q = query(request, SETTINGS.max_k)
+    if SETTINGS.recommend_key is not None and not _key_ok(request, SETTINGS.recommend_key):
+        return _error(401, "missing or wrong X-API-Key header (the read key, "
+                           "RECSYS_RECOMMEND_KEY)")
     try:
-        answer = chain.recommend(SERVING, q)
+        q = query(request, SETTINGS.max_k, SETTINGS.max_body_bytes, _cursor_key())
+    except CursorKeyUnavailable as e:
+        return _error(503, str(e), {"Retry-After": "5"})
+    try:
+        answer = chain.recommend(SERVING, q, _cursor_key())
     except NoBundleError as e:
         return _error(503, str(e), {"Retry-After": "60"})
     except redis.RedisError:
@@ -128,29 +167,54 @@ def _events(request: flask.Request, info: dict) -> flask.Response:
         return _error(401, "missing or wrong X-API-Key header")
     if request.method != "POST":
         return _error(405, 'use POST with a JSON body {"events": [...]}')
-    valid, rejected = event_batch(request, SETTINGS.max_events)
+    # Every event is validated before the first write, so the answer can say what was stored.
+    valid, rejected, positions = event_batch(request, SETTINGS.max_events,
+                                             SETTINGS.max_body_bytes)
     metrics.EVENTS.inc("rejected", amount=len(rejected))
     ids = []
+    event_ids = [e["event_id"] for e in valid]
     if valid:
         if not SERVING.redis_up():
-            return _unavailable(len(valid))
+            return _unavailable(event_ids, rejected, sent=False)
         try:
             ids = SERVING.lists.append_events(valid, SETTINGS.history_len, SETTINGS.dedup_ttl)
+        except ValueError as e:  # the store refused the batch before writing anything
+            log.warning("events refused by the store: %s", e)
+            return _json({"error": f"nothing was stored: {e} (counting the valid events only; "
+                                   "their batch indices are in event_indices)",
+                          "stored": 0, "duplicates": 0, "rejected": rejected,
+                          "event_ids": event_ids, "event_indices": positions}, 400)
+        except redis.ResponseError as e:  # Redis refused the script before its first write
+            log.error("events refused by Redis: %s", e)
+            return _unavailable(event_ids, rejected, sent=False)
         except redis.RedisError as e:
             SERVING.mark_down(e)
-            return _unavailable(len(valid))
+            return _unavailable(event_ids, rejected, sent=True)
     stored = sum(i is not None for i in ids)
     metrics.EVENTS.inc("stored", amount=stored)
     metrics.EVENTS.inc("duplicate", amount=len(ids) - stored)
     info["extra"] = {"stored": stored, "rejected": len(rejected)}
     return _json({"stored": stored, "duplicates": len(ids) - stored, "rejected": rejected,
-                  "event_ids": [e["event_id"] for e in valid]}, 400 if rejected else 200)
+                  "event_ids": event_ids}, 400 if rejected else 200)
 
 
-def _unavailable(n: int) -> flask.Response:
-    metrics.EVENTS.inc("unavailable", amount=n)
-    return _error(503, "event store unreachable; nothing was stored, send the batch again",
-                  {"Retry-After": "5"})
+def _unavailable(event_ids: list[str], rejected: list[dict], sent: bool) -> flask.Response:
+    """503 for a batch the event store did not take, saying what it holds of it.
+
+    Args:
+        sent: the batch reached Redis, which then failed (a timeout or a dropped connection):
+            each event may or may not be stored. A resent event_id is stored once, so sending
+            the same batch again is safe and completes it.
+    """
+    metrics.EVENTS.inc("unavailable", amount=len(event_ids))
+    if sent:
+        message = ("the event store failed while taking the batch: each of its valid events may "
+                   "or may not be stored; send the same batch again (resent event_ids are "
+                   "stored once)")
+    else:
+        message = "event store unreachable; nothing was stored, send the batch again"
+    return _json({"error": message, "stored": None if sent else 0, "rejected": rejected,
+                  "event_ids": event_ids}, 503, {"Retry-After": "5"})
 
 
 def events(request: flask.Request) -> flask.Response:
@@ -185,7 +249,8 @@ def _admin_items(request: flask.Request, info: dict) -> flask.Response:
         return _error(401, "missing or wrong X-API-Key header")
     if request.method not in ("GET", "POST"):
         return _error(405, "use GET to read the item filters or POST to change them")
-    changes = item_changes(request) if request.method == "POST" else None
+    changes = (item_changes(request, SETTINGS.max_admin_body_bytes)
+               if request.method == "POST" else None)
     try:
         if changes is None:
             rev, unavailable, category = SERVING.lists.item_filters()
@@ -219,5 +284,6 @@ def router(request: flask.Request) -> flask.Response:
     """Dispatches by path to the functions above (one server for all of them)."""
     handler = ROUTES.get(request.path.rstrip("/") or "/health")
     if handler is None:
-        return _error(404, f"unknown path {request.path}; try one of {sorted(ROUTES)}")
+        request.max_content_length = SETTINGS.max_body_bytes  # unread; drained up to it
+        return _error(404, f"unknown path {request.path[:200]}; try one of {sorted(ROUTES)}")
     return handler(request)

@@ -1,26 +1,134 @@
-"""Request parsing for the functions: every bad input becomes a BadRequest (HTTP 400) that
-says what is wrong, never an exception further down."""
+"""Request parsing for the functions: every bad input becomes a BadRequest (HTTP 400; TooLarge,
+413, for a body over the size limit) that names the field and says what is wrong, never an
+exception further down.
+
+Every body goes through `read_body` (at most the limit, with or without Content-Length) and
+`json_body`, which also refuses nesting deeper than MAX_DEPTH and text UTF-8 cannot carry
+(lone surrogates such as "\\ud800"), naming where it is.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 
 import flask
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from functions.chain import Query, decode_cursor
+from functions.chain import CursorKeyUnavailable, Query, decode_cursor
 from models.schema import validate_interaction
 
 MAX_ID_CHARS = 256
 MAX_LIST = 500
 MAX_FEATURES = 100
 MAX_ADMIN = 100_000  # items per admin call
+MAX_DEPTH = 8  # levels of JSON nesting in a body; the deepest valid one, /events, has 3
 ID_FIELDS = ("user_id", "item_id", "event_type", "event_id", "recommendation_id")
+_SURROGATE = ("holds a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not "
+              "text: send valid Unicode")
 
 
 class BadRequest(ValueError):
     """The request is malformed; the message names the field and what is expected."""
+
+    status = 400
+
+
+class TooLarge(BadRequest):
+    """The body is over the size limit (HTTP 413)."""
+
+    status = 413
+
+
+def _unicode_ok(text: str) -> bool:
+    """False for a string UTF-8 cannot encode (it holds a lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def problem(value, max_depth: int = MAX_DEPTH, where: str = "") -> str | None:
+    """What makes a parsed JSON value unusable, naming where it is, or None if nothing.
+
+    Args:
+        value: a value from json.loads.
+        max_depth: the deepest nesting of lists and objects allowed (0: a scalar).
+        where: the value's name in the message ("" for the whole body).
+    """
+    stack = [(value, where, 0)]
+    while stack:
+        v, at, depth = stack.pop()
+        if isinstance(v, str):
+            if not _unicode_ok(v):
+                return f"{at or 'body'} {_SURROGATE}"
+        elif isinstance(v, dict | list):
+            if depth >= max_depth:
+                return f"{at or 'body'} nests deeper than {max_depth} levels of lists and objects"
+            for k, x in v.items() if isinstance(v, dict) else enumerate(v):
+                if isinstance(k, str) and not _unicode_ok(k):
+                    return f"a key of {at or 'the body'} {_SURROGATE}"
+                name = f"{at}[{k}]" if isinstance(k, int) else f"{at}.{k}" if at else k
+                stack.append((x, name if len(name) <= 80 else name[:77] + "...", depth + 1))
+    return None
+
+
+def read_body(request: flask.Request, limit: int) -> bytes:
+    """The request's body, read once (then cached) and never past `limit` bytes.
+
+    Also bounds what functions-framework reads after the answer (its `read_request`), since
+    that reads through the same limited stream.
+
+    Raises:
+        TooLarge: the body (declared or streamed, e.g. chunked) is longer than `limit`.
+    """
+    request.max_content_length = limit + 1  # what the stream may give: one byte past the limit
+    too_large = TooLarge(f"the body is larger than {limit} bytes; send less per request "
+                         "(docs/SERVING.md, limits)")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise too_large from None
+    if len(raw) > limit:
+        raise too_large
+    return raw
+
+
+def json_body(request: flask.Request, limit: int, check: bool = True):
+    """The parsed JSON body (any type) of at most `limit` bytes.
+
+    Args:
+        check: also refuse nesting past MAX_DEPTH and lone surrogates anywhere (False: the
+            caller checks the parts it uses with `problem`, e.g. per event).
+
+    Raises:
+        TooLarge: the body is longer than `limit`.
+        BadRequest: not JSON, not UTF-8, or (check) too deep or holding a lone surrogate.
+    """
+    raw = read_body(request, limit)
+    if not request.is_json:
+        raise BadRequest("send the body as JSON with the header Content-Type: application/json")
+    try:
+        body = json.loads(raw.decode())
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text") from None
+    except RecursionError:
+        raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels of lists and "
+                         "objects") from None
+    except json.JSONDecodeError as e:
+        raise BadRequest(f"the body is not valid JSON: {e.msg} at line {e.lineno} column "
+                         f"{e.colno}") from None
+    reason = problem(body) if check else None
+    if reason:
+        raise BadRequest(reason)
+    return body
 
 
 def _text(value, name: str) -> str:
@@ -35,13 +143,15 @@ def _text(value, name: str) -> str:
     text = str(value).strip()
     if len(text) > MAX_ID_CHARS:
         raise BadRequest(f"{name} is longer than {MAX_ID_CHARS} characters")
+    if not _unicode_ok(text):
+        raise BadRequest(f"{name} {_SURROGATE}")
     return text
 
 
-def _body(request: flask.Request) -> dict:
+def _body(request: flask.Request, limit: int) -> dict:
     if request.method != "POST":
         return {}
-    body = request.get_json(silent=True)
+    body = json_body(request, limit)
     if not isinstance(body, dict):
         raise BadRequest("POST body must be a JSON object")
     return body
@@ -90,11 +200,21 @@ def _features(value) -> dict:
     return value
 
 
-def query(request: flask.Request, max_k: int) -> Query:
-    """The /recommend query from the query string and, for POST, the JSON body (which wins)."""
+def query(request: flask.Request, max_k: int, limit: int,
+          cursor_key: bytes | None) -> Query:
+    """The /recommend query from the query string and, for POST, the JSON body (which wins).
+
+    Args:
+        limit: the largest body in bytes.
+        cursor_key: the key page cursors are signed with (None: unknown for now).
+
+    Raises:
+        BadRequest: the message says which parameter is wrong.
+        CursorKeyUnavailable: a cursor came while its key is unknown (Redis unreachable).
+    """
     if request.method not in ("GET", "POST"):
         raise BadRequest("use GET with a query string or POST with a JSON object")
-    args, body = request.args, _body(request)
+    args, body = request.args, _body(request, limit)
     get = args.get
     if body:
         def get(name):
@@ -106,8 +226,11 @@ def query(request: flask.Request, max_k: int) -> Query:
     cursor = get("cursor")
     if cursor not in (None, "") and not isinstance(cursor, str):
         raise BadRequest("cursor must be the string next_cursor of the previous page")
+    if cursor and cursor_key is None:
+        raise CursorKeyUnavailable("page cursors cannot be checked while Redis is unreachable: "
+                                   "retry soon, or ask for the first page (no cursor)")
     try:
-        served = decode_cursor(user_id, cursor) if cursor else []
+        served = decode_cursor(cursor_key, user_id, cursor) if cursor else []
     except ValueError as e:
         raise BadRequest(str(e)) from None
     k = get("k")
@@ -120,6 +243,9 @@ def query(request: flask.Request, max_k: int) -> Query:
 def _event(raw, now: int) -> tuple[dict | None, str | None]:
     if not isinstance(raw, dict):
         return None, "event must be a JSON object"
+    reason = problem(raw, 2)  # text must be valid Unicode (the fields' types are checked below)
+    if reason:
+        return None, reason
     for name in ID_FIELDS:
         if raw.get(name) is not None:
             try:
@@ -143,27 +269,35 @@ def _event(raw, now: int) -> tuple[dict | None, str | None]:
     return clean, None
 
 
-def event_batch(request: flask.Request, max_events: int) -> tuple[list[dict], list[dict]]:
-    """(valid clean events, [{"index", "reason"}] for the others) of a POST /events body."""
-    body = request.get_json(silent=True)
+def event_batch(request: flask.Request, max_events: int,
+                limit: int) -> tuple[list[dict], list[dict], list[int]]:
+    """Validates every event of a POST /events body (of at most `limit` bytes) before any is
+    stored.
+
+    Returns:
+        (valid clean events, [{"index", "reason"}] for the others, the batch index of each
+        valid event).
+    """
+    body = json_body(request, limit, check=False)  # each event is checked on its own
     batch = body.get("events") if isinstance(body, dict) else body
     if not isinstance(batch, list) or not batch:
         raise BadRequest('body must be {"events": [...]} with at least one event')
     if len(batch) > max_events:
         raise BadRequest(f"at most {max_events} events per request, got {len(batch)}")
-    now, valid, rejected = int(time.time()), [], []
+    now, valid, rejected, positions = int(time.time()), [], [], []
     for n, raw in enumerate(batch):
         clean, reason = _event(raw, now)
         if clean is None:
             rejected.append({"index": n, "reason": reason})
         else:
             valid.append(clean)
-    return valid, rejected
+            positions.append(n)
+    return valid, rejected, positions
 
 
-def item_changes(request: flask.Request) -> dict:
-    """The arguments of ListStore.set_items from a POST /admin/items body."""
-    body = _body(request)
+def item_changes(request: flask.Request, limit: int) -> dict:
+    """The arguments of ListStore.set_items from a POST /admin/items body (<= `limit` bytes)."""
+    body = _body(request, limit)
     changes = {name: _ids({}, body, name, MAX_ADMIN) if name in body else []
                for name in ("unavailable", "available")}
     categories = body.get("categories") or {}

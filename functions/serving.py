@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import redis
 
+from functions.settings import Settings
 from infra.bundle import SERVED_RUNTIME_FILES, Bundle, read_bundle
 from infra.redis_store import ListStore
 from infra.store import open_store
@@ -29,47 +30,6 @@ from models.topk import faiss_topk
 
 log = logging.getLogger(__name__)
 OUTAGE = (redis.ConnectionError, redis.TimeoutError)
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Read once from the environment at import (docs/SERVING.md lists the variables)."""
-
-    redis_url: str
-    store: str
-    namespace: str = "recsys"
-    api_key: str | None = None
-    admin_key: str | None = None
-    recommend_requires_key: bool = False
-    pointer_ttl: float = 2.0
-    max_k: int = 100
-    history_len: int = 50
-    max_events: int = 1000
-    dedup_ttl: int = 86_400
-    redis_timeout: float = 0.5
-    redis_retry: float = 1.0
-    faiss_threads: int = 1
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        api_key = os.environ.get("RECSYS_API_KEY") or None
-        return cls(redis_url=_env("REDIS_URL", "redis://localhost:6379/0"),
-                   store=_env("RECSYS_STORE", "./artifacts"),
-                   namespace=_env("RECSYS_NAMESPACE", "recsys"),
-                   api_key=api_key,
-                   admin_key=os.environ.get("RECSYS_ADMIN_KEY") or api_key,
-                   recommend_requires_key=_env("RECSYS_RECOMMEND_KEY", "0") == "1",
-                   pointer_ttl=float(_env("RECSYS_POINTER_TTL_S", "2")),
-                   max_k=int(_env("RECSYS_MAX_K", "100")),
-                   max_events=int(_env("RECSYS_MAX_EVENTS", "1000")),
-                   dedup_ttl=int(_env("RECSYS_EVENT_DEDUP_TTL_S", "86400")),
-                   redis_timeout=float(_env("RECSYS_REDIS_TIMEOUT_S", "0.5")),
-                   redis_retry=float(_env("RECSYS_REDIS_RETRY_S", "1")),
-                   faiss_threads=int(_env("RECSYS_FAISS_THREADS", "1")))
 
 
 def _one_query_threads(n: int) -> None:

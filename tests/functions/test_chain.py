@@ -13,6 +13,7 @@ from infra.store import LocalStore
 from models.topk import build_flat_index
 
 IDS = ["a", "b", "c", "d", "e", "f"]
+KEY = b"test-cursor-secret-0123456789"
 
 
 @pytest.fixture
@@ -54,11 +55,14 @@ def test_cache_then_popular_under_every_filter(serving):
 
 def test_pages_follow_the_chain_without_repeats(serving):
     s, _ = serving
-    first = recommend(s, Query("u1", 2))
-    second = recommend(s, Query("u1", 2, served=decode_cursor("u1", first.next_cursor)))
-    third = recommend(s, Query("u1", 2, served=decode_cursor("u1", second.next_cursor)))
+    first = recommend(s, Query("u1", 2), KEY)
+    second = recommend(s, Query("u1", 2, served=decode_cursor(KEY, "u1", first.next_cursor)),
+                       KEY)
+    third = recommend(s, Query("u1", 2, served=decode_cursor(KEY, "u1", second.next_cursor)),
+                      KEY)
     assert [_ids(a) for a in (first, second, third)] == [["c", "a"], ["e", "b"], ["f", "d"]]
     assert (second.source, third.source) == ("cache", "popular")
+    assert recommend(s, Query("u1", 2)).next_cursor is None  # no key known: no next page
 
 
 def test_categories_filter_the_list_and_the_fill(serving):
@@ -70,10 +74,13 @@ def test_categories_filter_the_list_and_the_fill(serving):
 
 def test_cursor_round_trip_and_tampering():
     served = ["1", "x y", "é", "a\x1eb"]
-    assert decode_cursor("u", encode_cursor("u", served)) == served
+    assert decode_cursor(KEY, "u", encode_cursor(KEY, "u", served)) == served
     long = [str(n) for n in range(400)]
-    assert decode_cursor("u", encode_cursor("u", long)) == long
+    cursor = encode_cursor(KEY, "u", long)
+    assert cursor[0] == "z" and decode_cursor(KEY, "u", cursor) == long
     with pytest.raises(ValueError, match="another user_id"):
-        decode_cursor("v", encode_cursor("u", ["1"]))
+        decode_cursor(KEY, "v", encode_cursor(KEY, "u", ["1"]))
+    with pytest.raises(ValueError, match="another user_id, or altered"):
+        decode_cursor(b"another-secret-0123456789", "u", encode_cursor(KEY, "u", ["1"]))
     with pytest.raises(ValueError, match="not valid"):
-        decode_cursor("u", "s" + json.dumps(["?"]))
+        decode_cursor(KEY, "u", "s" + json.dumps(["?"]))

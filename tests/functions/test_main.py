@@ -219,9 +219,10 @@ def test_openapi_document_is_served(client):
 
 
 def test_keys_are_configurable(served_env, warm_user):
-    app = make_app({**served_env, "RECSYS_RECOMMEND_KEY": "1"}).test_client()
+    read = {"X-API-Key": "read-key-0123456789abcdef"}
+    app = make_app({**served_env, "RECSYS_RECOMMEND_KEY": read["X-API-Key"]}).test_client()
     assert app.get(f"/recommend?user_id={warm_user}").status_code == 401
-    assert app.get(f"/recommend?user_id={warm_user}", headers=KEY).status_code == 200
+    assert app.get(f"/recommend?user_id={warm_user}", headers=read).status_code == 200
     open_app = make_app({**served_env, "RECSYS_API_KEY": None, "RECSYS_ADMIN_KEY": None})
     client = open_app.test_client()
     assert client.post("/events", json=[{"user_id": "o", "item_id": "1"}]).status_code == 200
