@@ -18,7 +18,7 @@ import flask
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from functions.chain import CursorKeyUnavailable, Query, decode_cursor
-from models.schema import validate_interaction
+from models.rows import validate_interaction
 
 MAX_ID_CHARS = 256
 MAX_LIST = 500

@@ -1,29 +1,44 @@
 """The input schema shared by every loader, the batch job and the functions.
 
 Interactions: ``user_id`` (str), ``item_id`` (str), ``timestamp`` (int, seconds since the Unix
-epoch, UTC), optional ``event_type`` (str) and optional ``weight`` (float >= 0).
+epoch, UTC), optional ``event_type`` (str) and optional ``weight`` (float, 0 to MAX_WEIGHT).
 Users: ``user_id`` + feature columns. Items: ``item_id`` + feature columns.
-See docs/SCHEMA.md.
+The rules for one row live in models/rows.py (no pandas, for the functions); this module
+re-exports them and applies them to whole tables. See docs/SCHEMA.md.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
+from models.rows import (  # noqa: F401 (re-exported: the rules live in models/rows.py)
+    DEFAULT_EVENT_WEIGHTS,
+    INTERACTION_COLUMNS,
+    MAX_ID_CHARS,
+    MAX_WEIGHT,
+    OPTIONAL_INTERACTION_COLUMNS,
+    TS_MAX,
+    TS_MIN,
+    TS_OUT_OF_RANGE,
+    TS_UNPARSEABLE,
+    WEIGHT_NEGATIVE,
+    WEIGHT_NON_NUMERIC,
+    WEIGHT_OUT_OF_RANGE,
+    clean_event_type,
+    clean_id,
+    parse_timestamp,
+    parse_weight,
+    validate_interaction,
+)
+
 CLEAN_SCHEMA = pa.schema([("user_id", pa.string()), ("item_id", pa.string()),
                           ("timestamp", pa.int64()), ("event_type", pa.string()),
                           ("weight", pa.float64())])
-OPTIONAL_INTERACTION_COLUMNS = ("event_type", "weight")
-DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {"view": 1.0, "click": 2.0, "purchase": 5.0,
-                                              "rating": 1.0}
 
 
 @dataclass
@@ -56,96 +71,6 @@ def natural_key(item_id: str) -> tuple:
     """Sort key ordering numeric ids numerically and others lexicographically after them."""
     s = str(item_id)
     return (0, int(s), s) if s.isdigit() else (1, 0, s)
-
-
-def _parse_timestamp(value) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return None if (isinstance(value, float) and not math.isfinite(value)) else int(value)
-    if value is pd.NaT:
-        return None
-    if isinstance(value, datetime):  # pd.Timestamp too; naive means UTC, never local time
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return int(value.timestamp())
-    s = str(value).strip()
-    if not s:
-        return None
-    try:
-        number = float(s)
-    except ValueError:
-        pass
-    else:
-        return int(number) if math.isfinite(number) else None
-    try:
-        ts = pd.Timestamp(s)
-    except (ValueError, TypeError):
-        return None
-    if pd.isna(ts):
-        return None
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return int(ts.timestamp())
-
-
-def _clean_id(value) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    s = str(value).strip()
-    return s or None
-
-
-def validate_interaction(
-    row: Mapping, event_weights: Mapping[str, float] | None = DEFAULT_EVENT_WEIGHTS
-) -> tuple[dict | None, str | None]:
-    """Checks one interaction row.
-
-    Args:
-        row: a mapping with at least user_id, item_id, timestamp.
-        event_weights: the known event types; None accepts any event type.
-
-    Returns:
-        (clean_row, None) for a valid row, with ids as str, timestamp as int seconds,
-        event_type as str or None and weight as float or None; (None, reason) otherwise.
-    """
-    user_id = _clean_id(row.get("user_id"))
-    if user_id is None:
-        return None, "missing user_id"
-    item_id = _clean_id(row.get("item_id"))
-    if item_id is None:
-        return None, "missing item_id"
-    raw_ts = row.get("timestamp")
-    if raw_ts is None or (isinstance(raw_ts, float) and math.isnan(raw_ts)) or raw_ts == "":
-        return None, "missing timestamp"
-    ts = _parse_timestamp(raw_ts)
-    if ts is None:
-        return None, "unparseable timestamp"
-    event_type = row.get("event_type")
-    if event_type is not None and not (isinstance(event_type, float) and math.isnan(event_type)):
-        event_type = str(event_type).strip() or None
-    else:
-        event_type = None
-    if event_type is not None and event_weights is not None and event_type not in event_weights:
-        return None, "unknown event_type"
-    weight = row.get("weight")
-    if weight is None or (isinstance(weight, float) and math.isnan(weight)) or weight == "":
-        weight = None
-    else:
-        try:
-            weight = float(weight)
-        except (TypeError, ValueError):
-            return None, "non-numeric weight"
-        if not math.isfinite(weight):
-            return None, "non-numeric weight"
-        if weight < 0:
-            return None, "negative weight"
-    return {"user_id": user_id, "item_id": item_id, "timestamp": ts,
-            "event_type": event_type, "weight": weight}, None
 
 
 def interactions_frame(rows: Iterable[Mapping]) -> pd.DataFrame:
@@ -193,70 +118,128 @@ def validate_frame(df: pd.DataFrame, path: str = "<frame>",
     return interactions_frame(clean), dead
 
 
-def _ids(column: pd.Series) -> pd.Series:
-    return column.map(_clean_id, na_action="ignore").astype(object)
+def _per_value(column: pd.Series, rule: Callable) -> tuple[list, list]:
+    """rule(value) -> (clean, reason) of every value, computed once per distinct value."""
+    cache: dict = {}
+    out = []
+    for value in column.tolist():
+        try:
+            key = (value.__class__, value)  # 1, 1.0 and True are equal keys: keep types apart
+            result = cache.get(key)
+            if result is None:
+                result = cache[key] = rule(value)
+        except TypeError:  # unhashable (a list, an array, a dict) or not comparable (pd.NA)
+            result = rule(value)
+        out.append(result)
+    return [r[0] for r in out], [r[1] for r in out]
 
 
-def _timestamps(column: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """(int seconds or NaN, missing mask) for a column of numbers, datetimes or strings."""
-    if pd.api.types.is_datetime64_any_dtype(column):
-        ts = pd.to_datetime(column, utc=True)
-        secs = (ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-        return secs.astype("float64"), column.isna().to_numpy()
-    text = column.astype(object).where(column.notna(), None)
-    text = text.map(lambda v: v.strip() if isinstance(v, str) else v, na_action="ignore")
-    missing = text.isna().to_numpy() | (text == "").to_numpy()
-    numeric = pd.to_numeric(text.where(~missing, None), errors="coerce").astype("float64")
-    numeric = numeric.where(np.isfinite(numeric))
-    rest = numeric.isna().to_numpy() & ~missing
-    if rest.any():
-        parsed = pd.to_datetime(text[rest], utc=True, errors="coerce", format="mixed")
-        numeric[rest] = ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1))
-    return numeric, missing
+def _plain_dtype(column: pd.Series, kinds: str) -> bool:
+    """A NumPy (not extension, not bool) dtype of one of `kinds`, where NumPy can apply the
+    rules to the whole column at once."""
+    return isinstance(column.dtype, np.dtype) and column.dtype.kind in kinds
+
+
+def _reasons(n: int, *checks: tuple[str, np.ndarray]) -> np.ndarray:
+    reasons = np.full(n, None, dtype=object)
+    for reason, bad in reversed(checks):  # the first failing check names the value
+        reasons[bad] = reason
+    return reasons
+
+
+_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+
+
+def _timestamps(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """parse_timestamp over a column: (int64 seconds, 0 where rejected; reasons)."""
+    n = len(column)
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+    if _plain_dtype(column, "M") and np.datetime_data(column.dtype) in [
+            (u, 1) for u in _PER_SECOND]:
+        raw = column.to_numpy()
+        per_second = _PER_SECOND[np.datetime_data(raw.dtype)[0]]
+        ticks, missing = raw.view("int64"), np.isnat(raw)
+        ok = (ticks >= TS_MIN * per_second) & (ticks < TS_MAX * per_second) & ~missing
+        return (np.where(ok, ticks // per_second, 0),
+                _reasons(n, ("missing timestamp", missing), (TS_OUT_OF_RANGE, ~ok)))
+    if _plain_dtype(column, "iu"):
+        raw = column.to_numpy()
+        ok = (raw >= TS_MIN) & (raw < TS_MAX)
+        return np.where(ok, raw, 0).astype(np.int64), _reasons(n, (TS_OUT_OF_RANGE, ~ok))
+    if _plain_dtype(column, "f"):
+        raw = column.to_numpy(dtype=np.float64)
+        missing, finite = np.isnan(raw), np.isfinite(raw)
+        with np.errstate(invalid="ignore"):
+            ok = (raw >= TS_MIN) & (raw < TS_MAX)
+        return (np.trunc(np.where(ok, raw, 0)).astype(np.int64),
+                _reasons(n, ("missing timestamp", missing), (TS_UNPARSEABLE, ~finite),
+                         (TS_OUT_OF_RANGE, ~ok)))
+    values, reasons = _per_value(column, parse_timestamp)
+    return (np.fromiter((0 if v is None else v for v in values), np.int64, n),
+            np.array(reasons, dtype=object))
+
+
+def _weights(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """parse_weight over a column: (float64 weights, NaN where missing or rejected; reasons)."""
+    n = len(column)
+    if _plain_dtype(column, "iuf"):
+        raw = column.to_numpy(dtype=np.float64) if column.dtype.kind == "f" else None
+        if raw is None:  # integers compare exactly, before any rounding to float
+            ints = column.to_numpy()
+            negative, high = ints < 0, ints > MAX_WEIGHT
+            raw = ints.astype(np.float64)
+            checks = [(WEIGHT_NEGATIVE, negative), (WEIGHT_OUT_OF_RANGE, high)]
+        else:
+            finite = np.isfinite(raw)
+            with np.errstate(invalid="ignore"):
+                checks = [(WEIGHT_NON_NUMERIC, ~finite & ~np.isnan(raw)),
+                          (WEIGHT_NEGATIVE, raw < 0), (WEIGHT_OUT_OF_RANGE, raw > MAX_WEIGHT)]
+        reasons = _reasons(n, *checks)
+        return np.where(pd.isna(reasons), raw + 0.0, np.nan), reasons
+    values, reasons = _per_value(column, parse_weight)
+    return (np.fromiter((np.nan if v is None else v for v in values), np.float64, n),
+            np.array(reasons, dtype=object))
 
 
 def validate_batch(df: pd.DataFrame, path: str = "<frame>",
                    event_weights: Mapping[str, float] | None = DEFAULT_EVENT_WEIGHTS
                    ) -> tuple[pd.DataFrame, list[dict]]:
-    """validate_interaction over a whole table at once (same rules, same reasons).
+    """validate_interaction over a whole table at once: the same value rules (models/rows.py)
+    and the same reasons, each rule run once per distinct value, or by NumPy on numeric
+    and datetime columns.
 
     Returns:
         (clean interactions DataFrame, dead letters [{"file", "reason", "row"}]).
+
+    Raises:
+        SchemaError: a required column is missing.
     """
     import json
 
     check_columns(path, df.columns, INTERACTION_COLUMNS)
     df = df.reset_index(drop=True)
     n = len(df)
-    users, items = _ids(df["user_id"]), _ids(df["item_id"])
-    ts, ts_missing = _timestamps(df["timestamp"])
-    event = df["event_type"] if "event_type" in df else pd.Series([None] * n)
-    event = _ids(event)
-    weight_raw = df["weight"] if "weight" in df else pd.Series([None] * n)
-    weight_text = weight_raw.astype(object).where(weight_raw.notna(), None)
-    weight_missing = weight_text.isna().to_numpy() | (weight_text == "").to_numpy()
-    weight = pd.to_numeric(weight_text.where(~weight_missing, None), errors="coerce"
-                           ).astype("float64")
-    checks = [
-        ("missing user_id", users.isna().to_numpy()),
-        ("missing item_id", items.isna().to_numpy()),
-        ("missing timestamp", ts_missing),
-        ("unparseable timestamp", ts.isna().to_numpy()),
-        ("unknown event_type", (event.notna() & ~event.isin(list(event_weights))).to_numpy()
-         if event_weights is not None else np.zeros(n, bool)),
-        ("non-numeric weight", ~weight_missing & ~np.isfinite(weight.to_numpy())),
-        ("negative weight", (weight < 0).to_numpy()),
-    ]
-    reason = np.full(n, None, dtype=object)
-    for name, bad in reversed(checks):  # the first failing check names the row
-        reason[bad] = name
-    bad = reason != None  # noqa: E711 (element-wise)
+    absent = pd.Series([None] * n, dtype=object)
+    users, user_reasons = _per_value(df["user_id"], lambda v: clean_id(v, "user_id"))
+    items, item_reasons = _per_value(df["item_id"], lambda v: clean_id(v, "item_id"))
+    ts, ts_reasons = _timestamps(df["timestamp"])
+    events, event_reasons = _per_value(df["event_type"] if "event_type" in df else absent,
+                                       lambda v: clean_event_type(v, event_weights))
+    weights, weight_reasons = _weights(df["weight"] if "weight" in df else absent)
+    reason = np.array(weight_reasons, dtype=object)
+    for earlier in (event_reasons, ts_reasons, item_reasons, user_reasons):
+        earlier = np.array(earlier, dtype=object)
+        has = pd.notna(earlier)
+        reason[has] = earlier[has]
+    bad = pd.notna(reason)
     dead = [{"file": path, "reason": r, "row": json.dumps(row, default=str)}
             for r, row in zip(reason[bad], df[bad].to_dict("records"), strict=True)]
     ok = ~bad
-    clean = pd.DataFrame({"user_id": users[ok].astype(str), "item_id": items[ok].astype(str),
-                          "timestamp": ts[ok].astype("int64"),
-                          "event_type": event[ok].astype(object),
-                          "weight": weight[ok].where(~weight_missing[ok])})
-    clean["event_type"] = clean["event_type"].where(clean["event_type"].notna(), None)
-    return clean.reset_index(drop=True), dead
+    clean = pd.DataFrame({"user_id": np.array(users, dtype=object)[ok],
+                          "item_id": np.array(items, dtype=object)[ok],
+                          "timestamp": ts[ok].astype(np.int64),
+                          "event_type": pd.Series(np.array(events, dtype=object)[ok],
+                                                  dtype=object),  # None, not NaN
+                          "weight": weights[ok].astype(np.float64)})
+    return clean, dead

@@ -1,0 +1,266 @@
+"""The rules for one interaction row, in plain Python: the one rule set of every validator.
+
+`validate_interaction` checks a row for the functions (`POST /events`) and the events drain;
+`models.schema.validate_batch` applies the same value rules (`clean_id`, `parse_timestamp`,
+`parse_weight`) to whole columns for the nightly job. This module imports neither pandas nor
+pyarrow nor NumPy, so the functions' light path stays light (docs/SERVING.md). The limits and
+the reason strings are documented in docs/SCHEMA.md.
+
+    python -c "from models.rows import validate_interaction as v; print(v({'user_id': 'u',
+    'item_id': 'i', 'timestamp': 1e20}))"
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+
+INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
+OPTIONAL_INTERACTION_COLUMNS = ("event_type", "weight")
+DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {"view": 1.0, "click": 2.0, "purchase": 5.0,
+                                              "rating": 1.0}
+
+MAX_ID_CHARS = 256  # after stripping; ids are Redis key parts and JSON in every answer
+TS_MIN = 0  # 1970-01-01T00:00:00Z, inclusive
+TS_MAX = 4_102_444_800  # 2100-01-01T00:00:00Z, exclusive: epoch milliseconds fall outside
+MAX_WEIGHT = 1000.0  # 200x the largest default event weight; float32-safe summed over 1e30 events
+MAX_NUMBER_CHARS = 64  # a timestamp or weight written as text longer than this is not one
+
+# Reason strings (stable: dead-letter files, Beam counters and HTTP 400 bodies use them).
+TS_UNPARSEABLE = "unparseable timestamp"
+TS_OUT_OF_RANGE = ("timestamp out of range: expected epoch seconds from 1970-01-01 to before "
+                   "2100-01-01 UTC (milliseconds?)")
+EVENT_UNKNOWN = "unknown event_type"
+WEIGHT_NON_NUMERIC = "non-numeric weight"
+WEIGHT_NEGATIVE = "negative weight"
+WEIGHT_OUT_OF_RANGE = f"weight out of range [0, {MAX_WEIGHT:g}]"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TS_SPAN = timedelta(seconds=TS_MAX - TS_MIN)
+_SECOND = timedelta(seconds=1)
+# C0 and C1 control characters, DEL, and UTF-16 surrogates (which no UTF-8 text can hold).
+_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_NA_TYPES = ("NAType", "NaTType")  # pandas.NA and pandas.NaT, recognised without pandas
+
+
+def id_reasons(field: str) -> dict[str, str]:
+    """The reasons `clean_id` gives for `field`, by kind: missing, type, long, chars."""
+    return {"missing": f"missing {field}",
+            "type": f"{field} must be a string or a finite number",
+            "long": f"{field} is longer than {MAX_ID_CHARS} characters",
+            "chars": f"{field} holds a control character or a lone surrogate"}
+
+
+_ID_REASONS = {f: id_reasons(f) for f in ("user_id", "item_id", "event_type", "event_id",
+                                          "recommendation_id")}
+
+
+def is_missing(value) -> bool:
+    """None, a NaN number, pandas.NA or pandas.NaT."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return value != value
+    if type(value).__name__ in _NA_TYPES:
+        return True
+    return (isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
+            and math.isnan(value))
+
+
+def _is_bool(value) -> bool:
+    return isinstance(value, bool) or type(value).__name__ in ("bool_", "bool")
+
+
+def clean_id(value, field: str = "id") -> tuple[str | None, str | None]:
+    """An id as stripped text: a string, an integer or a finite float (12.0 -> "12").
+
+    Returns:
+        (text, None), or (None, reason): missing (None, NaN, empty or whitespace only), not a
+        string or finite number (bool, list, dict, bytes, inf), longer than MAX_ID_CHARS, or
+        holding a control character or a lone surrogate.
+    """
+    reasons = _ID_REASONS.get(field) or id_reasons(field)
+    if isinstance(value, str):
+        text = value.strip()
+    elif is_missing(value):
+        return None, reasons["missing"]
+    elif _is_bool(value) or not isinstance(value, numbers.Real):
+        return None, reasons["type"]
+    elif isinstance(value, numbers.Integral):
+        number = int(value)
+        if number.bit_length() > 1000:  # > 300 digits; str() of a huge int is slow or refused
+            return None, reasons["long"]
+        text = str(number)
+    else:
+        try:
+            number = float(value)
+        except OverflowError:
+            return None, reasons["long"]
+        if not math.isfinite(number):
+            return None, reasons["type"]
+        text = str(int(number)) if number.is_integer() else repr(number)
+    if not text:
+        return None, reasons["missing"]
+    if len(text) > MAX_ID_CHARS:
+        return None, reasons["long"]
+    if _BAD_CHARS.search(text):
+        return None, reasons["chars"]
+    return text, None
+
+
+def _seconds(number) -> tuple[int | None, str | None]:
+    if isinstance(number, float):
+        if not math.isfinite(number):
+            return None, TS_UNPARSEABLE
+        if not TS_MIN <= number < TS_MAX:
+            return None, TS_OUT_OF_RANGE
+        return int(number), None
+    if not TS_MIN <= number < TS_MAX:
+        return None, TS_OUT_OF_RANGE
+    return number, None
+
+
+def _datetime_seconds(value: datetime) -> tuple[int | None, str | None]:
+    """Exact seconds (floored) of a datetime; naive means UTC, never local time."""
+    try:
+        if value.utcoffset() is None:
+            value = value.replace(tzinfo=UTC)
+        delta = value - _EPOCH  # pandas.Timestamp - datetime is a pandas.Timedelta: exact ns
+    except (OverflowError, ValueError):
+        return None, TS_OUT_OF_RANGE
+    if not timedelta(0) <= delta < _TS_SPAN:
+        return None, TS_OUT_OF_RANGE
+    return int(delta // _SECOND), None
+
+
+def parse_timestamp(value) -> tuple[int | None, str | None]:
+    """Seconds since the Unix epoch (UTC) from a number, a numeric or ISO-8601 string, or a
+    datetime/date; fractions of a second are cut off.
+
+    Returns:
+        (seconds, None) with TS_MIN <= seconds < TS_MAX, or (None, reason): "missing
+        timestamp", TS_UNPARSEABLE (bool, inf, not a number or ISO-8601 date) or
+        TS_OUT_OF_RANGE.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None, "missing timestamp"
+        if len(text) > MAX_NUMBER_CHARS:
+            return None, TS_UNPARSEABLE
+        try:
+            return _seconds(float(text))
+        except ValueError:
+            pass
+        try:
+            return _datetime_seconds(datetime.fromisoformat(text))
+        except ValueError:
+            return None, TS_UNPARSEABLE
+    if is_missing(value):
+        return None, "missing timestamp"
+    if _is_bool(value):
+        return None, TS_UNPARSEABLE
+    if isinstance(value, datetime):
+        return _datetime_seconds(value)
+    if isinstance(value, date):
+        return _datetime_seconds(datetime(value.year, value.month, value.day, tzinfo=UTC))
+    if isinstance(value, numbers.Integral):
+        return _seconds(int(value))
+    if isinstance(value, numbers.Real):
+        try:
+            return _seconds(float(value))
+        except OverflowError:
+            return None, TS_OUT_OF_RANGE
+    return None, TS_UNPARSEABLE
+
+
+def parse_weight(value) -> tuple[float | None, str | None]:
+    """A weight: a number, or a string holding one, with 0 <= weight <= MAX_WEIGHT.
+
+    Returns:
+        (weight, None); (None, None) when missing (None, NaN, empty); (None, reason) for
+        WEIGHT_NON_NUMERIC (bool, text that is no number, inf, "nan"), WEIGHT_NEGATIVE or
+        WEIGHT_OUT_OF_RANGE.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None, None
+        if len(text) > MAX_NUMBER_CHARS:
+            return None, WEIGHT_NON_NUMERIC
+        try:
+            number = float(text)
+        except ValueError:
+            return None, WEIGHT_NON_NUMERIC
+    elif is_missing(value):
+        return None, None
+    elif _is_bool(value) or not isinstance(value, numbers.Real):
+        return None, WEIGHT_NON_NUMERIC
+    elif isinstance(value, numbers.Integral):
+        number = int(value)
+        if number < 0:
+            return None, WEIGHT_NEGATIVE
+        if number > MAX_WEIGHT:
+            return None, WEIGHT_OUT_OF_RANGE
+        return float(number), None
+    else:
+        try:
+            number = float(value)
+        except OverflowError:
+            return None, WEIGHT_NEGATIVE if value < 0 else WEIGHT_OUT_OF_RANGE
+    if not math.isfinite(number):
+        return None, WEIGHT_NON_NUMERIC
+    if number < 0:
+        return None, WEIGHT_NEGATIVE
+    if number > MAX_WEIGHT:
+        return None, WEIGHT_OUT_OF_RANGE
+    return number + 0.0, None  # -0.0 -> 0.0
+
+
+def clean_event_type(value, event_weights: Mapping[str, float] | None = DEFAULT_EVENT_WEIGHTS
+                     ) -> tuple[str | None, str | None]:
+    """An optional event type: (None, None) when missing; the id rules, then EVENT_UNKNOWN
+    unless it is a key of `event_weights` (None accepts any)."""
+    text, reason = clean_id(value, "event_type")
+    if text is None:
+        return None, None if reason == _ID_REASONS["event_type"]["missing"] else reason
+    if event_weights is not None and text not in event_weights:
+        return None, EVENT_UNKNOWN
+    return text, None
+
+
+def validate_interaction(
+    row: Mapping, event_weights: Mapping[str, float] | None = DEFAULT_EVENT_WEIGHTS
+) -> tuple[dict | None, str | None]:
+    """Checks one interaction row.
+
+    Args:
+        row: a mapping with at least user_id, item_id, timestamp.
+        event_weights: the known event types; None accepts any event type.
+
+    Returns:
+        (clean_row, None) for a valid row, with ids as str, timestamp as int seconds,
+        event_type as str or None and weight as float or None; (None, reason) otherwise, the
+        reason of the first failing field in the order user_id, item_id, timestamp,
+        event_type, weight.
+    """
+    user_id, reason = clean_id(row.get("user_id"), "user_id")
+    if reason:
+        return None, reason
+    item_id, reason = clean_id(row.get("item_id"), "item_id")
+    if reason:
+        return None, reason
+    ts, reason = parse_timestamp(row.get("timestamp"))
+    if reason:
+        return None, reason
+    event_type, reason = clean_event_type(row.get("event_type"), event_weights)
+    if reason:
+        return None, reason
+    weight, reason = parse_weight(row.get("weight"))
+    if reason:
+        return None, reason
+    return {"user_id": user_id, "item_id": item_id, "timestamp": ts,
+            "event_type": event_type, "weight": weight}, None
