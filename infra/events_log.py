@@ -12,6 +12,10 @@ the next drain reads them again. It duplicates nothing either: entries whose str
 file already written are acknowledged without being written again, and event ids repeated
 inside a batch are written once. `read_events_log` reads the files back, dropping any event id
 seen twice.
+
+No entry can stall the drain: one that fails validation (models/rows.py: the rules of
+`POST /events`, docs/SCHEMA.md) or cannot be written as a row goes to
+`events/dead/<first id>_<last id>.parquet` with its reason, and is acknowledged with its batch.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import pyarrow.parquet as pq
 
 from infra.redis_store import ListStore
 from infra.store import ArtifactStore
-from models.schema import validate_interaction
+from models.rows import clean_id, validate_interaction
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,50 @@ def _parquet(rows: list[dict], schema: pa.Schema) -> bytes:
     return buf.getvalue()
 
 
+def _check_entry(sid: str, fields: dict) -> tuple[dict | None, str | None]:
+    """One stream entry as an events row, or (None, reason)."""
+    try:
+        row, reason = validate_interaction(fields)
+        if row is None:
+            return None, reason
+        extra = {}
+        for name in ("event_id", "recommendation_id"):
+            extra[name], reason = clean_id(fields.get(name), name)
+            if reason and not reason.startswith("missing"):
+                return None, reason
+        return {**row, "event_id": extra["event_id"] or f"stream:{sid}", "stream_id": sid,
+                "recommendation_id": extra["recommendation_id"]}, None
+    except Exception as e:  # no entry may stop the drain
+        return None, f"invalid entry ({type(e).__name__})"
+
+
+def _writable(rows: list[dict], dead: list[dict], schema: pa.Schema) -> list[dict]:
+    """The rows Parquet can hold; any other goes to `dead` (the whole batch is tried first)."""
+    try:
+        pa.Table.from_pylist(rows, schema=schema)
+        return rows
+    except Exception:  # find the rows at fault below
+        pass
+    ok = []
+    for row in rows:
+        try:
+            pa.Table.from_pylist([row], schema=schema)
+            ok.append(row)
+        except Exception as e:  # this row cannot be stored as it is
+            dead.append({"stream_id": row["stream_id"],
+                         "reason": f"cannot be written as a row ({type(e).__name__})",
+                         "row": _repr(row)})
+    return ok
+
+
+def _repr(value) -> str:
+    """Text any Parquet file can hold: repr escapes lone surrogates and control characters."""
+    try:
+        return repr(value)
+    except Exception as e:  # a __repr__ that raises
+        return f"<unprintable {type(value).__name__}: {type(e).__name__}>"
+
+
 def _put_durably(store: ArtifactStore, key: str, data: bytes) -> None:
     store.put_bytes(key, data)
     if store.get_bytes(key) != data:
@@ -78,17 +126,16 @@ def _write_batch(store: ArtifactStore, prefix: str, entries: list, stats: dict) 
     """Writes one batch's valid events (and dead letters, if any) under its id range."""
     rows, dead, ids = [], [], set()
     for sid, fields in entries:
-        row, reason = validate_interaction(fields)
+        row, reason = _check_entry(sid, fields)
         if row is None:
-            dead.append({"stream_id": sid, "reason": reason, "row": repr(fields)})
+            dead.append({"stream_id": sid, "reason": reason, "row": _repr(fields)})
             continue
-        event_id = fields.get("event_id") or f"stream:{sid}"
-        if event_id in ids:
+        if row["event_id"] in ids:
             stats["duplicates"] += 1
             continue
-        ids.add(event_id)
-        rows.append({**row, "event_id": event_id, "stream_id": sid,
-                     "recommendation_id": fields.get("recommendation_id")})
+        ids.add(row["event_id"])
+        rows.append(row)
+    rows = _writable(rows, dead, EVENTS_SCHEMA)
     batch = f"{entries[0][0]}_{entries[-1][0]}"
     if dead:
         _put_durably(store, f"{prefix}/dead/{batch}.parquet", _parquet(dead, DEAD_SCHEMA))

@@ -105,3 +105,73 @@ def test_invalid_stream_entries_become_dead_letters(redis_client, tmp_path):
     assert stats["events"] == 2 and stats["dead"] == 1
     dead = _frame(store, next(k for k in store.list("events") if "/dead/" in k))
     assert dead["reason"].tolist() == ["missing item_id"]
+
+
+POISON = [  # (event as the ingestion API stores it, the reason its dead letter gives)
+    ({"user_id": "p", "item_id": "1", "timestamp": 1e20, "event_id": "p1"},
+     "timestamp out of range"),
+    ({"user_id": "p", "item_id": "1", "timestamp": "99999999999999999999", "event_id": "p2"},
+     "timestamp out of range"),
+    ({"user_id": "p", "item_id": "1", "timestamp": -1e30, "event_id": "p3"},
+     "timestamp out of range"),
+    ({"user_id": "p", "item_id": "1", "timestamp": 1.7e12, "event_id": "p4"},  # milliseconds
+     "timestamp out of range"),
+    ({"user_id": "p", "item_id": "1", "timestamp": True, "event_id": "p5"},
+     "unparseable timestamp"),
+    ({"user_id": "p", "item_id": "1", "timestamp": 5, "weight": 1e39, "event_id": "p6"},
+     "weight out of range [0, 1000]"),
+    ({"user_id": "p", "item_id": "1", "timestamp": 5, "weight": "nan", "event_id": "p7"},
+     "non-numeric weight"),
+    ({"user_id": "a\x00b", "item_id": "1", "timestamp": 5, "event_id": "p8"},
+     "user_id holds a control character or a lone surrogate"),
+    ({"user_id": "p", "item_id": "1", "timestamp": 5, "event_id": "e" * 300},
+     "event_id is longer than 256 characters"),
+]
+
+
+def test_hardening_02_poison_events_are_dead_lettered_and_the_drain_goes_on(redis_client,
+                                                                            tmp_path):
+    lists, store = ListStore(redis_client, "t"), LocalStore(str(tmp_path))
+    lists.append_events(_events(2))
+    lists.append_events([event for event, _ in POISON])
+    redis_client.xadd("t:events", {"user_id": "z", "item_id": "1",
+                                   "timestamp": "9.3e18"})  # written by hand
+    lists.append_events(_events(2, start=2))
+    stats = drain_events(lists, store, batch_size=4)
+    assert stats["events"] == 4 and stats["dead"] == len(POISON) + 1
+    assert redis_client.xlen("t:events") == 0
+    assert redis_client.xpending("t:events", "nightly")["pending"] == 0
+    assert sorted(read_events_log(store)["event_id"]) == ["e0", "e1", "e2", "e3"]
+    dead = pd.concat([_frame(store, k) for k in store.list("events/dead")])
+    reasons = sorted(r.split(":")[0] for r in dead["reason"])
+    assert reasons == sorted([r for _, r in POISON] + ["timestamp out of range"])
+    # Nothing is left to stall the next nightly.
+    lists.append_events(_events(1, start=9))
+    assert drain_events(lists, store)["events"] == 1
+
+
+def test_hardening_02_a_row_parquet_cannot_hold_is_dead_lettered(redis_client, tmp_path,
+                                                                 monkeypatch):
+    """Should validation ever let a value through that the Parquet schema cannot hold (an
+    int64 overflow), the entry is dead-lettered; its neighbours reach the file."""
+    import infra.events_log as events_log
+
+    real = events_log.validate_interaction
+
+    def permissive(fields):
+        row, reason = real(fields)
+        if fields.get("item_id") == "overflow":
+            return {**real({**fields, "timestamp": "5"})[0], "timestamp": 10**20}, None
+        return row, reason
+
+    monkeypatch.setattr(events_log, "validate_interaction", permissive)
+    lists, store = ListStore(redis_client, "t"), LocalStore(str(tmp_path))
+    lists.append_events(_events(2) + [{"user_id": "o", "item_id": "overflow",
+                                       "timestamp": 5, "event_id": "o1"}] + _events(2, start=2))
+    stats = drain_events(lists, store)
+    assert stats["events"] == 4 and stats["dead"] == 1
+    assert redis_client.xlen("t:events") == 0
+    assert sorted(read_events_log(store)["event_id"]) == ["e0", "e1", "e2", "e3"]
+    dead = _frame(store, store.list("events/dead")[0])
+    assert dead["reason"].str.startswith("cannot be written as a row").tolist() == [True]
+    assert "overflow" in dead["row"].iloc[0]
