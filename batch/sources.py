@@ -14,6 +14,8 @@ from infra.store import S3Store
 from models.schema import INTERACTION_COLUMNS, SchemaError, check_columns
 
 SUFFIXES = (".parquet", ".csv")
+# Read as text, so that ids keep leading zeros and the validator (models/rows.py) parses the rest.
+CSV_TEXT_COLUMNS = ("user_id", "item_id", "timestamp", "event_type", "weight")
 
 
 def expand_paths(spec: str) -> list[str]:
@@ -33,8 +35,15 @@ def expand_paths(spec: str) -> list[str]:
     return paths
 
 
-def read_table(path: str) -> pa.Table:
-    """Reads one file; SchemaError naming the file if it is missing or unreadable."""
+def read_table(path: str, malformed: list[dict] | None = None) -> pa.Table:
+    """Reads one file; SchemaError naming the file if it is missing or unreadable.
+
+    Args:
+        path: a local or s3:// .parquet or .csv file.
+        malformed: where CSV lines with the wrong number of fields go, as dead letters
+            {"file", "reason": "malformed CSV line: expected N fields, got M", "row": the
+            line's text}, the rest of the file being read; None: such a line fails the read.
+    """
     try:
         if path.startswith("s3://"):
             parent, _, name = path.rpartition("/")
@@ -42,23 +51,34 @@ def read_table(path: str) -> pa.Table:
         else:
             source = path
         if path.endswith(".csv"):
-            # Ids stay strings; other columns are parsed by the validator, not guessed here.
-            opts = pacsv.ConvertOptions(column_types={"user_id": pa.string(),
-                                                      "item_id": pa.string(),
-                                                      "timestamp": pa.string(),
-                                                      "weight": pa.string()})
-            return pacsv.read_csv(source, convert_options=opts)
+            convert = pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in CSV_TEXT_COLUMNS})
+            parse = pacsv.ParseOptions()
+            if malformed is not None:
+                def skip(row) -> str:
+                    malformed.append({"file": path, "row": row.text, "reason": (
+                        f"malformed CSV line: expected {row.expected_columns} fields, "
+                        f"got {row.actual_columns}")})
+                    return "skip"
+
+                parse = pacsv.ParseOptions(invalid_row_handler=skip)
+            return pacsv.read_csv(source, parse_options=parse, convert_options=convert)
         return pq.read_table(source)
     except (OSError, pa.ArrowInvalid) as e:
         raise SchemaError(f"{path}: cannot read the file ({e})") from e
 
 
 def read_interaction_chunks(path: str, chunk_rows: int = 100_000):
-    """Yields (path, pandas DataFrame) chunks of an interactions file, columns checked."""
-    table = read_table(path)
+    """Yields (path, pandas DataFrame) chunks of an interactions file, columns checked, then,
+    if the file is a CSV with malformed lines, (path, [their dead letters]) (see read_table).
+    """
+    malformed: list[dict] = []
+    table = read_table(path, malformed)
     check_columns(path, table.column_names, INTERACTION_COLUMNS)
     for batch in table.to_batches(max_chunksize=chunk_rows):
         yield path, batch.to_pandas()
+    if malformed:
+        yield path, malformed
 
 
 def read_features(path: str | None, key: str):

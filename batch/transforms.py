@@ -19,7 +19,9 @@ DEAD = "dead"
 
 
 class ReadInteractions(beam.PTransform):
-    """Every input file as pandas chunks (`_file` names the file); files fan out to workers."""
+    """Every input file as (path, pandas DataFrame) chunks, and (path, [dead letters]) for
+    CSV lines that could not be parsed (batch/sources.read_interaction_chunks); files fan out
+    to workers."""
 
     def __init__(self, paths: list[str]):
         super().__init__()
@@ -32,13 +34,23 @@ class ReadInteractions(beam.PTransform):
 
 
 class ValidateFn(beam.DoFn):
-    """Clean rows of a chunk to the main output (a pyarrow Table); invalid ones to `dead`."""
+    """Clean rows of a chunk to the main output (a pyarrow Table); invalid ones to `dead`,
+    with the reader's dead letters (malformed CSV lines).
+
+    The rules are models/rows.py's, applied to the whole chunk by models.schema.validate_batch:
+    the same as the functions' and the events drain's.
+    """
 
     def __init__(self, event_weights=None):
         self.event_weights = event_weights
 
     def process(self, chunk):
         path, frame = chunk
+        if isinstance(frame, list):  # lines the reader could not parse: already dead letters
+            for d in frame:
+                Metrics.counter("dead_letters", d["reason"]).inc()
+                yield beam.pvalue.TaggedOutput(DEAD, d)
+            return
         clean, dead = validate_batch(frame, path, **(
             {"event_weights": self.event_weights} if self.event_weights is not None else {}))
         Metrics.counter("validate", "valid").inc(len(clean))

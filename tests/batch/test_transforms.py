@@ -8,7 +8,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from batch.transforms import Retrieve, ValidateInteractions, user_shards
+from batch.transforms import ReadInteractions, Retrieve, ValidateInteractions, user_shards
 from infra.bundle import BundleWriter
 from infra.store import LocalStore
 from models.topk import brute_force_topk, build_flat_index
@@ -102,3 +102,56 @@ def test_validate_routes_bad_rows_to_dead_letters_with_reasons():
         {"user_id": ["1", "4", "1"], "item_id": ["a", "d", "a"], "timestamp": [1, 2, 1]}))
     assert clean["user_id"].tolist() == ["1", "4"]
     assert [c["reason"] for c in copies] == ["exact duplicate"]
+
+
+
+def test_hardening_14_a_malformed_csv_line_is_a_dead_letter_not_a_failed_run(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,item_id,timestamp,event_type\n"
+                    "007,a,1700000000,view\n"
+                    "2,b\n"  # a field short
+                    "3,c,1700000002,click\n"
+                    "4,d,1700000003,view,extra\n")  # one too many
+    with beam.Pipeline(runner="DirectRunner") as p:
+        out = p | ReadInteractions([str(path)]) | ValidateInteractions()
+        valid = out.valid | beam.FlatMap(lambda t: t.to_pylist()) | beam.Map(
+            lambda r: (r["user_id"], r["item_id"], r["timestamp"], r["event_type"]))
+        assert_that(valid, equal_to([("007", "a", 1700000000, "view"),
+                                     ("3", "c", 1700000002, "click")]), label="Valid")
+        assert_that(out.dead | beam.Map(lambda d: (d["file"], d["reason"], d["row"])),
+                    equal_to([(str(path), "malformed CSV line: expected 4 fields, got 2", "2,b"),
+                              (str(path), "malformed CSV line: expected 4 fields, got 5",
+                               "4,d,1700000003,view,extra")]), label="Dead")
+
+
+def test_hardening_04_the_beam_path_applies_the_row_rules(tmp_path):
+    """ReadInteractions | ValidateInteractions over real files: list-typed ids and boolean
+    timestamps from Parquet, out-of-range values from CSV are dead letters, as the per-row
+    validator (models/rows.py) says."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lists = tmp_path / "lists.parquet"
+    pq.write_table(pa.table({"user_id": [[1, 2], [3]], "item_id": ["i", "j"],
+                             "timestamp": [1700000000, 1700000001]}), lists)
+    bools = tmp_path / "bools.parquet"
+    pq.write_table(pa.table({"user_id": ["u"], "item_id": ["i"], "timestamp": [True]}), bools)
+    text = tmp_path / "text.csv"
+    text.write_text("user_id,item_id,timestamp,weight\n"
+                    "u1,a,1700000000,2\n"
+                    "u2,a,1e20,\n"
+                    "u3,a,99999999999999999999,\n"
+                    "u4,a,1700000000000,\n"
+                    "u5,a,1700000000,1e39\n")
+    out_of_range = ("timestamp out of range: expected epoch seconds from 1970-01-01 to before "
+                    "2100-01-01 UTC (milliseconds?)")
+    with beam.Pipeline(runner="DirectRunner") as p:
+        out = p | ReadInteractions([str(lists), str(bools), str(text)]) | ValidateInteractions()
+        valid = out.valid | beam.FlatMap(lambda t: t.to_pylist()) | beam.Map(
+            lambda r: (r["user_id"], r["timestamp"], r["weight"]))
+        assert_that(valid, equal_to([("u1", 1700000000, 2.0)]), label="Valid")
+        assert_that(out.dead | beam.Map(lambda d: (d["file"].rsplit("/", 1)[-1], d["reason"])),
+                    equal_to([("lists.parquet", "user_id must be a string or a finite number")] * 2
+                             + [("bools.parquet", "unparseable timestamp")]
+                             + [("text.csv", out_of_range)] * 3
+                             + [("text.csv", "weight out of range [0, 1000]")]), label="Dead")
