@@ -6,8 +6,10 @@ The archive holds the packages functions/, models/ and infra/, a root main.py th
 the HTTP handlers of functions/main.py (Cloud Functions loads main.py from the archive's root),
 and a requirements.txt with only the serving dependencies, taken with their version ranges from
 pyproject.toml: the functions must stay light, so Beam and TensorFlow stay out. Before writing, it
-follows the module-level imports from functions/main.py through the packaged code and fails,
-naming the file, if one needs a third-party package that requirements.txt does not install.
+follows the module-level imports from functions/main.py, and from every packaged module that
+functions/ imports inside a function (the on-demand path: models.export, models.served),
+through the packaged code, and fails, naming the file, if one needs a third-party package that
+requirements.txt does not install.
 The archive is byte-for-byte reproducible, so Terraform redeploys only when its content
 changes.
 """
@@ -158,50 +160,83 @@ def _module_level_imports(path: Path, root: Path) -> list[str]:
     return names
 
 
-def third_party_imports(root: Path, start: str = "functions.main") -> dict[str, str]:
+def deferred_imports(root: Path, package: str = "functions") -> list[str]:
+    """Packaged modules that `package`'s files import inside functions (loaded on demand).
+
+    Returns:
+      Dotted module names, sorted, e.g. ["models.export", "models.served"].
+    """
+    found = set()
+    for path in sorted((root / package).glob("*.py")):
+        for top in ast.parse(path.read_text(), filename=str(path)).body:
+            if not isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                continue
+            for node in ast.walk(top):
+                if isinstance(node, ast.Import):
+                    found.update(alias.name for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.add(node.module)
+                    found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return sorted(name for name in found
+                  if name.split(".")[0] in PACKAGES and _module_file(root, name) is not None)
+
+
+def third_party_imports(root: Path, start: str | None = None,
+                        chains: dict[str, str] | None = None) -> dict[str, str]:
     """Third-party packages imported, at module level, by `start` and the local code it imports.
+
+    Args:
+      start: a dotted module name; None: functions.main and the deferred_imports of functions/.
+      chains: if given, filled with import name -> how the functions reach it, e.g.
+        "functions/ on demand -> models/export.py -> models/mf.py".
 
     Returns:
       Top-level import name -> the first local file that imports it.
     """
     found: dict[str, str] = {}
-    seen: set[Path] = set()
-    pending = [start]
+    importer: dict[Path, str] = {}  # file -> the chain that first reached it
+    first = ["functions.main"] if start is None else [start]
+    pending = [(name, "functions/ on demand") for name in deferred_imports(root)] if not start \
+        else []
+    pending += [(name, "") for name in first]
     while pending:
-        dotted = pending.pop()
+        dotted, via = pending.pop()
         top = dotted.split(".")[0]
         if top not in PACKAGES:
-            if top not in sys.stdlib_module_names and top not in found:
-                found[top] = ""
             continue
         parts = dotted.split(".")
         files = [_module_file(root, ".".join(parts[: n + 1])) for n in range(len(parts))]
         for path in files:
-            if path is None or path in seen:
+            if path is None or path in importer:
                 continue
-            seen.add(path)
+            relative = str(path.relative_to(root))
+            chain = importer[path] = f"{via} -> {relative}" if via else relative
             for name in _module_level_imports(path, root):
                 head = name.split(".")[0]
                 if head not in PACKAGES and head not in sys.stdlib_module_names:
-                    found.setdefault(head, str(path.relative_to(root)))
-                pending.append(name)
-    return {name: via for name, via in found.items() if via}
+                    found.setdefault(head, relative)
+                    if chains is not None:
+                        chains.setdefault(head, chain)
+                pending.append((name, chain))
+    return found
 
 
 def check_imports(root: Path, requirements: Iterable[str]) -> None:
     """Fails if the functions import a third-party package that requirements do not install."""
     installed = {_requirement_name(line) for line in requirements}
+    chains: dict[str, str] = {}
     missing = {
         name: via
-        for name, via in third_party_imports(root).items()
+        for name, via in third_party_imports(root, chains=chains).items()
         if _normalize(PROVIDED_BY.get(name, name)) not in installed
     }
     if missing:
         listed = ", ".join(f"{name} (imported by {via})" for name, via in sorted(missing.items()))
+        how = "; ".join(f"{name}: {chains[name]}" for name in sorted(missing))
         raise SourceError(
             f"the functions import {listed} at module level, but requirements.txt would not "
-            f"install it. Import it inside the function that needs it, or add it to "
-            f"SERVING_DEPENDENCIES in {Path(__file__).name}."
+            f"install it (import chain: {how}). Import it inside the function that needs it, "
+            f"or add it to SERVING_DEPENDENCIES in {Path(__file__).name}."
         )
 
 

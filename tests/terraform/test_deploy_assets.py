@@ -131,6 +131,18 @@ def test_module_level_import_of_an_uninstalled_package_is_named(repo, tmp_path):
     bfs.build(repo, tmp_path / "f.zip")
 
 
+def test_a_module_the_functions_load_on_demand_is_checked_too(repo, tmp_path):
+    main_py = repo / "functions" / "main.py"
+    main_py.write_text("def tower():\n    from models import export\n\n" + main_py.read_text())
+    (repo / "models" / "export.py").write_text("from models import schema\n")
+    (repo / "models" / "schema.py").write_text("import pyarrow\n")
+
+    assert bfs.deferred_imports(repo) == ["models", "models.export"]
+    with pytest.raises(bfs.SourceError, match=r"import pyarrow \(imported by models/schema.py\)"
+                       r".*functions/ on demand -> models/export.py -> models/schema.py"):
+        bfs.build(repo, tmp_path / "f.zip")
+
+
 def test_undeclared_serving_dependency_is_named(repo, tmp_path):
     pyproject = repo / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace("'redis>=5.0', ", ""))
@@ -142,13 +154,14 @@ def test_undeclared_serving_dependency_is_named(repo, tmp_path):
 
 # --- the build of the real repository ---------------------------------------------------------
 
-# Imports the archive's main.py as Cloud Functions does, in a Python that can import only the
-# standard library, the archive's packages and what requirements.txt installs (argv[1]: those
-# import names, as JSON; argv[2]: the unpacked archive). Prints the archive modules it loaded.
+# Imports the archive's main.py as Cloud Functions does, then the modules the functions load on
+# demand, in a Python that can import only the standard library, the archive's packages and
+# what requirements.txt installs (argv[1]: those import names, as JSON; argv[2]: the unpacked
+# archive; argv[3]: the on-demand modules, as JSON). Prints the archive modules it loaded.
 IMPORT_ONLY_REQUIREMENTS = """
-import importlib.machinery, json, sys
+import importlib, importlib.machinery, json, sys
 
-allowed, archive = set(json.loads(sys.argv[1])), sys.argv[2]
+allowed, archive, deferred = set(json.loads(sys.argv[1])), sys.argv[2], json.loads(sys.argv[3])
 local = {"main", "functions", "models", "infra"}
 
 
@@ -165,6 +178,9 @@ class OnlyRequirements:
 
 sys.meta_path.insert(0, OnlyRequirements())
 import main
+
+for name in deferred:
+    importlib.import_module(name)
 
 print(json.dumps({"main": main.__file__, "handlers": sorted(main.__all__),
                   "local": sorted(m.__file__ for n, m in sys.modules.items()
@@ -227,13 +243,15 @@ def test_hardening_11_the_real_archive_imports_with_only_its_requirements(tmp_pa
 
     run = subprocess.run(
         [sys.executable, "-I", "-c", IMPORT_ONLY_REQUIREMENTS,
-         json.dumps(sorted(import_names(requirements))), str(unpacked)],
+         json.dumps(sorted(import_names(requirements))), str(unpacked),
+         json.dumps(bfs.deferred_imports(REPO))],
         cwd=unpacked, env=env, capture_output=True, text=True, timeout=120)
 
     assert run.returncode == 0, run.stderr[-3000:]
     loaded = json.loads(run.stdout.splitlines()[-1])
     assert loaded["handlers"] == sorted(bfs.ENTRY_POINTS)
     assert all(path.startswith(str(unpacked)) for path in [loaded["main"], *loaded["local"]])
+    assert str(unpacked / "models" / "export.py") in loaded["local"]
 
 
 def test_an_import_outside_the_requirements_is_refused_in_the_subprocess(tmp_path):
@@ -242,7 +260,7 @@ def test_an_import_outside_the_requirements_is_refused_in_the_subprocess(tmp_pat
 
     run = subprocess.run(
         [sys.executable, "-I", "-c", IMPORT_ONLY_REQUIREMENTS,
-         json.dumps(sorted(import_names(["redis>=5"]))), str(tmp_path)],
+         json.dumps(sorted(import_names(["redis>=5"]))), str(tmp_path), "[]"],
         cwd=tmp_path, env={"PATH": ""}, capture_output=True, text=True, timeout=60)
 
     assert run.returncode != 0
