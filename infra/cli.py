@@ -219,5 +219,64 @@ def rollback(version, redis_url, namespace) -> None:
     click.echo(f"current -> {version}")
 
 
+@main.command(context_settings=CONTEXT)
+@_opt("--redis-url", envvar="REDIS_URL", required=True, help="Redis holding the lists.")
+@_opt("--namespace", envvar="RECSYS_NAMESPACE", default="recsys", help="Redis key prefix.")
+@_opt("--unavailable", envvar="RECSYS_ITEMS_UNAVAILABLE", multiple=True,
+      help="Item id never to recommend again until marked available (repeatable; in the "
+           "environment variable: ids separated by spaces).")
+@_opt("--available", envvar="RECSYS_ITEMS_AVAILABLE", multiple=True,
+      help="Item id to recommend again (repeatable; as --unavailable).")
+@_opt("--category", "categories", envvar="RECSYS_ITEMS_CATEGORY", multiple=True,
+      help="ITEM_ID=CATEGORY, the item's category for ?category= filters (repeatable).")
+@_opt("--items", "items_path", envvar="RECSYS_ITEMS_FILE", default=None,
+      help="Items table (.parquet/.csv, local or s3://): item_id, and category and/or "
+           "available (true/false; an empty cell changes nothing).")
+@_opt("--dry-run", envvar="RECSYS_ITEMS_DRY_RUN", is_flag=True,
+      help="Validate and print what would change; write nothing.")
+def items(redis_url, namespace, unavailable, available, categories, items_path,
+          dry_run) -> None:
+    """Mark items unavailable or available again and set their categories (what
+    POST /admin/items does), all in one transaction; the functions apply it on their next
+    request. Without changes: print the current item filters."""
+    from infra.items_admin import ItemChanges, ItemsError, add_flags, add_table, read_items_table
+    from infra.redis_store import ListStore
+    from models.schema import SchemaError
+
+    lists = ListStore.from_url(redis_url, namespace)
+    if not (unavailable or available or categories or items_path):
+        rev, off, category = _redis(lists.item_filters, "nothing was read")
+        click.echo(json.dumps({"rev": rev, "unavailable": sorted(off),
+                               "categories": len(category)}, indent=1))
+        return
+    changes = ItemChanges()
+    add_flags(changes, unavailable, available, categories)
+    try:
+        if items_path:
+            add_table(changes, items_path, read_items_table(items_path))
+        changes.check()
+    except (ItemsError, SchemaError) as e:
+        raise click.ClickException(str(e)) from None
+    arguments = changes.arguments()
+    counts = {name: len(value) for name, value in arguments.items()}
+    if dry_run:
+        click.echo(json.dumps({"dry_run": True, **counts}, indent=1))
+        return
+    rev = _redis(lambda: lists.set_items(**arguments),
+                 "the change is not confirmed: run the same command again (it is idempotent)")
+    click.echo(json.dumps({"rev": rev, **counts}, indent=1))
+
+
+def _redis(call, consequence: str):
+    """call(), with a Redis error turned into a message instead of a traceback."""
+    import redis
+
+    try:
+        return call()
+    except redis.RedisError as e:
+        raise click.ClickException(f"Redis error ({e}); {consequence}. Check --redis-url "
+                                   "(REDIS_URL) and that Redis is reachable from here.") from None
+
+
 if __name__ == "__main__":
     sys.exit(main())

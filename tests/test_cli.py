@@ -9,7 +9,7 @@ from infra.cli import main
 
 
 @pytest.mark.parametrize("command", ["nightly", "serve", "demo", "evaluate", "versions",
-                                     "rollback", "generate"])
+                                     "rollback", "generate", "items"])
 def test_every_flag_has_help_and_an_env_var(command):
     result = CliRunner().invoke(main, [command, "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
