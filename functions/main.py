@@ -275,15 +275,26 @@ def openapi(request: flask.Request) -> flask.Response:
     return _json(document(SETTINGS.max_k, SETTINGS.max_events))
 
 
+def _bounded(page):
+    """`page` behind the body size limit (for the routes that _observed does not wrap)."""
+    def run(request: flask.Request) -> flask.Response:
+        try:
+            read_body(request, SETTINGS.max_body_bytes)
+        except BadRequest as e:
+            return _too_large(str(e))
+        return page(request)
+    return run
+
+
 _COMMON = {"/metrics": metrics_page, "/openapi.json": openapi}
 ROUTES = {"/recommend": recommend, "/events": events, "/health": health,
-          "/admin/items": admin_items, **_COMMON}
+          "/admin/items": admin_items, **{p: _bounded(f) for p, f in _COMMON.items()}}
 
 
 def router(request: flask.Request) -> flask.Response:
     """Dispatches by path to the functions above (one server for all of them)."""
     handler = ROUTES.get(request.path.rstrip("/") or "/health")
     if handler is None:
-        request.max_content_length = SETTINGS.max_body_bytes  # unread; drained up to it
-        return _error(404, f"unknown path {request.path[:200]}; try one of {sorted(ROUTES)}")
+        handler = _bounded(lambda request: _error(
+            404, f"unknown path {request.path[:200]}; try one of {sorted(ROUTES)}"))
     return handler(request)

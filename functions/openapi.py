@@ -6,6 +6,8 @@ may produce a 500, and every answer must match the document.
 
 from __future__ import annotations
 
+from models.rows import MAX_ID_CHARS, MAX_WEIGHT, TS_MAX, TS_MIN
+
 
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -20,16 +22,20 @@ def _json(schema: dict, description: str, headers: dict | None = None) -> dict:
 
 RETRY = {"Retry-After": {"description": "Seconds to wait before trying again.",
                          "schema": {"type": "string"}}}
-ID = {"type": "string", "minLength": 1, "maxLength": 256}
+ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS}
+# /recommend needs the read key (RECSYS_RECOMMEND_KEY) only where one is configured.
+READ_SECURITY = [{"apiKey": []}, {}]
 ID_LIST = {"description": "Item ids: a JSON list (POST) or a comma-separated string.",
            "oneOf": [{"type": "array", "items": ID, "maxItems": 500}, {"type": "string"}]}
 
 
 def _errors(*codes: int) -> dict:
-    text = {400: "Bad input; `error` says what is wrong.",
+    text = {400: "Bad input; `error` names the field and says what is wrong.",
             401: "Missing or wrong X-API-Key header.",
             403: "Admin calls are disabled (no key configured).",
             405: "Method not allowed.",
+            413: "The body is over the size limit (RECSYS_MAX_BODY_BYTES; for /admin/items "
+                 "RECSYS_MAX_ADMIN_BODY_BYTES).",
             503: "Not ready (no published version) or the store is unreachable."}
     return {str(c): _json(_ref("Error"), text[c], RETRY if c == 503 else None) for c in codes}
 
@@ -60,13 +66,14 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
                      "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "number"},
                                                         {"type": "boolean"}]}}}}
     recommend_responses = {"200": _json(_ref("Recommendations"), "Ranked items."),
-                           **_errors(400, 401, 503)}
+                           **_errors(400, 401, 413, 503)}
     event = {"type": "object", "required": ["user_id", "item_id"], "properties": {
         "user_id": ID, "item_id": ID,
         "event_type": {"type": "string", "enum": ["view", "click", "purchase", "rating"]},
         "timestamp": {"description": "Epoch seconds or ISO-8601; default: time received.",
-                      "oneOf": [{"type": "integer"}, {"type": "string"}]},
-        "weight": {"type": "number", "minimum": 0},
+                      "oneOf": [{"type": "integer", "minimum": TS_MIN, "maximum": TS_MAX - 1},
+                                {"type": "string"}]},
+        "weight": {"type": "number", "minimum": 0, "maximum": MAX_WEIGHT},
         "event_id": {**ID, "description": "Idempotency key: a resent id is stored once."},
         "recommendation_id": {**ID, "maxLength": 64}}}
     return {
@@ -106,10 +113,10 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
         "paths": {
             "/recommend": {
                 "get": {"summary": "Top-k items for a user.", "operationId": "recommendGet",
-                        "parameters": _recommend_params(max_k),
+                        "security": READ_SECURITY, "parameters": _recommend_params(max_k),
                         "responses": recommend_responses},
                 "post": {"summary": "Top-k items, with the request in a JSON body.",
-                         "operationId": "recommendPost",
+                         "operationId": "recommendPost", "security": READ_SECURITY,
                          "requestBody": {"required": True, "content": {
                              "application/json": {"schema": recommend_body}}},
                          "responses": recommend_responses}},
@@ -121,21 +128,27 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
                         "type": "array", "minItems": 1, "maxItems": max_events,
                         "items": event}}}}}},
                 "responses": {"200": _json(_ref("EventsResult"), "All events stored."),
-                              "400": _json({"oneOf": [_ref("EventsResult"), _ref("Error")]},
-                                           "Some events rejected (the valid ones are stored), "
-                                           "or the body is malformed."),
-                              **_errors(401, 503)}}},
+                              "400": _json({"anyOf": [_ref("EventsResult"), _ref("Error")]},
+                                           "Some events rejected (the valid ones are stored: "
+                                           "`stored`, `event_ids`), or the body is malformed "
+                                           "(nothing stored)."),
+                              **_errors(401, 413),
+                              "503": _json(_ref("Error"), "The event store is unreachable "
+                                           "(nothing stored), or failed while taking the batch "
+                                           "(`stored` null: send the same batch again; a resent "
+                                           "event_id is stored once).", RETRY)}}},
             "/health": {"get": {
                 "summary": "The served version.", "operationId": "health",
                 "responses": {"200": _json({"type": "object", "required": ["status"],
                                             "properties": {"status": {"type": "string"}}},
                                            "Answers are possible (maybe degraded)."),
-                              "503": _json({"type": "object"}, "No bundle yet.", RETRY)}}},
+                              "503": _json({"type": "object"}, "No bundle yet.", RETRY),
+                              **_errors(413)}}},
             "/admin/items": {
                 "get": {"summary": "The item filters.", "operationId": "adminItemsGet",
                         "security": [{"apiKey": []}],
                         "responses": {"200": _json({"type": "object"}, "Revision and items."),
-                                      **_errors(401, 403, 503)}},
+                                      **_errors(401, 403, 413, 503)}},
                 "post": {"summary": "Mark items unavailable/available, set categories.",
                          "operationId": "adminItemsPost", "security": [{"apiKey": []}],
                          "requestBody": {"required": True, "content": {"application/json": {
@@ -144,13 +157,15 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
                                  "categories": {"type": "object",
                                                 "additionalProperties": ID}}}}}},
                          "responses": {"200": _json({"type": "object"}, "The new revision."),
-                                       **_errors(400, 401, 403, 503)}}},
+                                       **_errors(400, 401, 403, 413, 503)}}},
             "/metrics": {"get": {
                 "summary": "Prometheus metrics of this instance.", "operationId": "metrics",
                 "responses": {"200": {"description": "Text exposition format 0.0.4.",
-                                      "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}},
+                              **_errors(413)}}},
             "/openapi.json": {"get": {
                 "summary": "This document.", "operationId": "openapi",
-                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0 document.")}}},
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0 document."),
+                              **_errors(413)}}},
         },
     }

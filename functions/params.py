@@ -21,6 +21,7 @@ from functions.chain import CursorKeyUnavailable, Query, decode_cursor
 from models.rows import validate_interaction
 
 MAX_ID_CHARS = 256
+MAX_RECOMMENDATION_ID_CHARS = 64  # the functions make 32 hex characters
 MAX_LIST = 500
 MAX_FEATURES = 100
 MAX_ADMIN = 100_000  # items per admin call
@@ -131,8 +132,8 @@ def json_body(request: flask.Request, limit: int, check: bool = True):
     return body
 
 
-def _text(value, name: str) -> str:
-    """A string or number as a stripped string (12.0 -> "12")."""
+def _text(value, name: str, limit: int = MAX_ID_CHARS) -> str:
+    """A string or number as a stripped string (12.0 -> "12") of at most `limit` characters."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise BadRequest(f"{name} must be a string or a number, got {type(value).__name__}")
     if isinstance(value, float):
@@ -141,8 +142,8 @@ def _text(value, name: str) -> str:
         if value.is_integer():
             value = int(value)
     text = str(value).strip()
-    if len(text) > MAX_ID_CHARS:
-        raise BadRequest(f"{name} is longer than {MAX_ID_CHARS} characters")
+    if len(text) > limit:
+        raise BadRequest(f"{name} is longer than {limit} characters")
     if not _unicode_ok(text):
         raise BadRequest(f"{name} {_SURROGATE}")
     return text
@@ -249,7 +250,8 @@ def _event(raw, now: int) -> tuple[dict | None, str | None]:
     for name in ID_FIELDS:
         if raw.get(name) is not None:
             try:
-                _text(raw[name], name)
+                _text(raw[name], name, MAX_RECOMMENDATION_ID_CHARS
+                      if name == "recommendation_id" else MAX_ID_CHARS)
             except BadRequest as e:
                 return None, str(e)
     try:
@@ -265,7 +267,8 @@ def _event(raw, now: int) -> tuple[dict | None, str | None]:
         event_id = "h" + hashlib.sha1(key.encode()).hexdigest()[:24]
     clean["event_id"] = event_id
     if raw.get("recommendation_id") is not None:
-        clean["recommendation_id"] = _text(raw["recommendation_id"], "recommendation_id")
+        clean["recommendation_id"] = _text(raw["recommendation_id"], "recommendation_id",
+                                           MAX_RECOMMENDATION_ID_CHARS)
     return clean, None
 
 
