@@ -26,7 +26,7 @@ DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {"view": 1.0, "click": 2.0, "purcha
 MAX_ID_CHARS = 256  # after stripping; ids are Redis key parts and JSON in every answer
 TS_MIN = 0  # 1970-01-01T00:00:00Z, inclusive
 TS_MAX = 4_102_444_800  # 2100-01-01T00:00:00Z, exclusive: epoch milliseconds fall outside
-MAX_WEIGHT = 1000.0  # 200x the largest default event weight; float32-safe summed over 1e30 events
+MAX_WEIGHT = 1000.0  # 200x the largest default event weight (purchase: 5); see docs/SCHEMA.md
 MAX_NUMBER_CHARS = 64  # a timestamp or weight written as text longer than this is not one
 
 # Reason strings (stable: dead-letter files, Beam counters and HTTP 400 bodies use them).
