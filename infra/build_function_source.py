@@ -26,7 +26,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("functions", "models", "infra")
-ENTRY_POINTS = ("recommend", "events", "health")
+ENTRY_POINTS = ("recommend", "events", "health", "admin_items")  # the Terraform entry points
 # Always installed for the functions; must be declared in pyproject.toml. pandas: models/
 # imports it at module level (schema, vocab, mf).
 SERVING_DEPENDENCIES = ("functions-framework", "redis", "boto3", "numpy", "faiss-cpu", "pandas")

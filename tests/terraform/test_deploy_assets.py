@@ -55,7 +55,8 @@ def repo(tmp_path) -> Path:
     (tmp_path / "functions" / "main.py").write_text(
         "def recommend(request):\n    return 'r'\n\n"
         "def events(request):\n    return 'e'\n\n"
-        "async def health(request):\n    return 'h'\n"
+        "async def health(request):\n    return 'h'\n\n"
+        "def admin_items(request):\n    return 'a'\n"
     )
     (tmp_path / "models" / "__pycache__").mkdir()
     (tmp_path / "models" / "__pycache__" / "mf.cpython-311.pyc").write_bytes(b"\0")
@@ -94,7 +95,7 @@ def test_archive_holds_packages_entry_module_and_serving_requirements(repo, tmp_
     imported = [
         alias.name for node in tree.body if isinstance(node, ast.ImportFrom) for alias in node.names
     ]
-    assert sorted(imported) == ["events", "health", "recommend"]
+    assert sorted(imported) == ["admin_items", "events", "health", "recommend"]
 
 
 def test_archive_is_reproducible(repo, tmp_path):
@@ -108,7 +109,7 @@ def test_missing_entry_point_is_named(repo, tmp_path):
     (repo / "functions" / "main.py").write_text("def recommend(request):\n    return 'r'\n")
 
     with pytest.raises(
-        bfs.SourceError, match=r"does not define events, health.*defines: recommend"
+        bfs.SourceError, match=r"does not define events, health, admin_items.*defines: recommend"
     ):
         bfs.build(repo, tmp_path / "f.zip")
 

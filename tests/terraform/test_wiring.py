@@ -223,6 +223,48 @@ def test_function_entry_points_exist_in_functions_main():
     )
 
 
+def test_terraform_entry_points_are_exported_by_the_function_archive():
+    from infra.build_function_source import ENTRY_POINTS
+
+    declared = entry_points(TERRAFORM / "modules" / "functions")
+    missing = sorted(declared - set(ENTRY_POINTS))
+    assert not missing, (
+        f"terraform/modules/functions deploys {missing}, which the archive's main.py does not "
+        "export: add them to ENTRY_POINTS in infra/build_function_source.py"
+    )
+
+
+def _locals(directory: Path) -> dict:
+    merged: dict = {}
+    for entry in load_dir(directory).get("locals", []):
+        merged.update(_attributes(entry))
+    return merged
+
+
+def test_hardening_13_admin_items_is_deployed_with_its_own_key_from_secret_manager():
+    module = TERRAFORM / "modules" / "functions"
+    local = _locals(module)
+    functions = list(local["functions"].values())
+    admin = [f for f in functions if _scalar(f["entry_point"]) == "admin_items"]
+    assert len(admin) == 1, "terraform/modules/functions deploys no admin_items entry point"
+    # Only admin-items gets the admin key, from its own secret; never public.
+    assert [_scalar(k) for k in admin[0]["keys"]] == ["RECSYS_ADMIN_KEY"]
+    assert all("RECSYS_ADMIN_KEY" not in str(f["keys"]) for f in functions if f is not admin[0])
+    admin_secret = local["key_environment"]["RECSYS_ADMIN_KEY"]["secret"]
+    assert _scalar(admin_secret) == "${var.secret_ids.admin_key}"
+    main_tf = (module / "main.tf").read_text()
+    assert "local.key_environment[key] }" in main_tf and "each.value.keys" in main_tf
+    validation = blocks(load_dir(module), "variable")["admin_invokers"]["validation"]
+    assert "allUsers" in str(validation)
+    for root in ROOTS:
+        calls = blocks(load_dir(root), "module")
+        secret_ids = _attributes(_scalar(calls["functions"]["secret_ids"]))
+        passed = _scalar(secret_ids.get("admin_key", ""))
+        assert passed == '${module.secrets.secret_ids["admin_key"]}', (root.name, passed)
+        readers = _attributes(_scalar(calls["secrets"]["accessors"]))["functions"]["secrets"]
+        assert "admin_key" in map(_scalar, readers), f"{root.name}: functions cannot read admin_key"
+
+
 # --- the checker catches broken wiring (on a copy of the tree) -------------------------------
 
 

@@ -65,7 +65,7 @@ module "secrets" {
   accessors = {
     functions = {
       member  = module.iam.members["functions"]
-      secrets = ["api_key", "redis_url", "functions_s3_access_key_id", "functions_s3_secret_access_key"]
+      secrets = ["api_key", "admin_key", "recommend_key", "cursor_secret", "redis_url", "functions_s3_access_key_id", "functions_s3_secret_access_key"]
     }
     batch = {
       member  = module.iam.members["batch"]
@@ -91,16 +91,22 @@ module "functions" {
   s3_environment                = module.storage.s3_environment
   secret_ids = {
     api_key              = module.secrets.secret_ids["api_key"]
+    admin_key            = module.secrets.secret_ids["admin_key"]
+    recommend_key        = module.secrets.secret_ids["recommend_key"]
+    cursor_secret        = module.secrets.secret_ids["cursor_secret"]
     redis_url            = module.secrets.secret_ids["redis_url"]
     s3_access_key_id     = module.secrets.secret_ids["functions_s3_access_key_id"]
     s3_secret_access_key = module.secrets.secret_ids["functions_s3_secret_access_key"]
   }
-  api_key_version    = var.api_key_version
-  recommend_invokers = var.recommend_invokers
-  events_invokers    = var.events_invokers
-  recommend_ingress  = var.recommend_ingress
-  events_ingress     = var.events_ingress
-  min_instances      = { recommend = var.recommend_min_instances, events = 0, health = 0 }
+  api_key_version        = var.api_key_version
+  recommend_invokers     = var.recommend_invokers
+  events_invokers        = var.events_invokers
+  admin_invokers         = var.admin_invokers
+  recommend_ingress      = var.recommend_ingress
+  events_ingress         = var.events_ingress
+  admin_ingress          = var.admin_ingress
+  recommend_key_required = var.recommend_key_required
+  min_instances          = { recommend = var.recommend_min_instances, events = 0, health = 0, "admin-items" = 0 }
 
   # Builds and first starts need the accounts' roles and secret access in place.
   depends_on = [module.iam, module.secrets]

@@ -13,6 +13,11 @@ output "health_url" {
   value       = module.functions.health_url
 }
 
+output "admin_items_url" {
+  description = "HTTPS URL of the admin-items function (item filters; identity token and admin key)."
+  value       = module.functions.admin_items_url
+}
+
 output "data_bucket" {
   description = "Artifact and event-log bucket."
   value       = module.storage.data_bucket
@@ -26,6 +31,11 @@ output "store_uri" {
 output "api_key_secret" {
   description = "Secret Manager secret that holds RECSYS_API_KEY (add versions with gcloud)."
   value       = module.secrets.api_key_secret_id
+}
+
+output "key_secrets" {
+  description = "Secret Manager secrets an operator fills with gcloud: api_key (events), admin_key (admin-items), recommend_key (recommend, if required), cursor_secret (page cursors)."
+  value       = { for key in ["api_key", "admin_key", "recommend_key", "cursor_secret"] : key => module.secrets.secret_ids[key] }
 }
 
 output "redis_url_secret" {

@@ -36,6 +36,18 @@ variable "events_invokers" {
   description = "Who may call events (never public): members like serviceAccount:app@PROJECT.iam.gserviceaccount.com or user:you@example.com."
 }
 
+variable "admin_invokers" {
+  type        = list(string)
+  description = "Who may call admin-items besides the project's Owners and Editors (never public): members like group:merchandising@example.com; they also need the admin key."
+  default     = []
+}
+
+variable "recommend_key_required" {
+  type        = bool
+  description = "recommend answers only requests whose X-API-Key is the recommend_key secret (add a version to it first, docs/DEPLOY.md); false leaves recommend to recommend_invokers."
+  default     = false
+}
+
 variable "api_key_version" {
   type        = string
   description = "Version of the API key secret the functions read: latest, or the number of the version to switch to when rotating (docs/DEPLOY.md)."
@@ -51,6 +63,12 @@ variable "recommend_ingress" {
 variable "events_ingress" {
   type        = string
   description = "Network ingress of events: ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  default     = "ALLOW_ALL"
+}
+
+variable "admin_ingress" {
+  type        = string
+  description = "Network ingress of admin-items: ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
   default     = "ALLOW_ALL"
 }
 

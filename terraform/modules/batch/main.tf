@@ -1,6 +1,7 @@
 # The nightly job: a Dataflow Flex Template (one image that is both the template launcher and
 # the workers' SDK container) launched by Cloud Scheduler through the Dataflow REST API, plus a
-# Cloud Run job on the same image for one-off commands inside the network (`recsys rollback`).
+# Cloud Run job on the same image for one-off commands inside the network (`recsys rollback`,
+# `recsys items`).
 
 locals {
   repository_url = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.main.repository_id}"
@@ -197,6 +198,8 @@ resource "google_cloud_scheduler_job" "main" {
 
 # One-off commands against the deployed Redis and store, from inside the network:
 #   gcloud run jobs execute <prefix>-admin --region R --args=rollback,VERSION --wait
+#   gcloud run jobs execute <prefix>-admin --region R --args=items,--unavailable,SKU --wait
+#   gcloud run jobs execute <prefix>-admin --region R --args=items,--items,s3://B/recsys/items.csv
 resource "google_cloud_run_v2_job" "main" {
   project             = var.project_id
   location            = var.region

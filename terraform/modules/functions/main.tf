@@ -1,7 +1,7 @@
-# Cloud Functions (2nd gen) `recommend`, `events` and `health`, built from one source archive
-# whose root main.py re-exports the handlers of functions/main.py. Secrets come from Secret
-# Manager as environment variables; private-range traffic (Redis) leaves through the VPC
-# connector.
+# Cloud Functions (2nd gen) `recommend`, `events`, `health` and `admin-items`, built from one
+# source archive whose root main.py re-exports the handlers of functions/main.py. Secrets come
+# from Secret Manager as environment variables, each function getting only the keys it checks;
+# private-range traffic (Redis) leaves through the VPC connector.
 
 locals {
   functions = {
@@ -10,33 +10,55 @@ locals {
       description = "Top-K recommendations for a user from the published version, with live filters."
       ingress     = var.recommend_ingress
       invokers    = var.recommend_invokers
+      keys        = var.recommend_key_required ? ["RECSYS_RECOMMEND_KEY"] : []
     }
     events = {
       entry_point = "events"
       description = "Validated interactions into the durable log and the user's recent history."
       ingress     = var.events_ingress
       invokers    = var.events_invokers
+      keys        = ["RECSYS_API_KEY"]
     }
     health = {
       entry_point = "health"
       description = "Liveness and the served model version (?warm=1 also loads the user tower)."
       ingress     = var.recommend_ingress
       invokers    = var.recommend_invokers
+      keys        = []
+    }
+    "admin-items" = {
+      entry_point = "admin_items"
+      description = "Item filters: mark items unavailable or available again, set categories."
+      ingress     = var.admin_ingress
+      invokers    = var.admin_invokers
+      keys        = ["RECSYS_ADMIN_KEY"]
     }
   }
 
   environment = merge(
-    { RECSYS_STORE = var.store_uri },
+    {
+      RECSYS_STORE                = var.store_uri
+      RECSYS_MAX_BODY_BYTES       = tostring(var.max_body_bytes)
+      RECSYS_MAX_ADMIN_BODY_BYTES = tostring(var.max_admin_body_bytes)
+    },
     var.s3_environment,
     var.extra_environment,
   )
 
-  # Environment variable -> secret and version. Values are read when an instance starts.
+  # Environment variable -> secret and version, read when an instance starts. Every function
+  # gets these; the page cursor secret is shared so that any instance verifies any cursor.
   secret_environment = {
-    RECSYS_API_KEY        = { secret = var.secret_ids.api_key, version = var.api_key_version }
     REDIS_URL             = { secret = var.secret_ids.redis_url, version = "latest" }
     AWS_ACCESS_KEY_ID     = { secret = var.secret_ids.s3_access_key_id, version = "latest" }
     AWS_SECRET_ACCESS_KEY = { secret = var.secret_ids.s3_secret_access_key, version = "latest" }
+    RECSYS_CURSOR_SECRET  = { secret = var.secret_ids.cursor_secret, version = "latest" }
+  }
+
+  # The keys clients send in X-API-Key; a function gets those listed in its `keys`.
+  key_environment = {
+    RECSYS_API_KEY       = { secret = var.secret_ids.api_key, version = var.api_key_version }
+    RECSYS_ADMIN_KEY     = { secret = var.secret_ids.admin_key, version = "latest" }
+    RECSYS_RECOMMEND_KEY = { secret = var.secret_ids.recommend_key, version = "latest" }
   }
 
   invoker_bindings = merge([
@@ -77,7 +99,7 @@ resource "google_storage_bucket" "main" {
   }
 }
 
-# Named by content: a new archive is a new object, and a new object redeploys both functions.
+# Named by content: a new archive is a new object, and a new object redeploys the functions.
 resource "google_storage_bucket_object" "main" {
   bucket = google_storage_bucket.main.name
   name   = "functions/${filemd5(var.source_zip)}.zip"
@@ -126,7 +148,7 @@ resource "google_storage_bucket_iam_member" "main" {
 }
 
 resource "google_cloudfunctions2_function" "main" {
-  #checkov:skip=CKV_GCP_124:Ingress is chosen per environment (recommend_ingress, events_ingress). With ALLOW_ALL every call still needs run.invoker granted to the listed invokers, and events also the API key; ALLOW_INTERNAL_AND_GCLB needs a load balancer that this deployment does not create.
+  #checkov:skip=CKV_GCP_124:Ingress is chosen per environment (recommend_ingress, events_ingress, admin_ingress). With ALLOW_ALL every call still needs run.invoker granted to the listed invokers, and events and admin-items also their key; ALLOW_INTERNAL_AND_GCLB needs a load balancer that this deployment does not create.
   for_each = local.functions
 
   project     = var.project_id
@@ -164,7 +186,7 @@ resource "google_cloudfunctions2_function" "main" {
     environment_variables            = local.environment
 
     dynamic "secret_environment_variables" {
-      for_each = local.secret_environment
+      for_each = merge(local.secret_environment, { for key in each.value.keys : key => local.key_environment[key] })
       content {
         key        = secret_environment_variables.key
         project_id = var.project_id

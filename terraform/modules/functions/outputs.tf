@@ -1,5 +1,5 @@
 output "urls" {
-  description = "HTTPS URLs of the functions keyed by name (recommend, events, health)."
+  description = "HTTPS URLs of the functions keyed by name (recommend, events, health, admin-items)."
   value       = { for name, function in google_cloudfunctions2_function.main : name => function.service_config[0].uri }
 }
 
@@ -18,8 +18,13 @@ output "health_url" {
   value       = google_cloudfunctions2_function.main["health"].service_config[0].uri
 }
 
+output "admin_items_url" {
+  description = "HTTPS URL of admin-items (GET the item filters, POST changes; docs/SERVING.md)."
+  value       = google_cloudfunctions2_function.main["admin-items"].service_config[0].uri
+}
+
 output "function_names" {
-  description = "Deployed function names keyed by role (recommend, events, health)."
+  description = "Deployed function names keyed by role (recommend, events, health, admin-items)."
   value       = { for name, function in google_cloudfunctions2_function.main : name => function.name }
 }
 

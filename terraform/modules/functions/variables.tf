@@ -10,7 +10,7 @@ variable "region" {
 
 variable "name_prefix" {
   type        = string
-  description = "Prefix of resource names, e.g. recsys-dev (functions are <prefix>-recommend, <prefix>-events and <prefix>-health)."
+  description = "Prefix of resource names, e.g. recsys-dev (functions are <prefix>-recommend, <prefix>-events, <prefix>-health and <prefix>-admin-items)."
 }
 
 variable "labels" {
@@ -63,11 +63,14 @@ variable "s3_environment" {
 variable "secret_ids" {
   type = object({
     api_key              = string
+    admin_key            = string
+    recommend_key        = string
+    cursor_secret        = string
     redis_url            = string
     s3_access_key_id     = string
     s3_secret_access_key = string
   })
-  description = "Short Secret Manager ids read into RECSYS_API_KEY, REDIS_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."
+  description = "Short Secret Manager ids read into RECSYS_API_KEY (events), RECSYS_ADMIN_KEY (admin-items), RECSYS_RECOMMEND_KEY (recommend, if recommend_key_required), RECSYS_CURSOR_SECRET, REDIS_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (every function)."
 }
 
 variable "api_key_version" {
@@ -79,6 +82,54 @@ variable "api_key_version" {
 variable "recommend_invokers" {
   type        = list(string)
   description = "Who may call recommend and health: [\"allUsers\"] for a public endpoint, or members such as serviceAccount:app@P.iam.gserviceaccount.com."
+}
+
+variable "admin_invokers" {
+  type        = list(string)
+  description = "Who may call admin-items besides the project's Owners and Editors: authenticated members only; the function also checks the X-API-Key header against RECSYS_ADMIN_KEY."
+
+  validation {
+    condition     = length(setintersection(toset(var.admin_invokers), toset(["allUsers", "allAuthenticatedUsers"]))) == 0
+    error_message = "admin-items changes what is served: it must not be public. List the members (service accounts, groups) that manage items."
+  }
+}
+
+variable "admin_ingress" {
+  type        = string
+  description = "Ingress of admin-items: ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.admin_ingress)
+    error_message = "admin_ingress must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
+variable "recommend_key_required" {
+  type        = bool
+  description = "recommend reads RECSYS_RECOMMEND_KEY from the recommend_key secret (which then needs a version) and answers 401 without it in X-API-Key; false leaves recommend to its invokers."
+  default     = false
+}
+
+variable "max_body_bytes" {
+  type        = number
+  description = "RECSYS_MAX_BODY_BYTES: largest request body of recommend and events; a larger one gets 413."
+  default     = 1048576
+
+  validation {
+    condition     = var.max_body_bytes >= 1024 && floor(var.max_body_bytes) == var.max_body_bytes
+    error_message = "max_body_bytes must be a whole number of bytes, at least 1024."
+  }
+}
+
+variable "max_admin_body_bytes" {
+  type        = number
+  description = "RECSYS_MAX_ADMIN_BODY_BYTES: largest request body of admin-items; a larger one gets 413."
+  default     = 16777216
+
+  validation {
+    condition     = var.max_admin_body_bytes >= 1024 && floor(var.max_admin_body_bytes) == var.max_admin_body_bytes
+    error_message = "max_admin_body_bytes must be a whole number of bytes, at least 1024."
+  }
 }
 
 variable "events_invokers" {
@@ -143,18 +194,18 @@ variable "concurrency" {
 
 variable "min_instances" {
   type        = map(number)
-  description = "Warm instances kept per function (recommend, events, health); above 0 removes cold starts at a cost."
-  default     = { recommend = 0, events = 0, health = 0 }
+  description = "Warm instances kept per function (recommend, events, health, admin-items; a missing one: 0); above 0 removes cold starts at a cost."
+  default     = { recommend = 0, events = 0, health = 0, "admin-items" = 0 }
 }
 
 variable "max_instances" {
   type        = map(number)
-  description = "Instance ceiling per function (recommend, events, health)."
-  default     = { recommend = 10, events = 5, health = 2 }
+  description = "Instance ceiling per function (recommend, events, health, admin-items; a missing one: 5)."
+  default     = { recommend = 10, events = 5, health = 2, "admin-items" = 1 }
 }
 
 variable "extra_environment" {
   type        = map(string)
-  description = "Further plain (non-secret) environment variables for both functions."
+  description = "Further plain (non-secret) environment variables for every function (docs/SERVING.md lists them)."
   default     = {}
 }

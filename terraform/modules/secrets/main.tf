@@ -1,12 +1,26 @@
 # Secret Manager holds every credential the running system needs; Terraform only wires names.
-# - api_key: created empty. Its versions are added by an operator (docs/DEPLOY.md), so the key
-#   itself never passes through Terraform or its state.
+# - api_key (events), admin_key (admin-items), recommend_key (recommend, when it requires a key)
+#   and cursor_secret (signs page cursors): created empty. Their versions are added by an
+#   operator (docs/DEPLOY.md), so the keys never pass through Terraform or its state.
 # - redis_url: written from the cache module (AUTH string + CA; both are in the state anyway).
 # - <role>_s3_access_key_id / <role>_s3_secret_access_key: the storage module's HMAC keys.
 
 resource "google_secret_manager_secret" "api_key" {
   project   = var.project_id
   secret_id = "${var.name_prefix}-api-key"
+  labels    = var.labels
+
+  replication {
+    auto {}
+  }
+}
+
+# The other operator-written secrets; api_key keeps its own resource (and state address).
+resource "google_secret_manager_secret" "keys" {
+  for_each = toset(["admin_key", "recommend_key", "cursor_secret"])
+
+  project   = var.project_id
+  secret_id = "${var.name_prefix}-${replace(each.key, "_", "-")}"
   labels    = var.labels
 
   replication {
@@ -73,6 +87,7 @@ locals {
       api_key   = google_secret_manager_secret.api_key
       redis_url = google_secret_manager_secret.redis_url
     },
+    google_secret_manager_secret.keys,
     { for role, secret in google_secret_manager_secret.s3_access_key_id : "${role}_s3_access_key_id" => secret },
     { for role, secret in google_secret_manager_secret.s3_secret_access_key : "${role}_s3_secret_access_key" => secret },
   )

@@ -1,5 +1,5 @@
 output "secret_ids" {
-  description = "Short secret ids keyed by secret key (api_key, redis_url, <role>_s3_access_key_id, <role>_s3_secret_access_key)."
+  description = "Short secret ids keyed by secret key (api_key, admin_key, recommend_key, cursor_secret, redis_url, <role>_s3_access_key_id, <role>_s3_secret_access_key)."
   value       = { for key, secret in local.secrets : key => secret.secret_id }
 }
 

@@ -37,8 +37,9 @@ variable "accessors" {
     secrets = list(string)
   }))
   description = <<-EOT
-    Who may read which secret, keyed by a static name. Secret keys: api_key, redis_url,
-    <role>_s3_access_key_id and <role>_s3_secret_access_key for each role of hmac_access_ids.
+    Who may read which secret, keyed by a static name. Secret keys: api_key, admin_key,
+    recommend_key, cursor_secret, redis_url, <role>_s3_access_key_id and
+    <role>_s3_secret_access_key for each role of hmac_access_ids.
     Example: functions = { member = "serviceAccount:...", secrets = ["api_key", "redis_url"] }.
   EOT
   default     = {}
