@@ -43,6 +43,14 @@ class TooLarge(BadRequest):
     status = 413
 
 
+class _NotJSON:
+    """Stands for NaN, Infinity or -Infinity, which Python's json reads but JSON does not
+    allow; `problem` names where one is."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
 def _unicode_ok(text: str) -> bool:
     """False for a string UTF-8 cannot encode (it holds a lone surrogate)."""
     if text.isascii():
@@ -68,6 +76,8 @@ def problem(value, max_depth: int = MAX_DEPTH, where: str = "") -> str | None:
         if isinstance(v, str):
             if not _unicode_ok(v):
                 return f"{at or 'body'} {_SURROGATE}"
+        elif isinstance(v, _NotJSON):
+            return f"{at or 'body'} is {v.text}, which JSON does not allow: send a finite number"
         elif isinstance(v, dict | list):
             if depth >= max_depth:
                 return f"{at or 'body'} nests deeper than {max_depth} levels of lists and objects"
@@ -117,7 +127,7 @@ def json_body(request: flask.Request, limit: int, check: bool = True):
     if not request.is_json:
         raise BadRequest("send the body as JSON with the header Content-Type: application/json")
     try:
-        body = json.loads(raw.decode())
+        body = json.loads(raw.decode(), parse_constant=_NotJSON)
     except UnicodeDecodeError:
         raise BadRequest("the body is not UTF-8 text") from None
     except RecursionError:

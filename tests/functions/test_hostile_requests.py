@@ -79,6 +79,8 @@ def test_hardening_06_settings_that_cannot_mean_what_they_say_refuse_to_start(
     ("/admin/items", '{"unavailable": ' + DEEP + "}", ["nests deeper"]),
     ("/admin/items", '{"unavailable": ["\\ud800"]}', ["unavailable[0]", "surrogate"]),
     ("/admin/items", '{"categories": {"i1": "\\udc00x"}}', ["categories.i1", "surrogate"]),
+    ("/recommend", '{"user_id": "u", "k": NaN}', ["k is NaN", "JSON does not allow"]),
+    ("/admin/items", '{"categories": {"i1": -Infinity}}', ["categories.i1", "-Infinity"]),
     ("/recommend", b'{"user_id": "\xff"}', ["UTF-8"]),
     ("/recommend", '{"user_id": ', ["not valid JSON"]),
 ])
@@ -123,13 +125,15 @@ def test_hardening_08_events_answer_says_exactly_what_was_stored(served_env, pub
     batch = [{"user_id": "a8", "item_id": "1", "event_type": "view", "event_id": "good-1"},
              {"user_id": "a8", "item_id": "2", "event_type": "view", "event_id": "\udfff"},
              {"user_id": "a8", "item_id": "3", "event_type": "view", "note": "\ud800"},
+             {"user_id": "a8", "item_id": "5", "event_type": "view", "weight": float("nan")},
              {"user_id": "a8", "item_id": "4", "event_type": "view", "event_id": "good-4"}]
     r = app.post("/events", json={"events": batch}, headers=KEY)
     body = _fine(r, 400)
     assert (body["stored"], body["duplicates"]) == (2, 0)
-    assert [x["index"] for x in body["rejected"]] == [1, 2]
+    assert [x["index"] for x in body["rejected"]] == [1, 2, 3]
     assert "event_id" in body["rejected"][0]["reason"]
     assert "note" in body["rejected"][1]["reason"]
+    assert "weight is NaN" in body["rejected"][2]["reason"]
     assert body["event_ids"] == ["good-1", "good-4"]
     assert _stream(published[1], "ack08") == [b"good-1", b"good-4"]
     again = app.post("/events", json={"events": batch}, headers=KEY).get_json()
