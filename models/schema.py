@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from models.rows import (  # noqa: F401 (re-exported: the rules live in models/rows.py)
     DEFAULT_EVENT_WEIGHTS,
@@ -36,9 +35,20 @@ from models.rows import (  # noqa: F401 (re-exported: the rules live in models/r
     validate_interaction,
 )
 
-CLEAN_SCHEMA = pa.schema([("user_id", pa.string()), ("item_id", pa.string()),
-                          ("timestamp", pa.int64()), ("event_type", pa.string()),
-                          ("weight", pa.float64())])
+
+def __getattr__(name: str):
+    """CLEAN_SCHEMA, the pyarrow schema of clean interactions, built on first use: pyarrow
+    is imported only where Parquet is written (the batch job), not by every user of this
+    module (the functions' on-demand path reaches it through models/evaluation.py)."""
+    if name == "CLEAN_SCHEMA":
+        import pyarrow as pa
+
+        schema = pa.schema([("user_id", pa.string()), ("item_id", pa.string()),
+                            ("timestamp", pa.int64()), ("event_type", pa.string()),
+                            ("weight", pa.float64())])
+        globals()["CLEAN_SCHEMA"] = schema
+        return schema
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
