@@ -28,9 +28,10 @@ import flask
 import redis
 
 from functions import chain, metrics
+from functions.body import BadRequest, read_body
 from functions.chain import CursorKey, CursorKeyUnavailable
 from functions.openapi import document
-from functions.params import BadRequest, event_batch, item_changes, query, read_body
+from functions.params import event_batch, item_changes, query
 from functions.serving import NoBundleError, Serving, Settings
 
 log = logging.getLogger("recsys.functions")
