@@ -13,10 +13,14 @@ Signatures (the first two take `item_ids`: [batch, history] tf.string, "" as pad
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from models.finite import max_abs_diff, require_finite
-from models.mf import MFModel
+
+if TYPE_CHECKING:  # annotations only: the functions import this module without pandas
+    from models.mf import MFModel
 
 HISTORY = 50  # items of a fresh user's history the light tower takes
 

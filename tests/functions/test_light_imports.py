@@ -30,9 +30,6 @@ def test_hardening_12_functions_params_imports_no_pandas_or_pyarrow():
     assert loaded == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an MF bundle's LiteTower (functions/serving.py) imports models.export.pad_history, and "
-    "models/export.py imports models.mf (pandas) at module level; remove this mark when fixed"))
 def test_hardening_12_cached_answers_and_events_load_no_pandas_or_pyarrow(served_env,
                                                                           warm_user):
     """The whole app (functions/main.py, which loads the bundle at import), a cached answer
