@@ -506,7 +506,11 @@ class ListStore:
         """
         reply = self.r.xreadgroup(group, consumer, {self.events_key: after}, count=count)
         entries = reply[0][1] if reply else []
-        return [(i.decode(), None if f is None else {k.decode(): v.decode() for k, v in f.items()})
+        # surrogateescape: bytes that are not UTF-8 (written to the stream by hand) reach the
+        # drain's validator, which dead-letters them, instead of stalling every drain.
+        return [(i.decode(), None if f is None else {k.decode(errors="surrogateescape"):
+                                                    v.decode(errors="surrogateescape")
+                                                    for k, v in f.items()})
                 for i, f in entries]
 
     def claim_events(self, group: str, consumer: str, count: int) -> int:

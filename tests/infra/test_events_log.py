@@ -175,3 +175,17 @@ def test_hardening_02_a_row_parquet_cannot_hold_is_dead_lettered(redis_client, t
     dead = _frame(store, store.list("events/dead")[0])
     assert dead["reason"].str.startswith("cannot be written as a row").tolist() == [True]
     assert "overflow" in dead["row"].iloc[0]
+
+
+def test_hardening_02_an_entry_that_is_not_utf8_is_dead_lettered(redis_client, tmp_path):
+    """Bytes that are not UTF-8 (a hand-written entry) go to events/dead/, not into a
+    UnicodeDecodeError that leaves the entry pending before every later drain."""
+    lists, store = ListStore(redis_client, "t"), LocalStore(str(tmp_path))
+    lists.append_events(_events(2))
+    redis_client.xadd("t:events", {b"user_id": b"\xff\xfeu", b"item_id": b"1",
+                                   b"timestamp": b"1700000000"})
+    lists.append_events(_events(2, start=2))
+    stats = drain_events(lists, store)
+    assert stats["events"] == 4 and stats["dead"] == 1
+    assert redis_client.xlen("t:events") == 0
+    assert sorted(read_events_log(store)["event_id"]) == ["e0", "e1", "e2", "e3"]
