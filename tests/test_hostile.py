@@ -264,7 +264,7 @@ def _hostile_http(calls: Calls, warm: str) -> None:
     status, text = calls.send("/recommend", {"user_id": warm, "k": 2, "cursor": cursor})
     assert status == 200, text
     # Keys: none, wrong, near-miss; methods nobody serves.
-    for key in (None, "", "x", WRITE_KEY[:-1], WRITE_KEY + " ", ADMIN_KEY):
+    for key in (None, "", "x", WRITE_KEY[:-1], WRITE_KEY + "x", " " + WRITE_KEY[1:], ADMIN_KEY):
         calls.send("/events", {"events": [{"user_id": "k", "item_id": "1"}]}, key=key,
                    expect_4xx=True)
     calls.send("/admin/items", {"unavailable": ["1"]}, key=WRITE_KEY, expect_4xx=True)
@@ -353,11 +353,14 @@ def test_hostile_input_never_breaks_what_is_served(world):
     shutil.copy(world["base"], folder / "interactions.parquet")
     second = _nightly([f"--input={folder}", *world["common"]])
     assert lists.current() == second["version"] != first
-    dead = sum(second["dead_letters"].values())
-    assert dead >= 18, second["dead_letters"]
+    reasons = second["dead_letters"]
+    assert sum(reasons.values()) == 15, reasons  # every bad line and row of the two files
+    assert sum(n for r, n in reasons.items() if r.startswith("malformed CSV line")) == 2
+    assert sum(n for r, n in reasons.items() if r.startswith("timestamp")) == 4, reasons
     assert second["events_drained"]["dead"] >= poisoned, second["events_drained"]
     served = set(_warm_users(world["store"], second["version"]))
     assert {"*[^:shards", "u1:shards", "[", "\\"} <= served
+    assert not {"u-bad", "u-ts1", "u-ts4", "u-ts5", "u-w1", "p1", "p4"} & served
 
     # What the next run does first (drop the failed runs' keys) keeps every served list.
     lists.drop_unpublished()
