@@ -6,16 +6,14 @@ exception further down. Bodies are read and parsed by functions/body.py.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 
 import flask
 
-from functions.body import SURROGATE, BadRequest, json_body, problem, unicode_ok
+from functions.body import BadRequest, json_body, problem
 from functions.chain import CursorKeyUnavailable, Query, decode_cursor
-from models.rows import validate_interaction
+from models.rows import MAX_ID_CHARS, clean_id, validate_interaction  # one id rule for all
 
-MAX_ID_CHARS = 256
 MAX_RECOMMENDATION_ID_CHARS = 64  # the functions make 32 hex characters
 MAX_LIST = 500
 MAX_FEATURES = 100
@@ -24,19 +22,16 @@ ID_FIELDS = ("user_id", "item_id", "event_type", "event_id", "recommendation_id"
 
 
 def _text(value, name: str, limit: int = MAX_ID_CHARS) -> str:
-    """A string or number as a stripped string (12.0 -> "12") of at most `limit` characters."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise BadRequest(f"{name} must be a string or a number, got {type(value).__name__}")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise BadRequest(f"{name} must be finite")
-        if value.is_integer():
-            value = int(value)
-    text = str(value).strip()
+    """A string or number as a stripped string (12.0 -> "12") of at most `limit` characters,
+    by the id rules of the nightly's validators (models.rows.clean_id); "" for a blank string.
+    """
+    if isinstance(value, str) and not value.strip():
+        return ""
+    text, reason = clean_id(value, name)
+    if text is None:
+        raise BadRequest(reason)
     if len(text) > limit:
         raise BadRequest(f"{name} is longer than {limit} characters")
-    if not unicode_ok(text):
-        raise BadRequest(f"{name} {SURROGATE}")
     return text
 
 
@@ -199,6 +194,12 @@ def item_changes(request: flask.Request, limit: int) -> dict:
         raise BadRequest("categories must be an object {item_id: category}")
     changes["categories"] = {_text(i, "item_id"): _text(c, "category")
                              for i, c in categories.items()}
+    if "" in changes["categories"] or "" in changes["categories"].values():
+        raise BadRequest("categories: item ids and categories must not be blank")
+    both = set(changes["unavailable"]) & set(changes["available"])
+    if both:
+        raise BadRequest(f"{len(both)} item(s) are both unavailable and available, e.g. "
+                         f"{sorted(both)[0]!r}: give each item once")
     if not any(changes.values()):
         raise BadRequest("nothing to change: give unavailable, available or categories")
     return changes

@@ -209,3 +209,20 @@ def test_cursor_secret_is_made_once_by_concurrent_instances(redis_client):
         t.join()
     assert len({k.value for k in keys}) == 1 and len(keys[0].value) >= 16
     assert redis_client.get("race:cursor_secret") == keys[0].value
+
+
+# 07 (admin side) ----------------------------------------------------------------------------
+@pytest.mark.parametrize("body,words", [
+    ({"unavailable": ["a\x00b"]}, ["unavailable", "control"]),
+    ({"categories": {"i1": "Com\x1bedy"}}, ["category", "control"]),
+    ({"categories": {"i1": " "}}, ["blank"]),
+    ({"unavailable": ["i1", "i2"], "available": ["i2"]}, ["both", "i2"]),
+])
+def test_hardening_07_admin_items_take_the_id_rules_of_the_validators(served_env, body, words):
+    """/admin/items checks ids and categories as `recsys items` and the nightly do: control
+    characters and blanks are 400s naming the field, and one item cannot be made unavailable
+    and available in one call (it used to end up silently available)."""
+    app = make_app(served_env).test_client()
+    before = app.get("/admin/items", headers=ADMIN).get_json()
+    _fine(app.post("/admin/items", json=body, headers=ADMIN), 400, *words)
+    assert app.get("/admin/items", headers=ADMIN).get_json() == before

@@ -133,7 +133,7 @@ def test_bad_requests_are_400_with_the_reason(client, query, message):
 
 @pytest.mark.parametrize("body,message", [
     ([1], "POST body must be a JSON object"),
-    ({"user_id": {"a": 1}}, "user_id must be a string or a number"),
+    ({"user_id": {"a": 1}}, "user_id must be a string or a finite number"),
     ({"user_id": "1", "k": 2.5}, "k must be an integer"),
     ({"user_id": "1", "events": 3}, "events must be a list"),
     ({"user_id": "1", "features": [1]}, "features must be an object"),
@@ -160,7 +160,7 @@ def test_bad_events_are_reported_and_valid_ones_kept(client):
         {"index": 1, "reason": "missing item_id"},
         {"index": 2, "reason": "unknown event_type"},
         {"index": 3, "reason": "unparseable timestamp"},
-        {"index": 4, "reason": "user_id must be a string or a number, got list"},
+        {"index": 4, "reason": "user_id must be a string or a finite number"},
         {"index": 5, "reason": "event must be a JSON object"}]
 
 
