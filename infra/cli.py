@@ -76,8 +76,16 @@ def main(log_level: str) -> None:
       help="Allowed relative NDCG@10 drop against the served version.")
 @_opt("--gate-window", envvar="RECSYS_GATE_WINDOW", default=0.1, type=float,
       help="Share of the time range held out to evaluate the quality gate.")
+@_opt("--faiss-threads", envvar="RECSYS_FAISS_THREADS", default=None, type=int,
+      help="Faiss threads per precompute worker (default: the cores shared among the "
+           "DirectRunner's workers; 1 elsewhere).")
+@_opt("--gate-min-cases", envvar="RECSYS_GATE_MIN_CASES", default=50, type=int,
+      help="Fewest validation cases the quality gate decides on; fewer refuses the run.")
+@_opt("--max-shrink", envvar="RECSYS_MAX_SHRINK", default=0.5, type=float,
+      help="Refuse a run whose users, items or valid events drop by more than this share "
+           "of the served version's (0..1; checked with --skip-gate too).")
 @_opt("--force-publish", envvar="RECSYS_FORCE_PUBLISH", is_flag=True,
-      help="Publish even if the quality gate fails.")
+      help="Publish even if the quality gate or the shrink check refuses.")
 @_opt("--skip-gate", envvar="RECSYS_SKIP_GATE", is_flag=True,
       help="Do not evaluate the quality gate (saves one training).")
 @_opt("--no-drain-events", envvar="RECSYS_NO_DRAIN_EVENTS", is_flag=True,
@@ -89,8 +97,9 @@ def main(log_level: str) -> None:
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def nightly(input_path, store, redis_url, namespace, k, shard_size, keep_versions,
             list_max_age_days, model, served_config, users, items, dim, epochs, l2,
-            event_weights, index, flat_max, gate_tolerance, gate_window, force_publish,
-            skip_gate, no_drain_events, runner, json_path, beam_args) -> None:
+            event_weights, index, flat_max, faiss_threads, gate_tolerance, gate_window,
+            gate_min_cases, max_shrink, force_publish, skip_gate, no_drain_events, runner,
+            json_path, beam_args) -> None:
     """Validate, train, export the bundle, precompute top-K and publish to Redis."""
     from batch.nightly import run
 
@@ -102,7 +111,9 @@ def nightly(input_path, store, redis_url, namespace, k, shard_size, keep_version
             f"--dim={dim}", f"--epochs={epochs}", f"--l2={l2}",
             f"--event_weights={event_weights}", f"--index={index}",
             f"--flat_max={flat_max}", f"--gate_tolerance={gate_tolerance}",
-            f"--gate_window={gate_window}", f"--runner={runner}",
+            f"--gate_window={gate_window}", f"--gate_min_cases={gate_min_cases}",
+            f"--max_shrink={max_shrink}", f"--runner={runner}",
+            *([f"--faiss_threads={faiss_threads}"] if faiss_threads else []),
             *[f"--{name}" for name, on in (("force_publish", force_publish),
                                            ("skip_gate", skip_gate),
                                            ("no_drain_events", no_drain_events)) if on],
