@@ -146,10 +146,13 @@ def _nightly(args: list[str]) -> dict:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, redis_url):
     """A published version in namespace `hostile` of db 2 and `recsys serve` in front of it."""
+    import redis
+
     from infra.redis_server import free_port
     from models.synthetic import generate
 
     redis_url = redis_url.rsplit("/", 1)[0] + "/2"
+    redis.Redis.from_url(redis_url).flushdb()  # a rerun on a REDIS_URL server starts afresh
     root = tmp_path_factory.mktemp("hostile")
     data = generate(n_users=150, n_items=60, seed=15, events_per_user=15)
     base = root / "interactions.parquet"
