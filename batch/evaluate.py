@@ -24,7 +24,7 @@ from models.evaluation import Recommender, build_cases, build_report, evaluate_m
 from models.mf import MFConfig
 from models.retrieval import MFRecommender
 from models.schema import Dataset
-from models.served import ServedRecommender
+from models.served_fit import ServedRecommender
 from models.two_tower import TwoTowerRecommender
 
 logger = logging.getLogger(__name__)

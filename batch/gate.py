@@ -155,7 +155,7 @@ def quality_gate(clean: pd.DataFrame, config, event_weights, served: dict | None
     if isinstance(config, MFConfig):
         model = _WeightedMF(config, event_weights)
     else:
-        from models.served import ServedRecommender
+        from models.served_fit import ServedRecommender
 
         model = ServedRecommender(config)
     tables = {"users": users, "items": items, "n_resamples": 100}

@@ -178,7 +178,8 @@ def train_and_export_served(clean: pd.DataFrame, store, version: str, config,
     Returns:
         {"users", "items", "index", "litert_max_abs_diff"}.
     """
-    from models.served import export, fit_served
+    from models.served import export
+    from models.served_fit import fit_served
 
     model = fit_served(clean, users, items, config)
     item_vocab = model.tower.data.items

@@ -33,7 +33,8 @@ def scale_factories() -> dict:
     from models.mf import MFConfig
     from models.ranker import RankerConfig
     from models.retrieval import MFRecommender
-    from models.served import ServedConfig, ServedRecommender
+    from models.served import ServedConfig
+    from models.served_fit import ServedRecommender
     from models.two_tower import TwoTowerConfig, TwoTowerRecommender
 
     # Each MF epoch is 20M examples (4M pairs and 4 negatives each): 305 steps of 65,536, about

@@ -35,7 +35,8 @@ from models.evaluation import (
     score_lists,
     temporal_split,
 )
-from models.served import ServedConfig, ServedRecommender
+from models.served import ServedConfig
+from models.served_fit import ServedRecommender
 
 ORIGINS = ((0.9, 1.0), (0.8, 0.9), (0.7, 0.8))
 

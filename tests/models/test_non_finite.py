@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from models.ranker import FEATURES, RankerConfig, RankingData, fit_member
-from models.served import LiteRTRuntime, check_litert, export, fit_served
+from models.served import LiteRTRuntime, check_litert, export
+from models.served_fit import fit_served
 from models.two_tower import TwoTowerConfig, fit_tower, prepare
 
 

@@ -14,13 +14,12 @@ from models.ranker import RankerConfig
 from models.served import (
     ServedConfig,
     ServedModel,
-    ServedRecommender,
     _neighbour_top,
     check_litert,
     export,
-    fit_served,
     longtail_slots,
 )
+from models.served_fit import ServedRecommender, fit_served
 from models.two_tower import TwoTowerConfig, history_matrix
 
 TINY = ServedConfig(
