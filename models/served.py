@@ -7,9 +7,12 @@ warm users (the nightly batch) and fresh users (the on-demand function).
         -> rank(hist, user_tok, candidates, context)  models.ranker features + MLP ensemble
         -> models.rules.apply_rules_batch             history and exclusions out, first k
 
-The user tower and the ranker run through a `runtime`: `GraphRuntime` (TensorFlow, the same
-module the SavedModels are written from; the nightly batch) or `LiteRTRuntime` (the .tflite
-conversions, no TensorFlow import; the on-demand function). `models.served_fit.fit_served`
+The candidates' neighbour sums and the ranker's features are NumPy gathers on arrays built
+once per model (models.features); the user tower and the ranker's MLP run through a `runtime`
+(models.runtimes): `NumpyRuntime` (the exported weights in NumPy; the nightly batch and
+evaluation), `LiteRTRuntime` (the .tflite conversions; the on-demand function) or
+`GraphRuntime` (TensorFlow, the module the SavedModels are written from; the reference).
+None of the first two imports TensorFlow. `models.served_fit.fit_served`
 trains it on the train side only: the ranker learns from windows cut from its end (with a
 tower fitted on each window's past), then the tower and the tables are refit on all of it.
 `export` writes the bundle (see there); `ServedModel.load` reads it back.
@@ -29,6 +32,15 @@ import numpy as np
 import pandas as pd
 
 from models.evaluation import Cases
+from models.features import (
+    ItemArrays,
+    NeighbourMatrix,
+    neighbour_sums,
+    neighbour_top,
+    one_blas_thread,
+    pair_features,
+    tower_top,
+)
 from models.finite import max_abs_diff, require_finite
 from models.ranker import (
     DAY,
@@ -40,6 +52,7 @@ from models.ranker import (
     build_tables,
 )
 from models.rules import apply_rules_batch
+from models.runtimes import GraphRuntime, LiteRTRuntime, NumpyRuntime
 from models.two_tower import (
     TokenEncoder,
     TowerData,
@@ -50,6 +63,9 @@ from models.two_tower import (
 from models.vocab import Vocab
 
 log = logging.getLogger(__name__)
+__all__ = ["GraphRuntime", "LiteRTRuntime", "NumpyRuntime", "ServedConfig", "ServedModel"]
+# Users per step of recommend_indices: the neighbour sums hold 2 x 3 x (n + 1) floats per user.
+STEP_CELLS = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,15 @@ class ServedConfig:
 
 
 @dataclass
+class _Arrays:
+    """What ServedModel scoring gathers from (see ServedModel.arrays)."""
+
+    knn: NeighbourMatrix
+    sess: NeighbourMatrix
+    items: ItemArrays
+
+
+@dataclass
 class ServedModel:
     """The bundle's content: tower, feature tables, ranker and the warm users' last events.
 
@@ -133,10 +158,27 @@ class ServedModel:
         return cls(tower, tables, ranker, config, popular, last.astype(float).to_dict())
 
     def get_runtime(self):
-        """The runtime of the towers and the ranker (a GraphRuntime unless one was set)."""
+        """The runtime of the user tower and the ranker (a NumpyRuntime unless one was set)."""
         if self.runtime is None:
-            self.runtime = GraphRuntime(self)
+            self.runtime = NumpyRuntime(self)
         return self.runtime
+
+    def arrays(self) -> _Arrays:
+        """What scoring gathers from, built on first use: the neighbour matrices and the
+        per-item feature arrays."""
+        if getattr(self, "_arrays", None) is None:
+            t = self.tables
+            self._arrays = _Arrays(
+                NeighbourMatrix.build(t.knn_idx, t.knn_sim),
+                NeighbourMatrix.build(t.sess_idx, t.sess_sim),
+                ItemArrays.build(t, self.tower.data.item_enc.size))
+        return self._arrays
+
+    def neighbour_sums(self, histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(kNN, session) [B, 3, n + 1] sums over each history (models.features)."""
+        a, c = self.arrays(), self.config.tower
+        return (neighbour_sums(a.knn, histories, c.history, c.recent),
+                neighbour_sums(a.sess, histories, c.history, c.recent))
 
     # -- inputs -------------------------------------------------------------------------
     def history_indices(self, histories: list[list[str]]) -> list[np.ndarray]:
@@ -152,35 +194,55 @@ class ServedModel:
         return np.stack([np.full(len(user_ids), float(fresh)), idle], 1).astype(np.float32)
 
     # -- the pipeline ---------------------------------------------------------------------
-    def candidates(self, query: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+    def candidates(self, query: np.ndarray, histories: list[np.ndarray],
+                   sums: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Candidate item indices from every source, history excluded.
 
         Args:
             query: [B, d] user tower output.
             histories: B arrays of item indices.
+            sums: `neighbour_sums(histories)` when the caller has them.
 
         Returns:
             [B, C] int64, -1 pads; tower candidates first, then kNN, session and recent.
         """
-        from models.retrieval import retrieve
-
-        c, t = self.config, self.tables
-        if getattr(self, "_index", None) is None:
-            from models.topk import build_flat_index
-
-            self._index = build_flat_index(self.tower.item_vectors)
-        parts = [retrieve(self._index, query, c.n_tower, histories)[0],
-                 _neighbour_top(t.knn_idx, t.knn_sim, histories, c.n_knn),
-                 _neighbour_top(t.sess_idx, t.sess_sim, histories, c.n_session),
+        c = self.config
+        knn, sess = sums if sums is not None else self.neighbour_sums(histories)
+        parts = [tower_top(self.tower.item_vectors, query, histories, c.n_tower),
+                 neighbour_top(knn[:, 2], histories, c.n_knn),
+                 neighbour_top(sess[:, 2], histories, c.n_session),
                  np.tile(self.popular, (len(histories), 1))]
         merged = np.concatenate(parts, 1)
         return apply_rules_batch(merged, np.zeros(merged.shape, np.float32), c.candidates,
                                  histories)[0]
 
+    def features(self, hist: np.ndarray, user_tok: np.ndarray, cand: np.ndarray,
+                 context: np.ndarray, query: np.ndarray | None = None,
+                 sums: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """The ranker's features [B, C, F] of the candidates [B, C] (models.features).
+
+        Args:
+            hist: [B, H] int32 history matrix (`history_matrix`), -1 pads.
+            user_tok, context: as in `recommend_indices`.
+            cand: [B, C] candidate item indices, -1 pads.
+            query: the user tower's output for (hist, user_tok), when the caller has it.
+            sums: `neighbour_sums` of the histories hist was cut from, when the caller has
+                them (else they are summed over hist, which holds the H the features read).
+        """
+        if query is None:
+            query = self.get_runtime().user_embedding(hist, user_tok)
+        if sums is None:
+            sums = self.neighbour_sums([row[row >= 0] for row in hist])
+        return pair_features(self.tables, self.arrays().items, query, hist, user_tok, cand,
+                             context, *sums)
+
     def rank(self, hist: np.ndarray, user_tok: np.ndarray, cand: np.ndarray,
-             context: np.ndarray) -> np.ndarray:
-        """Ranker scores [B, C] float32 (-inf on padding) of the candidates [B, C]."""
-        scores = self.get_runtime().rank(hist, user_tok, cand.astype(np.int32), context)
+             context: np.ndarray, query: np.ndarray | None = None,
+             sums: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Ranker scores [B, C] float32 (-inf on padding) of the candidates [B, C]; the
+        arguments are `features`'."""
+        X = self.features(hist, user_tok, cand, context, query, sums)
+        scores = self.get_runtime().score(X)
         return np.where(cand >= 0, scores, -np.inf).astype(np.float32)
 
     def recommend_indices(self, histories: list[np.ndarray], user_tok: np.ndarray,
@@ -199,16 +261,30 @@ class ServedModel:
         Returns:
             (items [B, k] int64, -1 pads; scores [B, k] float32), best first.
         """
+        step = self.step()
+        with one_blas_thread():
+            parts = [self._recommend_step(
+                histories[lo:lo + step], user_tok[lo:lo + step], context[lo:lo + step], k,
+                None if exclude is None else exclude[lo:lo + step])
+                for lo in range(0, len(histories), step)]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+
+    def _recommend_step(self, histories, user_tok, context, k, exclude):
         hist = history_matrix(histories, self.config.tower.history)
         query = self.get_runtime().user_embedding(hist, user_tok)
-        cand = self.candidates(query, histories)
-        scores = self.rank(hist, user_tok, cand, context)
+        sums = self.neighbour_sums(histories)
+        cand = self.candidates(query, histories, sums)
+        scores = self.rank(hist, user_tok, cand, context, query, sums)
         order = np.lexsort((np.where(cand < 0, np.iinfo(np.int64).max, cand), -scores), axis=1)
         cand, scores = np.take_along_axis(cand, order, 1), np.take_along_axis(scores, order, 1)
-        drop = histories if exclude is None else [
-            np.concatenate([h, e]) for h, e in zip(histories, exclude, strict=True)]
         tail, new = self.config.longtail_slots, self.config.new_item_slots
-        I, S = apply_rules_batch(cand, scores, cand.shape[1] if tail or new else k, drop)
+        # the candidates hold no history item and no repeat: only `exclude` is left to drop
+        I, S = apply_rules_batch(cand, scores, cand.shape[1] if tail or new else k, exclude,
+                                 unique=True)
 
         def tower(I: np.ndarray) -> np.ndarray:  # the two-tower score of each listed item
             return np.einsum("bd,bcd->bc", query, self.tables.item_vectors[I])
@@ -235,23 +311,30 @@ class ServedModel:
 
     def ranking_data(self, cases: Cases) -> RankingData:
         """Candidates, features and labels of evaluation-like cases (ranker training)."""
-        parts = []
-        for chunk, fresh in ((cases.warm, False), (cases.fresh, True)):
-            if not chunk:
-                continue
-            ids = [c.user_id for c in chunk]
-            histories = self.history_indices([list(c.history) for c in chunk])
-            hist = history_matrix(histories, self.config.tower.history)
-            utok = self.tower.data.user_matrix(ids)
-            cand = self.candidates(self.get_runtime().user_embedding(hist, utok), histories)
-            X = self.get_runtime().features(hist, utok, cand.astype(np.int32),
-                                         self.context(ids, fresh))
-            truth = [self.tower.data.items.lookup(c.truth) for c in chunk]
-            y = np.stack([np.isin(row, t[t >= 0]) for row, t in zip(cand, truth, strict=True)])
-            parts.append(RankingData(X, y & (cand >= 0), cand >= 0,
-                                     np.array([len(c.truth) for c in chunk])))
-        return RankingData.concat(parts)
+        step = self.step()
+        with one_blas_thread():
+            return RankingData.concat([
+                self._ranking_part(group[lo:lo + step], fresh)
+                for group, fresh in ((cases.warm, False), (cases.fresh, True))
+                for lo in range(0, len(group), step)])
 
+    def _ranking_part(self, chunk: list, fresh: bool) -> RankingData:
+        ids = [c.user_id for c in chunk]
+        histories = self.history_indices([list(c.history) for c in chunk])
+        hist = history_matrix(histories, self.config.tower.history)
+        utok = self.tower.data.user_matrix(ids)
+        query = self.get_runtime().user_embedding(hist, utok)
+        sums = self.neighbour_sums(histories)
+        cand = self.candidates(query, histories, sums)
+        X = self.features(hist, utok, cand, self.context(ids, fresh), query, sums)
+        truth = [self.tower.data.items.lookup(c.truth) for c in chunk]
+        y = np.stack([np.isin(row, t[t >= 0]) for row, t in zip(cand, truth, strict=True)])
+        return RankingData(X, y & (cand >= 0), cand >= 0,
+                           np.array([len(c.truth) for c in chunk]))
+
+    def step(self) -> int:
+        """Users per step of recommend_indices and ranking_data (see STEP_CELLS)."""
+        return int(np.clip(STEP_CELLS // (6 * (len(self.tower.data.items) + 1)), 8, 256))
 
     # -- the bundle -----------------------------------------------------------------------
     def save(self, path: str) -> None:
@@ -283,9 +366,13 @@ class ServedModel:
 
         Args:
             path: the bundle folder.
-            runtime: "litert" runs user_tower.tflite and ranker.tflite (no TensorFlow
-                import: the on-demand function); "tf" builds the TensorFlow graph (batch).
+            runtime: "litert" runs user_tower.tflite and ranker.tflite (the on-demand
+                function), "numpy" the weights in NumPy (the nightly batch; needs only
+                served.npz and served.json), neither importing TensorFlow; "tf" builds the
+                TensorFlow graph (a reference).
         """
+        if runtime not in ("litert", "numpy", "tf"):
+            raise ValueError(f"runtime {runtime!r}: use 'litert', 'numpy' or 'tf'")
         with open(os.path.join(path, "served.json")) as f:
             meta = json.load(f)
         a = dict(np.load(os.path.join(path, "served.npz")))
@@ -313,6 +400,8 @@ class ServedModel:
         if runtime == "litert":
             model.runtime = LiteRTRuntime(os.path.join(path, "user_tower.tflite"),
                                           os.path.join(path, "ranker.tflite"))
+        elif runtime == "tf":
+            model.runtime = GraphRuntime(model)
         return model
 
     def user_tokens(self, rows: list[dict | None]) -> np.ndarray:
@@ -351,28 +440,6 @@ def longtail_slots(I: np.ndarray, S: np.ndarray, slots: int, eligible: np.ndarra
     return I, S
 
 
-def _neighbour_top(idx: np.ndarray, sim: np.ndarray, histories: list[np.ndarray], n: int,
-                   chunk: int = 512) -> np.ndarray:
-    """Top-n items by neighbour similarity summed over each history ([B, n] int64, -1 pads)."""
-    n_items = len(idx) - 1
-    out = np.full((len(histories), n), -1, np.int64)
-    for lo in range(0, len(histories), chunk):
-        block = histories[lo:lo + chunk]
-        rows = np.concatenate([np.full(len(h) * idx.shape[1], r) for r, h in enumerate(block)]
-                              + [np.zeros(0, np.int64)]).astype(np.int64)
-        flat = np.concatenate([idx[h].ravel() for h in block] + [np.zeros(0, np.int32)])
-        w = np.concatenate([sim[h].ravel() for h in block] + [np.zeros(0, np.float32)])
-        acc = np.bincount(rows * (n_items + 1) + flat, w, len(block) * (n_items + 1))
-        acc = acc.reshape(len(block), n_items + 1)[:, :n_items]
-        for r, h in enumerate(block):
-            acc[r, h] = 0.0
-        m = min(n, n_items)
-        top = np.argpartition(-acc, m - 1, axis=1)[:, :m]
-        top = np.take_along_axis(top, np.lexsort((top, -np.take_along_axis(acc, top, 1))), 1)
-        out[lo:lo + len(block), :m] = np.where(np.take_along_axis(acc, top, 1) > 0, top, -1)
-    return out
-
-
 def model_arrays(model: ServedModel) -> dict[str, np.ndarray]:
     """Every float array the served model scores with: tower weights and item vectors, the
     feature tables, the ranker's members and standardisation."""
@@ -391,7 +458,7 @@ def model_arrays(model: ServedModel) -> dict[str, np.ndarray]:
 SAVED_MODELS = {  # folder -> signatures; the first is `serving_default` (strings, REST)
     "user_tower": ("user_embedding", "user_embedding_idx"),
     "item_embeddings": ("item_embeddings", "all_item_embeddings", "item_tower"),
-    "ranker": ("rank", "rank_idx"),
+    "ranker": ("rank", "rank_idx", "score_idx"),
 }
 
 STRING_SIGNATURES = {"user_embedding", "rank", "item_embeddings", "item_tower"}
@@ -403,6 +470,7 @@ def serving_module(model: ServedModel, signatures=None):
     `*_idx` signatures take int32 item indices (histories [B, H] right-aligned, -1 pads) and
     user token ids [B, U]; the others take item ids ("" pads, oldest first) and user feature
     tokens "column=value" (TokenEncoder), as TF Serving's REST `instances` carry them.
+    `score_idx` scores features [B, C, F] (models.features) with the MLP ensemble alone.
     `*_lite` are the [1, ...] versions converted to LiteRT.
 
     Args:
@@ -411,11 +479,12 @@ def serving_module(model: ServedModel, signatures=None):
     """
     import tensorflow as tf
 
-    from models.ranker import ensemble, features, graph_tables
+    from models.ranker import FEATURES, ensemble, features, graph_tables
     from models.two_tower import item_tower, user_tower
 
     H, U = model.config.tower.history, model.tower.data.user_enc.width
     C, R, data = model.config.candidates, model.config.tower.recent, model.tower.data
+    F = len(FEATURES)
     t = graph_tables(model.tables, model.tower)
     members = [[tf.constant(v) for v in m] for m in model.ranker.members] if model.ranker else []
     m = tf.Module()
@@ -430,9 +499,11 @@ def serving_module(model: ServedModel, signatures=None):
     def query(item_idx, user_tok):
         return user_tower(t, t["history_table"], item_idx, user_tok, R)
 
-    def scores(item_idx, user_tok, candidates, context):
-        X = features(t, item_idx, user_tok, candidates, context, R)
+    def mlp(X):
         return ensemble(members, model.ranker.mean, model.ranker.std, X)
+
+    def scores(item_idx, user_tok, candidates, context):
+        return mlp(features(t, item_idx, user_tok, candidates, context, R))
 
     def to_idx(item_ids, user_features):
         idx = m.items.lookup(item_ids)  # known items move right, in order; then the last H
@@ -477,7 +548,8 @@ def serving_module(model: ServedModel, signatures=None):
         "rank": (rank, [*strings, spec([None, None], s, "candidate_ids"),
                         spec([None, 2], f32, "context")]),
         "rank_idx": (lambda *a: {"scores": scores(*a)}, rank_specs(None, None)),
-        "rank_lite": (lambda *a: {"scores": scores(*a)}, rank_specs(1, C)),
+        "score_idx": (lambda x: {"scores": mlp(x)}, [spec([None, None, F], f32, "features")]),
+        "score_lite": (lambda x: {"scores": mlp(x)}, [spec([1, C, F], f32, "features")]),
         "features_idx": (lambda *a: features(t, *a, R), rank_specs(None, None)),
         "item_embeddings": (item_embeddings, [spec([None], s, "item_ids")]),
         "all_item_embeddings": (lambda: {"item_ids": ids, "embeddings": tf.constant(vectors)},
@@ -499,67 +571,17 @@ def _lookup(keys: list[str], values, default: int):
     return tf.lookup.StaticHashTable(init, default)
 
 
-class GraphRuntime:
-    """Runs the user tower, the features and the ranker in-process (TensorFlow)."""
-
-    def __init__(self, model: ServedModel, batch_size: int = 256):
-        self.module = serving_module(model, ("user_embedding_idx", "rank_idx", "features_idx"))
-        self.batch_size = batch_size
-
-    def _batched(self, fn, *arrays) -> np.ndarray:
-        b = self.batch_size
-        return np.concatenate([np.asarray(fn(*(a[lo:lo + b] for a in arrays)))
-                               for lo in range(0, len(arrays[0]), b)])
-
-    def user_embedding(self, hist, user_tok) -> np.ndarray:
-        return self._batched(lambda *a: self.module.user_embedding_idx(*a)["query"],
-                             hist, user_tok)
-
-    def rank(self, hist, user_tok, cand, context) -> np.ndarray:
-        return self._batched(lambda *a: self.module.rank_idx(*a)["scores"],
-                             hist, user_tok, cand, context)
-
-    def features(self, hist, user_tok, cand, context) -> np.ndarray:
-        return self._batched(self.module.features_idx, hist, user_tok, cand, context)
-
-
-class LiteRTRuntime:
-    """The same two calls through LiteRT interpreters (no TensorFlow import), row by row.
-
-    Args:
-        user_tower: user_tower.tflite (bytes or path): item_idx [1, H], user_tok [1, U].
-        ranker: ranker.tflite: item_idx, user_tok, candidates [1, C], context [1, 2].
-    """
-
-    def __init__(self, user_tower, ranker):
-        from ai_edge_litert.interpreter import Interpreter
-
-        def runner(src):
-            kw = {"model_content": src} if isinstance(src, bytes) else {"model_path": src}
-            return Interpreter(**kw).get_signature_runner()
-
-        self.user, self.ranker = runner(user_tower), runner(ranker)
-
-    def user_embedding(self, hist, user_tok) -> np.ndarray:
-        return np.concatenate([self.user(item_idx=hist[r:r + 1], user_tok=user_tok[r:r + 1])[
-            "query"] for r in range(len(hist))])
-
-    def rank(self, hist, user_tok, cand, context) -> np.ndarray:
-        return np.concatenate([self.ranker(item_idx=hist[r:r + 1], user_tok=user_tok[r:r + 1],
-                                           candidates=cand[r:r + 1], context=context[r:r + 1])[
-            "scores"] for r in range(len(hist))])
-
-
 def export(model: ServedModel, path: str, n_checks: int = 8, atol: float = 2e-3) -> dict:
     """Writes the bundle: served.npz/json, the SavedModels and their LiteRT conversions.
 
     SavedModels (each loadable with tf.saved_model.load; `serving_default` takes strings as
     TF Serving's REST API sends them): `user_tower/` (user_embedding, user_embedding_idx),
     `item_embeddings/` (item_embeddings, all_item_embeddings, item_tower), `ranker/` (rank,
-    rank_idx). LiteRT: `user_tower.tflite` (item_idx [1, H] int32, user_tok [1, U] int32 ->
-    query [1, d]) and `ranker.tflite` (+ candidates [1, C] int32, context [1, 2] float32 ->
-    scores [1, C]), built-in ops only, checked against the TensorFlow graph. The folder is
-    written under a temporary name and renamed when complete.
+    rank_idx with the features in the graph; score_idx on features). LiteRT:
+    `user_tower.tflite` (item_idx [1, H] int32, user_tok [1, U] int32 -> query [1, d]) and
+    `ranker.tflite` (features [1, C, F] float32 from models.features -> scores [1, C]),
+    built-in ops only, checked against the TensorFlow graph. The folder is written under a
+    temporary name and renamed when complete.
 
     Returns:
         {"path", "files", "litert_max_abs_diff": {"user_tower", "ranker"}}.
@@ -581,9 +603,9 @@ def export(model: ServedModel, path: str, n_checks: int = 8, atol: float = 2e-3)
         tf.saved_model.save(module, os.path.join(tmp, folder), signatures={
             "serving_default": getattr(module, names[0]),
             **{n: getattr(module, n) for n in names}})
-    lite = serving_module(model, ("user_embedding_lite", "rank_lite"))
+    lite = serving_module(model, ("user_embedding_lite", "score_lite"))
     flat = {}
-    for name, fn in (("user_tower", lite.user_embedding_lite), ("ranker", lite.rank_lite)):
+    for name, fn in (("user_tower", lite.user_embedding_lite), ("ranker", lite.score_lite)):
         converter = tf.lite.TFLiteConverter.from_concrete_functions(
             [fn.get_concrete_function()], lite)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -599,7 +621,9 @@ def export(model: ServedModel, path: str, n_checks: int = 8, atol: float = 2e-3)
 
 def check_litert(model: ServedModel, lite: LiteRTRuntime, n_checks: int = 8,
                  atol: float = 2e-3, seed: int = 0) -> dict:
-    """Compares the LiteRT runtime with the TensorFlow graph on random requests.
+    """Compares the LiteRT runtime with the TensorFlow graph on random requests: the user
+    tower, and the ranker's scores from models.features and ranker.tflite against the graph's
+    own features and MLP.
 
     Returns:
         {"user_tower": max |diff| of queries, "ranker": max |diff| of scores}.
@@ -623,9 +647,10 @@ def check_litert(model: ServedModel, lite: LiteRTRuntime, n_checks: int = 8,
     graph = model.runtime if isinstance(model.runtime, GraphRuntime) else GraphRuntime(model)
     q = graph.user_embedding(hist, utok)
     cand = model.candidates(q, histories).astype(np.int32)
+    X = model.features(hist, utok, cand, ctx, q)
     diffs = {"user_tower": max_abs_diff(lite.user_embedding(hist, utok), q, "LiteRT user_tower"),
-             "ranker": max_abs_diff(lite.rank(hist, utok, cand, ctx),
-                                    graph.rank(hist, utok, cand, ctx), "LiteRT ranker")}
+             "ranker": max_abs_diff(lite.score(X), graph.rank(hist, utok, cand, ctx),
+                                    "LiteRT ranker")}
     for name, diff in diffs.items():
         if diff > atol:
             raise ValueError(f"LiteRT {name} differs from the TensorFlow graph by {diff:.2e} "

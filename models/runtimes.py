@@ -1,0 +1,153 @@
+"""The runtimes of the served model's two networks: the user tower (histories and user tokens
+-> query vectors) and the ranker's MLP ensemble (features -> scores).
+
+Every runtime offers `user_embedding(hist, user_tok)` and `score(X)`; the features between
+them are models.features' NumPy gathers whichever runtime runs, so the nightly batch and the
+on-demand function rank with the same function.
+
+    NumpyRuntime    NumPy forward passes of the exported weights (no TensorFlow): the nightly
+                    batch and `recsys evaluate`; one matrix product per layer and shard
+    LiteRTRuntime   user_tower.tflite and ranker.tflite, one user at a time (no TensorFlow):
+                    the on-demand function
+    GraphRuntime    the TensorFlow graph the SavedModels are written from, batched; it also
+                    runs the graph's own features (`rank`, `features`), the reference the
+                    others are checked against
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.features import one_blas_thread
+
+
+def _masked_mean(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    m = mask[..., None].astype(x.dtype)
+    return (x * m).sum(-2) / np.maximum(m.sum(-2), 1.0)
+
+
+class NumpyRuntime:
+    """The user tower and the ranker ensemble in NumPy (float32), from a ServedModel.
+
+    The ranker's standardisation is folded into each member's first layer, and the members'
+    first layers are stacked into one matrix, so a block of pairs costs one product for the
+    first layer and one per member after it. BLAS runs on the calling thread (see
+    models.features.one_blas_thread).
+    """
+
+    def __init__(self, model, block: int = 4096):
+        w, c = model.tower.weights, model.config.tower
+        tokens = model.tower.data.item_tokens
+        te = _masked_mean(w["item_tok"][tokens], tokens > 0)
+        self.table = np.concatenate([np.zeros_like(te[:1]), w["hist_id"][1:] + te]).astype(
+            np.float32)  # models.two_tower.history_table
+        self.user_tok = w["user_tok"].astype(np.float32)
+        self.tower = [w[k].astype(np.float32) for k in ("u_w1", "u_b1", "u_w2", "u_b2")]
+        self.recent, self.block = c.recent, block
+        self.first, self.rest = None, []
+        if model.ranker is not None:
+            r = model.ranker
+            mean, std = r.mean.astype(np.float64), r.std.astype(np.float64)
+            firsts = [(m[0] / std[:, None], m[1] - (mean / std) @ m[0]) for m in r.members]
+            self.first = (np.concatenate([W for W, _ in firsts], 1).astype(np.float32),
+                          np.concatenate([b for _, b in firsts]).astype(np.float32))
+            self.width = r.members[0][0].shape[1]
+            self.rest = [[v.astype(np.float32) for v in m[2:]] for m in r.members]
+
+    def user_embedding(self, hist: np.ndarray, user_tok: np.ndarray) -> np.ndarray:
+        """[B, d] unit query vectors (models.two_tower.user_tower)."""
+        he = self.table[hist.astype(np.int64) + 1]  # padding -1 -> the zero row
+        valid = (hist >= 0).astype(np.float32)
+        n = valid.sum(1, keepdims=True)
+        h_all = he.sum(1) / np.maximum(n, 1.0)
+        n_rec = valid[:, -self.recent:].sum(1, keepdims=True)
+        h_rec = he[:, -self.recent:].sum(1) / np.maximum(n_rec, 1.0)
+        ue = _masked_mean(self.user_tok[user_tok], user_tok > 0)
+        x = np.concatenate([h_all, h_rec, ue, np.log1p(n) / 4.0], 1)
+        w1, b1, w2, b2 = self.tower
+        q = np.maximum(x @ w1 + b1, 0.0) @ w2 + b2
+        return (q / np.sqrt(np.maximum((q * q).sum(1, keepdims=True), 1e-12))).astype(
+            np.float32)
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Scores [B, C] float32 of features X [B, C, F]: the members' mean."""
+        with one_blas_thread():
+            return self._score(X)
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        flat = X.reshape(-1, X.shape[-1])
+        out = np.zeros(len(flat), np.float32)
+        W, b = self.first
+        for lo in range(0, len(flat), self.block):
+            h1 = flat[lo:lo + self.block] @ W
+            h1 += b
+            np.maximum(h1, 0.0, out=h1)
+            acc = out[lo:lo + self.block]
+            for m, layers in enumerate(self.rest):
+                h = h1[:, m * self.width:(m + 1) * self.width]
+                for k in range(0, len(layers), 2):
+                    h = h @ layers[k]
+                    h += layers[k + 1]
+                    if k + 2 < len(layers):
+                        np.maximum(h, 0.0, out=h)
+                acc += h[:, 0]
+        out /= len(self.rest)
+        return out.reshape(X.shape[:-1])
+
+
+class GraphRuntime:
+    """The user tower and the ranker in TensorFlow (models.served.serving_module), batched."""
+
+    def __init__(self, model, batch_size: int = 256):
+        from models.served import serving_module
+
+        self.module = serving_module(model, ("user_embedding_idx", "rank_idx", "features_idx",
+                                             "score_idx"))
+        self.batch_size = batch_size
+
+    def _batched(self, fn, *arrays) -> np.ndarray:
+        b = self.batch_size
+        return np.concatenate([np.asarray(fn(*(a[lo:lo + b] for a in arrays)))
+                               for lo in range(0, len(arrays[0]), b)])
+
+    def user_embedding(self, hist, user_tok) -> np.ndarray:
+        return self._batched(lambda *a: self.module.user_embedding_idx(*a)["query"],
+                             hist, user_tok)
+
+    def score(self, X) -> np.ndarray:
+        return self._batched(lambda x: self.module.score_idx(x)["scores"], X)
+
+    def rank(self, hist, user_tok, cand, context) -> np.ndarray:
+        """Scores [B, C] from the graph's own features (the SavedModel's rank_idx)."""
+        return self._batched(lambda *a: self.module.rank_idx(*a)["scores"],
+                             hist, user_tok, cand, context)
+
+    def features(self, hist, user_tok, cand, context) -> np.ndarray:
+        """The graph's features [B, C, F] (models.ranker.features)."""
+        return self._batched(self.module.features_idx, hist, user_tok, cand, context)
+
+
+class LiteRTRuntime:
+    """The two networks through LiteRT interpreters (no TensorFlow import), row by row.
+
+    Args:
+        user_tower: user_tower.tflite (bytes or path): item_idx [1, H], user_tok [1, U].
+        ranker: ranker.tflite: features [1, C, F] -> scores [1, C].
+    """
+
+    def __init__(self, user_tower, ranker):
+        from ai_edge_litert.interpreter import Interpreter
+
+        def runner(src):
+            kw = {"model_content": src} if isinstance(src, bytes) else {"model_path": src}
+            return Interpreter(**kw).get_signature_runner()
+
+        self.user, self.ranker = runner(user_tower), runner(ranker)
+
+    def user_embedding(self, hist, user_tok) -> np.ndarray:
+        return np.concatenate([self.user(item_idx=hist[r:r + 1], user_tok=user_tok[r:r + 1])[
+            "query"] for r in range(len(hist))])
+
+    def score(self, X) -> np.ndarray:
+        return np.concatenate([self.ranker(features=X[r:r + 1])["scores"]
+                               for r in range(len(X))])
