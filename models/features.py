@@ -70,9 +70,9 @@ class NeighbourMatrix:
         """Args: idx [n + 1, M] int, sim [n + 1, M] float32; dense: force the layout (None:
         by fill and size)."""
         size = len(idx)
-        keep = sim > 0
-        rows = np.repeat(np.arange(size), keep.sum(1))
-        S = sp.csr_matrix((sim[keep].astype(np.float32), (rows, idx[keep])), (size, size))
+        keep = sim > 0  # row-major: each row's neighbours in place, no sort needed
+        indptr = np.concatenate([[0], np.cumsum(keep.sum(1))])
+        S = sp.csr_matrix((sim[keep].astype(np.float32), idx[keep], indptr), (size, size))
         if dense is None:
             dense = (S.nnz >= DENSE_MIN_FILL * size * size
                      and size * size * 4 <= DENSE_MAX_BYTES)

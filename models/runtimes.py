@@ -96,10 +96,11 @@ class NumpyRuntime:
 
 
 class GraphRuntime:
-    """The user tower and the ranker in TensorFlow (models.served.serving_module), batched."""
+    """The user tower and the ranker in TensorFlow, batched: the module the SavedModels are
+    written from (models.served_export.serving_module)."""
 
     def __init__(self, model, batch_size: int = 256):
-        from models.served import serving_module
+        from models.served_export import serving_module
 
         self.module = serving_module(model, ("user_embedding_idx", "rank_idx", "features_idx",
                                              "score_idx"))
@@ -132,7 +133,10 @@ class LiteRTRuntime:
 
     Args:
         user_tower: user_tower.tflite (bytes or path): item_idx [1, H], user_tok [1, U].
-        ranker: ranker.tflite: features [1, C, F] -> scores [1, C].
+        ranker: ranker.tflite: features [1, C, F] -> scores [1, C]. A bundle written before
+            models.features has the features inside (item_idx, user_tok, candidates [1, C],
+            context [1, 2]): then `ranks_requests` is True and ServedModel.rank calls `rank`,
+            so that functions updated before the next nightly still serve the current bundle.
     """
 
     def __init__(self, user_tower, ranker):
@@ -143,6 +147,7 @@ class LiteRTRuntime:
             return Interpreter(**kw).get_signature_runner()
 
         self.user, self.ranker = runner(user_tower), runner(ranker)
+        self.ranks_requests = "features" not in self.ranker.get_input_details()
 
     def user_embedding(self, hist, user_tok) -> np.ndarray:
         return np.concatenate([self.user(item_idx=hist[r:r + 1], user_tok=user_tok[r:r + 1])[
@@ -151,3 +156,9 @@ class LiteRTRuntime:
     def score(self, X) -> np.ndarray:
         return np.concatenate([self.ranker(features=X[r:r + 1])["scores"]
                                for r in range(len(X))])
+
+    def rank(self, hist, user_tok, cand, context) -> np.ndarray:
+        """Scores [B, C] of an older bundle's ranker.tflite (see `ranks_requests`)."""
+        return np.concatenate([self.ranker(item_idx=hist[r:r + 1], user_tok=user_tok[r:r + 1],
+                                           candidates=cand[r:r + 1], context=context[r:r + 1])[
+            "scores"] for r in range(len(hist))])

@@ -222,6 +222,32 @@ def test_litert_bundle_serves_the_same_lists_without_tensorflow(fitted, bundle):
     np.testing.assert_allclose(got["S"], S, atol=2e-3)
 
 
+def test_a_bundle_from_before_the_numpy_features_still_serves(fitted, bundle):
+    """Its ranker.tflite computes the features itself (item_idx, user_tok, candidates,
+    context): functions updated before the next nightly serve it, with the same lists."""
+    import tensorflow as tf
+
+    from models.served import LiteRTRuntime, serving_module
+
+    _, model = fitted
+    path, _ = bundle
+    old = serving_module(model, ("rank_lite",))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [old.rank_lite.get_concrete_function()], old)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    lite = ServedModel.load(path, runtime="litert")
+    legacy = LiteRTRuntime(f"{path}/user_tower.tflite", converter.convert())
+    assert legacy.ranks_requests and not lite.runtime.ranks_requests
+    users, histories = requests(model, 4, seed=5)
+    args = (lite.history_indices(histories), lite.user_tokens([None] * 4),
+            lite.context(users, True), 10)
+    I, S = lite.recommend_indices(*args)
+    lite.runtime = legacy
+    I2, S2 = lite.recommend_indices(*args)
+    np.testing.assert_array_equal(I2, I)
+    np.testing.assert_allclose(S2, S, atol=2e-3)
+
+
 def test_bundle_round_trip_and_a_broken_conversion_is_caught(fitted, bundle):
     _, model = fitted
     path, _ = bundle
