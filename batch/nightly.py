@@ -10,10 +10,11 @@ or with Beam's own flags, e.g. on Dataflow (see docs/RUNNERS.md):
         --runner DataflowRunner --project P --region R --temp_location gs://... \
         --setup_file ./setup.py
 
-`--model served` trains the served recommender instead of MF (two-tower retrieval, item-kNN,
-session and recent candidates -> the ranker -> the business rules; models/served.py) on the
-same rows, with the user and item features of `--users`/`--items`, and precomputes each warm
-user's list with the ServedModel.recommend_indices the functions run for fresh users.
+`--model` names the model kind (models/kinds/), which does the training, the export and the
+scoring: `mf` (MF + Faiss) or `served` (two-tower retrieval, item-kNN, session and recent
+candidates -> the ranker -> the business rules; models/served.py) with the user and item
+features of `--users`/`--items`; each warm user's list is the kind's batch scorer, the same
+code the functions run for fresh users.
 
 A run whose users, items with events or valid events drop past --max_shrink of the served
 version's, or whose gate has fewer than --gate_min_cases validation cases, is refused before
@@ -49,20 +50,14 @@ from batch.gate import (
     shrink_check,
 )
 from batch.sources import expand_paths, read_features
-from batch.stages import (
-    DEAD_SCHEMA,
-    parquet_bytes,
-    served_config,
-    train_and_export,
-    train_and_export_served,
-    validate_stage,
-)
+from batch.stages import DEAD_SCHEMA, export_bundle, parquet_bytes, validate_stage
 from batch.transforms import Precompute, faiss_threads, user_shards
 from infra.bundle import new_version
 from infra.events_log import drain_events
 from infra.redis_store import ListStore
 from infra.store import open_store
-from models.index import IndexConfig
+from models import kinds
+from models.kinds import TrainingData
 from models.mf import MFConfig
 from models.preprocess import parse_event_weights
 
@@ -88,9 +83,10 @@ class NightlyOptions(PipelineOptions):
         parser.add_argument("--list_max_age_days", type=float, default=7.0,
                             help="Users whose interactions did not change keep the served "
                                  "list until it is this old; 0 = recompute every list")
-        parser.add_argument("--model", default="mf", choices=["mf", "served"],
-                            help="mf: MF + Faiss; served: retrieval -> ranker -> rules "
-                                 "(models/served.py), slower to train and precompute")
+        parser.add_argument("--model", default="mf", choices=sorted(kinds.KINDS),
+                            help="The model kind (models/kinds/): mf: MF + Faiss; served: "
+                                 "retrieval -> ranker -> rules (models/served.py), slower to "
+                                 "train and precompute")
         parser.add_argument("--served_config", default="",
                             help="JSON overrides of ServedConfig for --model served, e.g. "
                                  '\'{"tower": {"dim": 16}, "n_tower": 50}\'')
@@ -156,9 +152,8 @@ def run(argv: list[str] | None = None) -> dict:
     missing = [f"--{name}" for name in ("input", "store", "redis_url") if not getattr(opts, name)]
     if missing:
         raise ValueError(f"missing required flag(s) {missing}; see `recsys nightly --help`")
-    served_model = opts.model == "served"
-    config = (served_config(opts.served_config) if served_model  # bad flags: before any work
-              else MFConfig(dim=opts.dim, epochs=opts.epochs, l2=opts.l2))
+    kind = kinds.get(opts.model)
+    config = kind.config(opts.get_all_options())  # bad flags: before any work
     store = open_store(opts.store)
     lists = ListStore.from_url(opts.redis_url, opts.namespace)
     lists.r.ping()  # fail before any work if Redis is unreachable
@@ -199,10 +194,11 @@ def run(argv: list[str] | None = None) -> dict:
     seconds["validate"] = time.perf_counter() - t
     if clean.empty:
         raise ValueError(f"{opts.input}: no valid interaction (dead letters: {reasons})")
-    users = read_features(opts.users, "user_id") if served_model else None
-    items = read_features(opts.items, "item_id") if served_model else None
+    data = TrainingData(clean, weights, *((read_features(opts.users, "user_id"),
+                                           read_features(opts.items, "item_id"))
+                                          if kind.uses_features else (None, None)))
 
-    # Refusals come before any training for real and any Redis write: nothing to undo.
+    # Refusals come before any training and any Redis write: nothing to undo.
     served = lists.current()
     served_meta = lists.meta(served) if served else None
     sizes = data_sizes(clean)
@@ -215,8 +211,9 @@ def run(argv: list[str] | None = None) -> dict:
     gate = None
     if not opts.skip_gate:
         t = time.perf_counter()
-        gate = quality_gate(clean, config, weights, served_meta, opts.gate_window,
-                            opts.gate_tolerance, users, items, opts.gate_min_cases)
+        gate = quality_gate(clean, getattr(config, "mf", config), weights, served_meta,
+                            opts.gate_window, opts.gate_tolerance, data.users, data.items,
+                            opts.gate_min_cases)
         seconds["quality_gate"] = time.perf_counter() - t
         log.info("quality gate: %s", gate.as_dict())
         if not gate.passed and not opts.force_publish:
@@ -224,14 +221,14 @@ def run(argv: list[str] | None = None) -> dict:
                                    "(use --force_publish to publish anyway)")
 
     t = time.perf_counter()
-    meta = {"gate": gate.as_dict() if gate else None}
-    if served_model:
-        stats = train_and_export_served(clean, store, version, config, users, items, opts.k,
-                                        meta)
-    else:
-        stats = train_and_export(clean, store, version, config, weights, opts.k,
-                                 IndexConfig(kind=opts.index, flat_max=opts.flat_max), meta)
-    seconds["train_export"] = time.perf_counter() - t
+    fit = kind.fit(data, config)
+    seconds["train"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    manifest = export_bundle(kind, fit, store, version, opts.k,
+                             {"gate": gate.as_dict() if gate else None})
+    stats = {"users": manifest["users"], "items": manifest["items"], "index": manifest["index"]}
+    seconds["export"] = time.perf_counter() - t
 
     t = time.perf_counter()
     plan, refreshed = carry_over(lists, store, clean, version, opts.k, opts.list_max_age_days,
@@ -246,7 +243,7 @@ def run(argv: list[str] | None = None) -> dict:
         with beam.Pipeline(options=options) as p:
             _ = (p | "Shards" >> beam.Create(user_shards(users, opts.shard_size))
                  | "Precompute" >> Precompute(opts.store, version, opts.k, opts.redis_url,
-                                              opts.namespace, opts.model,
+                                              opts.namespace,
                                               opts.faiss_threads or faiss_threads(options)))
     seconds["precompute_publish"] = time.perf_counter() - t
 

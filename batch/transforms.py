@@ -12,7 +12,6 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from batch.sources import read_interaction_chunks
-from models.retrieval import retrieve
 from models.schema import CLEAN_SCHEMA, validate_batch
 
 DEAD = "dead"
@@ -93,10 +92,11 @@ def drop_duplicates(clean: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     return clean[~copies].reset_index(drop=True), dead
 
 
-class RetrieveFn(beam.DoFn):
-    """Top-K for a shard of users: Faiss search with seen items excluded by the rules.
+class ScoreFn(beam.DoFn):
+    """Lists for a shard of users from the bundle's own kind (its manifest's `model`):
+    models.kinds.get(model).batch_scorer, built once per worker in setup() (the bundle, and
+    MF's index and seen items or the served model and histories, load there).
 
-    The bundle (user vectors, seen items, index) loads once per worker in setup().
     Input: (shard_id, users): user indices, a `range` (sliced) or an int array (gathered).
     Output: (shard_id, user_ids [n], items [n, k], scores [n, k]).
 
@@ -112,24 +112,24 @@ class RetrieveFn(beam.DoFn):
     def setup(self):
         from infra.bundle import read_bundle
         from infra.store import open_store
+        from models import kinds
 
-        self.bundle = read_bundle(open_store(self.store_uri), self.version)
-        self.index = self.bundle.index
-        self.indptr = self.bundle.array("seen_indptr.npy")
-        self.seen = self.bundle.array("seen_items.npy")
+        bundle = read_bundle(open_store(self.store_uri), self.version)
+        self.scorer = kinds.get(bundle.manifest.get("model")).batch_scorer(bundle)
 
     def process(self, shard):
         _set_faiss_threads(self.threads)
         shard_id, users = shard
-        if isinstance(users, range):
-            lo, hi = users.start, users.stop
-            users = slice(lo, hi)
-            seen = np.split(self.seen[self.indptr[lo]:self.indptr[hi]],
-                            self.indptr[lo + 1:hi] - self.indptr[lo])
-        else:
-            seen = [self.seen[self.indptr[u]:self.indptr[u + 1]] for u in users]
-        items, scores = retrieve(self.index, self.bundle.user_vectors[users], self.k, seen)
-        yield shard_id, self.bundle.user_ids[users], items, scores
+        yield (shard_id, *self.scorer.score(users, self.k))
+
+
+class ServedRetrieveFn(ScoreFn):
+    """ScoreFn with the served scorer's arrays as attributes (model, user_ids, indptr, items,
+    user_tok), as benchmarks/served_latency.py reads them; new code uses ScoreFn."""
+
+    def setup(self):
+        super().setup()
+        vars(self).update(vars(self.scorer))
 
 
 def _set_faiss_threads(threads: int | None) -> None:
@@ -139,46 +139,6 @@ def _set_faiss_threads(threads: int | None) -> None:
         import faiss
 
         faiss.omp_set_num_threads(threads)
-
-
-class ServedRetrieveFn(beam.DoFn):
-    """Top-K for a shard of warm users from the served recommender: candidates -> ranker ->
-    rules, the `ServedModel.recommend_indices` the functions call for fresh users.
-
-    The ServedModel (TensorFlow graph runtime, batched) and each user's history and feature
-    tokens load once per worker in setup(). A user's history is their distinct items in
-    order of first event; all of them are excluded by the rules.
-    Input/output and `threads` (of the tower candidates' Faiss search): as RetrieveFn.
-    """
-
-    def __init__(self, store_uri: str, version: str, k: int, threads: int | None = None):
-        self.store_uri, self.version, self.k, self.threads = store_uri, version, k, threads
-
-    def setup(self):
-        import tempfile
-
-        from infra.bundle import SERVED_RUNTIME_FILES, read_bundle
-        from infra.store import open_store
-        from models.served import ServedModel
-
-        bundle = read_bundle(open_store(self.store_uri), self.version)
-        with tempfile.TemporaryDirectory(prefix="recsys-served-") as tmp:
-            bundle.extract("served", tmp, SERVED_RUNTIME_FILES[:2])  # the graph needs no .tflite
-            self.model = ServedModel.load(tmp, runtime="tf")
-        self.user_ids = bundle.user_ids
-        self.indptr = bundle.array("history_indptr.npy")
-        self.items = bundle.array("history_items.npy")
-        self.user_tok = bundle.array("user_tokens.npy")
-
-    def process(self, shard):
-        _set_faiss_threads(self.threads)
-        shard_id, users = shard
-        rows = np.arange(users.start, users.stop) if isinstance(users, range) else users
-        histories = [self.items[self.indptr[u]:self.indptr[u + 1]] for u in rows]
-        ids = self.user_ids[rows]
-        items, scores = self.model.recommend_indices(
-            histories, self.user_tok[rows], self.model.context(list(ids), fresh=False), self.k)
-        yield shard_id, ids, items, scores
 
 
 class WriteListsFn(beam.DoFn):
@@ -199,20 +159,13 @@ class WriteListsFn(beam.DoFn):
         yield n
 
 
-RETRIEVE_FNS = {"mf": RetrieveFn, "served": ServedRetrieveFn}  # by the manifest's `model`
-
-
 class Retrieve(beam.PTransform):
-    """Shards (shard_id, users) -> (shard_id, user_ids, items, scores).
+    """Shards (shard_id, users) -> (shard_id, user_ids, items, scores), by the bundle's kind
+    (MF: Faiss -> rules; served: candidates -> ranker -> rules)."""
 
-    Args:
-        model: "mf" (Faiss over MF vectors) or "served" (retrieval -> ranker -> rules).
-    """
-
-    def __init__(self, store_uri: str, version: str, k: int, model: str = "mf",
-                 threads: int | None = None):
+    def __init__(self, store_uri: str, version: str, k: int, threads: int | None = None):
         super().__init__()
-        self.fn = RETRIEVE_FNS[model](store_uri, version, k, threads)
+        self.fn = ScoreFn(store_uri, version, k, threads)
 
     def expand(self, shards):
         return (shards | "Spread" >> beam.Reshuffle()
@@ -223,9 +176,9 @@ class Precompute(beam.PTransform):
     """Shards -> retrieve (-> rank) -> rules -> Redis lists under the version; outputs counts."""
 
     def __init__(self, store_uri: str, version: str, k: int, redis_url: str, namespace: str,
-                 model: str = "mf", threads: int | None = None):
+                 threads: int | None = None):
         super().__init__()
-        self.retrieve = Retrieve(store_uri, version, k, model, threads)
+        self.retrieve = Retrieve(store_uri, version, k, threads)
         self.write = WriteListsFn(redis_url, namespace, version)
 
     def expand(self, shards):

@@ -54,31 +54,18 @@ def make_event(scenario: str, n: int, users: int, items: int) -> dict:
 
 
 def build_small_bundle(store, version: str, n_users: int, n_items: int, dim: int, seed: int):
-    """A random MF bundle without the LiteRT tower (no TensorFlow needed); returns the model."""
-    import faiss
-
+    """A random MF bundle without the LiteRT tower (no TensorFlow needed), written by the MF
+    kind's export (models.kinds.write_bundle); returns the model."""
     from infra.bundle import BundleWriter
-    from models.mf import MFConfig, MFModel
-    from models.topk import build_flat_index
-    from models.vocab import Vocab
+    from models.kinds import mf, write_bundle
 
     rng = np.random.default_rng(seed)
-    model = MFModel(Vocab.build(range(n_users)), Vocab.build(range(n_items)),
-                    rng.normal(0, 0.3, (n_users, dim)).astype(np.float32),
-                    rng.normal(0, 0.3, (n_items, dim)).astype(np.float32),
-                    np.zeros(n_users, np.float32), rng.normal(0, 1, n_items).astype(np.float32),
-                    0.0, 2.0, -2.0, MFConfig(dim=dim, seed=seed))
-    writer = BundleWriter(store, version)
-    writer.put_json("item_ids.json", [str(x) for x in model.items.ids])
-    writer.put_json("user_ids.json", [str(x) for x in model.users.ids])
-    writer.put_array("item_vectors.npy", model.item_vectors())
-    writer.put_array("user_vectors.npy", model.user_vectors())
-    writer.put("items.faiss", faiss.serialize_index(build_flat_index(model.item_vectors()))
-               .tobytes())
-    order = np.argsort(-model.item_bias, kind="stable")
-    writer.put_json("popular.json", [str(x) for x in model.items.ids[order][:100]])
-    writer.commit({"model": "mf-random", "users": n_users, "items": n_items, "k": 20})
-    return model
+    factors = rng.normal(0, 0.3, (n_users, dim)), rng.normal(0, 0.3, (n_items, dim))
+    fit = mf.fit_from_factors(range(n_users), range(n_items), *factors,
+                              rng.normal(0, 1, n_items), seed=seed)
+    fit.popular = fit.popular[:100]
+    write_bundle(mf.KIND, fit, BundleWriter(store, version), k=20)
+    return fit.model
 
 
 class Server:

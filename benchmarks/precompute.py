@@ -28,28 +28,23 @@ log = logging.getLogger("benchmarks.precompute")
 
 def make_bundle(store, version: str, n_users: int, n_items: int, dim: int, seen: int,
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    import faiss
-
+    """A random MF bundle (flat index, no tower) written by the MF kind's export
+    (models.kinds.write_bundle); returns its (item vectors, user vectors), [n, dim] each."""
     from infra.bundle import BundleWriter
-    from models.topk import build_flat_index
+    from models.index import IndexConfig
+    from models.kinds import mf, write_bundle
 
     rng = np.random.default_rng(seed)
     xb = rng.standard_normal((n_items, dim), dtype=np.float32)
-    xq = rng.standard_normal((n_users, dim), dtype=np.float32)
+    xq = rng.standard_normal((n_users, dim - 1), dtype=np.float32)
     counts = rng.poisson(seen, n_users).clip(0, n_items)
-    items = np.concatenate([rng.choice(n_items, c, replace=False) if c else [] for c in
-                            tqdm(counts, desc="seen items", mininterval=2)]).astype(np.int64)
-    w = BundleWriter(store, version)
-    w.put_json("item_ids.json", [str(i) for i in range(n_items)])
-    w.put_json("user_ids.json", [str(u) for u in range(n_users)])
-    w.put_array("item_vectors.npy", xb)
-    w.put_array("user_vectors.npy", xq)
-    w.put_array("seen_indptr.npy", np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
-    w.put_array("seen_items.npy", items)
-    w.put("items.faiss", faiss.serialize_index(build_flat_index(xb)).tobytes())
-    w.put_json("popular.json", [])
-    w.commit({"model": "benchmark"})
-    return xb, xq
+    items = [rng.choice(n_items, c, replace=False) for c in
+             tqdm(counts, desc="seen items", mininterval=2)]
+    fit = mf.fit_from_factors(range(n_users), range(n_items), xq, xb[:, :-1], xb[:, -1],
+                              popular=[], seen=items, seed=seed)
+    fit.index = IndexConfig(kind="flat")
+    write_bundle(mf.KIND, fit, BundleWriter(store, version), k=100)
+    return fit.model.item_vectors(), fit.model.user_vectors()
 
 
 def main(argv: list[str] | None = None) -> dict:

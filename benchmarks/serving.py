@@ -2,12 +2,12 @@
 
     python -m benchmarks.serving --json serving.json [--plot serving.png]
 
-Builds a 20,000-item bundle from a random MF through infra.bundle.BundleWriter and
-models.export (so the fresh path runs the real LiteRT user tower), publishes 100,000 users'
-top-100 lists (Faiss) to a throw-away redis-server, and gives 5,000 fresh users a recent
-history through ListStore.append_events. Then it starts, as subprocesses under the same
-gunicorn settings (WORKERS/THREADS), `recsys serve` and the `bare` function of functions/bare.py
-(one Redis GET of the same list), and measures:
+Builds a 20,000-item bundle from a random MF through the MF kind's export, as the nightly
+writes one (models.kinds.write_bundle; so the fresh path runs the real LiteRT user tower),
+publishes 100,000 users' top-100 lists (Faiss) to a throw-away redis-server, and gives 5,000
+fresh users a recent history through ListStore.append_events. Then it starts, as subprocesses
+under the same gunicorn settings (WORKERS/THREADS), `recsys serve` and the `bare` function of
+functions/bare.py (one Redis GET of the same list), and measures:
 - cached vs bare: wrk with a Lua script picking random users, alternating rounds of the two;
   the medians over rounds are reported. A round in which gunicorn's workers split the work
   unevenly (one took almost all of wrk's keep-alive connections; see `balanced`) is run
@@ -263,46 +263,19 @@ def plot(result: dict, path: str) -> None:
 
 
 def build_bundle(store, version: str, n_users: int, n_items: int, dim: int, seed: int):
-    """A random MF exported like the nightly job does; returns (model, popular ids)."""
-    import faiss
-    from tqdm import tqdm
-
+    """A random MF exported as the nightly job exports one (models.kinds.write_bundle, the MF
+    kind's export with the LiteRT tower); returns (model, popular ids)."""
     from infra.bundle import BundleWriter
-    from models.export import check_tower, export_mf
-    from models.mf import MFConfig, MFModel
-    from models.topk import build_flat_index
-    from models.vocab import Vocab
+    from models.kinds import mf, write_bundle
 
     rng = np.random.default_rng(seed)
-    config = MFConfig(dim=dim, seed=seed)
-    model = MFModel(Vocab.build(range(n_users)), Vocab.build(range(n_items)),
-                    rng.normal(0, 0.3, (n_users, dim)).astype(np.float32),
-                    rng.normal(0, 0.3, (n_items, dim)).astype(np.float32),
-                    np.zeros(n_users, np.float32), rng.normal(0, 1, n_items).astype(np.float32),
-                    0.0, 2.0, -2.0, config)
-    popular = [str(x) for x in model.items.ids[np.argsort(-model.item_bias, kind="stable")][:1000]]
-    steps = tqdm(total=4, desc="bundle", unit="step")
-    writer = BundleWriter(store, version)
-    writer.put_json("item_ids.json", [str(x) for x in model.items.ids])
-    writer.put_json("user_ids.json", [str(x) for x in model.users.ids])
-    writer.put_array("item_vectors.npy", model.item_vectors())
-    writer.put_array("user_vectors.npy", model.user_vectors())
-    index = build_flat_index(model.item_vectors())
-    writer.put("items.faiss", faiss.serialize_index(index).tobytes())
-    writer.put_json("popular.json", popular)
-    steps.update()
-    with tempfile.TemporaryDirectory() as tmp:
-        tower = export_mf(model, os.path.join(tmp, "saved_model"), k=100)
-        steps.update()
-        error = check_tower(tower, model)
-        steps.update()
-        writer.put("user_tower.tflite", tower)
-        writer.put_dir("saved_model", os.path.join(tmp, "saved_model"))
-    writer.commit({"model": "mf-random", "users": n_users, "items": n_items, "k": 100,
-                   "index": "IndexFlatIP", "tower_max_abs_error": error})
-    steps.update()
-    steps.close()
-    return model, popular
+    factors = rng.normal(0, 0.3, (n_users, dim)), rng.normal(0, 0.3, (n_items, dim))
+    fit = mf.fit_from_factors(range(n_users), range(n_items), *factors,
+                              rng.normal(0, 1, n_items), tower=True, seed=seed)
+    fit.popular = fit.popular[:1000]
+    log.info("bundle: exporting %s users x %s items with the LiteRT tower", n_users, n_items)
+    write_bundle(mf.KIND, fit, BundleWriter(store, version), k=100)
+    return fit.model, fit.popular
 
 
 def publish_lists(lists, store, version: str, model, k: int, shard: int = 10_000) -> None:
@@ -310,8 +283,9 @@ def publish_lists(lists, store, version: str, model, k: int, shard: int = 10_000
     from tqdm import tqdm
 
     from infra.bundle import read_bundle
+    from models.kinds.mf import load_index
 
-    index, xq = read_bundle(store, version, with_users=False).index, model.user_vectors()
+    index, xq = load_index(read_bundle(store, version, with_users=False)), model.user_vectors()
     n = len(xq)
     for lo in tqdm(range(0, n, shard), desc="lists", unit="shard"):
         D, I = index.search(np.ascontiguousarray(xq[lo:lo + shard]), k)

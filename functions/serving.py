@@ -1,20 +1,18 @@
-"""The serving state of one function instance: Redis, the current version, its bundle and tower.
+"""The serving state of one function instance: Redis, the current version, its bundle and scorer.
 
 The version pointer and the item filters' revision are read together, at most every
 `pointer_ttl` seconds. When the pointer moves, the new version's bundle (item ids, popular
-list, and per model: MF's Faiss index and LiteRT user tower, or the served recommender on
-its LiteRT runtime) is loaded and swapped in as one `Loaded`, so a request that took the old
-one finishes on it. Item filters (unavailable items, categories) are reloaded only
-when their revision changes. So the cached path costs one round trip: the user's list and
-recent history. When Redis fails, it is left alone for `redis_retry` seconds and the functions
-answer from what is loaded.
+list, and the on-demand scorer of the kind its manifest names: models.kinds, e.g. MF's LiteRT
+fold-in over Faiss or the served recommender on its LiteRT runtime) is loaded and swapped in
+as one `Loaded`, so a request that took the old one finishes on it. Item filters (unavailable
+items, categories) are reloaded only when their revision changes. So the cached path costs one
+round trip: the user's list and recent history. When Redis fails, it is left alone for
+`redis_retry` seconds and the functions answer from what is loaded.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,10 +21,11 @@ import numpy as np
 import redis
 
 from functions.settings import Settings
-from infra.bundle import SERVED_RUNTIME_FILES, Bundle, read_bundle
+from infra.bundle import Bundle, read_bundle
 from infra.redis_store import ListStore
 from infra.store import open_store
-from models.topk import faiss_topk
+from models import kinds
+from models.kinds import OnDemandScorer
 
 log = logging.getLogger(__name__)
 OUTAGE = (redis.ConnectionError, redis.TimeoutError)
@@ -45,67 +44,6 @@ class NoBundleError(RuntimeError):
     """No version has been published yet, or its bundle cannot be read."""
 
 
-class LiteTower:
-    """User embedding of a fresh user from the item indices they touched (LiteRT, no TF)."""
-
-    def __init__(self, model: bytes):
-        from ai_edge_litert.interpreter import Interpreter
-
-        from models.export import pad_history
-
-        self._pad = pad_history
-        self._lock = threading.Lock()  # an interpreter is not thread-safe
-        self._run = Interpreter(model_content=model, num_threads=1).get_signature_runner()
-        self.pid = os.getpid()
-
-    def __call__(self, item_idx: np.ndarray) -> np.ndarray:
-        """Returns [1, dim + 1] query vector for [n] item indices."""
-        with self._lock:
-            return self._run(item_idx=self._pad(item_idx))["query"]
-
-
-class LiteServed:
-    """The served recommender of a bundle (--model served) on its LiteRT runtime (no TF):
-    the same ServedModel.recommend_indices as the nightly precompute, one call at a time."""
-
-    def __init__(self, bundle: Bundle):
-        from models.served import LiteRTRuntime, ServedModel
-
-        with tempfile.TemporaryDirectory(prefix="recsys-served-") as tmp:
-            bundle.extract("served", tmp, SERVED_RUNTIME_FILES)
-            self.model = ServedModel.load(tmp, runtime="litert")
-        self._flat = (bundle.read("served/user_tower.tflite"),
-                      bundle.read("served/ranker.tflite"))
-        self._runtime = LiteRTRuntime
-        if list(self.model.tower.data.items.ids) != bundle.item_ids.tolist():
-            raise ValueError(f"bundle {bundle.version}: served/ and item_ids.json disagree on "
-                             "the items; re-export the bundle")
-        self._lock = threading.Lock()  # the interpreters are not thread-safe
-        self.pid = os.getpid()
-        self.recommend(np.zeros(0, np.int64), "", None, np.zeros(0, np.int64), 1)  # warm up
-
-    def recommend(self, history_idx: np.ndarray, user_id: str, features: dict | None,
-                  exclude_idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """([<= k] item indices, [<= k] ranker scores) for one user.
-
-        Args:
-            history_idx: [n] item indices the user touched, oldest first (repeats count once).
-            user_id: fresh (no train events) unless the model knows its last event.
-            features: the request's user features {column: value}, or None.
-            exclude_idx: [m] further item indices to leave out.
-        """
-        m = self.model
-        history = np.fromiter(dict.fromkeys(history_idx.tolist()), np.int64)
-        with self._lock:
-            if self.pid != os.getpid():  # forked after the interpreters were made
-                m.runtime, self.pid = self._runtime(*self._flat), os.getpid()
-            I, S = m.recommend_indices([history], m.user_tokens([features or None]),
-                                       m.context([user_id], fresh=user_id not in m.user_last),
-                                       k, [exclude_idx])
-        keep = I[0] >= 0
-        return I[0][keep], S[0][keep]
-
-
 @dataclass
 class Filters:
     """The item filters of one revision, mapped onto one bundle's item indices."""
@@ -121,20 +59,23 @@ class Filters:
 @dataclass
 class Loaded:
     """One version as served, swapped in whole when the pointer moves; only its filters (new
-    revision) and its tower (after a fork) are replaced in place."""
+    revision) are replaced in place."""
 
     version: str
     bundle: Bundle
     item_index: dict  # item id -> index
     item_names: list  # index -> item id
-    tower_model: bytes | None
-    tower: LiteTower | None = None
+    scorer: OnDemandScorer | None  # the kind's; None: no on-demand path (popular instead)
     filters: Filters = field(default_factory=lambda: Filters(rev=-1))
-    served: LiteServed | None = None  # a served bundle's recommender (then no tower, index)
 
     @property
     def on_demand(self) -> bool:
-        return self.tower_model is not None or self.served is not None
+        return self.scorer is not None
+
+    @property
+    def served(self) -> OnDemandScorer | None:
+        """The scorer if it ranks a user known only by request features (functions/chain.py)."""
+        return self.scorer if self.scorer is not None and self.scorer.uses_features else None
 
 
 class Serving:
@@ -202,16 +143,9 @@ class Serving:
             try:
                 bundle = read_bundle(self.store, version, with_users=False)
                 _one_query_threads(self.settings.faiss_threads)
-                served = bundle.manifest.get("model") == "served"
-                has_tower = "user_tower.tflite" in bundle.manifest["files"]
+                scorer = kinds.get(bundle.manifest.get("model")).on_demand(bundle)
                 new = Loaded(version, bundle, bundle.item_index, bundle.item_ids.tolist(),
-                             bundle.read("user_tower.tflite") if has_tower else None)
-                if served:
-                    new.served = LiteServed(bundle)
-                else:
-                    _ = bundle.index  # deserialise now, not inside a request later
-                if new.tower_model is not None:
-                    new.tower = LiteTower(new.tower_model)
+                             scorer)
             except (OSError, ValueError, KeyError, RuntimeError) as e:
                 if self.loaded is None:
                     raise NoBundleError(f"bundle {version} cannot be read from "
@@ -226,14 +160,6 @@ class Serving:
             return new
         finally:
             self._load_lock.release()
-
-    def tower(self, loaded: Loaded) -> LiteTower | None:
-        """The version's user tower, rebuilt once in a process forked after it was made."""
-        if loaded.tower is not None and loaded.tower.pid != os.getpid():
-            with self._lock:
-                if loaded.tower.pid != os.getpid():
-                    loaded.tower = LiteTower(loaded.tower_model)
-        return loaded.tower
 
     # Per-request reads ----------------------------------------------------------------------
     def fetch(self, version: str, user_id: str) -> tuple[bytes | None, list[str]]:
@@ -263,16 +189,20 @@ class Serving:
     def on_demand(self, loaded: Loaded, history_idx: np.ndarray, exclude_idx: np.ndarray,
                   k: int, user_id: str = "", features: dict | None = None
                   ) -> list[tuple[int, float]]:
-        """Ranks for a user known by recent items (and, served, request features).
-
-        MF: LiteRT tower -> Faiss -> rules. Served: LiteServed (retrieval -> ranker -> rules).
-        """
-        if loaded.served is not None:
-            I, S = loaded.served.recommend(history_idx, user_id, features, exclude_idx, k)
-            return list(zip(I.tolist(), S.tolist(), strict=True))
-        tower = self.tower(loaded)
-        if tower is None or not len(history_idx):
+        """Ranks for a user known by recent items (and, served, request features): the
+        version's kind's on-demand scorer (MF: LiteRT tower -> Faiss -> rules; served:
+        retrieval -> ranker -> rules); [] without one."""
+        if loaded.scorer is None:
             return []
-        I, D = faiss_topk(loaded.bundle.index, tower(history_idx), k, [exclude_idx])
-        return [(i, d) for i, d in zip(I[0].tolist(), D[0].tolist(), strict=True) if i >= 0]
+        I, S = loaded.scorer.recommend(history_idx, user_id, features, exclude_idx, k)
+        return list(zip(I.tolist(), S.tolist(), strict=True))
 
+
+
+def __getattr__(name: str):
+    """LiteServed: the served kind's on-demand scorer, as benchmarks/served_latency.py names it."""
+    if name == "LiteServed":
+        from models.kinds.served import ServedOnDemand
+
+        return ServedOnDemand
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

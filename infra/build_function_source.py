@@ -6,10 +6,11 @@ The archive holds the packages functions/, models/ and infra/, a root main.py th
 the HTTP handlers of functions/main.py (Cloud Functions loads main.py from the archive's root),
 and a requirements.txt with only the serving dependencies, taken with their version ranges from
 pyproject.toml: the functions must stay light, so Beam and TensorFlow stay out. Before writing, it
-follows the module-level imports from functions/main.py, and from every packaged module that
-functions/ imports inside a function (the on-demand path: models.export, models.served),
-through the packaged code, and fails, naming the file, if one needs a third-party package that
-requirements.txt does not install.
+follows the module-level imports from functions/main.py, from every packaged module that
+functions/ imports inside a function, and from every model kind (models/kinds/*.py, which the
+functions import by name to serve a bundle's on-demand path), through the packaged code, and
+fails, naming the file, if one needs a third-party package that requirements.txt does not
+install.
 The archive is byte-for-byte reproducible, so Terraform redeploys only when its content
 changes.
 """
@@ -161,10 +162,11 @@ def _module_level_imports(path: Path, root: Path) -> list[str]:
 
 
 def deferred_imports(root: Path, package: str = "functions") -> list[str]:
-    """Packaged modules that `package`'s files import inside functions (loaded on demand).
+    """Packaged modules that `package`'s files import inside functions (loaded on demand),
+    and the model kinds (models/kinds/*.py: models.kinds.get imports them by name).
 
     Returns:
-      Dotted module names, sorted, e.g. ["models.export", "models.served"].
+      Dotted module names, sorted, e.g. ["models.kinds.mf", "models.kinds.served"].
     """
     found = set()
     for path in sorted((root / package).glob("*.py")):
@@ -177,6 +179,8 @@ def deferred_imports(root: Path, package: str = "functions") -> list[str]:
                 elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                     found.add(node.module)
                     found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    found.update(f"models.kinds.{path.stem}" for path in (root / "models" / "kinds").glob("*.py")
+                 if path.stem != "__init__")
     return sorted(name for name in found
                   if name.split(".")[0] in PACKAGES and _module_file(root, name) is not None)
 

@@ -1,10 +1,13 @@
 """The versioned model bundle in the artifact store.
 
-Layout under `bundles/<version>/`: item_ids.json, user_ids.json, item_vectors.npy,
-popular.json, then per model (the manifest's `model`): MF user_vectors.npy, items.faiss,
-saved_model/...; served: history_*.npy, user_tokens.npy, served/... And manifest.json,
-written last with the sha256 and size of every other file. A bundle without a manifest (an
-interrupted export) is ignored by readers.
+Layout under `bundles/<version>/`: the files every kind writes (item_ids.json, user_ids.json,
+item_vectors.npy, popular.json), the kind's own files (models/kinds/: MF's user vectors, seen
+items, Faiss index and LiteRT tower; served's histories, user tokens and served/ folder), and
+manifest.json, written last with the kind (`model`) and the sha256 and size of every other file.
+A bundle without a manifest (an interrupted export) is ignored by readers.
+
+Bundles are written by models.kinds.write_bundle through a BundleWriter, and read back as a
+Bundle whose kind's scorers (models.kinds.get(manifest["model"])) load what they need.
 """
 
 from __future__ import annotations
@@ -25,9 +28,6 @@ from models.finite import NonFiniteError, count_non_finite
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
-# Files of a served bundle's `served/` folder that ServedModel.load needs to rank with LiteRT
-# (the first two alone with the TensorFlow graph); the SavedModels beside them are for TF Serving.
-SERVED_RUNTIME_FILES = ("served.npz", "served.json", "user_tower.tflite", "ranker.tflite")
 
 
 def bundle_prefix(version: str) -> str:
@@ -46,7 +46,7 @@ def _npy(a: np.ndarray) -> bytes:
 
 
 class BundleWriter:
-    """Collects files, then commits them with the manifest last."""
+    """Collects files, then commits them with the manifest last (models.kinds.BundleWriter)."""
 
     def __init__(self, store: ArtifactStore, version: str):
         self.store, self.version, self.files = store, version, {}
@@ -82,28 +82,16 @@ class BundleWriter:
 
 @dataclass
 class Bundle:
-    """A bundle read back from the store, checksums verified."""
+    """A bundle read back from the store, checksums verified (models.kinds.BundleReader)."""
 
     version: str
     manifest: dict
     item_ids: np.ndarray  # [num_items] object
-    user_ids: np.ndarray  # [num_users] object
-    item_vectors: np.ndarray  # [num_items, dim + 1]
-    user_vectors: np.ndarray  # [num_users, dim + 1] (MF; [0, 0] for a served bundle)
+    user_ids: np.ndarray  # [num_users] object (empty when read without users)
+    item_vectors: np.ndarray  # [num_items, d]
     popular: list[str]
     store: ArtifactStore
-    _index: object = field(default=None, repr=False)
     _item_index: dict | None = field(default=None, repr=False)
-
-    @property
-    def index(self):
-        """The Faiss item index, deserialised on first use."""
-        if self._index is None:
-            import faiss
-
-            raw = np.frombuffer(self.read("items.faiss"), dtype=np.uint8)
-            self._index = faiss.deserialize_index(raw)
-        return self._index
 
     @property
     def item_index(self) -> dict[str, int]:
@@ -150,15 +138,12 @@ class Bundle:
 def read_bundle(store: ArtifactStore, version: str, with_users: bool = True) -> Bundle:
     """Reads and verifies a committed bundle; FileNotFoundError if it has no manifest."""
     manifest = json.loads(store.get_bytes(f"{bundle_prefix(version)}/{MANIFEST}"))
-    b = Bundle(version, manifest, np.array([]), np.array([]), np.zeros((0, 0)),
-               np.zeros((0, 0)), [], store)
+    b = Bundle(version, manifest, np.array([]), np.array([]), np.zeros((0, 0)), [], store)
     b.item_ids = np.array(json.loads(b.read("item_ids.json")), dtype=object)
     b.item_vectors = b.array("item_vectors.npy")
     b.popular = json.loads(b.read("popular.json"))
     if with_users:
         b.user_ids = np.array(json.loads(b.read("user_ids.json")), dtype=object)
-        if "user_vectors.npy" in manifest["files"]:  # MF only: served bundles have none
-            b.user_vectors = b.array("user_vectors.npy")
     return b
 
 

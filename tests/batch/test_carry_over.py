@@ -6,7 +6,7 @@ import pytest
 
 from batch.carry_over import DAY_S, plan_lists, user_fingerprints
 from batch.nightly import run
-from batch.transforms import RetrieveFn
+from batch.transforms import ScoreFn
 from infra.bundle import read_bundle
 from infra.redis_store import ListStore
 from infra.store import LocalStore
@@ -91,7 +91,7 @@ def test_inactive_users_keep_their_list_byte_for_byte(nightly, tiny_dataset):
     for u in users[len(active):]:
         assert lists.r.get(lists.user_key(v2, u)) == lists.r.get(lists.user_key(v1, u))
 
-    fn = RetrieveFn(store.uri, v2, 5)  # the active users' lists are those of the new model
+    fn = ScoreFn(store.uri, v2, 5)  # the active users' lists are those of the new model
     fn.setup()
     bundle = read_bundle(store, v2)
     rows = np.flatnonzero(np.isin(bundle.user_ids, active + ["newcomer"]))
@@ -153,7 +153,6 @@ def test_a_catalog_change_remaps_the_carried_lists(nightly, tiny_dataset):
 
 def test_served_lists_are_carried_over_and_a_model_switch_recomputes_all(nightly, tmp_path,
                                                                         tiny_dataset):
-    from batch.transforms import ServedRetrieveFn
     from tests.conftest import served_flags
 
     go, lists, store = nightly
@@ -172,7 +171,7 @@ def test_served_lists_are_carried_over_and_a_model_switch_recomputes_all(nightly
     assert second["lists_carried_from"] == v1 and lists.current() == v2
     for u in users[len(active):]:
         assert lists.r.get(lists.user_key(v2, u)) == lists.r.get(lists.user_key(v1, u))
-    fn = ServedRetrieveFn(store.uri, v2, 5)  # the active users': the new model's lists
+    fn = ScoreFn(store.uri, v2, 5)  # the active users': the new model's lists
     fn.setup()
     rows = np.flatnonzero(np.isin(read_bundle(store, v2).user_ids, active))
     _, ids, items, _ = next(fn.process((0, rows)))

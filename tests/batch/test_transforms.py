@@ -11,30 +11,23 @@ from apache_beam.testing.util import assert_that, equal_to
 from batch.transforms import ReadInteractions, Retrieve, ValidateInteractions, user_shards
 from infra.bundle import BundleWriter
 from infra.store import LocalStore
-from models.topk import brute_force_topk, build_flat_index
+from models.kinds import mf, write_bundle
+from models.topk import brute_force_topk
 
 
 @pytest.fixture
 def random_bundle(tmp_path):
-    import faiss
-
+    """A random MF bundle written by the MF kind's export (no tower), its item and user
+    vectors ([q_i, b_i], [p_u, 1]) and each user's seen items."""
     rng = np.random.default_rng(7)
-    xb = rng.normal(size=(80, 6)).astype(np.float32)
-    xq = rng.normal(size=(30, 6)).astype(np.float32)
-    store = LocalStore(str(tmp_path / "store"))
-    w = BundleWriter(store, "v1")
-    w.put_json("item_ids.json", [f"i{n}" for n in range(80)])
-    w.put_json("user_ids.json", [f"u{n}" for n in range(30)])
-    w.put_array("item_vectors.npy", xb)
-    w.put_array("user_vectors.npy", xq)
-    w.put("items.faiss", faiss.serialize_index(build_flat_index(xb)).tobytes())
-    w.put_json("popular.json", ["i0"])
     seen = [np.sort(rng.choice(80, rng.integers(0, 12), replace=False)) for _ in range(30)]
     seen[3] = np.arange(60)  # a heavy user, far above the others
-    w.put_array("seen_indptr.npy", np.cumsum([0] + [len(s) for s in seen]))
-    w.put_array("seen_items.npy", np.concatenate(seen))
-    w.commit({"model": "test"})
-    return store, xb, xq, seen
+    fit = mf.fit_from_factors([f"u{n}" for n in range(30)], [f"i{n}" for n in range(80)],
+                              rng.normal(size=(30, 5)), rng.normal(size=(80, 5)),
+                              rng.normal(size=80), seen=seen)
+    store = LocalStore(str(tmp_path / "store"))
+    write_bundle(mf.KIND, fit, BundleWriter(store, "v1"), k=10)
+    return store, fit.model.item_vectors(), fit.model.user_vectors(), seen
 
 
 def test_retrieve_matches_brute_force(random_bundle):
@@ -56,10 +49,10 @@ def test_retrieve_matches_brute_force(random_bundle):
 
 
 def test_retrieve_scores_match_brute_force(random_bundle):
-    from batch.transforms import RetrieveFn
+    from batch.transforms import ScoreFn
 
     store, xb, xq, seen = random_bundle
-    fn = RetrieveFn(store.uri, "v1", 10)
+    fn = ScoreFn(store.uri, "v1", 10)
     fn.setup()
     I_ref, D_ref = brute_force_topk(xq, xb, 10, seen)
     for shard in user_shards(30, 8):

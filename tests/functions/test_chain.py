@@ -10,7 +10,7 @@ from functions.serving import Serving, Settings
 from infra.bundle import BundleWriter
 from infra.redis_store import ListStore
 from infra.store import LocalStore
-from models.topk import build_flat_index
+from models.kinds import mf, write_bundle
 
 IDS = ["a", "b", "c", "d", "e", "f"]
 KEY = b"test-cursor-secret-0123456789"
@@ -18,16 +18,11 @@ KEY = b"test-cursor-secret-0123456789"
 
 @pytest.fixture
 def serving(redis_client, redis_url, tmp_path):
-    import faiss
-
     store = LocalStore(str(tmp_path))
-    writer = BundleWriter(store, "v1")
-    writer.put_json("item_ids.json", IDS)
-    vectors = np.eye(6, dtype=np.float32)
-    writer.put_array("item_vectors.npy", vectors)
-    writer.put("items.faiss", faiss.serialize_index(build_flat_index(vectors)).tobytes())
-    writer.put_json("popular.json", ["f", "d", "a", "b"])
-    writer.commit({"items": 6})
+    vectors = np.eye(6, dtype=np.float32)  # MF's [q_i, b_i]; no user, no tower
+    fit = mf.fit_from_factors([], IDS, np.zeros((0, 5)), vectors[:, :5], vectors[:, 5],
+                              popular=["f", "d", "a", "b"])
+    write_bundle(mf.KIND, fit, BundleWriter(store, "v1"), k=4)
     lists = ListStore(redis_client, "chain")
     # u1's nightly list: c, a, e, b with scores 4, 3, 2, 1.
     lists.write_shard("v1", "0", ["u1"], np.array([[2, 0, 4, 1]]), np.array([[4, 3, 2, 1.0]]))

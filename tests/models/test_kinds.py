@@ -1,0 +1,61 @@
+"""The model-kind registry (models/kinds/): kinds load by name, lazily, and light."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from infra.bundle import BundleWriter, read_bundle
+from infra.store import LocalStore
+from models import kinds
+from models.kinds import mf, write_bundle
+
+
+def test_kinds_import_lazily_and_the_mf_kind_without_pandas_or_tensorflow():
+    code = textwrap.dedent("""
+        import json, sys
+        from models import kinds
+        before = sorted(m for m in sys.modules if m.startswith("models.kinds."))
+        kind = kinds.get("mf")
+        heavy = sorted(m for m in ("pandas", "pyarrow", "tensorflow", "apache_beam")
+                       if m in sys.modules)
+        print(json.dumps([before, kind.name, heavy, "models.kinds.served" in sys.modules]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=".").stdout
+    assert json.loads(out.splitlines()[-1]) == [[], "mf", [], False]
+
+
+def test_an_unknown_kind_is_refused_naming_the_known_ones(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown model kind 'mf-random': known kinds are "
+                                         r"\['mf', 'served'\]"):
+        kinds.get("mf-random")
+    store = LocalStore(str(tmp_path))
+    writer = BundleWriter(store, "v1")  # by hand, as the benchmarks once did: no kind
+    for name in ("item_ids.json", "user_ids.json", "popular.json"):
+        writer.put_json(name, ["1"])
+    writer.put_array("item_vectors.npy", np.ones((1, 2), np.float32))
+    writer.commit({"model": "mf-random"})
+    with pytest.raises(ValueError, match="unknown model kind 'mf-random'"):
+        kinds.get(read_bundle(store, "v1").manifest.get("model")).batch_scorer(None)
+
+
+def test_the_mf_bundle_scores_as_its_vectors_say(tmp_path):
+    """Users u0 and u1 with one seen item each; items whose vectors give known scores."""
+    item_factors = np.array([[1.0, 0], [0, 1], [1, 1], [-1, 0]])
+    fit = mf.fit_from_factors(["u0", "u1"], ["a", "b", "c", "d"], [[1.0, 0], [0, 2]],
+                              item_factors, np.zeros(4), popular=["c", "a"],
+                              seen=[np.array([2]), np.array([])])
+    store = LocalStore(str(tmp_path))
+    manifest = write_bundle(mf.KIND, fit, BundleWriter(store, "v1"), k=3, meta={"gate": None})
+    assert (manifest["model"], manifest["users"], manifest["items"]) == ("mf", 2, 4)
+    bundle = read_bundle(store, "v1")
+    assert bundle.popular == ["c", "a"] and mf.KIND.on_demand(bundle) is None  # no tower
+    ids, items, scores = mf.KIND.batch_scorer(bundle).score(range(0, 2), 3)
+    assert ids.tolist() == ["u0", "u1"]
+    # u0 = [1, 0]: a 1, b 0, (c seen), d -1; u1 = [0, 2]: c 2, b 2 (tie: smaller index), a 0
+    assert items.tolist() == [[0, 1, 3], [1, 2, 0]]
+    np.testing.assert_allclose(scores, [[1, 0, -1], [2, 2, 0]])
