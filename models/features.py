@@ -116,9 +116,15 @@ def neighbour_sums(nm: NeighbourMatrix, histories: list[np.ndarray], window: int
     """
     rows, flat = segments(histories, window, recent)
     size, B = nm.size, len(histories)
-    order = np.argsort(rows, kind="stable")
-    indptr = np.searchsorted(rows[order], np.arange(3 * B + 1))
-    ind = sp.csr_matrix((np.ones(len(flat), np.float32), flat[order], indptr), (3 * B, size))
+    ones = np.ones(len(flat), np.float32)
+    if sp.issparse(nm.matrix):
+        order = np.argsort(rows, kind="stable")
+        indptr = np.searchsorted(rows[order], np.arange(3 * B + 1))
+        ind = sp.csr_matrix((ones, flat[order], indptr), (3 * B, size))
+    else:  # item-major: each matrix row is read once per step and added to its users' sums
+        order = np.lexsort((rows, flat))  # (half the time of user-major at 3,706 items)
+        indptr = np.searchsorted(flat[order], np.arange(size + 1))
+        ind = sp.csc_matrix((ones, rows[order], indptr), (3 * B, size))
     out = ind @ nm.matrix
     out = out.toarray() if sp.issparse(out) else np.asarray(out)
     out = out.reshape(B, 3, size)
