@@ -184,9 +184,25 @@ def _top(scores: np.ndarray, histories: list[np.ndarray], k: int, floor: float
     part = np.argpartition(-scores, m - 1, axis=1)[:, :m] if m < n else np.broadcast_to(
         np.arange(n), (B, n))
     v = np.take_along_axis(scores, part, 1)
-    order = np.lexsort((part, -v), axis=1)
+    order = descending(v, part)
     top[:, :m], val[:, :m] = np.take_along_axis(part, order, 1), np.take_along_axis(v, order, 1)
     return top, val
+
+
+def descending(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Per row, the order of descending score, equal scores by ascending id: np.lexsort((ids,
+    -scores), axis=1) as one sort of 64-bit keys (a third of its time).
+
+    Args:
+        scores: [B, n] float32, no NaN; ids: [B, n] int, -1 <= id < 2**31 - 1.
+
+    Returns:
+        [B, n] int64 positions.
+    """
+    bits = (scores.astype(np.float32) + np.float32(0)).view(np.int32).astype(np.int64)  # -0 -> 0
+    bits = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # ascending ints in the floats' order
+    key = (0x7FFFFFFF - bits).astype(np.uint64) << np.uint64(32)
+    return np.argsort(key | (ids + 1).astype(np.uint64), axis=1)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from models.evaluation import Cases
 from models.features import (
     ItemArrays,
     NeighbourMatrix,
+    descending,
     neighbour_sums,
     neighbour_top,
     one_blas_thread,
@@ -282,7 +283,7 @@ class ServedModel:
         sums = self.neighbour_sums(histories)
         cand = self.candidates(query, histories, sums)
         scores = self.rank(hist, user_tok, cand, context, query, sums)
-        order = np.lexsort((np.where(cand < 0, np.iinfo(np.int64).max, cand), -scores), axis=1)
+        order = descending(scores, cand)  # ties: the smaller item index first
         cand, scores = np.take_along_axis(cand, order, 1), np.take_along_axis(scores, order, 1)
         tail, new = self.config.longtail_slots, self.config.new_item_slots
         # the candidates hold no history item and no repeat: only `exclude` is left to drop

@@ -171,3 +171,17 @@ def test_recommend_indices_on_numpy_and_graph_runtimes_give_the_same_lists(serve
     np.testing.assert_array_equal(lists["numpy"][0], lists["graph"][0])
     np.testing.assert_allclose(lists["numpy"][1], lists["graph"][1], atol=1e-4)
     assert (lists["numpy"][0] >= 0).sum() == 30
+
+
+def test_descending_orders_like_lexsort_on_ties_signs_and_infinities():
+    from models.features import descending
+
+    rng = np.random.default_rng(6)
+    scores = rng.normal(size=(5, 40)).astype(np.float32)
+    scores[:, 20:30] = scores[:, :10]  # ties
+    scores[:, 30:33] = -np.inf
+    scores[:, 33] = np.inf
+    scores[0, :2] = [-0.0, 0.0]  # equal scores
+    ids = np.stack([rng.permutation(40) - 1 for _ in range(5)])  # -1 included
+    want = np.lexsort((ids, -scores), axis=1)
+    np.testing.assert_array_equal(descending(scores, ids), want)
