@@ -193,7 +193,7 @@ class ServedKind:
         return ServedFit(model, user_vocab, indptr, hist, [str(x) for x in popular.index])
 
     def export(self, fit: ServedFit, writer: BundleWriter, k: int) -> dict:
-        from models.served import export
+        from models.served_export import export
 
         model, users = fit.model, fit.users
         item_vocab = model.tower.data.items
