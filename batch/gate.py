@@ -1,16 +1,18 @@
 """The quality gate: refuse to publish a model that regresses or was trained on a sliver.
 
-Two checks, each before anything is trained for real or written to Redis:
+Checks before anything is written to Redis or committed to the store:
 
-- `shrink_check` (also with --skip_gate): the run's users, items with events and valid
-  events against the served version's summary; fewer than (1 - max_shrink) of any of them
-  is refused (a 10-row file must not replace a version of 399 users x 200 items).
-- `quality_gate`: the candidate configuration (MF, or the served recommender: retrieval ->
-  ranker -> rules) is trained on the clean data before the latest validation window (the
-  last `window` share of time) and evaluated on the window under the temporal-holdout
-  protocol, beside popularity trained on the same side. It needs at least `min_cases`
-  validation cases, must beat popularity, and must not fall more than `tolerance`
-  (relative) below the gate figure recorded by the version being served. The figure is
+- `shrink_check` (also with --skip_gate), before any training: the run's users, items with
+  events and valid events against the served version's summary; fewer than (1 - max_shrink)
+  of any of them is refused (a 10-row file must not replace a version of 399 users x 200 items).
+- `too_few_cases`, before any training: the model's validation window (the last share of the
+  time range, models.kinds: `validation_window`) must hold at least `min_cases` validation
+  cases under the temporal-holdout protocol.
+- `decide`, after the one fit: the model's own validation figures (`fit.validation`: trained
+  without the window, evaluated on it beside popularity; MF: models.kinds.mf.validate, one
+  extra MF fit on the earlier rows; served: fit_served's own last window) must beat
+  popularity and not fall more than `tolerance` (relative) below the gate figure recorded by
+  the version being served. A model without a validation figure is refused. The figure is
   recorded in the run summary for the next night's comparison.
 
 `--force_publish` publishes whatever either check says (the summary records it).
@@ -23,11 +25,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from models.baselines import Popularity
-from models.evaluation import build_cases, evaluate_model, temporal_split
-from models.mf import MFConfig, train_mf
-from models.retrieval import MFRecommender
-from models.topk import build_flat_index
+from models.evaluation import build_cases, temporal_split
+from models.mf import MFConfig
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +88,13 @@ def shrink_check(sizes: dict[str, int], served_meta: dict | None,
 
 @dataclass(frozen=True)
 class GateResult:
-    ndcg: float | None  # None: not evaluated (too few cases)
+    ndcg: float | None  # None: not evaluated (too few cases, no validation figure)
     popularity_ndcg: float | None
     served_ndcg: float | None
     cases: int
     passed: bool
     reason: str
+    window: float | None = None  # share of the time range validated on
 
     def as_dict(self) -> dict:
         def r(x):
@@ -102,70 +102,104 @@ class GateResult:
 
         return {"ndcg@10": r(self.ndcg), "popularity_ndcg@10": r(self.popularity_ndcg),
                 "served_ndcg@10": self.served_ndcg, "cases": self.cases,
-                "passed": self.passed, "reason": self.reason}
+                "passed": self.passed, "reason": self.reason, "window": self.window}
 
 
-class _WeightedMF(MFRecommender):
-    """MFRecommender trained with the run's event weights."""
-
-    def __init__(self, config: MFConfig, event_weights):
-        super().__init__(config)
-        self.event_weights = event_weights
-
-    def fit(self, train, users=None, items=None):
-        self.model = train_mf(train, self.config, self.event_weights)
-        self.index = build_flat_index(self.model.item_vectors())
-        return self
+def served_figure(served: dict | None) -> float | None:
+    """The gate figure (NDCG@10) the served version's run recorded, or None."""
+    return ((served or {}).get("gate") or {}).get("ndcg@10")
 
 
-def quality_gate(clean: pd.DataFrame, config, event_weights, served: dict | None,
+def _too_few(n_cases: int, window: float | None, min_cases: int, served: dict | None) -> str:
+    first = ("; no version is served yet: --force_publish publishes this first one "
+             "without a verdict" if served is None else "")
+    where = f"the last {window:.0%} of the time range" if window else "the validation window"
+    return (f"only {n_cases} validation case(s) in {where}, fewer than --gate_min_cases "
+            f"{min_cases}: too few to tell the model from popularity (more data or a wider "
+            f"window: --gate_window; with --model served the last of its windows){first}")
+
+
+def too_few_cases(clean: pd.DataFrame, window: float, min_cases: int = MIN_CASES,
+                  served: dict | None = None) -> GateResult | None:
+    """The refusal of a run whose last `window` share of time holds fewer than `min_cases`
+    validation cases (warm + fresh), before anything is trained; None if it holds enough."""
+    if min_cases < 1:
+        raise ValueError(f"--gate_min_cases={min_cases}: use a number >= 1 (--skip_gate "
+                         "skips the evaluation)")
+    cases = build_cases(temporal_split(clean, quantile=1.0 - window))
+    n_cases = len(cases.warm) + len(cases.fresh)
+    if n_cases >= min_cases:
+        return None
+    return GateResult(None, None, served_figure(served), n_cases, False,
+                      _too_few(n_cases, window, min_cases, served), window)
+
+
+def decide(validation: dict | None, served: dict | None, tolerance: float = 0.05,
+           min_cases: int = MIN_CASES) -> GateResult:
+    """The gate's verdict on a model's own validation figures (models.kinds: `fit.validation`).
+
+    Args:
+        validation: {"window", "cases", "ndcg@10", "popularity_ndcg@10", ...} measured on the
+            model's last temporal window, or None (the model reports none: refused).
+        served: the served version's run summary (its "gate" figures), or None.
+        tolerance: allowed relative NDCG@10 drop against the served version's figure.
+        min_cases: fewest validation cases to decide on.
+    """
+    served_ndcg = served_figure(served)
+    if not validation:
+        return GateResult(None, None, served_ndcg, 0, False,
+                          "the model reports no validation figure (models/served_fit.fit_served "
+                          "measures it on its last window; this fit has none): nothing to "
+                          "compare with popularity or the served version")
+    window, n_cases = validation.get("window"), int(validation.get("cases") or 0)
+    ndcg, pop = validation.get("ndcg@10"), validation.get("popularity_ndcg@10")
+    if n_cases < min_cases:
+        return GateResult(None, None, served_ndcg, n_cases, False,
+                          _too_few(n_cases, window, min_cases, served), window)
+    if ndcg is None or pop is None:
+        return GateResult(ndcg, pop, served_ndcg, n_cases, False,
+                          f"the validation has no NDCG@10 (model {ndcg}, popularity {pop})",
+                          window)
+    if ndcg < pop:
+        return GateResult(ndcg, pop, served_ndcg, n_cases, False,
+                          f"NDCG@10 {ndcg:.4f} is below popularity's {pop:.4f}", window)
+    if served_ndcg is not None and ndcg < served_ndcg * (1 - tolerance):
+        return GateResult(ndcg, pop, served_ndcg, n_cases, False,
+                          f"NDCG@10 {ndcg:.4f} is more than {tolerance:.0%} below the served "
+                          f"version's {served_ndcg:.4f}", window)
+    return GateResult(ndcg, pop, served_ndcg, n_cases, True, "passed", window)
+
+
+def quality_gate(clean: pd.DataFrame, config: MFConfig, event_weights, served: dict | None,
                  window: float = 0.1, tolerance: float = 0.05,
                  users: pd.DataFrame | None = None,
                  items: pd.DataFrame | None = None,
                  min_cases: int = MIN_CASES) -> GateResult:
-    """Evaluates the candidate configuration on the latest validation window.
+    """MF's gate on its own: `too_few_cases`, else MF trained before the last `window` and
+    evaluated on it (models.kinds.mf.validate, what the nightly's MF fit measures), `decide`.
 
     Args:
         clean: all valid interactions of this run.
-        config: the configuration about to be trained for real: an MFConfig, or a
-            ServedConfig (its ServedRecommender is exactly ServedModel.recommend_indices).
-        event_weights: event-type weights (MF's; the served model reads the rows as they are).
+        config: the MF configuration about to be trained for real.
+        event_weights: event-type weights.
         served: the served version's run summary (its "gate" figures), or None.
         window: share of the time range held out as the validation window.
         tolerance: allowed relative drop against the served version's figure.
-        users, items: the feature tables (the served model's features; MF ignores them).
+        users, items: unused (MF reads no feature tables).
         min_cases: fewest validation cases (warm + fresh) to decide on; fewer fails without
             training anything.
-    """
-    if min_cases < 1:
-        raise ValueError(f"--gate_min_cases={min_cases}: use a number >= 1 (--skip_gate "
-                         "skips the evaluation)")
-    served_ndcg = ((served or {}).get("gate") or {}).get("ndcg@10")
-    split = temporal_split(clean, quantile=1.0 - window)
-    cases = build_cases(split)
-    n_cases = len(cases.warm) + len(cases.fresh)
-    if n_cases < min_cases:
-        first = ("; no version is served yet: --force_publish publishes this first one "
-                 "without a verdict" if served is None else "")
-        return GateResult(None, None, served_ndcg, n_cases, False,
-                          f"only {n_cases} validation case(s) in the last {window:.0%} of the "
-                          f"time range, fewer than --gate_min_cases {min_cases}: too few to "
-                          f"tell the model from popularity (more data or a wider "
-                          f"--gate_window){first}")
-    if isinstance(config, MFConfig):
-        model = _WeightedMF(config, event_weights)
-    else:
-        from models.served_fit import ServedRecommender
 
-        model = ServedRecommender(config)
-    tables = {"users": users, "items": items, "n_resamples": 100}
-    ndcg = evaluate_model(model, split, cases, **tables)["all"]["ndcg@10"]
-    pop = evaluate_model(Popularity(), split, cases, **tables)["all"]["ndcg@10"]
-    if ndcg < pop:
-        return GateResult(ndcg, pop, served_ndcg, n_cases, False,
-                          f"NDCG@10 {ndcg:.4f} is below popularity's {pop:.4f}")
-    if served_ndcg is not None and ndcg < served_ndcg * (1 - tolerance):
-        return GateResult(ndcg, pop, served_ndcg, n_cases, False,
-                          f"NDCG@10 {ndcg:.4f} is more than {tolerance:.0%} below the served "
-                          f"version's {served_ndcg:.4f}")
-    return GateResult(ndcg, pop, served_ndcg, n_cases, True, "passed")
+    Raises:
+        TypeError: `config` is not an MFConfig (the served model validates inside its own
+            fit: models.kinds.get("served").fit(...).validation, then `decide`).
+    """
+    from models.kinds.mf import validate
+
+    if not isinstance(config, MFConfig):
+        raise TypeError(f"quality_gate evaluates MF, not {type(config).__name__}: the served "
+                        "model measures its figure inside its fit (fit.validation); pass that "
+                        "to batch.gate.decide")
+    refused = too_few_cases(clean, window, min_cases, served)
+    if refused is not None:
+        return refused
+    return decide(validate(clean, config, event_weights, window), served, tolerance, min_cases)

@@ -1,4 +1,4 @@
-"""The nightly job: validate -> shrink check and quality gate -> train and export ->
+"""The nightly job: validate -> shrink check -> train once -> quality gate -> export ->
 precompute -> publish.
 
     recsys nightly --input data/interactions.parquet --store ./artifacts \
@@ -17,8 +17,11 @@ features of `--users`/`--items`; each warm user's list is the kind's batch score
 code the functions run for fresh users.
 
 A run whose users, items with events or valid events drop past --max_shrink of the served
-version's, or whose gate has fewer than --gate_min_cases validation cases, is refused before
-anything is trained or written to Redis (--force_publish overrides; batch/gate.py).
+version's, or whose validation window holds fewer than --gate_min_cases cases, is refused
+before anything is trained or written to Redis. The model is trained once; the quality gate
+then reads the figures it measured on its own last temporal window (MF: one extra MF fit on the
+earlier rows; served: fit_served's) and refuses a regression before anything is exported or
+written to Redis (--force_publish overrides; batch/gate.py).
 
 Validation and the precompute are Beam pipelines; training runs once between them. Users
 whose interactions did not change keep the served version's list (copied inside Redis) until
@@ -44,10 +47,12 @@ from batch.carry_over import carry_over
 from batch.gate import (
     MAX_SHRINK,
     MIN_CASES,
+    GateResult,
     QualityGateError,
     data_sizes,
-    quality_gate,
+    decide,
     shrink_check,
+    too_few_cases,
 )
 from batch.sources import expand_paths, read_features
 from batch.stages import DEAD_SCHEMA, export_bundle, parquet_bytes, validate_stage
@@ -106,7 +111,8 @@ class NightlyOptions(PipelineOptions):
         parser.add_argument("--gate_tolerance", type=float, default=0.05,
                             help="Allowed relative NDCG@10 drop against the served version")
         parser.add_argument("--gate_window", type=float, default=0.1,
-                            help="Share of the time range held out to evaluate the gate")
+                            help="Share of the time range held out to evaluate the gate (MF; "
+                                 "--model served validates on the last of its own windows)")
         parser.add_argument("--gate_min_cases", type=int, default=MIN_CASES,
                             help="Fewest validation cases the quality gate decides on; fewer "
                                  "refuses the run (batch/gate.py says why 50)")
@@ -121,7 +127,7 @@ class NightlyOptions(PipelineOptions):
                             help="Do not drain the events ingested by the functions into "
                                  "<store>/events/ and train on them")
         parser.add_argument("--skip_gate", action="store_true",
-                            help="Do not evaluate the quality gate (saves one training)")
+                            help="Do not evaluate the quality gate (MF: saves one training)")
 
 
 def _default_to_both_cores(options: PipelineOptions, argv: list[str]) -> None:
@@ -208,21 +214,22 @@ def run(argv: list[str] | None = None) -> dict:
             raise QualityGateError(f"run refused: {shrink}; nothing was published (check "
                                    "--input; use --force_publish if the data really shrank)")
         log.warning("--force_publish: publishing although %s", shrink)
-    gate = None
+    gate, window = None, None
     if not opts.skip_gate:
         t = time.perf_counter()
-        gate = quality_gate(clean, getattr(config, "mf", config), weights, served_meta,
-                            opts.gate_window, opts.gate_tolerance, data.users, data.items,
-                            opts.gate_min_cases)
+        window = kind.validation_window(config, opts.gate_window)
+        gate = too_few_cases(clean, window, opts.gate_min_cases, served_meta)
         seconds["quality_gate"] = time.perf_counter() - t
-        log.info("quality gate: %s", gate.as_dict())
-        if not gate.passed and not opts.force_publish:
-            raise QualityGateError(f"quality gate failed: {gate.reason}; nothing was published "
-                                   "(use --force_publish to publish anyway)")
+        if gate is not None:
+            _refuse_unless_forced(gate, opts.force_publish)
+            window = None  # forced: nothing to validate on
 
     t = time.perf_counter()
-    fit = kind.fit(data, config)
+    fit = kind.fit(data, config, window)  # the one training, its validation figure inside
     seconds["train"] = time.perf_counter() - t
+    if window is not None:
+        gate = decide(fit.validation, served_meta, opts.gate_tolerance, opts.gate_min_cases)
+        _refuse_unless_forced(gate, opts.force_publish)
 
     t = time.perf_counter()
     manifest = export_bundle(kind, fit, store, version, opts.k,
@@ -262,6 +269,17 @@ def run(argv: list[str] | None = None) -> dict:
     store.put_bytes(f"runs/{version}/summary.json", json.dumps(summary, indent=1).encode())
     log.info("published version %s", version)
     return summary
+
+
+def _refuse_unless_forced(gate: GateResult, force: bool) -> None:
+    log.info("quality gate: %s", gate.as_dict())
+    if not gate.passed and not force:
+        raise QualityGateError(f"quality gate failed: {gate.reason}; nothing was published "
+                               "(use --force_publish to publish anyway, --skip_gate to skip "
+                               "the gate)")
+    if not gate.passed:
+        log.warning("--force_publish: publishing although the quality gate failed: %s",
+                    gate.reason)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from batch.gate import QualityGateError, quality_gate
+from batch.gate import QualityGateError, decide, quality_gate
 from batch.nightly import run
 from infra.redis_store import ListStore
 from models.mf import MFConfig
@@ -46,16 +46,69 @@ def test_failed_gate_publishes_nothing_unless_forced(tmp_path, redis_client, dat
     assert lists.current() == forced["version"] and forced["gate"]["passed"] is False
 
 
-def test_gate_evaluates_the_served_recommender(tiny_dataset):
-    from batch.stages import served_config
-    from tests.conftest import TINY_SERVED
+def test_decide_reads_the_models_own_validation():
+    v = {"window": 0.1, "cases": 80, "warm": 70, "fresh": 10, "ndcg@10": 0.3,
+         "popularity_ndcg@10": 0.2}
+    ok = decide(v, None)
+    assert ok.passed and (ok.ndcg, ok.popularity_ndcg, ok.cases) == (0.3, 0.2, 80)
+    assert set(ok.as_dict()) >= {"ndcg@10", "popularity_ndcg@10", "served_ndcg@10", "cases",
+                                 "passed", "reason"}
+    assert "below popularity's 0.2000" in decide({**v, "ndcg@10": 0.19}, None).reason
+    served = {"gate": {"ndcg@10": 0.4}}
+    assert "more than 5% below the served version's 0.4000" in decide(v, served, 0.05).reason
+    assert decide(v, {"gate": {"ndcg@10": 0.31}}, 0.05).passed  # within the tolerance
+    few = decide({**v, "cases": 10}, None, min_cases=50)
+    assert not few.passed and few.ndcg is None
+    assert "only 10 validation case(s) in the last 10% of the time range" in few.reason
+    assert "no version is served yet" in few.reason
+    missing = decide(None, {"gate": {"ndcg@10": 0.2}})
+    assert not missing.passed and missing.served_ndcg == 0.2
+    assert "no validation figure" in missing.reason
 
-    config = served_config(json.dumps(TINY_SERVED))
-    gate = quality_gate(tiny_dataset.interactions, config, None,
-                        served={"gate": {"ndcg@10": 0.99}}, window=0.2,
-                        users=tiny_dataset.users, items=tiny_dataset.items)
-    assert gate.cases > 0 and 0 < gate.ndcg < 0.99 and gate.popularity_ndcg > 0
-    assert not gate.passed and "below" in gate.reason  # popularity's or the served figure
+
+def test_served_nightly_trains_once_and_gates_on_the_fits_validation(tmp_path, redis_client,
+                                                                      tiny_dataset,
+                                                                      monkeypatch):
+    """The served kind is fitted once per run; the gate reads that fit's validation (the
+    contract of models/served_fit.fit_served, set here to known figures) and refuses a
+    regression against the served version before anything is exported."""
+    import models.served_fit as served_fit
+    from infra.bundle import list_bundles
+    from infra.store import LocalStore
+    from tests.conftest import served_flags
+
+    figures = {"window": 0.1, "cases": 41, "warm": 40, "fresh": 1, "ndcg@10": 0.25,
+               "popularity_ndcg@10": 0.125}
+    fits, real = [], served_fit.fit_served
+
+    def fit_served(*args, **kwargs):
+        model = real(*args, **kwargs)
+        model.validation = figures
+        fits.append(model)
+        return model
+
+    monkeypatch.setattr(served_fit, "fit_served", fit_served)
+    path = tmp_path / "interactions.parquet"
+    tiny_dataset.interactions.to_parquet(path)
+    url = redis_client.connection_pool.connection_kwargs
+    argv = [f"--input={path}", f"--store={tmp_path / 'store'}",
+            f"--redis_url=redis://{url['host']}:{url['port']}/0", "--k=5",
+            "--direct_running_mode=in_memory", "--no_drain_events", "--gate_min_cases=20",
+            *served_flags(tmp_path, tiny_dataset)]
+    first = run(argv)
+    assert len(fits) == 1  # no second training for the gate
+    assert first["gate"]["passed"] and first["gate"]["ndcg@10"] == 0.25
+    assert first["gate"]["popularity_ndcg@10"] == 0.125 and first["gate"]["cases"] == 41
+    assert "quality_gate" in first["seconds"] and "train" in first["seconds"]
+    lists = ListStore(redis_client)
+    meta = json.loads(lists.r.get(f"recsys:v:{first['version']}:meta"))
+    lists.r.set(f"recsys:v:{first['version']}:meta",
+                json.dumps({**meta, "gate": {**meta["gate"], "ndcg@10": 0.3}}))
+    with pytest.raises(QualityGateError, match=r"more than 5% below the served version's "
+                                               r"0\.3000.*nothing was published"):
+        run(argv)
+    assert len(fits) == 2 and lists.current() == first["version"]
+    assert list_bundles(LocalStore(str(tmp_path / "store"))) == [first["version"]]
 
 
 def test_hardening_04_gate_refuses_too_few_validation_cases(data):
