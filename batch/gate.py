@@ -135,7 +135,7 @@ def too_few_cases(clean: pd.DataFrame, window: float, min_cases: int = MIN_CASES
 
 
 def decide(validation: dict | None, served: dict | None, tolerance: float = 0.05,
-           min_cases: int = MIN_CASES) -> GateResult:
+           min_cases: int = MIN_CASES, window: float | None = None) -> GateResult:
     """The gate's verdict on a model's own validation figures (models.kinds: `fit.validation`).
 
     Args:
@@ -144,14 +144,17 @@ def decide(validation: dict | None, served: dict | None, tolerance: float = 0.05
         served: the served version's run summary (its "gate" figures), or None.
         tolerance: allowed relative NDCG@10 drop against the served version's figure.
         min_cases: fewest validation cases to decide on.
+        window: the share of the time range validated on (the kind's `validation_window`),
+            recorded and named in the reasons; None takes the figures' own "window".
     """
     served_ndcg = served_figure(served)
     if not validation:
         return GateResult(None, None, served_ndcg, 0, False,
                           "the model reports no validation figure (models/served_fit.fit_served "
                           "measures it on its last window; this fit has none): nothing to "
-                          "compare with popularity or the served version")
-    window, n_cases = validation.get("window"), int(validation.get("cases") or 0)
+                          "compare with popularity or the served version", window)
+    window = validation.get("window") if window is None else window
+    n_cases = int(validation.get("cases") or 0)
     ndcg, pop = validation.get("ndcg@10"), validation.get("popularity_ndcg@10")
     if n_cases < min_cases:
         return GateResult(None, None, served_ndcg, n_cases, False,

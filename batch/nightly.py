@@ -228,7 +228,8 @@ def run(argv: list[str] | None = None) -> dict:
     fit = kind.fit(data, config, window)  # the one training, its validation figure inside
     seconds["train"] = time.perf_counter() - t
     if window is not None:
-        gate = decide(fit.validation, served_meta, opts.gate_tolerance, opts.gate_min_cases)
+        gate = decide(fit.validation, served_meta, opts.gate_tolerance, opts.gate_min_cases,
+                      window)
         _refuse_unless_forced(gate, opts.force_publish)
 
     t = time.perf_counter()

@@ -64,6 +64,9 @@ def test_decide_reads_the_models_own_validation():
     missing = decide(None, {"gate": {"ndcg@10": 0.2}})
     assert not missing.passed and missing.served_ndcg == 0.2
     assert "no validation figure" in missing.reason
+    # The nightly names the window as a share of the time range, whatever the figures say.
+    named = decide({**v, "window": 0.9, "cases": 10}, None, min_cases=50, window=0.1)
+    assert "in the last 10% of the time range" in named.reason and named.window == 0.1
 
 
 def test_served_nightly_trains_once_and_gates_on_the_fits_validation(tmp_path, redis_client,
@@ -77,7 +80,7 @@ def test_served_nightly_trains_once_and_gates_on_the_fits_validation(tmp_path, r
     from infra.store import LocalStore
     from tests.conftest import served_flags
 
-    figures = {"window": 0.1, "cases": 41, "warm": 40, "fresh": 1, "ndcg@10": 0.25,
+    figures = {"window": 0.9, "cases": 41, "warm": 40, "fresh": 1, "ndcg@10": 0.25,
                "popularity_ndcg@10": 0.125}
     fits, real = [], served_fit.fit_served
 
@@ -99,6 +102,7 @@ def test_served_nightly_trains_once_and_gates_on_the_fits_validation(tmp_path, r
     assert len(fits) == 1  # no second training for the gate
     assert first["gate"]["passed"] and first["gate"]["ndcg@10"] == 0.25
     assert first["gate"]["popularity_ndcg@10"] == 0.125 and first["gate"]["cases"] == 41
+    assert first["gate"]["window"] == 0.1  # the last of TINY_SERVED's windows is 0.9
     assert "quality_gate" in first["seconds"] and "train" in first["seconds"]
     lists = ListStore(redis_client)
     meta = json.loads(lists.r.get(f"recsys:v:{first['version']}:meta"))
