@@ -1,8 +1,9 @@
 """The ranking stage: features of (user, candidate item) pairs and an MLP that scores them.
 
-Features are computed in TensorFlow from constant per-item tables (`FeatureTables`) and the
-request (history, user tokens, candidates, context), so the SavedModel, its LiteRT conversion
-and training all run the same graph:
+Features come from constant per-item tables (`FeatureTables`) and the request (history, user
+tokens, candidates, context). `features` defines them in TensorFlow (the ranker SavedModel's
+graph, and the reference); models.features computes the same numbers as NumPy gathers, which
+training, the nightly and the functions run:
 
     tower score (user tower · item vector) | item-kNN (asymmetric cosine) and session
     co-occurrence summed over the history and over its last items | log1p event counts (all,

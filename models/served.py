@@ -146,7 +146,7 @@ class ServedModel:
     config: ServedConfig
     popular: np.ndarray  # [n_popular] item indices, most popular in the last 7 days first
     user_last: dict[str, float] = field(default_factory=dict)  # user id -> last event ts
-    runtime: object = None  # GraphRuntime / LiteRTRuntime; built on first use
+    runtime: object = None  # models.runtimes: NumpyRuntime (built on first use) / LiteRT / Graph
 
     @classmethod
     def build(cls, train: pd.DataFrame, tower: TwoTowerModel, items: pd.DataFrame | None,
