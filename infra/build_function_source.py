@@ -31,8 +31,9 @@ ENTRY_POINTS = ("recommend", "events", "health", "admin_items")  # the Terraform
 # Always installed for the functions; must be declared in pyproject.toml. pandas: models/
 # imports it at module level (schema, vocab, mf).
 SERVING_DEPENDENCIES = ("functions-framework", "redis", "boto3", "numpy", "faiss-cpu", "pandas")
-# Light runtimes of the on-demand path, installed when pyproject.toml declares them.
-OPTIONAL_SERVING_DEPENDENCIES = ("ai-edge-litert", "onnxruntime")
+# Light runtimes of the on-demand path, installed when pyproject.toml declares them; scipy
+# and threadpoolctl: the served scorer's neighbour sums and BLAS limit (models/features.py).
+OPTIONAL_SERVING_DEPENDENCIES = ("ai-edge-litert", "onnxruntime", "scipy", "threadpoolctl")
 EXCLUDED_DIRS = {"__pycache__", "flex_template"}
 # Import name -> the requirement that provides it, where the two differ or one brings another.
 PROVIDED_BY = {
