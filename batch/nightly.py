@@ -88,10 +88,10 @@ class NightlyOptions(PipelineOptions):
         parser.add_argument("--list_max_age_days", type=float, default=7.0,
                             help="Users whose interactions did not change keep the served "
                                  "list until it is this old; 0 = recompute every list")
-        parser.add_argument("--model", default="mf", choices=sorted(kinds.KINDS),
-                            help="The model kind (models/kinds/): mf: MF + Faiss; served: "
-                                 "retrieval -> ranker -> rules (models/served.py), slower to "
-                                 "train and precompute")
+        parser.add_argument("--model", default="served", choices=sorted(kinds.KINDS),
+                            help="The model kind (models/kinds/): served (default): "
+                                 "retrieval -> ranker -> rules (models/served.py); mf: MF + "
+                                 "Faiss, the cheap option")
         parser.add_argument("--served_config", default="",
                             help="JSON overrides of ServedConfig for --model served, e.g. "
                                  '\'{"tower": {"dim": 16}, "n_tower": 50}\'')

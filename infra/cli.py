@@ -52,9 +52,10 @@ def main(log_level: str) -> None:
 @_opt("--list-max-age-days", envvar="RECSYS_LIST_MAX_AGE_DAYS", default=7.0, type=float,
       help="Users without new interactions keep the served list until it is this old; "
            "0 = recompute every list.")
-@_opt("--model", envvar="RECSYS_MODEL", default="mf", type=click.Choice(["mf", "served"]),
-      help="mf: MF + Faiss. served: retrieval -> ranker -> business rules (models/served.py), "
-           "slower to train and precompute.")
+@_opt("--model", envvar="RECSYS_MODEL", default="served", type=click.Choice(["mf", "served"]),
+      help="served (default): two-tower, item-kNN, session and recent candidates -> ranker -> "
+           "business rules (models/served.py), with --users/--items features. mf: MF + Faiss, "
+           "the cheap option.")
 @_opt("--served-config", envvar="RECSYS_SERVED_CONFIG", default="",
       help='JSON overrides of ServedConfig for --model served, e.g. \'{"tower": {"dim": 16}}\'.')
 @_opt("--users", envvar="RECSYS_USERS", default=None,
@@ -167,8 +168,8 @@ def demo(workdir, users, items, seed, redis_url, port, json_path) -> None:
         click.echo(f"{who} user {r['user_id']}: source={r['source']} "
                    f"latency={r['latency_ms']} ms items={' '.join(r['items'])}", err=True)
     ndcg = result["ndcg@10"]
-    click.echo(f"offline NDCG@10 on a temporal holdout: mf {ndcg['mf']:.4f} vs popularity "
-               f"{ndcg['popularity']:.4f}", err=True)
+    click.echo("offline NDCG@10 on a temporal holdout: " + ", ".join(
+        f"{name} {value:.4f}" for name, value in ndcg.items()), err=True)
     _write_json(json_path, result)
 
 

@@ -70,10 +70,11 @@ def _server(env: dict, port: int):
 
 
 def offline_ndcg(dataset: Dataset) -> dict:
-    """NDCG@10 (all cases) of MF and popularity under the temporal-holdout protocol."""
+    """NDCG@10 (all cases) of the served model, MF and popularity under the temporal-holdout
+    protocol."""
     from batch.evaluate import run_evaluation
 
-    report = run_evaluation(dataset, ["mf", "popularity"], None, None)
+    report = run_evaluation(dataset, ["served", "mf", "popularity"], None, None)
     return {name: round(m["all"]["ndcg@10"], 4) for name, m in report["models"].items()}
 
 
@@ -89,7 +90,8 @@ def run_demo(workdir: str, n_users: int, n_items: int, seed: int, redis_url: str
         if redis_url is None:
             redis_url = stack.enter_context(local_redis())
         summary = run([f"--input={paths['interactions']}", f"--store={store}",
-                       f"--redis_url={redis_url}"])
+                       f"--redis_url={redis_url}", f"--users={paths['users']}",
+                       f"--items={paths['items']}"])
         log.info("nightly: %s", json.dumps(summary))
         base = stack.enter_context(_server(
             {"RECSYS_STORE": store, "REDIS_URL": redis_url}, port or free_port()))

@@ -96,7 +96,8 @@ def published(tmp_path_factory, redis_url, tiny_dataset):
     tiny_dataset.interactions.to_parquet(path)
     store = str(root / "artifacts")
     summary = run([f"--input={path}", f"--store={store}", f"--redis_url={redis_url}",
-                   "--namespace=pub", "--epochs=3", "--dim=8", "--k=20", "--shard_size=50",
+                   "--namespace=pub",
+                   "--model=mf", "--epochs=3", "--dim=8", "--k=20", "--shard_size=50",
                    "--skip_gate"])
     return store, redis_url, summary
 

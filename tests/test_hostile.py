@@ -158,7 +158,8 @@ def world(tmp_path_factory, redis_url):
     base = root / "interactions.parquet"
     data.interactions.to_parquet(base)
     store = str(root / "artifacts")
-    common = [f"--store={store}", f"--redis_url={redis_url}", f"--namespace={NS}", "--epochs=3",
+    common = [f"--store={store}", f"--redis_url={redis_url}", f"--namespace={NS}",
+              "--model=mf", "--epochs=3",
               "--dim=8", "--k=20", "--shard_size=50", "--skip_gate",
               "--runner=DirectRunner", "--direct_num_workers=1",
               "--direct_running_mode=in_memory"]

@@ -48,7 +48,8 @@ def nightly(tmp_path, redis_client, tiny_dataset):
     path = tmp_path / "interactions.parquet"
     url = redis_client.connection_pool.connection_kwargs
     base = [f"--input={path}", f"--store={tmp_path / 'store'}",
-            f"--redis_url=redis://{url['host']}:{url['port']}/0", "--epochs=1", "--dim=4",
+            f"--redis_url=redis://{url['host']}:{url['port']}/0",
+            "--model=mf", "--epochs=1", "--dim=4",
             "--k=5", "--shard_size=40", "--skip_gate", "--direct_running_mode=in_memory"]
 
     def go(data: pd.DataFrame, *flags: str) -> dict:

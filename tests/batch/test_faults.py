@@ -20,7 +20,7 @@ def setup_run(tmp_path, redis_client, tiny_dataset):
     url = redis_client.connection_pool.connection_kwargs
     redis_url = f"redis://{url['host']}:{url['port']}/0"
     argv = [f"--input={path}", f"--store={tmp_path / 'store'}", f"--redis_url={redis_url}",
-            "--epochs=1", "--dim=4", "--k=5", "--shard_size=30", "--skip_gate",
+            "--model=mf", "--epochs=1", "--dim=4", "--k=5", "--shard_size=30", "--skip_gate",
             "--direct_running_mode=in_memory",
             "--list_max_age_days=0"]  # the same data again: every list is recomputed
     first = run(argv)

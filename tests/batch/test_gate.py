@@ -33,7 +33,8 @@ def test_failed_gate_publishes_nothing_unless_forced(tmp_path, redis_client, dat
     data.to_parquet(path)
     url = redis_client.connection_pool.connection_kwargs
     argv = [f"--input={path}", f"--store={tmp_path / 'store'}",
-            f"--redis_url=redis://{url['host']}:{url['port']}/0", "--epochs=6", "--dim=8",
+            f"--redis_url=redis://{url['host']}:{url['port']}/0",
+            "--model=mf", "--epochs=6", "--dim=8",
             "--k=5", "--direct_running_mode=in_memory"]
     first = run([*argv, "--skip_gate"])["version"]
     lists = ListStore(redis_client)
@@ -158,7 +159,8 @@ def nightly_100(tmp_path, redis_client):
     url = redis_client.connection_pool.connection_kwargs
     path = tmp_path / "interactions.parquet"
     argv = [f"--input={path}", f"--store={tmp_path / 'store'}",
-            f"--redis_url=redis://{url['host']}:{url['port']}/0", "--epochs=1", "--dim=4",
+            f"--redis_url=redis://{url['host']}:{url['port']}/0",
+            "--model=mf", "--epochs=1", "--dim=4",
             "--k=5", "--direct_running_mode=in_memory", "--no_drain_events"]
     return path, argv, data, ListStore(redis_client)
 

@@ -59,7 +59,7 @@ def test_nightly_dead_letters_lose_only_the_bad_rows(tmp_path, redis_client, tin
     df.to_csv(path, index=False)
     url = redis_client.connection_pool.connection_kwargs
     summary = run([f"--input={path}", f"--store={tmp_path / 'store'}",
-                   f"--redis_url=redis://{url['host']}:{url['port']}/0", "--epochs=1",
+                   f"--redis_url=redis://{url['host']}:{url['port']}/0", "--model=mf", "--epochs=1",
                    "--dim=4", "--k=5", "--skip_gate"])
     assert summary["dead_letters"] == expected
     assert summary["valid_events"] == len(tiny_dataset.interactions) - sum(expected.values()) + 5
@@ -98,7 +98,7 @@ def test_nightly_reads_and_writes_s3(tmp_path, redis_client, tiny_dataset, s3_en
     s3.put_object(Bucket="nightly", Key="logs/day1.parquet", Body=buf.getvalue())
     url = redis_client.connection_pool.connection_kwargs
     summary = run(["--input=s3://nightly/logs/", "--store=s3://nightly/recsys",
-                   f"--redis_url=redis://{url['host']}:{url['port']}/0", "--epochs=1",
+                   f"--redis_url=redis://{url['host']}:{url['port']}/0", "--model=mf", "--epochs=1",
                    "--dim=4", "--k=5", "--skip_gate", "--direct_running_mode=in_memory"])
     store = S3Store("s3://nightly/recsys")
     assert list_bundles(store) == [summary["version"]]
@@ -114,7 +114,8 @@ def test_events_posted_since_the_last_run_are_drained_and_trained_on(tmp_path, r
     tiny_dataset.interactions.to_parquet(path)
     url = redis_client.connection_pool.connection_kwargs
     argv = [f"--input={path}", f"--store={tmp_path / 'store'}",
-            f"--redis_url=redis://{url['host']}:{url['port']}/0", "--epochs=1", "--dim=4",
+            f"--redis_url=redis://{url['host']}:{url['port']}/0",
+            "--model=mf", "--epochs=1", "--dim=4",
             "--k=5", "--skip_gate", "--direct_running_mode=in_memory"]
     lists = ListStore(redis_client)
     items = tiny_dataset.interactions["item_id"].unique()[:3]
@@ -139,7 +140,8 @@ def test_hardening_03_a_weight_past_float32_range_never_publishes_a_nan_model(
     path = tmp_path / "interactions.parquet"
     url = redis_client.connection_pool.connection_kwargs
     argv = [f"--input={path}", f"--store={tmp_path / 'store'}",
-            f"--redis_url=redis://{url['host']}:{url['port']}/0", "--epochs=1", "--dim=4",
+            f"--redis_url=redis://{url['host']}:{url['port']}/0",
+            "--model=mf", "--epochs=1", "--dim=4",
             "--k=5", "--skip_gate", "--direct_running_mode=in_memory", "--no_drain_events"]
     data.to_parquet(path)
     first = run(argv)["version"]
