@@ -31,7 +31,8 @@ def summary_table(result: dict) -> str:
                          if k.endswith("_ok"))
         f = r["fresh"]
         lines.append(f"{kind}: {flags}; cached/bare req/s {checks['cached_rps_over_bare']}; "
-                     f"fresh errors {f['errors']}, sources {f['sources']}; load average "
+                     f"fresh errors {f['errors']}, sources {f['sources']}; cold starts "
+                     f"{r['cold_starts_s']} s; load average "
                      f"{r['load_average']['before'][0]:.2f} -> "
                      f"{r['load_average']['after'][0]:.2f}")
     if "served" in result["kinds"]:
