@@ -63,6 +63,12 @@ class TwoTowerConfig:
             items a step of 1,024 took 75 ms instead of 89 and one of 256 took 20 instead of
             37 (`python -m benchmarks.tower_step`), while on the 500-item synthetic default a
             4-epoch fit took 14 s instead of 5.5.
+        warm_start_epochs: epochs of a fit that continues an earlier fit's weights
+            (`fit_tower`'s `start`): models.served_fit fits the tower once on its first
+            window's past and continues it on each later window's past and on all of the
+            train side for this many epochs; None fits each from scratch.
+        warm_start_recent: a continued fit trains on the examples newer than the starting
+            model's last train event only (its window's new events), not on all of them.
         seed: random seed.
     """
 
@@ -83,6 +89,8 @@ class TwoTowerConfig:
     max_per_user: int | None = 64
     max_examples: int | None = None
     xla: bool | None = None
+    warm_start_epochs: int | None = 1
+    warm_start_recent: bool = True
     seed: int = 0
 
 
@@ -197,6 +205,8 @@ class TowerData:
         offsets: [n_train_users] int64 start of each user in `seq`; lengths likewise.
         user_tokens: [n_train_users, U] int32.
         now: last train timestamp.
+        seq_ts: [n_pairs] float64 time of each `seq` entry (the pair's first event); None
+            in a loaded bundle.
     """
 
     items: Vocab
@@ -210,6 +220,7 @@ class TowerData:
     lengths: np.ndarray
     user_tokens: np.ndarray
     now: float
+    seq_ts: np.ndarray | None = None
 
     def user_matrix(self, user_ids: list[str]) -> np.ndarray:
         """[B, U] int32 user tokens from the users table (zeros for unknown users)."""
@@ -258,7 +269,8 @@ def prepare(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame
         item_tokens=item_enc.encode(known, vocab.ids), item_enc=item_enc, user_enc=user_enc,
         users_table=users, seq=pairs["i"].to_numpy(np.int32),
         offsets=(np.cumsum(lengths) - lengths).astype(np.int64), lengths=lengths,
-        user_tokens=user_enc.encode(users, user_ids), now=now)
+        user_tokens=user_enc.encode(users, user_ids), now=now,
+        seq_ts=pairs["t"].to_numpy(np.float64))
 
 
 def _dense(x, w, b):
@@ -376,7 +388,11 @@ class TwoTowerModel:
         return self.user_vectors(hist, self.data.user_matrix(user_ids))
 
 
-def _init_weights(data: TowerData, c: TwoTowerConfig, rng) -> dict:
+ID_ROWS, TOKEN_ROWS = ("item_id", "hist_id"), ("item_tok", "user_tok")  # rows keyed by vocab
+
+
+def _init_weights(data: TowerData, c: TwoTowerConfig, rng,
+                  start: TwoTowerModel | None = None) -> dict:
     import tensorflow as tf
 
     n, d, h = len(data.items), c.dim, c.hidden
@@ -384,18 +400,50 @@ def _init_weights(data: TowerData, c: TwoTowerConfig, rng) -> dict:
               "item_id": (n + 1, d), "hist_id": (n + 1, d), "wq": (d, d), "wk": (d, d),
               "wv": (d, d), "wo": (d, d), "i_w1": (3 * d, h), "i_w2": (h, d),
               "u_w1": (3 * d + 1, h), "u_w2": (h, d)}
-    w = {k: tf.Variable(rng.normal(0, (0.05 if k.endswith("_tok") or k.endswith("_id")
-                                       else 1 / math.sqrt(s[0])), s).astype(np.float32), name=k)
+    w = {k: rng.normal(0, (0.05 if k.endswith("_tok") or k.endswith("_id")
+                           else 1 / math.sqrt(s[0])), s).astype(np.float32)
          for k, s in shapes.items()}
-    w.update({k: tf.Variable(np.zeros(s, np.float32), name=k)
-              for k, s in (("i_b1", h), ("i_b2", d), ("u_b1", h), ("u_b2", d))})
-    return w
+    w.update({k: np.zeros(s, np.float32) for k, s in (("i_b1", h), ("i_b2", d), ("u_b1", h),
+                                                      ("u_b2", d))})
+    if start is not None:
+        carry_over(w, data, start)
+    return {k: tf.Variable(v, name=k) for k, v in w.items()}
+
+
+def carry_over(w: dict[str, np.ndarray], data: TowerData, start: TwoTowerModel) -> None:
+    """Overwrites the fresh weights `w` (shaped for `data`) with `start`'s: the id rows of the
+    items both know (by item id), the token rows of the tokens both know (by token), every
+    other weight whole. Items and tokens new to `data` keep their fresh rows.
+
+    Raises:
+        ValueError: `start` was trained with other dimensions (dim, hidden).
+    """
+    old = start.weights
+    if any(old[k].shape != w[k].shape for k in w if k not in ID_ROWS + TOKEN_ROWS):
+        raise ValueError("two-tower warm start: the starting model's dim or hidden differs "
+                         "from TwoTowerConfig's; start from scratch (warm_start_epochs=None)")
+    for k in w:
+        if k not in ID_ROWS + TOKEN_ROWS:
+            w[k] = old[k].copy()
+    src = start.data.items.lookup(data.items.ids) + 1  # row i + 1 holds item i; 0 unknown
+    hit = np.flatnonzero(src > 0) + 1
+    for k in ID_ROWS:
+        w[k][0], w[k][hit] = old[k][0], old[k][src[hit - 1]]
+    for k, new, prev in (("item_tok", data.item_enc, start.data.item_enc),
+                         ("user_tok", data.user_enc, start.data.user_enc)):
+        pairs = np.array([(j, prev.vocab[t]) for t, j in new.vocab.items() if t in prev.vocab],
+                         np.int64).reshape(-1, 2)
+        w[k][0], w[k][pairs[:, 0]] = old[k][0], old[k][pairs[:, 1]]
 
 
 def fit_tower(data: TowerData, config: TwoTowerConfig, epochs: int,
-              monitor: Cases | None = None) -> tuple[TwoTowerModel, list[float]]:
+              monitor: Cases | None = None,
+              start: TwoTowerModel | None = None) -> tuple[TwoTowerModel, list[float]]:
     """Trains for `epochs` epochs; with `monitor`, keeps the epoch of best NDCG@10 on it and
-    stops after `config.patience` epochs without improvement.
+    stops after `config.patience` epochs without improvement. With `start` (a model fitted
+    on other data, e.g. an earlier window's), training continues from its weights
+    (`carry_over`) instead of random ones, on the examples whose item came after `start`'s
+    last train event when `config.warm_start_recent` (on all of them otherwise).
 
     Returns:
         (model, validation NDCG@10 per epoch, empty without `monitor`).
@@ -409,11 +457,16 @@ def fit_tower(data: TowerData, config: TwoTowerConfig, epochs: int,
     c = config
     keras.utils.set_random_seed(c.seed)
     rng = np.random.default_rng(c.seed)
-    w = _init_weights(data, c, rng)
+    w = _init_weights(data, c, rng, start)
     w_const = {"item_tokens": tf.constant(data.item_tokens)}
     train_vars = list(w.values())
     adam = Adam(train_vars, c.learning_rate)
     ex_user, ex_pos = data.examples()
+    if start is not None and c.warm_start_recent and data.seq_ts is not None:
+        new = data.seq_ts[data.offsets[ex_user] + ex_pos] > start.data.now
+        ex_user, ex_pos = ex_user[new], ex_pos[new]
+        log.debug("two_tower: continued on the %d examples after %s", len(ex_user),
+                  start.data.now)
     counts = np.bincount(data.seq[data.offsets[ex_user] + ex_pos], minlength=len(data.items))
     logq_all = np.log(np.maximum(counts, 1) / max(len(ex_user), 1)).astype(np.float32)
     i32 = tf.int32
@@ -444,6 +497,7 @@ def fit_tower(data: TowerData, config: TwoTowerConfig, epochs: int,
         return loss
 
     history, best, best_w, bad = [], -1.0, None, 0
+    done = start.epochs if start is not None else 0  # TwoTowerModel.epochs counts them all
     for epoch in range(epochs):
         order = _epoch_sample(ex_user, c.max_per_user, c.max_examples, rng)
         total = 0.0
@@ -460,7 +514,7 @@ def fit_tower(data: TowerData, config: TwoTowerConfig, epochs: int,
                                  f"{epoch + 1}; nothing was exported. Check {_CHECK}")
         if monitor is None:
             continue
-        model = _snapshot(data, w, c, epoch + 1)
+        model = _snapshot(data, w, c, done + epoch + 1)
         history.append(monitor_ndcg(model, monitor))
         log.info("two_tower epoch %d validation NDCG@10 %.4f", epoch + 1, history[-1])
         if history[-1] > best:
@@ -469,7 +523,7 @@ def fit_tower(data: TowerData, config: TwoTowerConfig, epochs: int,
             bad += 1
             if bad >= c.patience:
                 break
-    model = best_w if best_w is not None else _snapshot(data, w, c, epochs)
+    model = best_w if best_w is not None else _snapshot(data, w, c, done + epochs)
     require_finite({**model.weights, "item_vectors": model.item_vectors}, "two-tower", _CHECK)
     return model, history
 

@@ -132,3 +132,63 @@ def test_early_stopping_picks_the_epochs_on_the_validation_window():
     model, scores = fit_tower(prepare(split.train, ds.users, ds.items, cfg), cfg, cfg.epochs,
                               build_cases(split))
     assert 1 <= len(scores) <= 4 and model.epochs == int(np.argmax(scores)) + 1
+
+
+def test_warm_start_carries_rows_over_by_item_id_and_token():
+    """A later window knows more items and a new token ("genres=AA" sorts between A and B,
+    so B's row moves): every row shared with the start model is its, the rest are fresh."""
+    from models.two_tower import _init_weights
+
+    train, users, items = blocks()
+    items = items.assign(genres=[g if i < 15 else f"{g}|AA" for i, g in enumerate(
+        items["genres"])])
+    early = train[~train["item_id"].isin([str(i) for i in range(15, 20)])]
+    cfg = replace(FAST, epochs=1, cold_items=False)
+    start = fit_tower(prepare(early, users, items, cfg), cfg, 1)[0]
+    data = prepare(train, users, items, cfg)
+    fresh = {k: v.numpy() for k, v in _init_weights(data, cfg, np.random.default_rng(0)).items()}
+    got = {k: v.numpy() for k, v in
+           _init_weights(data, cfg, np.random.default_rng(0), start).items()}
+    old_items, old_tok = start.data.items.index, start.data.item_enc.vocab
+    for n, item in enumerate(data.items.ids):
+        want = start.weights["item_id"][old_items[item] + 1] if item in old_items else fresh[
+            "item_id"][n + 1]
+        np.testing.assert_array_equal(got["item_id"][n + 1], want)
+        np.testing.assert_array_equal(got["hist_id"][n + 1], start.weights["hist_id"][
+            old_items[item] + 1] if item in old_items else fresh["hist_id"][n + 1])
+    new_tok = data.item_enc.vocab
+    assert new_tok["genres=B"] != old_tok["genres=B"] and "genres=AA" not in old_tok
+    np.testing.assert_array_equal(got["item_tok"][new_tok["genres=B"]],
+                                  start.weights["item_tok"][old_tok["genres=B"]])
+    np.testing.assert_array_equal(got["item_tok"][new_tok["genres=AA"]],
+                                  fresh["item_tok"][new_tok["genres=AA"]])
+    for k in ("u_w1", "i_w2", "wq", "u_b1", "user_tok"):
+        np.testing.assert_array_equal(got[k], start.weights[k])
+    with pytest.raises(ValueError, match="dim or hidden"):
+        _init_weights(data, replace(cfg, hidden=8), np.random.default_rng(0), start)
+
+
+def test_continued_fit_trains_on_the_newer_examples_only():
+    """Continued on the same events there is nothing newer: the start's weights come back.
+    Continued once the later users arrive, taking items 15-19 that the start never saw (and,
+    without an items table, cannot place by genre), it places those items in their block."""
+    train, users, _ = blocks()
+    early = train[(train["user_id"].astype(int) < 30)
+                  & ~train["item_id"].isin([str(i) for i in range(15, 20)])]
+    cfg = replace(FAST, warm_start_epochs=6)
+    start = fit_tower(prepare(early, users, None, cfg), cfg, cfg.epochs)[0]
+    same = fit_tower(prepare(early, users, None, cfg), cfg, 3, start=start)[0]
+    for k, v in start.weights.items():
+        np.testing.assert_array_equal(same.weights[k], v)
+    assert same.epochs == cfg.epochs + 3
+    model = fit_tower(prepare(train, users, None, cfg), cfg, cfg.warm_start_epochs,
+                      start=start)[0]
+    from models.topk import build_flat_index
+
+    def top3(m):
+        rec = TwoTowerRecommender(cfg)
+        rec.model, rec.index = m, build_flat_index(m.item_vectors)
+        return rec.recommend(["new"], [["15", "17"]], 3, fresh=True)[0]
+
+    assert not all(10 <= int(i) < 20 for i in top3(start))
+    assert all(10 <= int(i) < 20 for i in top3(model)), top3(model)
