@@ -422,10 +422,21 @@ def ndcg_of_scores(scores: np.ndarray, data: RankingData, k: int = 10) -> float:
 
 def fit_member(train: RankingData, config: RankerConfig, epochs: int, seed: int,
                monitor: RankingData | None = None) -> tuple[RankerModel, list[float]]:
-    """Listwise training of one MLP; with `monitor`, keeps its epoch of best NDCG@10.
+    """Listwise training of one MLP (`fit_members` with one seed)."""
+    return fit_members(train, config, epochs, [seed], monitor)
+
+
+def fit_members(train: RankingData, config: RankerConfig, epochs: int, seeds: list[int],
+                monitor: RankingData | None = None) -> tuple[RankerModel, list[float]]:
+    """Listwise training of one MLP per seed, all in one TensorFlow step: their weights are
+    stacked ([M, ...]) and each member draws its initial weights and its order of cases from
+    its own seed, so that it learns what it would learn alone. One step for all members
+    instead of one each halves the time (the steps are small). With `monitor`, keeps the
+    epoch of best NDCG@10 of the members' mean.
 
     Returns:
-        (a one-member model, validation NDCG@10 per epoch, empty without `monitor`).
+        (a model of len(seeds) members, validation NDCG@10 per epoch, empty without
+        `monitor`).
 
     Raises:
         NonFiniteError: a feature of a real candidate, or a trained weight, is NaN or inf.
@@ -434,38 +445,44 @@ def fit_member(train: RankingData, config: RankerConfig, epochs: int, seed: int,
 
     from models.two_tower import Adam
 
-    rng = np.random.default_rng(seed)
-    valid = train.X[train.mask]
-    _require_finite_features(valid)
-    mean = valid.mean(0).astype(np.float32)
-    std = np.maximum(valid.std(0), 1e-3).astype(np.float32)
-    sizes = [train.X.shape[-1], *config.hidden, 1]
+    rngs = [np.random.default_rng(seed) for seed in seeds]
+    mean, std = _standardisation(train)
+    sizes, M = [train.X.shape[-1], *config.hidden, 1], len(seeds)
     w = []
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        w += [tf.Variable(rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32)),
-              tf.Variable(np.zeros(b, np.float32))]
+        w += [tf.Variable(np.stack([r.normal(0, 1 / np.sqrt(a), (a, b)) for r in rngs])
+                          .astype(np.float32)),  # [M, a, b]
+              tf.Variable(np.zeros((M, 1, b), np.float32))]
     adam = Adam(w, config.learning_rate)
-    keep = train.y.sum(1) > 0
-    X, y, m = train.X[keep], train.y[keep].astype(np.float32), train.mask[keep]
+    keep = np.flatnonzero(train.y.sum(1) > 0)  # lists with a positive (rows of train, no copy)
+    X, y, m = train.X, train.y.astype(np.float32), train.mask
 
     @tf.function
-    def step(xb, yb, mb):
+    def step(xb, yb, mb):  # [M, B, C, F], [M, B, C], [M, B, C]
         with tf.GradientTape() as tape:
-            logits = tf.where(mb, mlp(w, mean, std, xb), -1e9)
-            target = yb / tf.reduce_sum(yb, 1, keepdims=True)
-            loss = -tf.reduce_mean(tf.reduce_sum(target * tf.nn.log_softmax(logits), 1))
+            h = tf.reshape((xb - mean) / std, [M, -1, sizes[0]])
+            for k in range(0, len(w), 2):
+                h = tf.matmul(h, w[k]) + w[k + 1]
+                if k + 2 < len(w):
+                    h = tf.nn.relu(h)
+            logits = tf.where(mb, tf.reshape(h, tf.shape(mb)), -1e9)
+            target = yb / tf.reduce_sum(yb, -1, keepdims=True)
+            loss = -tf.reduce_sum(tf.reduce_mean(
+                tf.reduce_sum(target * tf.nn.log_softmax(logits), -1), -1))  # members' sum
             loss += config.l2 * tf.add_n([tf.reduce_sum(v * v) for v in w[::2]])
         adam.apply(tape.gradient(loss, w))
         return loss
 
     def snapshot(n):
-        return RankerModel([[v.numpy() for v in w]], mean, std, n)
+        arrays = [v.numpy() for v in w]
+        return RankerModel([[a[j] if k % 2 == 0 else a[j, 0] for k, a in enumerate(arrays)]
+                            for j in range(M)], mean, std, n)
 
     history, best, best_model, bad = [], -1.0, None, 0
     for epoch in range(epochs):
-        order = rng.permutation(len(X))
-        for lo in range(0, len(order), config.batch_size):
-            b = order[lo:lo + config.batch_size]
+        orders = [keep[r.permutation(len(keep))] for r in rngs]
+        for lo in range(0, len(keep), config.batch_size):
+            b = np.stack([o[lo:lo + config.batch_size] for o in orders])
             step(X[b], y[b], m[b])
         if monitor is None:
             continue
@@ -478,9 +495,24 @@ def fit_member(train: RankingData, config: RankerConfig, epochs: int, seed: int,
             if bad >= config.patience:
                 break
     model = best_model if best_model is not None else snapshot(epochs)
-    require_finite({f"member weight {n}": v for n, v in enumerate(model.members[0])},
-                   "ranker", "RankerConfig's learning_rate and l2")
+    require_finite({f"member {j} weight {n}": v for j, member in enumerate(model.members)
+                    for n, v in enumerate(member)}, "ranker", "RankerConfig's learning_rate "
+                   "and l2")
     return model, history
+
+
+def _standardisation(data: RankingData, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std ([F] float32, std at least 1e-3) of the real candidates' features, read
+    `chunk` lists at a time (no copy of the features); refuses NaN and inf."""
+    F = data.X.shape[-1]
+    n, total, squares = 0, np.zeros(F), np.zeros(F)
+    for lo in range(0, len(data.X), chunk):
+        valid = data.X[lo:lo + chunk][data.mask[lo:lo + chunk]].astype(np.float64)
+        _require_finite_features(valid)
+        n, total, squares = n + len(valid), total + valid.sum(0), squares + (valid**2).sum(0)
+    mean = total / max(n, 1)
+    std = np.sqrt(np.maximum(squares / max(n, 1) - mean**2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
 
 
 def _require_finite_features(X: np.ndarray) -> None:
@@ -504,8 +536,5 @@ def train_ranker(parts: list[RankingData], config: RankerConfig) -> RankerModel:
         epochs = int(np.argmax(history)) + 1
         log.info("ranker: %d epochs (validation NDCG@10 %s)", epochs,
                  np.round(history, 4).tolist())
-    data = RankingData.concat(parts)
-    members = [fit_member(data, config, epochs, config.seed + n)[0]
-               for n in range(config.members)]
-    return RankerModel([m.members[0] for m in members], members[0].mean, members[0].std,
-                       epochs)
+    return fit_members(RankingData.concat(parts), config, epochs,
+                       [config.seed + n for n in range(config.members)])[0]

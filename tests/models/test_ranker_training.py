@@ -1,0 +1,57 @@
+"""The ranker's members trained together in one stacked step learn what each would learn
+alone, in the plain one-member loop below (the trainer before the members were stacked)."""
+
+import numpy as np
+
+from models.ranker import RankerConfig, RankingData, fit_members, mlp
+
+
+def one_member(train: RankingData, config: RankerConfig, epochs: int, seed: int) -> list:
+    """One MLP, one step per batch: its own initial weights and case order from `seed`."""
+    import tensorflow as tf
+
+    from models.two_tower import Adam
+
+    rng = np.random.default_rng(seed)
+    valid = train.X[train.mask]
+    mean, std = valid.mean(0), np.maximum(valid.std(0), 1e-3)
+    sizes = [train.X.shape[-1], *config.hidden, 1]
+    w = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        w += [tf.Variable(rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32)),
+              tf.Variable(np.zeros(b, np.float32))]
+    adam = Adam(w, config.learning_rate)
+    keep = train.y.sum(1) > 0
+    X, y, m = train.X[keep], train.y[keep].astype(np.float32), train.mask[keep]
+    for _ in range(epochs):
+        order = rng.permutation(len(X))
+        for lo in range(0, len(X), config.batch_size):
+            b = order[lo:lo + config.batch_size]
+            with tf.GradientTape() as tape:
+                logits = tf.where(m[b], mlp(w, mean.astype(np.float32),
+                                            std.astype(np.float32), X[b]), -1e9)
+                target = y[b] / y[b].sum(1, keepdims=True)
+                loss = -tf.reduce_mean(tf.reduce_sum(target * tf.nn.log_softmax(logits), 1))
+                loss += config.l2 * tf.add_n([tf.reduce_sum(v * v) for v in w[::2]])
+            adam.apply(tape.gradient(loss, w))
+    return [v.numpy() for v in w]
+
+
+def test_stacked_members_learn_what_each_learns_alone():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(50, 12, 4)).astype(np.float32)
+    y = X[..., 2] > 0.8
+    mask = np.ones(y.shape, bool)
+    mask[:, -2:] = False  # padding slots
+    data = RankingData(X, y & mask, mask, np.maximum(y.sum(1), 1))
+    config = RankerConfig(hidden=(6, 3), batch_size=8, learning_rate=0.01)
+    model = fit_members(data, config, 3, [5, 9])[0]
+    assert len(model.members) == 2 and model.epochs == 3
+    for got, seed in zip(model.members, (5, 9), strict=True):
+        want = one_member(data, config, 3, seed)
+        assert [g.shape for g in got] == [v.shape for v in want]
+        # the output bias shifts every score of a list alike, which the softmax ignores: its
+        # gradient is rounding noise (that Adam scales up), so it is left out
+        for g, v in zip(got[:-1], want[:-1], strict=True):
+            np.testing.assert_allclose(g, v, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(model.members[0][0], model.members[1][0])
