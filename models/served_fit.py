@@ -1,8 +1,19 @@
 """Training the served pipeline (`fit_served`) and its evaluation adapter (`ServedRecommender`).
 
-`fit_served` trains on the train side only: the ranker learns from windows cut from its end
-(with a tower fitted on each window's past), then the tower and the tables are refit on all of
-it. The model it returns is a models.served.ServedModel.
+`fit_served` trains on the train side only. It cuts temporal windows at `config.windows`
+(quantiles of the train events, e.g. 0.7 / 0.8 / 0.9) and walks them oldest first: the
+two-tower model is fitted once on the first window's past and continued on each later
+window's newer events (`TwoTowerConfig.warm_start_epochs`, `warm_start_recent`), and each
+window's model ranks its cases (the users active after its cutoff) to give the ranker its
+training lists. The tower is then continued on the rest of the train side, and the ranker
+trained on every window's lists.
+
+The last window doubles as the nightly quality gate's validation window: a ranker trained on
+the earlier windows' lists only, with the last window's tower and tables (fitted on the
+events before its cutoff), ranks all of the last window's cases; their NDCG@10 beside
+popularity's (fitted on the same past) is `ServedModel.validation`. Nothing after the last
+cutoff reaches that figure: the earlier windows' cases take their truth from the events
+before it. One extra small ranker fit, no second pipeline.
 
     recsys evaluate --dataset movielens:../shared/datasets/ml-100k --models served
 """
@@ -10,51 +21,144 @@ it. The model it returns is a models.served.ServedModel.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pandas as pd
 
-from models.evaluation import Cases, build_cases, temporal_split
+from models.baselines import Popularity
+from models.evaluation import Cases, Split, build_cases, evaluate_model, temporal_split
 from models.finite import require_finite
-from models.ranker import train_ranker
+from models.ranker import RankingData, ndcg_of_scores, score, train_ranker
 from models.served import ServedConfig, ServedModel, model_arrays
-from models.two_tower import fit_tower, prepare
+from models.two_tower import TowerData, TwoTowerModel, fit_tower, prepare
 
 log = logging.getLogger(__name__)
 
 
-def _latest_cases(cases: Cases, n: int) -> Cases:
-    share = n / max(len(cases.warm) + len(cases.fresh), 1)
-    if share >= 1:
-        return cases
-    return Cases(cases.warm[-int(len(cases.warm) * share):],
-                 cases.fresh[-int(len(cases.fresh) * share):])
+def windows(train: pd.DataFrame, quantiles) -> list[Split]:
+    """The ranker's windows, oldest first: the events before each quantile of `train`, and
+    after it those before the last window's cutoff (the last window: all after its own), so
+    that nothing of the last window reaches an earlier one."""
+    splits = [temporal_split(train, q) for q in sorted(set(quantiles))]
+    end = splits[-1].cutoff
+    return [Split(s.train, s.test[s.test["timestamp"] < end].reset_index(drop=True), s.cutoff)
+            for s in splits[:-1]] + splits[-1:]
+
+
+def latest(cases: Cases, n: int) -> tuple[int, int]:
+    """How many of the latest warm and fresh cases to keep for at most `n` in all (the same
+    share of each)."""
+    total = len(cases.warm) + len(cases.fresh)
+    if total <= n:
+        return len(cases.warm), len(cases.fresh)
+    return int(len(cases.warm) * n / total), int(len(cases.fresh) * n / total)
+
+
+def _tail(data: RankingData | None, n: int) -> RankingData | None:
+    """The last `n` lists of `data` (None when there are none)."""
+    if data is None or n == 0:
+        return None
+    return RankingData(data.X[-n:], data.y[-n:], data.mask[-n:], data.n_truth[-n:])
+
+
+def _segments(model: ServedModel, cases: Cases) -> tuple[RankingData | None, ...]:
+    """Ranking data of the warm and of the fresh cases apart (None for an empty segment)."""
+    return tuple(model.ranking_data(Cases(w, f)) if w or f else None
+                 for w, f in ((cases.warm, []), ([], cases.fresh)))
+
+
+def _tower(data: TowerData, config: ServedConfig, cases: Cases,
+           start: TwoTowerModel | None) -> TwoTowerModel:
+    """One window's tower: continued from `start` when warm starts are on, else fitted from
+    scratch (for `tower_epochs` epochs, or picked on `cases` when it is None)."""
+    tc = config.tower
+    t = time.perf_counter()
+    if start is not None and tc.warm_start_epochs is not None:
+        tower = fit_tower(data, tc, tc.warm_start_epochs, start=start)[0]
+    elif config.tower_epochs is None and start is None:
+        tower, scores = fit_tower(data, tc, tc.epochs, cases)
+        log.info("served: tower epochs %d (validation NDCG@10 %s)", tower.epochs,
+                 np.round(scores, 4).tolist())
+    else:
+        tower = fit_tower(data, tc, config.tower_epochs or start.epochs)[0]
+    log.info("served: tower fitted on %d users' events in %.1f s", len(data.lengths),
+             time.perf_counter() - t)
+    return tower
 
 
 def fit_served(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame | None,
                config: ServedConfig = ServedConfig()) -> ServedModel:
-    """Trains the served pipeline on the train side only (see the module docstring)."""
-    tc, epochs, parts = config.tower, config.tower_epochs, []
-    for q in sorted(config.windows, reverse=True):  # the validation window first
-        split = temporal_split(train, q)
-        cases = build_cases(split)
-        data = prepare(split.train, users, items, tc)
-        if epochs is None:
-            tower, scores = fit_tower(data, tc, tc.epochs, cases)
-            epochs = tower.epochs
-            log.info("served: tower epochs %d (validation NDCG@10 %s)", epochs,
-                     np.round(scores, 4).tolist())
-        else:
-            tower = fit_tower(data, tc, epochs)[0]
-        window = ServedModel.build(split.train, tower, items, config)
-        parts.insert(0, window.ranking_data(_latest_cases(cases, config.max_cases)))
-    ranker = train_ranker(parts, config.ranker)
-    tower = fit_tower(prepare(train, users, items, tc), tc, epochs or tc.epochs)[0]
+    """Trains the served pipeline on the train side only (see the module docstring).
+
+    Returns:
+        The model; its `validation` is `validation`'s figure of the last window, or None.
+    """
+    quantiles = sorted(set(config.windows))
+    splits = windows(train, quantiles)
+    all_cases = [build_cases(s) for s in splits]
+    if not any(c.warm or c.fresh for c in all_cases):
+        raise ValueError(f"served: no ranker training case in the windows {quantiles} (no "
+                         "user is active after a cutoff); train on more events or set "
+                         "ServedConfig.windows to earlier quantiles")
+    tower, parts = None, []
+    for q, split, cases in zip(quantiles, splits, all_cases, strict=True):
+        tower = _tower(prepare(split.train, users, items, config.tower), config, cases, tower)
+        model = ServedModel.build(split.train, tower, items, config)
+        t = time.perf_counter()
+        if q < quantiles[-1]:
+            w, f = latest(cases, config.max_cases)
+            chosen = Cases(cases.warm[len(cases.warm) - w:], cases.fresh[len(cases.fresh) - f:])
+            parts += [p for p in _segments(model, chosen) if p is not None]
+        else:  # all of the last window's cases: the validation figure's
+            warm, fresh = _segments(model, cases)
+        log.info("served: window %.2f: %d warm and %d fresh cases, ranked in %.1f s", q,
+                 len(cases.warm), len(cases.fresh), time.perf_counter() - t)
+    validation = validate(split, cases, [p for p in (warm, fresh) if p is not None], parts,
+                          config)
+    w, f = latest(cases, config.max_cases)
+    ranker = train_ranker(parts + [p for p in (_tail(warm, w), _tail(fresh, f)) if p is not None],
+                          config.ranker)
+    t = time.perf_counter()
+    tower = _tower(prepare(train, users, items, config.tower), config, Cases([], []), tower)
     model = ServedModel.build(train, tower, items, config, ranker)
+    log.info("served: final tower and tables in %.1f s", time.perf_counter() - t)
     require_finite(model_arrays(model), "served model", "the input's weights and timestamps "
                    "and the users and items tables")
+    model.validation = validation
     return model
 
+
+def validate(split: Split, cases: Cases, data: list[RankingData], earlier: list[RankingData],
+             config: ServedConfig) -> dict | None:
+    """The last window's honest figure: a ranker trained on the earlier windows' lists
+    (`earlier`) ranks the last window's candidate lists (`data`, every case of `split`'s
+    test side, warm then fresh); popularity is fitted on `split.train`. The lists are the
+    served model's before the business rules' discovery slots (longtail_slots,
+    new_item_slots), which are off by default.
+
+    Returns:
+        {"window": cutoff quantile, "cases", "warm", "fresh", "ndcg@10",
+        "popularity_ndcg@10"}, or None when the window has no case or no earlier window
+        has one (nothing to train that ranker on).
+    """
+    n_cases = len(cases.warm) + len(cases.fresh)
+    if n_cases == 0 or not earlier:
+        log.warning("served: no validation figure (%d cases in the last window, %d earlier "
+                    "lists)", n_cases, sum(len(p.X) for p in earlier))
+        return None
+    t = time.perf_counter()
+    ranker = train_ranker(earlier, config.ranker)
+    lists = RankingData.concat(data)
+    scores = np.concatenate([score(ranker, lists.X[lo:lo + 512])  # bounded TF intermediates
+                             for lo in range(0, len(lists.X), 512)])
+    ndcg = ndcg_of_scores(scores, lists)
+    pop = evaluate_model(Popularity(), split, cases, n_resamples=1)["all"]["ndcg@10"]
+    out = {"window": float(max(config.windows)), "cases": n_cases, "warm": len(cases.warm),
+           "fresh": len(cases.fresh), "ndcg@10": round(float(ndcg), 4),
+           "popularity_ndcg@10": round(float(pop), 4)}
+    log.info("served: validation %s in %.1f s", out, time.perf_counter() - t)
+    return out
 
 
 class ServedRecommender:
