@@ -111,6 +111,9 @@ def fit_one(workdir: str, name: str, small: bool, eval_cases: int = 2000) -> dic
     seconds = time.perf_counter() - start
     result = {"model": name, "train_events": len(split.train), "train_seconds": seconds,
               "peak_rss_mb": peak_rss_mb(), "peak_rss_mb_before_fit": before}
+    fitted = getattr(model, "model", None)
+    if hasattr(fitted, "validation"):  # served: its last window's figure (the nightly gate's)
+        result["validation"] = fitted.validation
     if eval_cases:
         import numpy as np
 
