@@ -35,6 +35,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -293,8 +294,12 @@ def run(args) -> dict:
                 "rounds": args.rounds, "fresh_users": args.fresh_users,
                 "fresh_rate": args.fresh_rate, "fresh_seconds": args.fresh_seconds,
                 "cold_starts": args.cold_starts, "cpus": os.cpu_count()}
-    result = {"kinds": {kind: run_kind(kind, args, work) for kind in args.kinds},
-              "settings": settings}
+    result = {"kinds": {}, "settings": settings}
+    for kind in args.kinds:
+        result["kinds"][kind] = run_kind(kind, args, work)
+        # the bundles (hundreds of MB); the servers' logs stay (--served-store keeps its own)
+        shutil.rmtree(os.path.join(work, f"artifacts-{kind}"), ignore_errors=True)
+    log.info("server logs in %s", work)
     result["checks"] = {kind: r["checks"] for kind, r in result["kinds"].items()}
     return result
 
