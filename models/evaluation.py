@@ -13,12 +13,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import pandas as pd
 
 from models.schema import natural_key
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 N_FRESH_HISTORY = 5
 TOP_N = 20
@@ -68,6 +70,8 @@ class Cases:
 
 def natural_ranks(ids: pd.Series) -> np.ndarray:
     """Ranks of ids under `natural_key` (numeric ids numerically). Returns: [len(ids)] int."""
+    import pandas as pd
+
     uniques = sorted(pd.unique(ids), key=natural_key)
     return ids.map({v: r for r, v in enumerate(uniques)}).to_numpy(dtype=np.int64)
 

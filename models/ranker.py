@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from models.finite import NonFiniteError, require_finite
 from models.two_tower import history_table, user_tower
 from models.vocab import interaction_weights
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 DAY = 86_400.0
@@ -171,6 +174,8 @@ def build_tables(train: pd.DataFrame, tower, items: pd.DataFrame | None,
         items: the items table (`year` or `created_ts` give the release age) or None.
         config: the ranker's hyperparameters.
     """
+    import pandas as pd
+
     vocab, n = tower.data.items, len(tower.data.items)
     now = tower.data.now
     i = vocab.lookup(train["item_id"])
@@ -253,6 +258,8 @@ def segment_lift(rows: np.ndarray, cols: np.ndarray, user_tok: np.ndarray, n_ite
 
 def _release_ts(vocab, items: pd.DataFrame | None, now: float) -> np.ndarray:
     """[n] release timestamps from `created_ts` or `year` (mid-year), NaN when unknown."""
+    import pandas as pd
+
     out = np.full(len(vocab), np.nan)
     if items is None:
         return out

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from models.rows import (  # noqa: F401 (re-exported: the rules live in models/rows.py)
     DEFAULT_EVENT_WEIGHTS,
@@ -34,6 +34,9 @@ from models.rows import (  # noqa: F401 (re-exported: the rules live in models/r
     parse_weight,
     validate_interaction,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def __getattr__(name: str):
@@ -85,6 +88,8 @@ def natural_key(item_id: str) -> tuple:
 
 def interactions_frame(rows: Iterable[Mapping]) -> pd.DataFrame:
     """Builds the canonical interactions DataFrame from clean rows."""
+    import pandas as pd
+
     df = pd.DataFrame(list(rows), columns=list(INTERACTION_COLUMNS + OPTIONAL_INTERACTION_COLUMNS))
     df = df.astype({"user_id": str, "item_id": str, "timestamp": "int64", "weight": "float64"})
     event_type = df["event_type"].astype(object)
@@ -162,6 +167,8 @@ _PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 
 def _timestamps(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """parse_timestamp over a column: (int64 seconds, 0 where rejected; reasons)."""
+    import pandas as pd
+
     n = len(column)
     if isinstance(column.dtype, pd.DatetimeTZDtype):
         column = column.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -206,6 +213,8 @@ def _weights(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
                 checks = [(WEIGHT_NON_NUMERIC, ~finite & ~np.isnan(raw)),
                           (WEIGHT_NEGATIVE, raw < 0), (WEIGHT_OUT_OF_RANGE, raw > MAX_WEIGHT)]
         reasons = _reasons(n, *checks)
+        import pandas as pd
+
         return np.where(pd.isna(reasons), raw + 0.0, np.nan), reasons
     values, reasons = _per_value(column, parse_weight)
     return (np.fromiter((np.nan if v is None else v for v in values), np.float64, n),
@@ -226,6 +235,8 @@ def validate_batch(df: pd.DataFrame, path: str = "<frame>",
         SchemaError: a required column is missing.
     """
     import json
+
+    import pandas as pd
 
     check_columns(path, df.columns, INTERACTION_COLUMNS)
     df = df.reset_index(drop=True)

@@ -29,11 +29,10 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from models.evaluation import Cases
 from models.features import (
     ItemArrays,
     NeighbourMatrix,
@@ -63,6 +62,11 @@ from models.two_tower import (
     history_matrix,
 )
 from models.vocab import Vocab
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from models.evaluation import Cases
 
 log = logging.getLogger(__name__)
 # Users per step of recommend_indices: the neighbour sums hold 2 x 3 x (n + 1) floats per user.

@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from models.evaluation import Cases, build_cases, ndcg_at_k, temporal_split
 from models.finite import NonFiniteError, require_finite
 from models.schema import natural_key
 from models.vocab import Vocab
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +127,8 @@ class TokenEncoder:
     @classmethod
     def fit(cls, table: pd.DataFrame | None, key: str, max_width: int = 16,
             max_exact: int = 100, n_bins: int = 8) -> TokenEncoder:
+        import pandas as pd
+
         if table is None or table.empty:
             return cls(key, [], {}, {}, 1)
         columns = [c for c in table.columns if c != key and c not in SKIPPED_COLUMNS]
@@ -142,7 +148,7 @@ class TokenEncoder:
         out = []
         for col in self.columns:
             v = row.get(col)
-            if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+            if _missing(v):
                 continue
             if col in self.bins:
                 out.append(f"{col}#{int(np.searchsorted(self.bins[col], float(v)))}")
@@ -169,7 +175,17 @@ class TokenEncoder:
         return self.encode_rows([by_key.get(str(x)) for x in ids])
 
 
+def _missing(v) -> bool:
+    """None, NaN or pandas' NA (only a loaded pandas can have made one: the on-demand
+    function's request rows come from JSON and load no pandas)."""
+    pandas = sys.modules.get("pandas")
+    return (v is None or (pandas is not None and v is pandas.NA)
+            or (isinstance(v, float) and math.isnan(v)))
+
+
 def _numeric(s: pd.Series) -> bool:
+    import pandas as pd
+
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
 
@@ -249,6 +265,8 @@ class TowerData:
 def prepare(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame | None,
             config) -> TowerData:
     """Fits the towers' inputs on the train side (see TowerData)."""
+    import pandas as pd
+
     now = float(train["timestamp"].max())
     ids = set(train["item_id"].astype(str))
     if config.cold_items and items is not None and "created_ts" in items:

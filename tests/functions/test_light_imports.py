@@ -64,3 +64,33 @@ def test_hardening_02_events_refuses_out_of_range_values_at_the_door(served_env,
     assert (response.status_code, body["stored"]) == (400, 1)
     assert [r["index"] for r in body["rejected"]] == [1]
     assert body["rejected"][0]["reason"].startswith(reason)
+
+
+@pytest.fixture(scope="module")
+def served_bundle_env(published_served):
+    store, redis_url, _, _ = published_served
+    return {"REDIS_URL": redis_url, "RECSYS_STORE": store, "RECSYS_NAMESPACE": "srv",
+            "RECSYS_API_KEY": "secret", "RECSYS_POINTER_TTL_S": "0", "PATH": ""}
+
+
+def test_served_bundle_cached_and_on_demand_answers_load_no_tensorflow_pandas_or_pyarrow(
+        served_bundle_env, warm_user, tiny_dataset):
+    """Issue 16: the app on a served bundle (its on-demand scorer loaded at import), a cached
+    answer and a fresh user's on-demand answer from their ingested events: no TensorFlow,
+    pandas or pyarrow, whose imports alone cost the cold start about a second."""
+    items = [str(i) for i in tiny_dataset.interactions["item_id"].drop_duplicates()[:3]]
+    loaded = _run(f"""
+        import json, sys
+        import functions_framework
+        app = functions_framework.create_app("router", "functions/main.py").test_client()
+        cached = app.get("/recommend?user_id={warm_user}&k=3").get_json()["source"]
+        events = [{{"user_id": "light-served-1", "item_id": i, "event_type": "click"}}
+                  for i in {items!r}]
+        stored = app.post("/events", json={{"events": events}},
+                          headers={{"X-API-Key": "secret"}}).get_json()["stored"]
+        fresh = app.post("/recommend", json={{"user_id": "light-served-1", "k": 3,
+                                              "features": {{"country": "JP"}}}}).get_json()
+        print(json.dumps([cached, stored, fresh["source"], len(fresh["items"]),
+                          sorted(m for m in {HEAVY!r} if m in sys.modules)]))
+    """, env=served_bundle_env)
+    assert loaded == ["cache", 3, "on_demand", 3, []]
