@@ -70,10 +70,14 @@ class NeighbourMatrix:
               ) -> NeighbourMatrix:
         """Args: idx [n + 1, M] int, sim [n + 1, M] float32; dense: force the layout (None:
         by fill and size)."""
-        size = len(idx)
-        keep = sim > 0  # row-major: each row's neighbours in place, no sort needed
-        indptr = np.concatenate([[0], np.cumsum(keep.sum(1))])
-        S = sp.csr_matrix((sim[keep].astype(np.float32), idx[keep], indptr), (size, size))
+        return cls.from_csr(*neighbour_csr(idx, sim), dense=dense)
+
+    @classmethod
+    def from_csr(cls, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
+                 dense: bool | None = None) -> NeighbourMatrix:
+        """From a table's `neighbour_csr` (a bundle stores them so); dense as in `build`."""
+        size = len(indptr) - 1
+        S = sp.csr_matrix((data.astype(np.float32, copy=False), indices, indptr), (size, size))
         if dense is None:
             dense = (S.nnz >= DENSE_MIN_FILL * size * size
                      and size * size * 4 <= DENSE_MAX_BYTES)
@@ -82,6 +86,33 @@ class NeighbourMatrix:
     @property
     def size(self) -> int:
         return self.matrix.shape[0]
+
+
+def neighbour_csr(idx: np.ndarray, sim: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A neighbour table (idx, sim: [n + 1, M], pads: similarity 0) as CSR rows: (indptr
+    [n + 2] int64, indices [nnz] int32, data [nnz] float32), each row's neighbours in their
+    order. A fraction of the padded table's size: rows hold far fewer than M neighbours."""
+    keep = sim > 0  # row-major: each row's neighbours in place, no sort needed
+    indptr = np.concatenate([[0], np.cumsum(keep.sum(1))]).astype(np.int64)
+    return indptr, idx[keep].astype(np.int32), sim[keep].astype(np.float32)
+
+
+def neighbour_padded(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, width: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of `neighbour_csr` for tables whose neighbours lead each row (as
+    models.ranker.neighbour_table writes them): (idx [n + 1, width] int32, n padding;
+    sim [n + 1, width] float32)."""
+    rows = len(indptr) - 1
+    counts = np.diff(indptr)
+    if counts.max(initial=0) > width:
+        raise ValueError(f"a row holds {counts.max()} neighbours, more than the width {width}")
+    idx = np.full((rows, width), rows - 1, np.int32)
+    sim = np.zeros((rows, width), np.float32)
+    r = np.repeat(np.arange(rows), counts)
+    col = np.arange(len(indices)) - np.repeat(indptr[:-1], counts)
+    idx[r, col], sim[r, col] = indices, data
+    return idx, sim
 
 
 def segments(histories: list[np.ndarray], window: int, recent: int

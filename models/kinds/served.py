@@ -14,6 +14,7 @@ Module-level imports: what the on-demand scorer needs (models.served); training 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -111,14 +112,20 @@ def history_csr(clean: pd.DataFrame, users: Vocab, items: Vocab) -> tuple[np.nda
     return indptr.astype(np.int64), i[order].astype(np.int64)
 
 
+def load_model(bundle: BundleReader, runtime: str, litert: tuple | None = None) -> ServedModel:
+    """ServedModel.from_files on the bundle's verified served.json and served.npz, read
+    from memory (no temporary folder to write and read back)."""
+    meta = json.loads(bundle.read("served/served.json"))
+    with np.load(io.BytesIO(bundle.read("served/served.npz")), allow_pickle=False) as arrays:
+        return ServedModel.from_files(meta, arrays, runtime, litert)
+
+
 class ServedBatchScorer:
     """The warm users' lists: ServedModel.recommend_indices on the NumPy runtime, batched.
     A user's history is their distinct items in order of first event; all are excluded."""
 
     def __init__(self, bundle: BundleReader):
-        with tempfile.TemporaryDirectory(prefix="recsys-served-") as tmp:
-            bundle.extract("served", tmp, list(RUNTIME_FILES[:2]))  # NumPy needs no .tflite
-            self.model = ServedModel.load(tmp, runtime="numpy")
+        self.model = load_model(bundle, "numpy")  # NumPy needs no .tflite
         self.user_ids = bundle.user_ids
         self.indptr = bundle.array("history_indptr.npy")
         self.items = bundle.array("history_items.npy")
@@ -140,11 +147,9 @@ class ServedOnDemand:
     uses_features = True
 
     def __init__(self, bundle: BundleReader):
-        with tempfile.TemporaryDirectory(prefix="recsys-served-") as tmp:
-            bundle.extract("served", tmp, list(RUNTIME_FILES))
-            self.model = ServedModel.load(tmp, runtime="litert")
         self._flat = (bundle.read("served/user_tower.tflite"),
                       bundle.read("served/ranker.tflite"))
+        self.model = load_model(bundle, "litert", self._flat)
         if list(self.model.tower.data.items.ids) != bundle.item_ids.tolist():
             raise ValueError(f"bundle {bundle.version}: served/ and item_ids.json disagree on "
                              "the items; re-export the bundle")
