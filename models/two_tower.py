@@ -268,22 +268,31 @@ def prepare(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame
     import pandas as pd
 
     now = float(train["timestamp"].max())
-    ids = set(train["item_id"].astype(str))
+    # ids through their distinct values (pd.factorize), not a Python loop over every event
+    item_codes, with_events = pd.factorize(train["item_id"].astype(str))
+    with_events = [str(x) for x in with_events]
+    ids = set(with_events)
     if config.cold_items and items is not None and "created_ts" in items:
         ids |= set(items.loc[items["created_ts"] <= now, "item_id"].astype(str))
     vocab = Vocab(np.array(sorted(ids, key=natural_key), dtype=object))
     known = None if items is None else items[items["item_id"].astype(str).isin(ids)]
     item_enc = TokenEncoder.fit(known, "item_id")
-    pairs = pd.DataFrame({"u": train["user_id"].astype(str).to_numpy(),
-                          "i": vocab.lookup(train["item_id"]), "t": train["timestamp"]})
+    user_codes, names = pd.factorize(train["user_id"].astype(str))
+    names = np.array([str(x) for x in names], dtype=object)
+    by_name = np.argsort(names, kind="stable")  # users in sorted id order, as np.unique
+    rank = np.empty(len(names), np.int64)
+    rank[by_name] = np.arange(len(names))
+    pairs = pd.DataFrame({"u": rank[user_codes], "i": vocab.lookup(with_events)[item_codes],
+                          "t": train["timestamp"].to_numpy()})
     pairs = pairs.groupby(["u", "i"], as_index=False, sort=False)["t"].min()
     pairs = pairs.sort_values(["u", "t", "i"], kind="stable")
-    user_ids, lengths = np.unique(pairs["u"].to_numpy(), return_counts=True)
+    present, lengths = np.unique(pairs["u"].to_numpy(), return_counts=True)
+    user_ids = names[by_name][present]
     train_users = None if users is None else users[users["user_id"].astype(str).isin(
         set(user_ids))]
     user_enc = TokenEncoder.fit(train_users, "user_id", max_width=8, max_exact=20)
     return TowerData(
-        items=vocab, has_events=np.isin(vocab.ids, list(set(train["item_id"].astype(str)))),
+        items=vocab, has_events=np.isin(vocab.ids, with_events),
         item_tokens=item_enc.encode(known, vocab.ids), item_enc=item_enc, user_enc=user_enc,
         users_table=users, seq=pairs["i"].to_numpy(np.int32),
         offsets=(np.cumsum(lengths) - lengths).astype(np.int64), lengths=lengths,
