@@ -106,12 +106,12 @@ def fit_served(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFr
         tower = _tower(prepare(split.train, users, items, config.tower), config, cases, tower)
         model = ServedModel.build(split.train, tower, items, config)
         t = time.perf_counter()
+        w, f = latest(cases, config.max_cases)
+        newest = Cases(cases.warm[len(cases.warm) - w:], cases.fresh[len(cases.fresh) - f:])
         if q < quantiles[-1]:
-            w, f = latest(cases, config.max_cases)
-            chosen = Cases(cases.warm[len(cases.warm) - w:], cases.fresh[len(cases.fresh) - f:])
-            parts += [p for p in _segments(model, chosen) if p is not None]
-        else:  # all of the last window's cases: the validation figure's
-            warm, fresh = _segments(model, cases)
+            parts += [p for p in _segments(model, newest) if p is not None]
+        else:  # all of the last window's cases for the validation figure, if there is one
+            warm, fresh = _segments(model, cases if parts else newest)
         log.info("served: window %.2f: %d warm and %d fresh cases, ranked in %.1f s", q,
                  len(cases.warm), len(cases.fresh), time.perf_counter() - t)
     validation = validate(split, cases, [p for p in (warm, fresh) if p is not None], parts,
