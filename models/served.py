@@ -16,9 +16,10 @@ in NumPy; the nightly batch and evaluation), `LiteRTRuntime` (the .tflite conver
 on-demand function) or `GraphRuntime` (TensorFlow, the module the SavedModels are written
 from; the reference the others are tested against). The first two import no TensorFlow.
 `models.served_fit.fit_served` trains it on the train side only: the ranker learns from
-windows cut from its end (with a tower fitted on each window's past), then the tower and the
-tables are refit on all of it. `export` (models.served_export) writes the bundle;
-`ServedModel.load` reads it back.
+windows cut from its end, with one tower fitted on the first window's past and continued on
+each later window's events, then continued on the rest, the tables rebuilt on all of it; the
+last window also gives the gate's figure (`validation`). `export` (models.served_export)
+writes the bundle; `ServedModel.load` reads it back.
 
     recsys evaluate --dataset movielens:../shared/datasets/ml-100k --models served
 """
@@ -89,7 +90,7 @@ class ServedConfig:
         tower: the two-tower model's.
         ranker: the ranker's.
         windows: cutoffs (quantiles of train events) of the ranker's training windows; the
-            last one picks the tower's epochs when `tower_epochs` is None.
+            last one is the validation window of the fit's `validation` (the gate's figure).
         n_tower, n_knn, n_session, n_popular: candidates from each source.
         candidates: candidate slots per user (C), padded with -1.
         max_cases: cases drawn per window for the ranker (the latest ones are kept).
@@ -107,7 +108,7 @@ class ServedConfig:
             which trusts event counts and co-occurrence, never shows them. 0 turns it off.
             Off by default: see `python -m benchmarks.cold_items` in
             docs/EVALUATION_RESULTS.md for what one slot shows and costs.
-        tower_epochs: epochs of every tower fit; None picks them on the last window
+        tower_epochs: epochs of the tower's first fit; None picks them on the first window
             (`tower.epochs` at most, early stopping with `tower.patience`). 4 on three
             validation windows of the MovieLens 100K train side: served NDCG@10 warm /
             fresh 0.195 / 0.486 (2: 0.191 / 0.480, 6: 0.197 / 0.486 and 27% slower), where
