@@ -16,8 +16,7 @@ import pyarrow.parquet as pq
 from batch.transforms import ReadInteractions, ValidateInteractions, drop_duplicates
 from infra.bundle import BundleWriter
 from infra.store import ArtifactStore
-from models import kinds
-from models.kinds import ModelKind, TrainingData, write_bundle
+from models.kinds import ModelKind, write_bundle
 from models.schema import CLEAN_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -67,21 +66,3 @@ def export_bundle(kind: ModelKind, fit, store: ArtifactStore, version: str, k: i
     """
     return write_bundle(kind, fit, BundleWriter(store, version), k, meta)
 
-
-# -- kept for benchmarks/served_latency.py and tests/models; new code calls models.kinds ----
-
-
-def served_config(text: str | None):
-    """A ServedConfig from --served_config's JSON (models.kinds.served.parse_config)."""
-    from models.kinds.served import parse_config
-
-    return parse_config(text)
-
-
-def train_and_export_served(clean: pd.DataFrame, store, version: str, config,
-                            users: pd.DataFrame | None, items: pd.DataFrame | None, k: int,
-                            meta: dict) -> dict:
-    """The served kind's fit (without its validation's use) and bundle; returns the manifest."""
-    kind = kinds.get("served")
-    fit = kind.fit(TrainingData(clean, users=users, items=items), config)
-    return export_bundle(kind, fit, store, version, k, meta)

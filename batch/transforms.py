@@ -123,15 +123,6 @@ class ScoreFn(beam.DoFn):
         yield (shard_id, *self.scorer.score(users, self.k))
 
 
-class ServedRetrieveFn(ScoreFn):
-    """ScoreFn with the served scorer's arrays as attributes (model, user_ids, indptr, items,
-    user_tok), as benchmarks/served_latency.py reads them; new code uses ScoreFn."""
-
-    def setup(self):
-        super().setup()
-        vars(self).update(vars(self.scorer))
-
-
 def _set_faiss_threads(threads: int | None) -> None:
     """Faiss' OpenMP threads for the calling thread (the setting is per thread, and a
     runner may call setup() and process() on different ones); None leaves them be."""

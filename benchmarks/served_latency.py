@@ -11,12 +11,14 @@ with a --model served bundle, and how often the batch and on-demand paths give t
         --store DIR --json FILE
 
 Generates synthetic data with users and items tables (not timed), trains and exports the
-bundle as `recsys nightly --model served` does (batch.stages.train_and_export_served), then:
-- batch: ServedRetrieveFn (the precompute's DoFn) on shards of `--shard-size` warm users,
+bundle as `recsys nightly --model served` does (models.kinds: the served kind's fit and
+export), then:
+- batch: the served kind's batch scorer (what the precompute's ScoreFn calls) on shards of
+  `--shard-size` warm users,
   wall and CPU (process time) ms per user; the first shard (which builds the scorer's arrays)
   is reported apart, and the CPU time of recommend_indices' steps on one shard: user tower,
   neighbour sums, candidates, features, MLP, the rest (sorting, rules);
-- online: functions.serving.LiteServed (LiteRT, the function's path) on `--requests` fresh
+- online: the served kind's on-demand scorer (LiteRT, the function's path) on `--requests` fresh
   users of 5-20 recent items and random features, one at a time; latency per call;
 - parity: the share of those requests whose list (k = 10) equals the batch scorer's.
 Training epochs do not change the inference cost, so few are enough here. The machine's load
@@ -50,11 +52,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args(argv)
 
-    from batch.stages import served_config
+    from models.kinds.served import parse_config
     from models.synthetic import generate
 
     ds = generate(args.users, args.items, seed=0, events_per_user=args.events / args.users)
-    config = served_config(args.served_config)
+    config = parse_config(args.served_config)
     out: dict = {"users": args.users, "items": args.items, "events": len(ds.interactions),
                  "config": args.served_config or "defaults", "candidates": config.candidates,
                  "load_average_before": round(os.getloadavg()[0], 2)}
@@ -73,24 +75,23 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def run(args, ds, config, root: str, out: dict) -> None:
-    from batch.stages import train_and_export_served
-    from batch.transforms import ServedRetrieveFn
-    from functions.serving import LiteServed
+    from batch.stages import export_bundle
     from infra.bundle import read_bundle
     from infra.store import LocalStore
+    from models import kinds
     from models.runtimes import GraphRuntime, NumpyRuntime
 
-    store, version = LocalStore(root), "bench"
+    store, version, kind = LocalStore(root), "bench", kinds.get("served")
     if not os.path.isdir(os.path.join(root, "bundles", version)):
         t = time.perf_counter()
-        stats = train_and_export_served(ds.interactions, store, version, config, ds.users,
-                                        ds.items, args.k, {})
+        fit = kind.fit(kinds.TrainingData(ds.interactions, users=ds.users, items=ds.items),
+                       config)
+        stats = export_bundle(kind, fit, store, version, args.k, {})
         out["train_export_seconds"] = round(time.perf_counter() - t, 1)
         out["litert_max_abs_diff"] = stats["litert_max_abs_diff"]
 
-    fn = ServedRetrieveFn(root, version, args.k)
     t = time.perf_counter()
-    fn.setup()
+    fn = kind.batch_scorer(read_bundle(store, version))
     if args.batch_runtime:
         fn.model.runtime = (NumpyRuntime if args.batch_runtime == "numpy" else GraphRuntime)(
             fn.model)
@@ -99,7 +100,7 @@ def run(args, ds, config, root: str, out: dict) -> None:
     n, times = len(fn.user_ids), []
     for lo in range(0, n, args.shard_size):
         t, c = time.perf_counter(), time.process_time()
-        next(fn.process((0, range(lo, min(lo + args.shard_size, n)))))
+        fn.score(range(lo, min(lo + args.shard_size, n)), args.k)
         times.append((time.perf_counter() - t, time.process_time() - c,
                       min(args.shard_size, n - lo)))
     rest = times[1:] or times
@@ -111,7 +112,7 @@ def run(args, ds, config, root: str, out: dict) -> None:
 
     bundle = read_bundle(store, version, with_users=False)
     t = time.perf_counter()
-    lite = LiteServed(bundle)
+    lite = kind.on_demand(bundle)
     out["online_load_seconds"] = round(time.perf_counter() - t, 2)
     rng = np.random.default_rng(0)
     rows = ds.users.drop(columns=["user_id", "signup_ts"]).to_dict("records")

@@ -197,12 +197,3 @@ class Serving:
         I, S = loaded.scorer.recommend(history_idx, user_id, features, exclude_idx, k)
         return list(zip(I.tolist(), S.tolist(), strict=True))
 
-
-
-def __getattr__(name: str):
-    """LiteServed: the served kind's on-demand scorer, as benchmarks/served_latency.py names it."""
-    if name == "LiteServed":
-        from models.kinds.served import ServedOnDemand
-
-        return ServedOnDemand
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

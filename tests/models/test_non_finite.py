@@ -16,10 +16,10 @@ from models.two_tower import TwoTowerConfig, fit_tower, prepare
 
 @pytest.fixture(scope="module")
 def tiny_served():
-    from batch.stages import served_config
+    from models.kinds.served import parse_config
     from tests.conftest import TINY_SERVED
 
-    return served_config(json.dumps({**TINY_SERVED, "tower_epochs": 1}))
+    return parse_config(json.dumps({**TINY_SERVED, "tower_epochs": 1}))
 
 
 def test_hardening_03_served_training_refuses_a_weight_past_float32_range(tiny_dataset,
