@@ -11,6 +11,7 @@ Which Redis the tests use (`redis_url`):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from urllib.parse import urlsplit, urlunsplit
@@ -146,3 +147,39 @@ def s3_endpoint():
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@contextlib.contextmanager
+def recsys_serve(env: dict, log, timeout: float = 90):
+    """`recsys serve` (functions-framework's gunicorn) as a subprocess with `env` (None values
+    unset) on a free port, its output in the file `log`; yields (url, process) once /health
+    answers 200, and stops it afterwards."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from infra.redis_server import free_port
+
+    port = free_port()
+    env = {**os.environ, **env}
+    env = {k: v for k, v in env.items() if v is not None}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve", "--port", str(port)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"recsys serve did not start: {log.read_text()}") from None
+                time.sleep(0.1)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -12,17 +12,15 @@ version still gets `source: cache`.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
+
+from tests.conftest import recsys_serve
 
 NS = "hostile"
 WRITE_KEY = "hostile-suite-write-key-0123456789"
@@ -148,7 +146,6 @@ def world(tmp_path_factory, redis_url):
     """A published version in namespace `hostile` of db 2 and `recsys serve` in front of it."""
     import redis
 
-    from infra.redis_server import free_port
     from models.synthetic import generate
 
     redis_url = redis_url.rsplit("/", 1)[0] + "/2"
@@ -165,31 +162,14 @@ def world(tmp_path_factory, redis_url):
               "--direct_running_mode=in_memory"]
     first = _nightly([f"--input={base}", *common])
 
-    port, log = free_port(), root / "server.log"
-    env = {**os.environ, "REDIS_URL": redis_url, "RECSYS_STORE": store, "RECSYS_NAMESPACE": NS,
+    log = root / "server.log"
+    env = {"REDIS_URL": redis_url, "RECSYS_STORE": store, "RECSYS_NAMESPACE": NS,
            "RECSYS_API_KEY": WRITE_KEY, "RECSYS_ADMIN_KEY": ADMIN_KEY,
-           "RECSYS_POINTER_TTL_S": "0", "WORKERS": "1", "THREADS": "4"}
-    env.pop("RECSYS_RECOMMEND_KEY", None)
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve", "--port",
-                                 str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"recsys serve did not start: {log.read_text()}") from None
-                time.sleep(0.2)
+           "RECSYS_POINTER_TTL_S": "0", "WORKERS": "1", "THREADS": "4",
+           "RECSYS_RECOMMEND_KEY": None}
+    with recsys_serve(env, log) as (url, _):
         yield {"url": url, "redis_url": redis_url, "store": store, "root": root, "base": base,
                "common": common, "first": first, "data": data, "log": log}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _warm_users(store: str, version: str) -> list[str]:

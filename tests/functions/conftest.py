@@ -42,33 +42,9 @@ def warm_user(tiny_dataset):
 @pytest.fixture(scope="session")
 def live_server(served_env, tmp_path_factory):
     """`recsys serve` (functions-framework's gunicorn) as a subprocess; yields (url, log, pid)."""
-    import os
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    from tests.conftest import recsys_serve
 
-    from infra.redis_server import free_port
-
-    port, log = free_port(), tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, **{k: v for k, v in served_env.items() if v is not None},
-           "RECSYS_POINTER_TTL_S": "2", "WORKERS": "1", "THREADS": "4"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve", "--port", str(port)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"recsys serve did not start: {log.read_text()}") from None
-                time.sleep(0.1)
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**served_env, "RECSYS_POINTER_TTL_S": "2", "WORKERS": "1", "THREADS": "4"}
+    with recsys_serve(env, log, timeout=60) as (url, proc):
         yield url, log, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
