@@ -85,7 +85,7 @@ class Server:
         started = time.perf_counter()
         with open(self.log_path, "a") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "infra.cli", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         while True:

@@ -224,7 +224,7 @@ def run_kind(kind: str, args, work: str) -> dict:
         env = {"REDIS_URL": url, "RECSYS_STORE": folder, "RECSYS_NAMESPACE": NS,
                "WORKERS": str(args.workers), "THREADS": str(args.threads),
                "RECSYS_BARE_PREFIX": f"{NS}:v:bench-0001:u:"}
-        serve = [sys.executable, "-m", "infra.cli", "serve"]
+        serve = [sys.executable, "-m", "app.cli", "serve"]
         bare = [sys.executable, "-m", "functions_framework", "--source", "functions/bare.py",
                 "--target", "bare", "--host", "127.0.0.1"]
         load = {"before": os.getloadavg()}

@@ -165,7 +165,7 @@ def recsys_serve(env: dict, log, timeout: float = 90):
     env = {**os.environ, **env}
     env = {k: v for k, v in env.items() if v is not None}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

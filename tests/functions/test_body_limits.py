@@ -27,7 +27,7 @@ def small_limit_server(served_env, tmp_path_factory):
            "RECSYS_MAX_BODY_BYTES": str(LIMIT), "RECSYS_MAX_ADMIN_BODY_BYTES": str(ADMIN_LIMIT),
            "WORKERS": "1", "THREADS": "2", "RECSYS_REQUEST_LOG": "0"}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

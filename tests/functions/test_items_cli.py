@@ -1,4 +1,4 @@
-"""`recsys items` (infra/cli.py, infra/items_admin.py) against a real Redis: what it marks is
+"""`recsys items` (app/cli.py, infra/items_admin.py) against a real Redis: what it marks is
 what the functions filter; bad ids and values refuse the whole change."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from infra.cli import main
+from app.cli import main
 from infra.redis_store import ListStore
 
 

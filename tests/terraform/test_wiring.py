@@ -224,13 +224,13 @@ def test_function_entry_points_exist_in_functions_main():
 
 
 def test_terraform_entry_points_are_exported_by_the_function_archive():
-    from infra.build_function_source import ENTRY_POINTS
+    from app.build_function_source import ENTRY_POINTS
 
     declared = entry_points(TERRAFORM / "modules" / "functions")
     missing = sorted(declared - set(ENTRY_POINTS))
     assert not missing, (
         f"terraform/modules/functions deploys {missing}, which the archive's main.py does not "
-        "export: add them to ENTRY_POINTS in infra/build_function_source.py"
+        "export: add them to ENTRY_POINTS in app/build_function_source.py"
     )
 
 

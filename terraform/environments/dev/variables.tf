@@ -13,7 +13,7 @@ variable "region" {
 
 variable "function_source_zip" {
   type        = string
-  description = "Path of the functions' source archive built by `python infra/build_function_source.py --out dist/functions.zip`, relative to this folder (e.g. ../../../dist/functions.zip)."
+  description = "Path of the functions' source archive built by `python app/build_function_source.py --out dist/functions.zip`, relative to this folder (e.g. ../../../dist/functions.zip)."
 }
 
 variable "batch_image_tag" {

@@ -18,7 +18,7 @@ locals {
   template_spec = {
     image    = local.image
     sdkInfo  = { language = "PYTHON" }
-    metadata = jsondecode(file("${path.module}/../../../infra/flex_template/metadata.json"))
+    metadata = jsondecode(file("${path.module}/../../../app/flex_template/metadata.json"))
   }
 
   # Body of projects.locations.flexTemplates.launch. Secrets travel as names, never values.

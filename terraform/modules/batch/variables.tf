@@ -21,7 +21,7 @@ variable "labels" {
 
 variable "image_tag" {
   type        = string
-  description = "Tag of the nightly job image in this module's repository (built from infra/flex_template/Dockerfile; see docs/DEPLOY.md)."
+  description = "Tag of the nightly job image in this module's repository (built from app/flex_template/Dockerfile; see docs/DEPLOY.md)."
 }
 
 variable "access_log_bucket" {
@@ -92,7 +92,7 @@ variable "k" {
 
 variable "extra_parameters" {
   type        = map(string)
-  description = "Further template parameters declared in infra/flex_template/metadata.json (e.g. namespace, keep_versions, epochs)."
+  description = "Further template parameters declared in app/flex_template/metadata.json (e.g. namespace, keep_versions, epochs)."
   default     = {}
 }
 

@@ -21,7 +21,7 @@ variable "labels" {
 
 variable "source_zip" {
   type        = string
-  description = "Local path of the source archive built by `python infra/build_function_source.py --out dist/functions.zip`."
+  description = "Local path of the source archive built by `python app/build_function_source.py --out dist/functions.zip`."
 }
 
 variable "access_log_bucket" {

@@ -15,7 +15,7 @@ import pytest
 def test_demo_serves_the_default_model_to_a_warm_and_a_fresh_user(tmp_path, redis_url):
     out = tmp_path / "demo.json"
     done = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "demo", "--workdir", str(tmp_path / "demo"),
+        [sys.executable, "-m", "app.cli", "demo", "--workdir", str(tmp_path / "demo"),
          "--users", "400", "--items", "200", "--redis-url",
          redis_url.rsplit("/", 1)[0] + "/3", "--json", str(out)],
         capture_output=True, text=True, timeout=1800)

@@ -50,7 +50,7 @@ def _post(url: str, payload: dict) -> dict:
 
 @contextlib.contextmanager
 def _server(env: dict, port: int):
-    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
                             env={**os.environ, **env})
     base = f"http://127.0.0.1:{port}"
     try:

@@ -1,7 +1,7 @@
 """The deploy assets that are not Terraform: the functions' source archive, the Flex Template
 launcher and its metadata. Standard library only, so these run in any environment.
 
-    python -m pytest tests/terraform/test_deploy_assets.py -q
+    python -m pytest tests/app/test_deploy_assets.py -q
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from infra import build_function_source as bfs
+from app import build_function_source as bfs
 
 REPO = Path(__file__).resolve().parents[2]
-FLEX = REPO / "infra" / "flex_template"
+FLEX = REPO / "app" / "flex_template"
 
 
 def _load_launcher():
@@ -37,7 +37,7 @@ def _load_launcher():
 launcher = _load_launcher()
 
 
-# --- infra/build_function_source.py ----------------------------------------------------------
+# --- app/build_function_source.py ----------------------------------------------------------
 
 
 @pytest.fixture
@@ -60,8 +60,9 @@ def repo(tmp_path) -> Path:
     )
     (tmp_path / "models" / "__pycache__").mkdir()
     (tmp_path / "models" / "__pycache__" / "mf.cpython-311.pyc").write_bytes(b"\0")
-    (tmp_path / "infra" / "flex_template").mkdir()
-    (tmp_path / "infra" / "flex_template" / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "app" / "flex_template").mkdir(parents=True)  # the entry points: not packaged
+    (tmp_path / "app" / "__init__.py").write_text("")
+    (tmp_path / "app" / "flex_template" / "Dockerfile").write_text("FROM scratch\n")
     return tmp_path
 
 
@@ -268,7 +269,7 @@ def test_an_import_outside_the_requirements_is_refused_in_the_subprocess(tmp_pat
     assert "No module named 'pyarrow': requirements.txt does not install it" in run.stderr
 
 
-# --- infra/flex_template/launcher.py ---------------------------------------------------------
+# --- app/flex_template/launcher.py ---------------------------------------------------------
 
 
 def test_split_argv_keeps_pipeline_flags_and_takes_its_own():

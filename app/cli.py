@@ -160,7 +160,7 @@ def serve(store, redis_url, namespace, api_key, host, port) -> None:
       help="Also write the demo's result to this file.")
 def demo(workdir, users, items, seed, redis_url, port, json_path) -> None:
     """Generate data, run the nightly job, serve, ask for a warm and a fresh user."""
-    from infra.demo import run_demo
+    from app.demo import run_demo
 
     result = run_demo(workdir, users, items, seed, redis_url, port)
     for who in ("warm", "fresh"):
@@ -200,7 +200,7 @@ def evaluate(dataset, models, json_path, report_dir) -> None:
 @_opt("--seed", envvar="RECSYS_GENERATE_SEED", default=0, type=int, help="Seed.")
 def generate(out, users, items, seed) -> None:
     """Write a synthetic dataset in the input schema (docs/SCHEMA.md)."""
-    from infra.demo import write_dataset
+    from app.demo import write_dataset
     from models.synthetic import generate as make
 
     click.echo(json.dumps(write_dataset(make(users, items, seed), out)))

@@ -5,7 +5,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from infra.cli import main
+from app.cli import main
 
 
 @pytest.mark.parametrize("command", ["nightly", "serve", "demo", "evaluate", "versions",

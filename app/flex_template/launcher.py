@@ -3,7 +3,7 @@
 Dataflow's launcher VM runs this file (FLEX_TEMPLATE_PYTHON_PY_FILE in the Dockerfile) with the
 template parameters and the job's environment as flags:
 
-    python infra/flex_template/launcher.py --input=s3://BUCKET/recsys/events/ \
+    python app/flex_template/launcher.py --input=s3://BUCKET/recsys/events/ \
         --store=s3://BUCKET/recsys --k=100 \
         --redis_url_secret=projects/P/secrets/recsys-dev-redis-url/versions/latest \
         --runner=DataflowRunner --project=P --region=R --temp_location=gs://...
