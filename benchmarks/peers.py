@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.baselines import Catalog, _ScoredRecommender
+from models.baselines import Catalog, ScoredRecommender
 
 # EVALUATION.md: warm, fresh, all NDCG@10, all Recall@20, all HR@10, coverage@10, long-tail.
 REFERENCE = {
@@ -47,7 +47,7 @@ class EASEConfig:
     l2: float = 1000.0  # lambda on the diagonal of the Gram matrix
 
 
-class EASE(_ScoredRecommender):
+class EASE(ScoredRecommender):
     """Embarrassingly shallow autoencoder (Steck 2019): B = I - P diagMat(1 / diag(P))."""
 
     name = "ease"
@@ -88,7 +88,7 @@ class BPRConfig:
     seed: int = 0
 
 
-class _ImplicitMF(_ScoredRecommender):
+class _ImplicitMF(ScoredRecommender):
     """Scores = user factors . item factors; warm users by their fitted row, fresh by fold-in."""
 
     def _build(self):

@@ -78,8 +78,9 @@ class Catalog:
         return [list(self.ids[idx]) for idx in top_k_indices(scores, k)]
 
 
-class _ScoredRecommender:
-    """Shared `recommend`: subclasses set `self.catalog` in fit and implement `scores`."""
+class ScoredRecommender:
+    """Base of the catalog-scoring recommenders (the baselines and models/peers.py): subclasses
+    set `self.catalog` in fit and implement `scores`; `recommend` is shared."""
 
     name = "scored"
     catalog: Catalog
@@ -104,7 +105,7 @@ class PopularityConfig:
     """Popularity has no hyperparameters: the score is the train event count."""
 
 
-class Popularity(_ScoredRecommender):
+class Popularity(ScoredRecommender):
     """Ranks items by their number of train events."""
 
     name = "popularity"
@@ -150,7 +151,7 @@ class ItemKNNConfig:
     shrink: float = 0.0  # cosine = dot / (|i| |j| + shrink)
 
 
-class ItemKNN(_ScoredRecommender):
+class ItemKNN(ScoredRecommender):
     """Cosine similarity between items' binary user vectors, summed over the history."""
 
     name = "item_knn"
