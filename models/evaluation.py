@@ -124,7 +124,7 @@ def ndcg_at_k(ranked: Sequence[str], truth: frozenset[str], k: int = 10) -> floa
 
 
 def recall_at_k(ranked: Sequence[str], truth: frozenset[str], k: int = 20) -> float:
-    """|top-k ∩ truth| / min(k, |truth|)."""
+    """Recall of a ranked list: |top-k ∩ truth| / min(k, |truth|)."""
     return len(set(ranked[:k]) & truth) / min(k, len(truth))
 
 

@@ -27,8 +27,10 @@ class IndexConfig:
     hnsw_m: int = 32
 
 
-def recall_at_k(index, exact, xq: np.ndarray, k: int) -> float:
-    """Share of the exact top-k found by `index`, over the queries [n, dim]."""
+def index_recall(index, exact, xq: np.ndarray, k: int) -> float:
+    """Recall of an approximate index against exact search: the share of the exact top-k
+    found by `index`, over the queries [n, dim] (not the ranking metric
+    models.evaluation.recall_at_k)."""
     _, I = index.search(xq, k)
     _, E = exact.search(xq, k)
     hits = sum(len(set(a[a >= 0]) & set(b[b >= 0])) for a, b in zip(I, E, strict=True))
@@ -73,7 +75,7 @@ def build_index(xb: np.ndarray, xq_sample: np.ndarray, k: int,
         raise ValueError(f"index kind {config.kind!r}: expected auto, flat, ivf or hnsw")
     while True:
         setattr(knob, name, value)
-        recall = recall_at_k(index, exact, xq, k)
+        recall = index_recall(index, exact, xq, k)
         limit = index.nlist if kind == "ivf" else 4096
         if recall >= config.target_recall or value >= limit:
             break

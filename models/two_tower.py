@@ -661,10 +661,10 @@ class TwoTowerRecommender:
         return self
 
     def recommend(self, user_ids, histories, k, fresh):
-        from models.retrieval import retrieve
+        from models.topk import faiss_topk
 
         items = self.model.data.items
         seen = [items.lookup(h) for h in histories]
         seen = [s[s >= 0] for s in seen]
-        I, _ = retrieve(self.index, self.model.queries(list(user_ids), seen), k, seen)
+        I, _ = faiss_topk(self.index, self.model.queries(list(user_ids), seen), k, seen)
         return [[str(items.ids[i]) for i in row if i >= 0] for row in I]

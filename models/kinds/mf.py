@@ -125,6 +125,7 @@ def validate(clean: pd.DataFrame, config: MFConfig, event_weights, window: float
     """
     from models.baselines import Popularity
     from models.evaluation import build_cases, evaluate_model, temporal_split
+    from models.retrieval import MFRecommender
 
     split = temporal_split(clean, quantile=1.0 - window)
     cases = build_cases(split)
@@ -132,25 +133,10 @@ def validate(clean: pd.DataFrame, config: MFConfig, event_weights, window: float
            "warm": len(cases.warm), "fresh": len(cases.fresh), "ndcg@10": None,
            "popularity_ndcg@10": None}
     if out["cases"]:
-        for key, model in (("ndcg@10", _weighted_mf(config, event_weights)),
+        for key, model in (("ndcg@10", MFRecommender(config, event_weights)),
                            ("popularity_ndcg@10", Popularity())):
             out[key] = evaluate_model(model, split, cases, n_resamples=100)["all"]["ndcg@10"]
     return out
-
-
-def _weighted_mf(config: MFConfig, event_weights):
-    """models.retrieval.MFRecommender trained with the run's event weights."""
-    from models.mf import train_mf
-    from models.retrieval import MFRecommender
-    from models.topk import build_flat_index
-
-    class WeightedMF(MFRecommender):
-        def fit(self, train, users=None, items=None):
-            self.model = train_mf(train, self.config, event_weights)
-            self.index = build_flat_index(self.model.item_vectors())
-            return self
-
-    return WeightedMF(config)
 
 
 def load_index(bundle: BundleReader):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from models.index import IndexConfig, build_index, recall_at_k
+from models.index import IndexConfig, build_index, index_recall
 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
@@ -15,7 +15,7 @@ def test_approximate_indexes_reach_the_target_recall(kind):
     assert info["recall@k"] >= 0.95
     exact = faiss.IndexFlatIP(16)
     exact.add(xb)
-    assert recall_at_k(index, exact, xq[100:], 20) >= 0.9  # holds on unseen queries too
+    assert index_recall(index, exact, xq[100:], 20) >= 0.9  # holds on unseen queries too
 
 
 def test_auto_is_exact_for_small_catalogs():

@@ -27,6 +27,18 @@ def test_mf_learns_block_tastes_for_warm_and_fresh_users():
     assert all(int(i) >= 10 for i in fresh[0]) and not {"12", "15"} & set(fresh[0])
 
 
+def test_mf_recommender_trains_with_the_given_event_weights():
+    """The kind's validation fits MFRecommender with the run's event weights: a weight that
+    changes the training changes the factors, and they are train_mf's with those weights."""
+    train = _blocks().assign(event_type=["click", "purchase"] * 120)
+    config, weights = MFConfig(dim=4, epochs=2), {"click": 1.0, "purchase": 50.0}
+    weighted = MFRecommender(config, weights).fit(train).model
+    np.testing.assert_array_equal(weighted.item_factors,
+                                  train_mf(train, config, weights).item_factors)
+    default = MFRecommender(config).fit(train).model
+    assert not np.allclose(weighted.item_factors, default.item_factors)
+
+
 def test_mf_fold_in_of_empty_history_is_bias_only():
     model = train_mf(_blocks(), MFConfig(dim=4, epochs=1))
     q = model.fold_in([[]])
