@@ -11,14 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from models.schema import natural_key
+from models.schema import SECONDS_PER_DAY, natural_key
 
 try:  # scipy ships with the `peers` extra; the dense NumPy path below covers its absence
     import scipy.sparse as sp
 except ImportError:  # pragma: no cover - exercised only where scipy is missing
     sp = None
-
-SECONDS_PER_DAY = 86_400
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> list[np.ndarray]:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.finite import NonFiniteError, require_finite
+from models.schema import SECONDS_PER_DAY
 from models.two_tower import history_table, user_tower
 from models.vocab import interaction_weights
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
-DAY = 86_400.0
 POP_WINDOWS = (30.0, 14.0, 7.0, 1.0)
 ITEM_STATS = ("pop_all", *(f"pop_{int(d)}d" for d in POP_WINDOWS), "age_first", "age_last",
               "age_release", "mean_weight")
@@ -193,16 +193,17 @@ def build_tables(train: pd.DataFrame, tower, items: pd.DataFrame | None,
     stats = np.zeros((n + 1, len(ITEM_STATS)), np.float32)
     stats[:n, 0] = np.log1p(np.bincount(i, minlength=n))
     for c, days in enumerate(POP_WINDOWS, 1):
-        recent = t >= now - days * DAY
+        recent = t >= now - days * SECONDS_PER_DAY
         stats[:n, c] = np.log1p(np.bincount(i[recent], minlength=n))
     first = pd.Series(t).groupby(i).min().reindex(range(n)).to_numpy()
     last = pd.Series(t).groupby(i).max().reindex(range(n)).to_numpy()
     release = _release_ts(vocab, items, now)
     first = np.where(np.isnan(first), np.nan_to_num(release, nan=now), first)
     w = len(POP_WINDOWS) + 1
-    stats[:n, w] = np.log1p(np.maximum(now - first, 0) / DAY)
-    stats[:n, w + 1] = np.log1p(np.maximum(now - np.nan_to_num(last, nan=now), 0) / DAY)
-    stats[:n, w + 2] = np.log1p(np.maximum(now - np.nan_to_num(release, nan=first), 0) / DAY)
+    day = SECONDS_PER_DAY
+    stats[:n, w] = np.log1p(np.maximum(now - first, 0) / day)
+    stats[:n, w + 1] = np.log1p(np.maximum(now - np.nan_to_num(last, nan=now), 0) / day)
+    stats[:n, w + 2] = np.log1p(np.maximum(now - np.nan_to_num(release, nan=first), 0) / day)
     weight = interaction_weights(train)[keep]
     stats[:n, w + 3] = np.log1p(np.bincount(i, weight, n) / np.maximum(np.bincount(i, None, n), 1))
     tokens = np.vstack([tower.data.item_tokens, np.zeros_like(tower.data.item_tokens[:1])])
@@ -268,7 +269,7 @@ def _release_ts(vocab, items: pd.DataFrame | None, now: float) -> np.ndarray:
         col = pd.to_numeric(by_id["created_ts"], errors="coerce")
     elif "year" in by_id:
         year = pd.to_numeric(by_id["year"], errors="coerce")
-        col = (year - 1970 + 0.5) * 365.25 * DAY
+        col = (year - 1970 + 0.5) * 365.25 * SECONDS_PER_DAY
     else:
         return out
     out[:] = col.reindex(list(vocab.ids)).to_numpy(np.float64, na_value=np.nan)

@@ -38,6 +38,8 @@ from models.rows import (  # noqa: F401 (re-exported: the rules live in models/r
 if TYPE_CHECKING:
     import pandas as pd
 
+SECONDS_PER_DAY = 86_400  # timestamps are epoch seconds
+
 
 def __getattr__(name: str):
     """CLEAN_SCHEMA, the pyarrow schema of clean interactions, built on first use: pyarrow

@@ -11,15 +11,16 @@ warm users (the nightly batch) and fresh users (the on-demand function).
 The candidates' neighbour sums and the ranker's features are NumPy gathers on arrays built
 once per model (models.features: one product per neighbour table and step of users gives
 both the kNN/session candidates and the features read at them); the user tower and the
-ranker's MLP run through a `runtime` (models.runtimes): `NumpyRuntime` (the exported weights
-in NumPy; the nightly batch and evaluation), `LiteRTRuntime` (the .tflite conversions; the
-on-demand function) or `GraphRuntime` (TensorFlow, the module the SavedModels are written
-from; the reference the others are tested against). The first two import no TensorFlow.
-`models.served_fit.fit_served` trains it on the train side only: the ranker learns from
-windows cut from its end, with one tower fitted on the first window's past and continued on
-each later window's events, then continued on the rest, the tables rebuilt on all of it; the
-last window also gives the gate's figure (`validation`). `export` (models.served_export)
-writes the bundle; `ServedModel.load` reads it back.
+ranker's MLP run through a `runtime`: `NumpyRuntime` (models.runtimes: the exported weights
+in NumPy; the nightly batch and evaluation), `LiteRTRuntime` (models.runtimes: the .tflite
+conversions; the on-demand function) or `GraphRuntime` (models.served_graph: TensorFlow, the
+module the SavedModels are written from; the reference the others are tested against). The
+first two import no TensorFlow.
+
+    models.served_fit      fit_served: trains it on the train side only (its windows, its
+                           validation figure)
+    models.served_bundle   save / load / from_files: served.npz and served.json
+    models.served_export   export: the bundle folder, SavedModels and LiteRT files, checked
 
     recsys evaluate --dataset movielens:../shared/datasets/ml-100k --models served
 """
@@ -48,7 +49,6 @@ from models.features import (
     tower_top,
 )
 from models.ranker import (
-    DAY,
     ITEM_STATS,
     FeatureTables,
     RankerConfig,
@@ -58,6 +58,7 @@ from models.ranker import (
 )
 from models.rules import apply_rules_batch
 from models.runtimes import GraphRuntime, LiteRTRuntime, NumpyRuntime
+from models.schema import SECONDS_PER_DAY
 from models.two_tower import (
     TokenEncoder,
     TowerData,
@@ -212,7 +213,7 @@ class ServedModel:
     def context(self, user_ids: list[str], fresh: bool) -> np.ndarray:
         """[B, 2] float32: fresh flag, days since the user's last train event (0 if fresh)."""
         now = self.tables.now
-        idle = [0.0 if fresh else (now - self.user_last.get(str(u), now)) / DAY
+        idle = [0.0 if fresh else (now - self.user_last.get(str(u), now)) / SECONDS_PER_DAY
                 for u in user_ids]
         return np.stack([np.full(len(user_ids), float(fresh)), idle], 1).astype(np.float32)
 

@@ -4,12 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch.carry_over import DAY_S, plan_lists, user_fingerprints
+from batch.carry_over import plan_lists, user_fingerprints
 from batch.nightly import run
 from batch.transforms import ScoreFn
 from infra.bundle import read_bundle
 from infra.redis_store import ListStore
 from infra.store import LocalStore
+from models.schema import SECONDS_PER_DAY
 
 NOW = 1_800_000_000
 
@@ -18,15 +19,15 @@ def test_plan_carries_only_known_unchanged_young_users():
     # Users of the new version: 0 unchanged and young, 1 changed, 2 new, 3 unchanged but old.
     fingerprints = np.array([10, 11, 12, 13], np.uint64)
     rows = np.array([1, 0, -1, 2])  # their rows in the previous version
-    prev_built = np.array([NOW - 100, NOW - 100, NOW - 8 * DAY_S], np.uint32)
+    prev_built = np.array([NOW - 100, NOW - 100, NOW - 8 * SECONDS_PER_DAY], np.uint32)
     prev_fp = np.array([99, 10, 13], np.uint64)  # row 0 had 99 (user 1 changed)
-    plan = plan_lists(fingerprints, NOW, 7 * DAY_S, (rows, prev_built, prev_fp))
+    plan = plan_lists(fingerprints, NOW, 7 * SECONDS_PER_DAY, (rows, prev_built, prev_fp))
     assert plan.carry.tolist() == [0] and plan.refresh.tolist() == [1, 2, 3]
     assert plan.built_at.tolist() == [NOW - 100, NOW, NOW, NOW]  # a carried list keeps its age
     assert (plan.new, plan.expired) == (1, 1)
     zero = plan_lists(fingerprints, NOW, 0, (rows, prev_built, prev_fp))
     assert zero.carry.size == 0 and zero.expired == 2
-    first = plan_lists(fingerprints, NOW, 7 * DAY_S, None)
+    first = plan_lists(fingerprints, NOW, 7 * SECONDS_PER_DAY, None)
     assert first.refresh.tolist() == [0, 1, 2, 3] and first.new == 4
 
 
@@ -119,7 +120,7 @@ def test_lists_past_the_age_limit_and_a_zero_limit_are_recomputed(nightly, tiny_
     v1, n = first["version"], first["users_published"]
     built, fingerprints = lists.built(v1)
     aged = built.copy()
-    aged[: n // 3] -= 8 * DAY_S  # a third of the lists were built 8 days ago
+    aged[: n // 3] -= 8 * SECONDS_PER_DAY  # a third of the lists were built 8 days ago
     lists.put_built(v1, aged, fingerprints)
     second = go(data)
     assert second["users_expired_refreshed"] == second["users_refreshed"] == n // 3
