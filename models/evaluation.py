@@ -141,11 +141,28 @@ def coverage_at_k(ranked_lists: Iterable[Sequence[str]], pool: set[str], k: int 
     return len(shown & pool) / len(pool)
 
 
+def head_mask(counts: np.ndarray, share: float = 0.2) -> np.ndarray:
+    """The head of the long-tail coverage: the floor(share * n) items with most events, n the
+    items with any; ties go to the smaller index (in a Vocab, the smaller item id).
+
+    Args:
+        counts: [num_items] events per item (or any increasing function of them), 0 for none.
+
+    Returns:
+        [num_items] bool, True for the head items.
+    """
+    counts = np.asarray(counts)
+    head = np.zeros(len(counts), bool)
+    n_head = math.floor(share * np.count_nonzero(counts))
+    head[np.lexsort((np.arange(len(counts)), -counts))[:n_head]] = True
+    return head
+
+
 def head_items(train: pd.DataFrame, share: float = 0.2) -> set[str]:
-    """The floor(share * |catalog|) items with most train events; ties by smaller item id."""
+    """The item ids of `head_mask` over the train events."""
     counts = train["item_id"].value_counts()
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], natural_key(kv[0])))
-    return {item for item, _ in ranked[: math.floor(share * len(ranked))]}
+    ids = np.array(sorted(counts.index, key=natural_key), dtype=object)
+    return set(ids[head_mask(counts.reindex(ids).to_numpy(), share)])
 
 
 def bootstrap_ci(values: Sequence[float], n_resamples: int = 1000, seed: int = 0,

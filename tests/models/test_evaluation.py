@@ -17,6 +17,7 @@ from models.evaluation import (
     evaluate_model,
     event_order,
     head_items,
+    head_mask,
     hit_at_k,
     iso_utc,
     ndcg_at_k,
@@ -103,6 +104,16 @@ def test_head_breaks_count_ties_by_smaller_natural_id():
     # 5 items -> head of floor(0.2 * 5) = 1 item; "9" and "10" tie at 3 events, "9" is smaller.
     train = events([("u", i, 0) for i in ["10", "10", "10", "9", "9", "9", "2", "1", "5"]])
     assert head_items(train) == {"9"}
+
+
+def test_head_mask_leaves_items_without_events_out_of_the_count():
+    # 10 items with events among 13 (3 cold, 0 events): head = floor(0.2 * 10) = 2 items.
+    # Indices 4 and 7 tie at 9 events: 4 is the smaller index; 12 (8 events) is not head.
+    counts = [1, 2, 3, 0, 9, 5, 0, 9, 4, 6, 0, 7, 8]
+    assert head_mask(counts).nonzero()[0].tolist() == [4, 7]
+    # head_items is the same rule over a train table's ids in natural order.
+    train = events([("u", str(i), 0) for i, c in enumerate(counts) for _ in range(c)])
+    assert head_items(train) == {"4", "7"}
 
 
 def test_longtail_coverage_excludes_the_head():
