@@ -30,7 +30,7 @@ test: $(VENV)/.installed redis-server
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check app batch functions infra models tests benchmarks
+	$(VENV)/bin/ruff check app batch evaluation functions infra models tests benchmarks
 
 clean:
 	rm -rf recsys-demo .pytest_cache

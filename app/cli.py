@@ -177,18 +177,25 @@ def demo(workdir, users, items, seed, redis_url, port, json_path) -> None:
 @_opt("--dataset", envvar="RECSYS_DATASET", required=True,
       help="movielens:PATH, parquet:PATH, csv:PATH or synthetic:users=N,items=M,seed=S.")
 @_opt("--models", envvar="RECSYS_MODELS", default="popularity,recent_popularity,item_knn,mf",
-      help="Comma-separated models to evaluate.")
+      help="Comma-separated models to evaluate (evaluation/registry.py; an unknown name lists "
+           "the known ones). Peers: ease, and als and bpr with `pip install 'recsys[peers]'`.")
 @_opt("--json", "json_path", envvar="RECSYS_EVAL_JSON", default=None,
       help="Write the results to this JSON file.")
 @_opt("--report", "report_dir", envvar="RECSYS_EVAL_REPORT", default=None,
       help="Write report.md and a plot to this folder.")
 def evaluate(dataset, models, json_path, report_dir) -> None:
-    """Temporal-holdout evaluation (docs/EVALUATION.md) of the given models."""
-    from batch.evaluate import run_evaluation
+    """Temporal-holdout evaluation of the given models (protocol: ../shared/EVALUATION.md;
+    figures: docs/EVALUATION_RESULTS.md)."""
+    from evaluation.registry import resolve_models
+    from evaluation.run import run_evaluation
     from infra.datasets import load_dataset
 
-    report = run_evaluation(load_dataset(dataset), [m for m in models.split(",") if m],
-                            json_path, report_dir)
+    names = [m for m in models.split(",") if m]
+    try:
+        resolve_models(names)  # before loading the dataset: a wrong name fails at once
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--models") from None
+    report = run_evaluation(load_dataset(dataset), names, json_path, report_dir)
     click.echo(json.dumps(report, indent=1))
 
 

@@ -72,7 +72,7 @@ def _server(env: dict, port: int):
 def offline_ndcg(dataset: Dataset) -> dict:
     """NDCG@10 (all cases) of the served model, MF and popularity under the temporal-holdout
     protocol."""
-    from batch.evaluate import run_evaluation
+    from evaluation.run import run_evaluation
 
     report = run_evaluation(dataset, ["served", "mf", "popularity"], None, None)
     return {name: round(m["all"]["ndcg@10"], 4) for name, m in report["models"].items()}

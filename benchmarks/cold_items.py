@@ -44,8 +44,8 @@ def cold_item_report(lists: list[list[str]], truths: list[frozenset], held: set[
 
 def run(n_users: int, n_items: int, share: float, models: list[str], seed: int = 0,
         sweeps: Sequence[str] = ()) -> dict:
-    from batch.evaluate import MODEL_REGISTRY
     from benchmarks.validate_served import served_config
+    from evaluation.registry import MODEL_REGISTRY
     from models.synthetic import generate
 
     ds = generate(n_users, n_items, seed)

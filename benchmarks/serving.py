@@ -14,7 +14,7 @@ Each kind's bundle is written by models.kinds.write_bundle over a 20,000-item ca
   kind's batch scorer, as the nightly precompute writes them.
 For each kind, in turn: a throw-away redis-server gets the lists (the pointer flipped as the
 nightly job does) and 5,000 fresh users with 5-20 recent events each (ListStore.append_events);
-`recsys serve` and the `bare` function of functions/bare.py (one Redis GET of the same list)
+`recsys serve` and the `bare` function of benchmarks/bare.py (one Redis GET of the same list)
 start as subprocesses under the same gunicorn settings (WORKERS/THREADS), and:
 - cached vs bare: wrk with a Lua script picking random warm users, alternating rounds of the
   two; the medians over rounds are reported. A round in which gunicorn's workers split the
@@ -56,6 +56,7 @@ from benchmarks.serving_report import plot, summary_table
 
 log = logging.getLogger("benchmarks.serving")
 NS = "bench"
+BARE_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bare.py")  # the baseline
 KINDS = ("mf", "served")
 # Fewer windows and epochs than ServedConfig's defaults: training fits a few minutes on two
 # cores; what a request costs (towers, 256 candidates, the ranker) does not change.
@@ -225,7 +226,7 @@ def run_kind(kind: str, args, work: str) -> dict:
                "WORKERS": str(args.workers), "THREADS": str(args.threads),
                "RECSYS_BARE_PREFIX": f"{NS}:v:bench-0001:u:"}
         serve = [sys.executable, "-m", "app.cli", "serve"]
-        bare = [sys.executable, "-m", "functions_framework", "--source", "functions/bare.py",
+        bare = [sys.executable, "-m", "functions_framework", "--source", BARE_SOURCE,
                 "--target", "bare", "--host", "127.0.0.1"]
         load = {"before": os.getloadavg()}
         with start_server(serve, env, free_port(), "/recommend?user_id=f0&k=10",

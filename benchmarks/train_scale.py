@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def scale_factories() -> dict:
     """Model name -> factory with the settings used at 100k users x 20k items."""
-    from batch.evaluate import MODEL_REGISTRY
+    from evaluation.registry import MODEL_REGISTRY
     from models.mf import MFConfig
     from models.ranker import RankerConfig
     from models.retrieval import MFRecommender
@@ -102,7 +102,7 @@ def fit_one(workdir: str, name: str, small: bool, eval_cases: int = 2000) -> dic
     users, items = read("users"), read("items")
     before = peak_rss_mb()
     if small:
-        from batch.evaluate import MODEL_REGISTRY as factories
+        from evaluation.registry import MODEL_REGISTRY as factories
     else:
         factories = scale_factories()
     model = factories[name]()

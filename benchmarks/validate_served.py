@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from batch.evaluate import MODEL_REGISTRY
+from evaluation.registry import MODEL_REGISTRY
 from models.evaluation import (
     Split,
     build_cases,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batch.evaluate import run_evaluation
+from evaluation.run import run_evaluation
 from infra.datasets import load_dataset
 
 ML_100K = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "ml-100k"

@@ -1,33 +1,23 @@
-"""Peer models under the temporal-holdout protocol: implicit's ALS and BPR, and EASE.
+"""The peers the product is evaluated against: EASE, and implicit's ALS and BPR.
 
-    python -m benchmarks.peers --dataset movielens:../shared/datasets/ml-100k --json peers.json
+    recsys evaluate --dataset movielens:../shared/datasets/ml-100k --models ease,als,bpr
 
-Needs the `peers` extra (`pip install -e '.[peers]'`: implicit, scipy). Prints each model's
-figures beside the ones EVALUATION.md reports from an independent implementation.
+EASE needs only NumPy and SciPy. ALS and BPR need the `peers` extra (`pip install
+'recsys[peers]'`, the `implicit` package); `missing_requirement` names what a peer lacks, so
+`recsys evaluate` can say how to install it instead of failing in the middle of a run. Their
+published figures on MovieLens 100K are in ../shared/EVALUATION.md (docs/EVALUATION_RESULTS.md
+compares ours).
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
-from collections.abc import Sequence
+import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from models.baselines import Catalog, ScoredRecommender
-
-# EVALUATION.md: warm, fresh, all NDCG@10, all Recall@20, all HR@10, coverage@10, long-tail.
-REFERENCE = {
-    "popularity": (0.1457, 0.4022, 0.3093, 0.2874, 0.7841, 0.047, 0.000),
-    "recent_popularity": (0.2337, 0.3780, 0.3257, 0.3240, 0.8505, 0.041, 0.004),
-    "item_knn": (0.1423, 0.4634, 0.3471, 0.3045, 0.7342, 0.121, 0.023),
-    "ease": (0.1691, 0.4092, 0.3222, 0.2891, 0.7807, 0.152, 0.019),
-    "als": (0.1721, 0.3744, 0.3011, 0.2699, 0.7508, 0.238, 0.077),
-    "bpr": (0.0992, 0.2779, 0.2132, 0.1866, 0.6346, 0.481, 0.397),
-}
 
 
 def _user_items(train: pd.DataFrame, catalog: Catalog):
@@ -90,6 +80,8 @@ class BPRConfig:
 
 class _ImplicitMF(ScoredRecommender):
     """Scores = user factors . item factors; warm users by their fitted row, fresh by fold-in."""
+
+    requires = "implicit"  # the `peers` extra
 
     def _build(self):
         raise NotImplementedError
@@ -168,41 +160,16 @@ class ImplicitBPR(_ImplicitMF):
 PEERS = {"ease": EASE, "als": ImplicitALS, "bpr": ImplicitBPR}
 
 
-def comparison_table(report: dict) -> str:
-    """Markdown rows: each model's figures, then EVALUATION.md's where it has them."""
-    head = ("| model | warm NDCG@10 | fresh NDCG@10 | all NDCG@10 | all Recall@20 | all HR@10 "
-            "| coverage@10 | long-tail cov.@10 |")
-    lines = [head, "|---" * 8 + "|"]
-    for name, m in report["models"].items():
-        ours = (m["warm"]["ndcg@10"], m["fresh"]["ndcg@10"], m["all"]["ndcg@10"],
-                m["all"]["recall@20"], m["all"]["hr@10"], m["coverage@10"],
-                m["longtail_coverage@10"])
-        lines.append(f"| {name} | " + " | ".join(f"{v:.4f}" for v in ours) + " |")
-        if name in REFERENCE:
-            lines.append(f"| {name} (EVALUATION.md) | "
-                         + " | ".join(f"{v:.4f}" for v in REFERENCE[name]) + " |")
-    return "\n".join(lines)
+def missing_requirement(factory) -> str | None:
+    """The optional package a model factory needs and this environment lacks, or None.
 
+    Args:
+      factory: a model class (or any factory); classes name their package in `requires`.
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    from batch.evaluate import MODEL_REGISTRY, run_evaluation
-    from infra.datasets import load_dataset
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default=os.environ.get("RECSYS_DATASET"))
-    parser.add_argument("--models", default="ease,als,bpr",
-                        help=f"comma-separated, from {sorted({**MODEL_REGISTRY, **PEERS})}")
-    parser.add_argument("--json", default=None)
-    parser.add_argument("--report-dir", default=None)
-    args = parser.parse_args(argv)
-    if not args.dataset:
-        parser.error("--dataset (or RECSYS_DATASET) is required")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    report = run_evaluation(load_dataset(args.dataset), args.models.split(","), args.json,
-                            args.report_dir, registry={**MODEL_REGISTRY, **PEERS})
-    print(comparison_table(report))  # noqa: T201 - the benchmark's output
-    return report
-
-
-if __name__ == "__main__":
-    main()
+    Returns:
+      e.g. "implicit" for ImplicitALS without the `peers` extra installed.
+    """
+    package = getattr(factory, "requires", None)
+    if package and importlib.util.find_spec(package) is None:
+        return package
+    return None

@@ -1,7 +1,7 @@
 """The benchmark's baseline: a functions-framework function that answers one Redis GET.
 
     RECSYS_BARE_PREFIX='recsys:v:<version>:u:' \
-    functions-framework --source functions/bare.py --target bare --port 8081
+    functions-framework --source benchmarks/bare.py --target bare --port 8081
     curl 'localhost:8081/?user_id=42'
 
 It runs under the same server (functions-framework's gunicorn, same WORKERS/THREADS) as the
