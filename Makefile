@@ -31,6 +31,7 @@ test: $(VENV)/.installed redis-server
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check app batch evaluation functions infra models tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache --no-logo  # the import graph: [tool.importlinter]
 
 clean:
 	rm -rf recsys-demo .pytest_cache

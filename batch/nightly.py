@@ -54,12 +54,12 @@ from batch.gate import (
     shrink_check,
     too_few_cases,
 )
-from batch.sources import expand_paths, read_features
 from batch.stages import DEAD_SCHEMA, export_bundle, parquet_bytes, validate_stage
 from batch.transforms import Precompute, faiss_threads, user_shards
 from infra.bundle import new_version
 from infra.events_log import drain_events
 from infra.redis_store import ListStore
+from infra.sources import expand_paths, read_features
 from infra.store import open_store
 from models import kinds
 from models.kinds import TrainingData

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
-from batch.sources import read_interaction_chunks
+from infra.sources import read_interaction_chunks
 from models.schema import CLEAN_SCHEMA, validate_batch
 
 DEAD = "dead"
@@ -19,7 +19,7 @@ DEAD = "dead"
 
 class ReadInteractions(beam.PTransform):
     """Every input file as (path, pandas DataFrame) chunks, and (path, [dead letters]) for
-    CSV lines that could not be parsed (batch/sources.read_interaction_chunks); files fan out
+    CSV lines that could not be parsed (infra/sources.read_interaction_chunks); files fan out
     to workers."""
 
     def __init__(self, paths: list[str]):

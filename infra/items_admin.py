@@ -144,7 +144,7 @@ def read_items_table(path: str) -> dict[str, list]:
     Raises:
         SchemaError: the file is unreadable or has no item_id column.
     """
-    from batch.sources import read_table
+    from infra.sources import read_table
     from models.schema import check_columns
 
     table = read_table(path)
