@@ -45,3 +45,12 @@ def test_every_nightly_option_is_a_flag_of_recsys_nightly():
     job = {a.dest for a in parser._actions if a.dest != "help"}
     cli = {p.name for p in main.commands["nightly"].params} | {"input"}  # --input: input_path
     assert sorted(job - cli) == []
+
+
+def test_evaluate_refuses_an_unknown_model_before_loading_the_dataset(tmp_path):
+    missing = tmp_path / "no-such-folder"
+    result = CliRunner().invoke(main, ["evaluate", "--dataset", f"parquet:{missing}",
+                                       "--models", "popularity,nope"])
+
+    assert result.exit_code == 2, result.output  # a usage error, not a missing dataset
+    assert "unknown model(s) ['nope']" in result.output and "'popularity'" in result.output
