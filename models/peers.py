@@ -12,7 +12,7 @@ compares ours).
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -62,29 +62,40 @@ class EASE(ScoredRecommender):
 
 @dataclass(frozen=True)
 class ALSConfig:
+    """Keyword arguments of implicit's AlternatingLeastSquares."""
+
     factors: int = 32
     regularization: float = 1.0
     alpha: float = 1.0
     iterations: int = 15
-    seed: int = 0
+    random_state: int = 0
 
 
 @dataclass(frozen=True)
 class BPRConfig:
+    """Keyword arguments of implicit's BayesianPersonalizedRanking."""
+
     factors: int = 64
     learning_rate: float = 0.01
     regularization: float = 0.01
     iterations: int = 100
-    seed: int = 0
+    random_state: int = 0
 
 
 class _ImplicitMF(ScoredRecommender):
     """Scores = user factors . item factors; warm users by their fitted row, fresh by fold-in."""
 
     requires = "implicit"  # the `peers` extra
+    config_class: type  # ALSConfig or BPRConfig: the implicit model's keyword arguments
+    implicit_class: str  # "module:Class" of the implicit model
+
+    def __init__(self, config=None):
+        self.config = self.config_class() if config is None else config
 
     def _build(self):
-        raise NotImplementedError
+        module, name = self.implicit_class.split(":")
+        model = getattr(importlib.import_module(module), name)
+        return model(**asdict(self.config), num_threads=1)
 
     def fit(self, train, users=None, items=None):
         from threadpoolctl import threadpool_limits
@@ -112,17 +123,8 @@ class ImplicitALS(_ImplicitMF):
     """implicit's ALS; fresh users by its `recalculate_user` least-squares fold-in."""
 
     name = "als"
-
-    def __init__(self, config: ALSConfig = ALSConfig()):
-        self.config = config
-
-    def _build(self):
-        from implicit.cpu.als import AlternatingLeastSquares
-
-        c = self.config
-        return AlternatingLeastSquares(factors=c.factors, regularization=c.regularization,
-                                       alpha=c.alpha, iterations=c.iterations,
-                                       random_state=c.seed, num_threads=1)
+    config_class = ALSConfig
+    implicit_class = "implicit.cpu.als:AlternatingLeastSquares"
 
     def fold_in(self, histories):
         import scipy.sparse as sp
@@ -136,18 +138,8 @@ class ImplicitBPR(_ImplicitMF):
     factors (the last column, the item bias, gets the user's constant 1)."""
 
     name = "bpr"
-
-    def __init__(self, config: BPRConfig = BPRConfig()):
-        self.config = config
-
-    def _build(self):
-        from implicit.cpu.bpr import BayesianPersonalizedRanking
-
-        c = self.config
-        return BayesianPersonalizedRanking(factors=c.factors, learning_rate=c.learning_rate,
-                                           regularization=c.regularization,
-                                           iterations=c.iterations, random_state=c.seed,
-                                           num_threads=1)
+    config_class = BPRConfig
+    implicit_class = "implicit.cpu.bpr:BayesianPersonalizedRanking"
 
     def fold_in(self, histories):
         h = self.catalog.history_matrix(histories)

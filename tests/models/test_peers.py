@@ -4,6 +4,7 @@ check of the implicit-based peers."""
 import importlib.util
 
 import pandas as pd
+import pytest
 
 from models.baselines import Popularity
 from models.peers import EASE, ImplicitALS, ImplicitBPR, missing_requirement
@@ -31,6 +32,19 @@ def test_ease_weights_have_a_zero_diagonal():
 
     assert model.weights.shape == (10, 10)
     assert not model.weights.diagonal().any()
+
+
+@pytest.mark.parametrize("peer", [ImplicitALS, ImplicitBPR])
+def test_implicit_peers_recommend_the_group_of_the_history(peer):
+    pytest.importorskip("implicit", reason="the `peers` extra is not installed")
+    model = peer().fit(_two_groups())
+
+    (warm,) = model.recommend(["u0"], [["a0", "a1", "a2", "a3", "a4"]], k=5, fresh=False)
+    (fresh,) = model.recommend(["new"], [["b0", "b1"]], k=3, fresh=True)
+
+    assert model.model.item_factors.shape[0] == 10  # built with the config's fields
+    assert not set(warm) & {"a0", "a1", "a2", "a3", "a4"}  # never a seen item
+    assert set(fresh) == {"b2", "b3", "b4"}
 
 
 def test_missing_requirement_names_implicit_only_when_it_is_absent():
