@@ -1,4 +1,4 @@
-"""The popularity row of EVALUATION.md, reproduced to the 4th decimal on MovieLens 100K.
+"""The popularity row of ../shared/EVALUATION.md, reproduced to the 4th decimal on MovieLens 100K.
 
 Reads ../shared/datasets/ml-100k beside the repository; skips where it is absent.
 """
@@ -11,7 +11,7 @@ import pytest
 from evaluation.run import run_evaluation
 from infra.datasets import load_dataset
 
-ML_100K = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "ml-100k"
+ML_100K = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ml-100k"
 
 pytestmark = [
     pytest.mark.movielens,
