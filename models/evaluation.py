@@ -1,4 +1,4 @@
-"""The temporal-holdout (TH) protocol of docs EVALUATION.md as pure functions.
+"""The temporal-holdout (TH) protocol of ../shared/EVALUATION.md as pure functions.
 
 Split by time at the 0.8-quantile of event timestamps, build warm cases (users seen before the
 cutoff) and fresh cases (first seen after it, fed their first 5 distinct items), rank the top 20
