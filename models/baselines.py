@@ -6,17 +6,15 @@ Each implements `models.evaluation.Recommender`: it ranks the train catalog, ord
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from models.schema import SECONDS_PER_DAY, natural_key
-
-try:  # scipy ships with the `peers` extra; the dense NumPy path below covers its absence
-    import scipy.sparse as sp
-except ImportError:  # pragma: no cover - exercised only where scipy is missing
-    sp = None
+from models.histories import user_item_matrix
+from models.schema import SECONDS_PER_DAY
+from models.vocab import Vocab
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> list[np.ndarray]:
@@ -45,35 +43,20 @@ def top_k_indices(scores: np.ndarray, k: int) -> list[np.ndarray]:
     return out
 
 
-@dataclass
-class Catalog:
-    """The train catalog in natural order: `ids[j]` is column j, `index[id] = j`."""
+def top_k_ids(items: Vocab, scores: np.ndarray, histories: list[list[str]], k: int
+              ) -> list[list[str]]:
+    """Item ids of the top k per row of `scores`, each row's history excluded.
 
-    ids: np.ndarray
-    index: dict[str, int] = field(repr=False)
-
-    @classmethod
-    def from_items(cls, item_ids) -> Catalog:
-        ids = np.array(sorted(set(map(str, item_ids)), key=natural_key), dtype=object)
-        return cls(ids, {item: j for j, item in enumerate(ids)})
-
-    def columns(self, items) -> list[int]:
-        """Columns of the known items among `items` (unknown ones dropped)."""
-        return [self.index[i] for i in items if i in self.index]
-
-    def history_matrix(self, histories: list[list[str]]) -> np.ndarray:
-        """Binary [num_users, num_items] float32 matrix of the histories."""
-        h = np.zeros((len(histories), len(self.ids)), dtype=np.float32)
-        for row, items in enumerate(histories):
-            h[row, self.columns(items)] = 1.0
-        return h
-
-    def top_k(self, scores: np.ndarray, histories: list[list[str]], k: int) -> list[list[str]]:
-        """Item ids of the top k per row of `scores` [num_users, num_items], history excluded."""
-        scores = np.array(scores, dtype=np.float64)
-        for row, items in enumerate(histories):
-            scores[row, self.columns(items)] = -np.inf
-        return [list(self.ids[idx]) for idx in top_k_indices(scores, k)]
+    Args:
+        items: the columns' vocabulary.
+        scores: [num_users, len(items)], higher is better.
+        histories: item ids per user (unknown ones ignored).
+        k: list length.
+    """
+    scores = np.array(scores, dtype=np.float64)
+    for row, history in enumerate(histories):
+        scores[row, items.known(history)] = -np.inf
+    return [list(items.ids[idx]) for idx in top_k_indices(scores, k)]
 
 
 class ScoredRecommender:
@@ -81,7 +64,7 @@ class ScoredRecommender:
     set `self.catalog` in fit and implement `scores`; `recommend` is shared."""
 
     name = "scored"
-    catalog: Catalog
+    catalog: Vocab
 
     def scores(self, histories: list[list[str]], fresh: bool) -> np.ndarray:
         """Returns: [num_users, num_items] scores over `self.catalog.ids`, higher is better."""
@@ -89,10 +72,10 @@ class ScoredRecommender:
 
     def recommend(self, user_ids: list[str], histories: list[list[str]], k: int,
                   fresh: bool) -> list[list[str]]:
-        return self.catalog.top_k(self.scores(histories, fresh), histories, k)
+        return top_k_ids(self.catalog, self.scores(histories, fresh), histories, k)
 
 
-def _counts(train: pd.DataFrame, catalog: Catalog) -> np.ndarray:
+def _counts(train: pd.DataFrame, catalog: Vocab) -> np.ndarray:
     """Train events per catalog item. Returns: [num_items] float64."""
     counts = train["item_id"].astype(str).value_counts()
     return counts.reindex(catalog.ids).fillna(0).to_numpy(dtype=np.float64)
@@ -112,7 +95,7 @@ class Popularity(ScoredRecommender):
         self.config = config
 
     def fit(self, train, users=None, items=None) -> Popularity:
-        self.catalog = Catalog.from_items(train["item_id"])
+        self.catalog = Vocab.build(train["item_id"])
         self.popularity = _counts(train, self.catalog)
         return self
 
@@ -158,41 +141,19 @@ class ItemKNN(ScoredRecommender):
         self.config = config
 
     def fit(self, train, users=None, items=None) -> ItemKNN:
-        self.catalog = Catalog.from_items(train["item_id"])
-        pairs = train[["user_id", "item_id"]].astype(str).drop_duplicates()
-        rows = pd.factorize(pairs["user_id"])[0]
-        cols = pairs["item_id"].map(self.catalog.index).to_numpy()
-        shape = (rows.max() + 1, len(self.catalog.ids))
-        if sp is None:
-            user_items = np.zeros(shape, dtype=np.float32)
-            user_items[rows, cols] = 1.0
-            self.similarity = _dense_cosine(user_items, self.config)
-        else:
-            user_items = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape)
-            self.similarity = _sparse_cosine(user_items, self.config)
+        self.catalog = Vocab.build(train["item_id"])
+        user_items, _ = user_item_matrix(train, self.catalog)
+        self.similarity = _cosine(user_items, self.config)
         return self
 
     def scores(self, histories, fresh):
-        h = self.catalog.history_matrix(histories)
-        if sp is None:
-            return h @ self.similarity
-        return (sp.csr_matrix(h) @ self.similarity).toarray()
+        return (sp.csr_matrix(self.catalog.multi_hot(histories)) @ self.similarity).toarray()
 
 
-def _dense_cosine(user_items: np.ndarray, config: ItemKNNConfig) -> np.ndarray:
-    """Item-item cosine of a binary [num_users, num_items] matrix. Returns [num_items]^2."""
-    co = user_items.T @ user_items
-    norms = np.sqrt(np.diag(co))
-    sim = co / (np.outer(norms, norms) + config.shrink)
-    np.fill_diagonal(sim, 0.0)
-    n = config.neighbors
-    if n is not None and n < sim.shape[1]:
-        np.put_along_axis(sim, np.argpartition(-sim, n, axis=1)[:, n:], 0.0, axis=1)
-    return sim.astype(np.float32)
-
-
-def _sparse_cosine(user_items, config: ItemKNNConfig):
-    """`_dense_cosine` with scipy.sparse: memory grows with co-occurrences, not items^2."""
+def _cosine(user_items: sp.csr_matrix, config: ItemKNNConfig) -> sp.csr_matrix:
+    """Item-item cosine of a binary [num_users, num_items] matrix, the diagonal left out, each
+    row cut to its `config.neighbors` largest. Returns [num_items, num_items] CSR (memory grows
+    with co-occurrences, not items^2)."""
     co = (user_items.T @ user_items).tocoo()
     norms = np.sqrt(user_items.sum(axis=0).A1)  # binary: |i|^2 = number of users
     keep = co.row != co.col

@@ -3,9 +3,10 @@
 Signatures (the first two take `item_ids`: [batch, history] tf.string, "" as padding):
 - `user_embedding` -> {"query": [batch, dim + 1]}: the fold-in of MFModel.fold_in, solved
   by conjugate gradients so that the graph uses only ops LiteRT has built in.
-- `user_embedding_idx` (`item_idx`: [1, HISTORY] int32, -1 as padding) -> {"query"}: the same
-  from item indices; converted at export to `user_tower.tflite`, which the functions run with
-  the light LiteRT interpreter instead of importing TensorFlow.
+- `user_embedding_idx` (`item_idx`: [1, HISTORY] int32, -1 as padding:
+  models.histories.history_matrix) -> {"query"}: the same from item indices; converted at
+  export to `user_tower.tflite`, which the functions run with the light LiteRT interpreter
+  instead of importing TensorFlow.
 - `serving_default` -> {"item_ids": [batch, k] tf.string, "scores": [batch, k]}: top-k by
   brute force with the history excluded (TF Serving's REST `instances` format works on it).
 - `item_embeddings` (no input) -> {"item_ids": [num_items], "embeddings": [num_items, dim + 1]}.
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.finite import max_abs_diff, require_finite
+from models.histories import history_matrix
 
 if TYPE_CHECKING:  # annotations only: the functions import this module without pandas
     from models.mf import MFModel
@@ -141,14 +143,6 @@ def _conjugate_gradients(A, b, iterations: int):
     return x
 
 
-def pad_history(item_idx) -> np.ndarray:
-    """The light tower's input: the last HISTORY indices, -1 padded, [1, HISTORY] int32."""
-    out = np.full((1, HISTORY), -1, np.int32)
-    tail = np.asarray(item_idx, np.int32)[-HISTORY:]
-    out[0, :len(tail)] = tail
-    return out
-
-
 def check_tower(tflite: bytes, model: MFModel, n_checks: int = 8, seed: int = 0,
                 atol: float = 1e-3) -> float:
     """Runs the LiteRT tower on random histories against MFModel.fold_in.
@@ -167,7 +161,7 @@ def check_tower(tflite: bytes, model: MFModel, n_checks: int = 8, seed: int = 0,
     worst = 0.0
     for _ in range(n_checks):
         hist = rng.choice(len(model.items), rng.integers(1, min(HISTORY, len(model.items)) + 1))
-        got = run(item_idx=pad_history(hist))["query"]
+        got = run(item_idx=history_matrix([hist], HISTORY))["query"]
         worst = max(worst, max_abs_diff(got, model.fold_in([list(hist)]), "LiteRT user tower"))
     if worst > atol:
         raise ValueError(f"LiteRT user tower differs from the model by {worst:.2e} > {atol}")

@@ -15,21 +15,10 @@ import importlib.util
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import pandas as pd
 
-from models.baselines import Catalog, ScoredRecommender
-
-
-def _user_items(train: pd.DataFrame, catalog: Catalog):
-    """Binary CSR [num_users, num_items] of distinct train pairs and the user id -> row map."""
-    import scipy.sparse as sp
-
-    pairs = train[["user_id", "item_id"]].astype(str).drop_duplicates()
-    rows, user_ids = pd.factorize(pairs["user_id"])
-    cols = pairs["item_id"].map(catalog.index).to_numpy()
-    matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
-                           shape=(len(user_ids), len(catalog.ids)))
-    return matrix, {u: r for r, u in enumerate(user_ids)}
+from models.baselines import ScoredRecommender, top_k_ids
+from models.histories import user_item_matrix
+from models.vocab import Vocab
 
 
 @dataclass(frozen=True)
@@ -46,8 +35,8 @@ class EASE(ScoredRecommender):
         self.config = config
 
     def fit(self, train, users=None, items=None) -> EASE:
-        self.catalog = Catalog.from_items(train["item_id"])
-        user_items, _ = _user_items(train, self.catalog)
+        self.catalog = Vocab.build(train["item_id"])
+        user_items, _ = user_item_matrix(train, self.catalog)
         gram = (user_items.T @ user_items).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.config.l2
         p = np.linalg.inv(gram)
@@ -57,7 +46,7 @@ class EASE(ScoredRecommender):
         return self
 
     def scores(self, histories, fresh):
-        return self.catalog.history_matrix(histories) @ self.weights
+        return self.catalog.multi_hot(histories) @ self.weights
 
 
 @dataclass(frozen=True)
@@ -100,8 +89,9 @@ class _ImplicitMF(ScoredRecommender):
     def fit(self, train, users=None, items=None):
         from threadpoolctl import threadpool_limits
 
-        self.catalog = Catalog.from_items(train["item_id"])
-        self.user_items, self.user_rows = _user_items(train, self.catalog)
+        self.catalog = Vocab.build(train["item_id"])
+        self.user_items, user_ids = user_item_matrix(train, self.catalog)
+        self.user_rows = {u: r for r, u in enumerate(user_ids)}
         self.model = self._build()
         with threadpool_limits(1, "blas"):  # implicit is slow with a threaded BLAS
             self.model.fit(self.user_items, show_progress=False)
@@ -116,7 +106,7 @@ class _ImplicitMF(ScoredRecommender):
             vectors = self.fold_in(histories)
         else:
             vectors = self.model.user_factors[[self.user_rows[u] for u in user_ids]]
-        return self.catalog.top_k(vectors @ self.model.item_factors.T, histories, k)
+        return top_k_ids(self.catalog, vectors @ self.model.item_factors.T, histories, k)
 
 
 class ImplicitALS(_ImplicitMF):
@@ -129,7 +119,7 @@ class ImplicitALS(_ImplicitMF):
     def fold_in(self, histories):
         import scipy.sparse as sp
 
-        h = sp.csr_matrix(self.catalog.history_matrix(histories))
+        h = sp.csr_matrix(self.catalog.multi_hot(histories))
         return self.model.recalculate_user(np.arange(len(histories)), h)
 
 
@@ -142,7 +132,7 @@ class ImplicitBPR(_ImplicitMF):
     implicit_class = "implicit.cpu.bpr:BayesianPersonalizedRanking"
 
     def fold_in(self, histories):
-        h = self.catalog.history_matrix(histories)
+        h = self.catalog.multi_hot(histories)
         counts = np.maximum(h.sum(axis=1, keepdims=True), 1.0)
         vectors = (h @ self.model.item_factors) / counts
         vectors[:, -1] = 1.0

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.schema import DEFAULT_EVENT_WEIGHTS, natural_key
+from models.histories import multi_hot
+from models.rows import DEFAULT_EVENT_WEIGHTS
+from models.schema import natural_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -16,7 +18,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Vocab:
-    """Sorted ids (natural order: numeric ids numerically), so index order = id order."""
+    """Sorted ids (natural order: numeric ids numerically), so index order = id order:
+    `ids[j]` is index j and `index[id] == j` (the models' user and item vocabularies, the
+    baselines' train catalog)."""
 
     ids: np.ndarray  # [n] object (str)
 
@@ -39,6 +43,16 @@ class Vocab:
         """Returns [n] int64 indices, -1 for unknown ids."""
         idx = self.index
         return np.fromiter((idx.get(str(x), -1) for x in ids), dtype=np.int64)
+
+    def known(self, ids: Iterable) -> np.ndarray:
+        """Indices of the known ids among `ids`, in their order (unknown ones dropped)."""
+        found = self.lookup(ids)
+        return found[found >= 0]
+
+    def multi_hot(self, histories: Iterable[Iterable]) -> np.ndarray:
+        """Binary [num_histories, len(self)] float32 rows of id lists (unknown ids dropped;
+        models.histories.multi_hot)."""
+        return multi_hot([self.lookup(h) for h in histories], len(self))
 
 
 def interaction_weights(interactions: pd.DataFrame,

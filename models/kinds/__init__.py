@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 KINDS = {"mf": "models.kinds.mf", "served": "models.kinds.served"}  # name -> module with KIND
+POPULAR = 1000  # items of a bundle's popular.json
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,13 @@ class ModelKind(Protocol):
 
     def on_demand(self, bundle: BundleReader) -> OnDemandScorer | None:
         """None when the bundle has no on-demand path (the functions then skip to popular)."""
+
+
+def popular_ids(clean: pd.DataFrame, item_ids: np.ndarray) -> list[str]:
+    """`item_ids` with events in `clean`, most events first (ties: the order of `item_ids`):
+    a bundle's popular.json (its first POPULAR)."""
+    counts = clean["item_id"].astype(str).value_counts().reindex(item_ids).dropna()
+    return [str(x) for x in counts.sort_values(ascending=False, kind="stable").index]
 
 
 def get(name: str | None) -> ModelKind:

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.export import pad_history
+from models.export import HISTORY
+from models.histories import csr_rows, history_csr, history_matrix, to_csr
 from models.index import IndexConfig
-from models.kinds import BundleReader, BundleWriter, TrainingData
+from models.kinds import POPULAR, BundleReader, BundleWriter, TrainingData, popular_ids
 from models.topk import faiss_topk
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from models.mf import MFConfig, MFModel
 
 log = logging.getLogger(__name__)
-POPULAR = 1000  # items of popular.json
 
 
 @dataclass(frozen=True)
@@ -94,25 +94,8 @@ def fit_from_factors(user_ids, item_ids, user_factors: np.ndarray, item_factors:
                     MFConfig(dim=int(np.shape(item_factors)[1]), seed=seed))
     if popular is None:
         popular = [str(x) for x in items.ids[np.argsort(-item_bias, kind="stable")]]
-    seen = seen if seen is not None else [np.zeros(0, np.int64)] * len(users)
-    indptr = np.cumsum([0] + [len(s) for s in seen]).astype(np.int64)
-    flat = np.concatenate([np.asarray(s, np.int64) for s in seen] + [np.zeros(0, np.int64)])
+    indptr, flat = to_csr(seen if seen is not None else [np.zeros(0, np.int64)] * len(users))
     return MFFit(model, list(popular), indptr, flat, tower=tower)
-
-
-def seen_csr(clean: pd.DataFrame, model: MFModel) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's distinct items as CSR: (indptr [num_users + 1], items [nnz]) int64."""
-    u = model.users.lookup(clean["user_id"])
-    i = model.items.lookup(clean["item_id"])
-    pairs = np.unique(np.stack([u, i], axis=1)[(u >= 0) & (i >= 0)], axis=0)
-    indptr = np.searchsorted(pairs[:, 0], np.arange(len(model.users) + 1))
-    return indptr.astype(np.int64), pairs[:, 1].astype(np.int64)
-
-
-def popular_ids(clean: pd.DataFrame, item_ids: np.ndarray) -> list[str]:
-    """`item_ids` with events, most events first (ties: vocabulary order)."""
-    counts = clean["item_id"].astype(str).value_counts().reindex(item_ids).dropna()
-    return [str(x) for x in counts.sort_values(ascending=False, kind="stable").index]
 
 
 def validate(clean: pd.DataFrame, config: MFConfig, event_weights, window: float) -> dict:
@@ -157,14 +140,8 @@ class MFBatchScorer:
         self.seen = bundle.array("seen_items.npy")
 
     def score(self, users: range | np.ndarray, k: int):
-        if isinstance(users, range):
-            lo, hi = users.start, users.stop
-            rows = slice(lo, hi)
-            seen = np.split(self.seen[self.indptr[lo]:self.indptr[hi]],
-                            self.indptr[lo + 1:hi] - self.indptr[lo])
-        else:
-            rows = users
-            seen = [self.seen[self.indptr[u]:self.indptr[u + 1]] for u in users]
+        rows = slice(users.start, users.stop) if isinstance(users, range) else users
+        seen = csr_rows(self.indptr, self.seen, users)
         items, scores = faiss_topk(self.index, self.user_vectors[rows], k, seen)
         return self.user_ids[rows], items, scores
 
@@ -182,7 +159,7 @@ class LiteTower:
     def __call__(self, item_idx: np.ndarray) -> np.ndarray:
         """Returns [1, dim + 1] query vector for [n] item indices."""
         with self._lock:
-            return self._run(item_idx=pad_history(item_idx))["query"]
+            return self._run(item_idx=history_matrix([item_idx], HISTORY))["query"]
 
 
 class MFOnDemand:
@@ -237,7 +214,9 @@ class MFKind:
         validation = (validate(data.clean, config.mf, data.event_weights, window)
                       if window else None)
         model = train_mf(data.clean, config.mf, data.event_weights)
-        indptr, items = seen_csr(data.clean, model)
+        indptr, items = history_csr(data.clean, model.users, model.items)
+        rows = np.repeat(np.arange(len(model.users)), np.diff(indptr))
+        items = items[np.lexsort((items, rows))]  # sorted per user: the rules skip a sort
         return MFFit(model, popular_ids(data.clean, model.items.ids), indptr, items,
                      config.index, validation=validation)
 

@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import models.baselines as baselines
 from models.baselines import (
     ItemKNN,
     ItemKNNConfig,
@@ -87,20 +86,9 @@ def test_item_knn_cosine_by_hand():
     assert model.recommend(["x"], [["1", "4"]], 2, True) == [["3", "2"]]
 
 
-def test_item_knn_dense_path_equals_sparse_path(monkeypatch):
-    histories = [["1"], ["4"], ["1", "3"]]
-    sparse = ItemKNN().fit(KNN_TRAIN, None, None).scores(histories, False)
-    monkeypatch.setattr(baselines, "sp", None)
-    dense = ItemKNN().fit(KNN_TRAIN, None, None).scores(histories, False)
-    np.testing.assert_allclose(dense, sparse, rtol=1e-6)
-
-
-@pytest.mark.parametrize("use_scipy", [True, False])
-def test_item_knn_neighbors_keeps_the_most_similar(monkeypatch, use_scipy):
-    if not use_scipy:
-        monkeypatch.setattr(baselines, "sp", None)
+def test_item_knn_neighbors_keeps_the_most_similar():
     model = ItemKNN(ItemKNNConfig(neighbors=1)).fit(KNN_TRAIN, None, None)
-    sim = model.similarity if not use_scipy else model.similarity.toarray()
+    sim = model.similarity.toarray()
     c = model.catalog.index
     # Item 3's neighbours: 1 and 2 at 0.5, 4 at 0.707 -> keeps 4 only.
     assert np.count_nonzero(sim[c["3"]]) == 1 and sim[c["3"], c["4"]] == pytest.approx(2 ** -0.5)

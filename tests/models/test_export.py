@@ -43,13 +43,14 @@ def test_saved_model_in_fresh_process_matches(tmp_path, tiny_dataset):
 def test_litert_tower_matches_the_model(tmp_path, tiny_dataset):
     from ai_edge_litert.interpreter import Interpreter
 
-    from models.export import check_tower, pad_history
+    from models.export import HISTORY, check_tower
+    from models.histories import history_matrix
 
     model = train_mf(tiny_dataset.interactions, MFConfig(dim=8, epochs=2))
     tflite = export_mf(model, str(tmp_path / "sm"), k=10)
     assert check_tower(tflite, model) < 1e-3
     run = Interpreter(model_content=tflite).get_signature_runner()
-    got = run(item_idx=pad_history([3, 1, 3]))["query"]
+    got = run(item_idx=history_matrix([[3, 1, 3]], HISTORY))["query"]
     np.testing.assert_allclose(got, model.fold_in([[1, 3]]), atol=1e-4)
     # A broken model is caught: perturb the item factors the check compares against.
     model.item_factors = model.item_factors + 0.5
