@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from models.evaluation import ndcg_at_k
+from models.histories import history_matrix
 from models.ranker import (
     FEATURES,
     ITEM_STATS,
@@ -19,7 +20,7 @@ from models.ranker import (
     segment_lift,
     train_ranker,
 )
-from models.two_tower import TwoTowerConfig, fit_tower, history_matrix, prepare
+from models.two_tower import TwoTowerConfig, fit_tower, prepare
 
 
 @pytest.mark.parametrize("alpha", [0.5, 0.7])
