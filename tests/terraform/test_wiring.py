@@ -2,11 +2,14 @@
 
     .venv-tf/bin/python -m pytest tests/terraform -q      # .ci/terraform-checks sets it up
 
-- every .tf file parses;
+- every .tf, .tfvars and .tfbackend file parses;
 - every variable has a type and a description, every output a description;
-- in each environment root, every argument of a module call is a variable the module declares,
-  and every variable the module requires (no default) is passed;
-- every `module.X.Y` reference names a module call X of that root and an output Y of X;
+- in the root module (terraform/), every argument of a module call is a variable the module
+  declares, and every variable the module requires (no default) is passed;
+- every `module.X.Y` reference names a module call X of the root and an output Y of X;
+- each environment (terraform/environments/<env>.tfvars) sets the same variables, all declared
+  by the root; with the deployment file (deployment.tfvars.example) they set every variable the
+  root requires; each environment keeps its state under its own prefix (<env>.gcs.tfbackend);
 - each function's entry point in the functions module is a top-level function of
   functions/main.py.
 The last tests break a copy of the tree and check that the checker names what broke.
@@ -26,7 +29,8 @@ hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 is not installed (.ci/ter
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "terraform"
-ROOTS = sorted(p for p in (TERRAFORM / "environments").iterdir() if p.is_dir())
+ENVIRONMENTS = TERRAFORM / "environments"
+DEPLOYMENT_EXAMPLE = "deployment.tfvars.example"
 MODULES = sorted(p for p in (TERRAFORM / "modules").iterdir() if p.is_dir())
 FUNCTIONS_MAIN = REPO / "functions" / "main.py"
 META_ARGUMENTS = {"source", "version", "providers", "depends_on", "count", "for_each"}
@@ -132,6 +136,49 @@ def check_root(root: Path) -> list[str]:
     return sorted(set(problems))
 
 
+def assignments(path: Path) -> dict:
+    """What a .tfvars or .tfbackend file sets: name -> value (strings unquoted)."""
+    return {name: _scalar(value) for name, value in _attributes(parse(path)).items()}
+
+
+def check_environments(root: Path) -> list[str]:
+    """Problems in the environment files of a root (root/environments/); [] if none.
+
+    Each <env>.tfvars sets `environment = "<env>"` and the same variables as the others, all
+    declared by the root; with the deployment file they set every variable without a default,
+    and no variable is in both. Each <env>.gcs.tfbackend sets only `prefix = "recsys/<env>"`.
+    """
+    variables = blocks(load_dir(root), "variable")
+    required = {name for name, body in variables.items() if "default" not in body}
+    folder = root / "environments"
+    deployment = set(assignments(folder / DEPLOYMENT_EXAMPLE))
+    environments = {path.stem: assignments(path) for path in sorted(folder.glob("*.tfvars"))}
+    problems = [f"{DEPLOYMENT_EXAMPLE} sets {name!r}, which variables.tf does not declare"
+                for name in sorted(deployment - set(variables))]
+    every = set().union(*environments.values()) if environments else set()
+    for env, values in environments.items():
+        file = f"{env}.tfvars"
+        problems += [f"{file} sets {name!r}, which variables.tf does not declare"
+                     for name in sorted(set(values) - set(variables))]
+        unset = required - set(values) - deployment
+        problems += [f"{file}: required variable {name!r} is set neither there nor in "
+                     f"{DEPLOYMENT_EXAMPLE}" for name in sorted(unset)]
+        problems += [f"{file} and {DEPLOYMENT_EXAMPLE} both set {name!r}"
+                     for name in sorted(set(values) & deployment)]
+        if set(values) != every:
+            problems.append(f"{file} does not set {sorted(every - set(values))} (another "
+                            "environment does)")
+        if values.get("environment") != env:
+            problems.append(f"{file} sets environment = {values.get('environment')!r}, not {env!r}")
+        backend = folder / f"{env}.gcs.tfbackend"
+        if not backend.is_file():
+            problems.append(f"{env}: no {backend.name} (the environment's state prefix)")
+        elif assignments(backend) != {"prefix": f"recsys/{env}"}:
+            problems.append(f"{backend.name} sets {assignments(backend)}, not only prefix = "
+                            f"'recsys/{env}' (the bucket is given at init)")
+    return sorted(problems)
+
+
 def entry_points(functions_module: Path) -> set[str]:
     """Literal `entry_point` values anywhere in the functions module."""
     found: set[str] = set()
@@ -165,14 +212,16 @@ def remove_block(text: str, kind: str, name: str) -> str:
 # --- the checks on the real tree -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "path", sorted(TERRAFORM.rglob("*.tf")), ids=lambda p: str(p.relative_to(TERRAFORM))
-)
-def test_every_tf_file_parses(path):
+HCL_FILES = [p for pattern in ("*.tf", "*.tfvars", "*.tfbackend", "*.tfvars.example")
+             for p in TERRAFORM.rglob(pattern)]
+
+
+@pytest.mark.parametrize("path", sorted(HCL_FILES), ids=lambda p: str(p.relative_to(TERRAFORM)))
+def test_every_terraform_file_parses(path):
     assert isinstance(parse(path), dict)
 
 
-@pytest.mark.parametrize("directory", ROOTS + MODULES, ids=lambda p: p.name)
+@pytest.mark.parametrize("directory", [TERRAFORM, *MODULES], ids=lambda p: p.name)
 def test_variables_and_outputs_are_documented(directory):
     document = load_dir(directory)
     problems = [
@@ -189,19 +238,24 @@ def test_variables_and_outputs_are_documented(directory):
     assert not problems, f"{directory}: " + "; ".join(problems)
 
 
-@pytest.mark.parametrize("root", ROOTS, ids=lambda p: p.name)
-def test_deployment_specific_variables_have_no_default(root):
-    variables = blocks(load_dir(root), "variable")
+def test_deployment_specific_variables_have_no_default():
+    variables = blocks(load_dir(TERRAFORM), "variable")
     with_default = [name for name in DEPLOYMENT_SPECIFIC if "default" in variables.get(name, {})]
     missing = [name for name in DEPLOYMENT_SPECIFIC if name not in variables]
-    assert not missing, f"{root}: variables {missing} are not declared"
-    assert not with_default, f"{root}: deployment-specific {with_default} must have no default"
+    assert not missing, f"terraform/variables.tf: variables {missing} are not declared"
+    assert not with_default, f"deployment-specific {with_default} must have no default"
 
 
-@pytest.mark.parametrize("root", ROOTS, ids=lambda p: p.name)
-def test_module_calls_match_module_interfaces(root):
-    assert blocks(load_dir(root), "module"), f"{root} calls no module"
-    problems = check_root(root)
+def test_module_calls_match_module_interfaces():
+    assert blocks(load_dir(TERRAFORM), "module"), "terraform/ calls no module"
+    problems = check_root(TERRAFORM)
+    assert not problems, "\n".join(problems)
+
+
+def test_environments_are_variable_files_of_the_one_root():
+    assert sorted(p.stem for p in ENVIRONMENTS.glob("*.tfvars")) == ["dev", "prod"]
+    assert not [p for p in ENVIRONMENTS.iterdir() if p.is_dir()], "an environment root folder"
+    problems = check_environments(TERRAFORM)
     assert not problems, "\n".join(problems)
 
 
@@ -256,13 +310,12 @@ def test_hardening_13_admin_items_is_deployed_with_its_own_key_from_secret_manag
     assert "local.key_environment[key] }" in main_tf and "each.value.keys" in main_tf
     validation = blocks(load_dir(module), "variable")["admin_invokers"]["validation"]
     assert "allUsers" in str(validation)
-    for root in ROOTS:
-        calls = blocks(load_dir(root), "module")
-        secret_ids = _attributes(_scalar(calls["functions"]["secret_ids"]))
-        passed = _scalar(secret_ids.get("admin_key", ""))
-        assert passed == '${module.secrets.secret_ids["admin_key"]}', (root.name, passed)
-        readers = _attributes(_scalar(calls["secrets"]["accessors"]))["functions"]["secrets"]
-        assert "admin_key" in map(_scalar, readers), f"{root.name}: functions cannot read admin_key"
+    calls = blocks(load_dir(TERRAFORM), "module")
+    secret_ids = _attributes(_scalar(calls["functions"]["secret_ids"]))
+    passed = _scalar(secret_ids.get("admin_key", ""))
+    assert passed == '${module.secrets.secret_ids["admin_key"]}', passed
+    readers = _attributes(_scalar(calls["secrets"]["accessors"]))["functions"]["secrets"]
+    assert "admin_key" in map(_scalar, readers), "the functions cannot read admin_key"
 
 
 # --- the checker catches broken wiring (on a copy of the tree) -------------------------------
@@ -279,30 +332,65 @@ def test_checker_reports_a_removed_module_variable(tree):
     variables_tf = tree / "modules" / "cache" / "variables.tf"
     variables_tf.write_text(remove_block(variables_tf.read_text(), "variable", "redis_tier"))
 
-    problems = check_root(tree / "environments" / "dev")
+    problems = check_root(tree)
 
     assert problems == [
-        "dev: module cache passes 'redis_tier', which "
+        "terraform: module cache passes 'redis_tier', which "
         "terraform/modules/cache/variables.tf does not declare"
     ]
 
 
 def test_checker_reports_a_required_variable_not_passed(tree):
-    main_tf = tree / "environments" / "prod" / "main.tf"
+    main_tf = tree / "main.tf"
     text, removed = re.subn(r"(?m)^\s*image_tag\s*=.*\n", "", main_tf.read_text())
     assert removed == 1
     main_tf.write_text(text)
 
-    problems = check_root(tree / "environments" / "prod")
+    problems = check_root(tree)
 
-    assert problems == ["prod: module batch does not pass required variable 'image_tag'"]
+    assert problems == ["terraform: module batch does not pass required variable 'image_tag'"]
 
 
 def test_checker_reports_a_reference_to_a_removed_output(tree):
     outputs_tf = tree / "modules" / "storage" / "outputs.tf"
     outputs_tf.write_text(remove_block(outputs_tf.read_text(), "output", "store_uri"))
 
-    problems = check_root(tree / "environments" / "dev")
+    problems = check_root(tree)
 
     assert problems and all("module.storage.store_uri" in p for p in problems), problems
     assert "has no output 'store_uri'" in problems[0]
+
+
+def test_checker_reports_an_environment_setting_an_undeclared_variable(tree):
+    variables_tf = tree / "variables.tf"
+    variables_tf.write_text(remove_block(variables_tf.read_text(), "variable", "force_destroy"))
+
+    problems = check_environments(tree)
+
+    assert problems == [f"{env}.tfvars sets 'force_destroy', which variables.tf does not declare"
+                        for env in ("dev", "prod")]
+
+
+def test_checker_reports_a_variable_one_environment_leaves_out(tree):
+    prod = tree / "environments" / "prod.tfvars"
+    text, removed = re.subn(r"(?m)^force_destroy\s*=.*\n", "", prod.read_text())
+    assert removed == 1
+    prod.write_text(text)
+
+    problems = check_environments(tree)
+
+    assert problems == [
+        "prod.tfvars does not set ['force_destroy'] (another environment does)",
+        "prod.tfvars: required variable 'force_destroy' is set neither there nor in "
+        "deployment.tfvars.example",
+    ]
+
+
+def test_checker_reports_two_environments_sharing_a_state_prefix(tree):
+    environments = tree / "environments"
+    shutil.copy(environments / "dev.gcs.tfbackend", environments / "prod.gcs.tfbackend")
+
+    problems = check_environments(tree)
+
+    assert problems == ["prod.gcs.tfbackend sets {'prefix': 'recsys/dev'}, not only prefix = "
+                        "'recsys/prod' (the bucket is given at init)"]

@@ -1,5 +1,48 @@
-# Deployment-specific values have no default: they come from terraform.tfvars
-# (copy terraform.tfvars.example). The rest are this environment's sizing and policy.
+# Three kinds of variables:
+# - the environment and its sizing and policy, no default: environments/<env>.tfvars (committed)
+#   sets every one, so dev and prod differ only in that file;
+# - deployment-specific values, no default: environments/<env>.deployment.tfvars (not
+#   committed; copy environments/deployment.tfvars.example);
+# - the rest, with defaults either file may override.
+
+# --- the environment: environments/<env>.tfvars
+
+variable "environment" {
+  type        = string
+  description = "Name of the environment (dev, prod, ...): resources are named recsys-<environment>-... and labelled environment=<environment>."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]{0,7}$", var.environment))
+    error_message = "environment must be 1-8 lowercase letters or digits, starting with a letter, so that recsys-<environment>-connector fits the connector's 25-character limit."
+  }
+}
+
+variable "redis_tier" {
+  type        = string
+  description = "Memorystore tier: BASIC (one node) or STANDARD_HA (replica and failover)."
+}
+
+variable "redis_memory_size_gb" {
+  type        = number
+  description = "Memorystore memory in GiB."
+}
+
+variable "recommend_min_instances" {
+  type        = number
+  description = "Warm instances of recommend (0 allows cold starts)."
+}
+
+variable "dataflow_max_workers" {
+  type        = number
+  description = "Ceiling of Dataflow workers for the nightly job."
+}
+
+variable "force_destroy" {
+  type        = bool
+  description = "Let `terraform destroy` delete buckets that still hold objects."
+}
+
+# --- deployment-specific: environments/<env>.deployment.tfvars
 
 variable "project_id" {
   type        = string
@@ -13,7 +56,7 @@ variable "region" {
 
 variable "function_source_zip" {
   type        = string
-  description = "Path of the functions' source archive built by `python app/build_function_source.py --out dist/functions.zip`, relative to this folder (e.g. ../../../dist/functions.zip)."
+  description = "Path of the functions' source archive built by `python app/build_function_source.py --out dist/functions.zip`, relative to terraform/ (e.g. ../dist/functions.zip)."
 }
 
 variable "batch_image_tag" {
@@ -35,6 +78,8 @@ variable "events_invokers" {
   type        = list(string)
   description = "Who may call events (never public): members like serviceAccount:app@PROJECT.iam.gserviceaccount.com or user:you@example.com."
 }
+
+# --- defaults
 
 variable "admin_invokers" {
   type        = list(string)
@@ -94,34 +139,4 @@ variable "recommendations_per_user" {
   type        = number
   description = "Length of the list published per user (the nightly job's k)."
   default     = 100
-}
-
-variable "redis_tier" {
-  type        = string
-  description = "Memorystore tier: BASIC (one node) or STANDARD_HA (replica and failover)."
-  default     = "STANDARD_HA"
-}
-
-variable "redis_memory_size_gb" {
-  type        = number
-  description = "Memorystore memory in GiB."
-  default     = 5
-}
-
-variable "recommend_min_instances" {
-  type        = number
-  description = "Warm instances of recommend (0 allows cold starts)."
-  default     = 1
-}
-
-variable "dataflow_max_workers" {
-  type        = number
-  description = "Ceiling of Dataflow workers for the nightly job."
-  default     = 8
-}
-
-variable "force_destroy" {
-  type        = bool
-  description = "Let `terraform destroy` delete buckets that still hold objects."
-  default     = false
 }

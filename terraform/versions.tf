@@ -9,7 +9,7 @@ terraform {
   }
 
   # State lives in a bucket that only the deployers can read: it holds the Redis AUTH string
-  # and the HMAC secrets. Settings come from `terraform init -backend-config=backend.hcl`
-  # (copy backend.hcl.example).
+  # and the HMAC secrets. Each environment has its own prefix in it: `terraform init
+  # -backend-config=environments/<env>.gcs.tfbackend -backend-config="bucket=<bucket>"`.
   backend "gcs" {}
 }

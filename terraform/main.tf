@@ -1,4 +1,6 @@
-# The dev environment: every module wired together. docs/DEPLOY.md walks through using it.
+# The one root module: every module wired together. Each environment is a variable file and a
+# state prefix (environments/<env>.tfvars, environments/<env>.gcs.tfbackend), not a copy of this
+# folder; docs/DEPLOY.md walks through using it.
 
 provider "google" {
   project = var.project_id
@@ -6,24 +8,23 @@ provider "google" {
 }
 
 locals {
-  environment = "dev"
-  name_prefix = "recsys-${local.environment}"
+  name_prefix = "recsys-${var.environment}"
   labels = {
     app         = "recsys"
-    environment = local.environment
+    environment = var.environment
     managed_by  = "terraform"
   }
 }
 
 module "iam" {
-  source = "../../modules/iam"
+  source = "./modules/iam"
 
   project_id  = var.project_id
   name_prefix = local.name_prefix
 }
 
 module "cache" {
-  source = "../../modules/cache"
+  source = "./modules/cache"
 
   project_id           = var.project_id
   region               = var.region
@@ -34,7 +35,7 @@ module "cache" {
 }
 
 module "storage" {
-  source = "../../modules/storage"
+  source = "./modules/storage"
 
   project_id    = var.project_id
   name_prefix   = local.name_prefix
@@ -54,7 +55,7 @@ module "storage" {
 }
 
 module "secrets" {
-  source = "../../modules/secrets"
+  source = "./modules/secrets"
 
   project_id      = var.project_id
   name_prefix     = local.name_prefix
@@ -75,7 +76,7 @@ module "secrets" {
 }
 
 module "functions" {
-  source = "../../modules/functions"
+  source = "./modules/functions"
 
   project_id                    = var.project_id
   region                        = var.region
@@ -113,7 +114,7 @@ module "functions" {
 }
 
 module "batch" {
-  source = "../../modules/batch"
+  source = "./modules/batch"
 
   project_id                      = var.project_id
   region                          = var.region

@@ -1,0 +1,9 @@
+# The prod environment: sizing and policy (committed). With the deployment's own values:
+#   terraform -chdir=terraform plan -var-file=environments/prod.tfvars \
+#     -var-file=environments/prod.deployment.tfvars
+environment             = "prod"
+redis_tier              = "STANDARD_HA" # replica and failover
+redis_memory_size_gb    = 5
+recommend_min_instances = 1 # one warm instance
+dataflow_max_workers    = 8
+force_destroy           = false # buckets holding objects survive `terraform destroy`
