@@ -19,11 +19,11 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 
-import pandas as pd
 from tqdm import tqdm
 
 from evaluation.registry import resolve_models
 from evaluation.report import markdown_report, plot_ndcg_vs_longtail, write_atomic
+from infra.parquet import DEAD_SCHEMA, parquet_bytes
 from models.evaluation import build_cases, build_report, evaluate_model, temporal_split
 from models.schema import Dataset
 
@@ -66,7 +66,8 @@ def run_evaluation(dataset: Dataset, model_names: list[str], json_path: str | No
         write_atomic(os.path.join(report_dir, "report.md"), markdown_report(report))
         plot_ndcg_vs_longtail(report, os.path.join(report_dir, "ndcg_vs_longtail.png"))
         if dead:
-            pd.DataFrame(dead).to_parquet(os.path.join(report_dir, "dead_letters.parquet"))
+            with open(os.path.join(report_dir, "dead_letters.parquet"), "wb") as f:
+                f.write(parquet_bytes(dead, DEAD_SCHEMA))
     return report
 
 

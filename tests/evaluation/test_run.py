@@ -2,9 +2,11 @@
 
 import json
 
+import pyarrow.parquet as pq
 import pytest
 
 from evaluation.run import run_evaluation
+from infra.parquet import DEAD_SCHEMA
 from models.synthetic import generate
 
 
@@ -30,3 +32,12 @@ def test_reports_are_written(evaluated):
     page = (out / "reports" / "report.md").read_text()
     assert "| popularity |" in page and "| ease |" in page
     assert (out / "reports" / "ndcg_vs_longtail.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_dead_letters_are_written_in_the_nightly_jobs_layout(tmp_path):
+    dataset = generate(100, 40, seed=2)
+    dataset.extras["dead_letters"] = [{"file": "a.csv", "reason": "missing item_id", "row": "{}"}]
+    report = run_evaluation(dataset, ["popularity"], None, str(tmp_path))
+    assert report["dead_letters"] == {"missing item_id": 1}
+    table = pq.read_table(tmp_path / "dead_letters.parquet")
+    assert table.schema == DEAD_SCHEMA and table.to_pylist() == dataset.extras["dead_letters"]
