@@ -20,7 +20,10 @@ from models.ranker import (
     segment_lift,
     train_ranker,
 )
-from models.two_tower import TwoTowerConfig, fit_tower, prepare
+from models.schema import SECONDS_PER_DAY
+from models.tower_data import prepare
+from models.tower_fit import fit_tower
+from models.two_tower import TwoTowerConfig
 
 
 @pytest.mark.parametrize("alpha", [0.5, 0.7])
@@ -169,11 +172,27 @@ def test_ranker_learns_which_feature_marks_the_truth():
     assert len(model.members) == 2 and 1 <= model.epochs <= 30
 
 
-def test_release_age_comes_from_year_or_created_ts(setup):
+def test_release_age_comes_from_created_ts_else_year_else_the_first_event(setup):
     ds, tower, _ = setup
-    items = ds.items.assign(year=2000).drop(columns="created_ts")
-    tables = build_tables(ds.interactions, tower, items, RankerConfig(neighbours=3))
-    age = tables.item_stats[:-1, ITEM_STATS.index("age_release")]
-    want = np.log1p((tables.now - (30.5 * 365.25 * 86_400)) / 86_400)
-    np.testing.assert_allclose(age, want, rtol=1e-5)
-    assert isinstance(ds.items, pd.DataFrame)
+    now, ids = tower.data.now, list(tower.data.items.ids)
+
+    def stats(items):
+        got = build_tables(ds.interactions, tower, items, RankerConfig(neighbours=3))
+        return {name: got.item_stats[:-1, ITEM_STATS.index(name)]
+                for name in ("age_release", "age_first")}
+
+    by_year = stats(ds.items.assign(year=2000).drop(columns="created_ts"))["age_release"]
+    mid_2000 = (2000 - 1970 + 0.5) * 365.25 * SECONDS_PER_DAY
+    np.testing.assert_allclose(by_year, np.log1p((now - mid_2000) / SECONDS_PER_DAY), rtol=1e-5)
+
+    days = 2.0 * np.arange(len(ids))  # item k was released 2k days before `now`
+    created = now - days * SECONDS_PER_DAY
+    created[0] = now + 5 * SECONDS_PER_DAY  # a release date after `now` counts as `now`
+    created[1] = np.nan  # unknown: the first event's age stands in
+    both = stats(pd.DataFrame({"item_id": ids, "created_ts": created, "year": 1990}))
+    np.testing.assert_allclose(both["age_release"][2:], np.log1p(days[2:]), rtol=1e-5)
+    assert both["age_release"][0] == 0
+    assert both["age_release"][1] == both["age_first"][1] > 0
+
+    unknown = stats(None)
+    np.testing.assert_allclose(unknown["age_release"], unknown["age_first"])
