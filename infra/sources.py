@@ -11,6 +11,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from infra.store import S3Store
+from models.rows import clean_id
 from models.schema import INTERACTION_COLUMNS, SchemaError, check_columns
 
 SUFFIXES = (".parquet", ".csv")
@@ -83,7 +84,8 @@ def read_interaction_chunks(path: str, chunk_rows: int = 100_000):
 
 def read_features(path: str | None, key: str):
     """A users (key "user_id") or items ("item_id") table of features for the served model:
-    one .parquet/.csv file, local or s3://; ids as strings, rows without an id dropped.
+    one .parquet/.csv file, local or s3://; ids as the interactions' (models.rows.clean_id: a
+    float 7.0 is "7", as in the interactions), rows without a valid id dropped.
 
     Returns:
         A pandas DataFrame, or None without a path.
@@ -96,6 +98,5 @@ def read_features(path: str | None, key: str):
     table = read_table(path)
     check_columns(path, table.column_names, (key,))
     df = table.to_pandas()
-    df = df[df[key].notna()].copy()
-    df[key] = df[key].astype(str)
-    return df.reset_index(drop=True)
+    df[key] = [clean_id(value, key)[0] for value in df[key]]
+    return df[df[key].notna()].reset_index(drop=True)
