@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from models.schema import INTERACTION_COLUMNS, Dataset, SchemaError, check_columns, validate_frame
+from models.rows import INTERACTION_COLUMNS, clean_id
+from models.schema import Dataset, SchemaError, check_columns, drop_duplicates, validate_batch
 
 logger = logging.getLogger(__name__)
 
@@ -120,29 +121,25 @@ def _ids_as_str(df: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def _id_series(ids: pd.Series) -> pd.Series:
-    """Ids as stripped strings (1.0 -> '1'), None where missing; fast for integer columns."""
+    """Ids by the interactions' rule (models.rows.clean_id: stripped text, 1.0 -> '1'), None
+    where it refuses one (missing, "" or blank, too long, ...); fast for integer columns."""
     if pd.api.types.is_integer_dtype(ids) and not ids.isna().any():
         return ids.astype(str)
-    return ids.map(_id_str)
-
-
-def _id_str(value) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
+    return ids.map(lambda value: clean_id(value)[0])
 
 
 def to_interactions(df: pd.DataFrame, path: str = "<frame>",
                     dead_letters: list | None = None) -> pd.DataFrame:
-    """Canonical interactions (models.schema.validate_frame); invalid rows are appended to
-    `dead_letters` with their reason, never silently dropped.
+    """Canonical interactions (models.schema.validate_batch, then drop_duplicates: the nightly
+    job's rules); invalid rows and exact duplicates are appended to `dead_letters` with their
+    reason, never silently dropped.
 
     Raises:
         SchemaError: naming the file, when a required column is missing.
     """
-    clean, dead = validate_frame(df, path)
+    clean, dead = validate_batch(df, path)
+    clean, copies = drop_duplicates(clean, path)
+    dead += copies
     if dead:
         logger.warning("%s: %d invalid row(s) set aside as dead letters", path, len(dead))
         if dead_letters is not None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.schema import DEFAULT_EVENT_WEIGHTS
+from models.rows import DEFAULT_EVENT_WEIGHTS
 from models.vocab import Vocab, interaction_weights
 
 

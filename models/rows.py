@@ -1,10 +1,12 @@
 """The rules for one interaction row, in plain Python: the one rule set of every validator.
 
 `validate_interaction` checks a row for the functions (`POST /events`) and the events drain;
-`models.schema.validate_batch` applies the same value rules (`clean_id`, `parse_timestamp`,
-`parse_weight`) to whole columns for the nightly job. This module imports neither pandas nor
-pyarrow nor NumPy, so the functions' light path stays light (docs/SERVING.md). The limits and
-the reason strings are documented in docs/SCHEMA.md.
+`models.schema.validate_batch` applies the same code to whole columns for the nightly job and
+the dataset loaders: the value rules (`clean_id`, `clean_event_type`, `parse_timestamp`,
+`parse_weight`) once per distinct value, and the numeric checks (`timestamp_failures`,
+`weight_failures`, written for a number or a NumPy array alike) to numeric columns at once.
+This module imports neither pandas nor pyarrow nor NumPy, so the functions' light path stays
+light (docs/SERVING.md). The limits and the reason strings are documented in docs/SCHEMA.md.
 
     python -c "from models.rows import validate_interaction as v; print(v({'user_id': 'u',
     'item_id': 'i', 'timestamp': 1e20}))"
@@ -17,6 +19,7 @@ import numbers
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
 OPTIONAL_INTERACTION_COLUMNS = ("event_type", "weight")
@@ -39,7 +42,6 @@ WEIGHT_NEGATIVE = "negative weight"
 WEIGHT_OUT_OF_RANGE = f"weight out of range [0, {MAX_WEIGHT:g}]"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TS_SPAN = timedelta(seconds=TS_MAX - TS_MIN)
 _SECOND = timedelta(seconds=1)
 # C0 and C1 control characters, DEL, and UTF-16 surrogates (which no UTF-8 text can hold).
 _BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -111,16 +113,32 @@ def clean_id(value, field: str = "id") -> tuple[str | None, str | None]:
     return text, None
 
 
+def timestamp_failures(seconds) -> tuple[tuple[str, Any], ...]:
+    """The checks of a timestamp in seconds, in order: (reason, failed) pairs.
+
+    Args:
+        seconds: a number (int or float) or a NumPy array of them; `failed` is a bool or a
+            bool array alike. The first failed check names the value.
+    """
+    return ((TS_UNPARSEABLE, (seconds != seconds) | (abs(seconds) == math.inf)),  # NaN, inf
+            (TS_OUT_OF_RANGE, (seconds < TS_MIN) | (seconds >= TS_MAX)))
+
+
+def weight_failures(weight) -> tuple[tuple[str, Any], ...]:
+    """The checks of a weight, in order: (reason, failed) pairs, for a number or a NumPy
+    array of them (as `timestamp_failures`). NaN fails here: where NaN means missing (a float
+    column), the caller checks that first."""
+    return ((WEIGHT_NON_NUMERIC, (weight != weight) | (abs(weight) == math.inf)),
+            (WEIGHT_NEGATIVE, weight < 0), (WEIGHT_OUT_OF_RANGE, weight > MAX_WEIGHT))
+
+
+def _first_failure(checks) -> str | None:
+    return next((reason for reason, failed in checks if failed), None)
+
+
 def _seconds(number) -> tuple[int | None, str | None]:
-    if isinstance(number, float):
-        if not math.isfinite(number):
-            return None, TS_UNPARSEABLE
-        if not TS_MIN <= number < TS_MAX:
-            return None, TS_OUT_OF_RANGE
-        return int(number), None
-    if not TS_MIN <= number < TS_MAX:
-        return None, TS_OUT_OF_RANGE
-    return number, None
+    reason = _first_failure(timestamp_failures(number))
+    return (None, reason) if reason else (int(number), None)
 
 
 def _datetime_seconds(value: datetime) -> tuple[int | None, str | None]:
@@ -131,9 +149,7 @@ def _datetime_seconds(value: datetime) -> tuple[int | None, str | None]:
         delta = value - _EPOCH  # pandas.Timestamp - datetime is a pandas.Timedelta: exact ns
     except (OverflowError, ValueError):
         return None, TS_OUT_OF_RANGE
-    if not timedelta(0) <= delta < _TS_SPAN:
-        return None, TS_OUT_OF_RANGE
-    return int(delta // _SECOND), None
+    return _seconds(int(delta // _SECOND))
 
 
 def parse_timestamp(value) -> tuple[int | None, str | None]:
@@ -200,24 +216,14 @@ def parse_weight(value) -> tuple[float | None, str | None]:
     elif _is_bool(value) or not isinstance(value, numbers.Real):
         return None, WEIGHT_NON_NUMERIC
     elif isinstance(value, numbers.Integral):
-        number = int(value)
-        if number < 0:
-            return None, WEIGHT_NEGATIVE
-        if number > MAX_WEIGHT:
-            return None, WEIGHT_OUT_OF_RANGE
-        return float(number), None
+        number = int(value)  # compared exactly, before any rounding to float
     else:
         try:
             number = float(value)
         except OverflowError:
             return None, WEIGHT_NEGATIVE if value < 0 else WEIGHT_OUT_OF_RANGE
-    if not math.isfinite(number):
-        return None, WEIGHT_NON_NUMERIC
-    if number < 0:
-        return None, WEIGHT_NEGATIVE
-    if number > MAX_WEIGHT:
-        return None, WEIGHT_OUT_OF_RANGE
-    return number + 0.0, None  # -0.0 -> 0.0
+    reason = _first_failure(weight_failures(number))
+    return (None, reason) if reason else (float(number) + 0.0, None)  # -0.0 -> 0.0
 
 
 def clean_event_type(value, event_weights: Mapping[str, float] | None = DEFAULT_EVENT_WEIGHTS

@@ -4,7 +4,8 @@ Interactions: ``user_id`` (str), ``item_id`` (str), ``timestamp`` (int, seconds 
 epoch, UTC), optional ``event_type`` (str) and optional ``weight`` (float, 0 to MAX_WEIGHT).
 Users: ``user_id`` + feature columns. Items: ``item_id`` + feature columns.
 The rules for one row live in models/rows.py (no pandas, for the functions); this module
-re-exports them and applies them to whole tables. See docs/SCHEMA.md.
+applies the same code to whole tables (`validate_batch`) and drops exact duplicates
+(`drop_duplicates`). See docs/SCHEMA.md.
 """
 
 from __future__ import annotations
@@ -15,24 +16,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.rows import (  # noqa: F401 (re-exported: the rules live in models/rows.py)
+from models.rows import (
     DEFAULT_EVENT_WEIGHTS,
     INTERACTION_COLUMNS,
-    MAX_ID_CHARS,
-    MAX_WEIGHT,
-    OPTIONAL_INTERACTION_COLUMNS,
-    TS_MAX,
-    TS_MIN,
-    TS_OUT_OF_RANGE,
-    TS_UNPARSEABLE,
-    WEIGHT_NEGATIVE,
-    WEIGHT_NON_NUMERIC,
-    WEIGHT_OUT_OF_RANGE,
     clean_event_type,
     clean_id,
     parse_timestamp,
     parse_weight,
-    validate_interaction,
+    timestamp_failures,
+    weight_failures,
 )
 
 if TYPE_CHECKING:
@@ -88,51 +80,15 @@ def natural_key(item_id: str) -> tuple:
     return (0, int(s), s) if s.isdigit() else (1, 0, s)
 
 
-def interactions_frame(rows: Iterable[Mapping]) -> pd.DataFrame:
-    """Builds the canonical interactions DataFrame from clean rows."""
-    import pandas as pd
-
-    df = pd.DataFrame(list(rows), columns=list(INTERACTION_COLUMNS + OPTIONAL_INTERACTION_COLUMNS))
-    df = df.astype({"user_id": str, "item_id": str, "timestamp": "int64", "weight": "float64"})
-    event_type = df["event_type"].astype(object)
-    df["event_type"] = event_type.where(event_type.notna(), None)
-    return df
-
-
-def validate_frame(df: pd.DataFrame, path: str = "<frame>",
-                   event_weights: Mapping[str, float] | None = DEFAULT_EVENT_WEIGHTS
-                   ) -> tuple[pd.DataFrame, list[dict]]:
-    """Validates every row of an interactions table, as the nightly job's Beam step does.
-
-    Args:
-        df: raw interactions with at least user_id, item_id, timestamp.
-        path: the file's name, for messages and dead letters.
-        event_weights: the known event types (None accepts any).
-
-    Returns:
-        (clean interactions DataFrame, dead letters [{"file", "reason", "row"}]); exact
-        duplicates of an earlier clean row are dead letters with reason "exact duplicate".
-
-    Raises:
-        SchemaError: a required column is missing.
-    """
+def drop_duplicates(clean: pd.DataFrame, file: str = "") -> tuple[pd.DataFrame, list[dict]]:
+    """Keeps the first of identical clean rows; the copies become dead letters ("exact
+    duplicate", `file` as their file: "" where rows of several files are gathered)."""
     import json
 
-    check_columns(path, df.columns, INTERACTION_COLUMNS)
-    clean, dead, seen = [], [], set()
-    for raw in df.to_dict("records"):
-        row, reason = validate_interaction(raw, event_weights)
-        if row is not None:
-            key = tuple(row.values())
-            if key in seen:
-                row, reason = None, "exact duplicate"
-            seen.add(key)
-        if row is None:
-            dead.append({"file": path, "reason": reason,
-                         "row": json.dumps(raw, default=str)})
-        else:
-            clean.append(row)
-    return interactions_frame(clean), dead
+    copies = clean.duplicated(keep="first").to_numpy()
+    dead = [{"file": file, "reason": "exact duplicate", "row": json.dumps(row, default=str)}
+            for row in clean[copies].to_dict("records")]
+    return clean[~copies].reset_index(drop=True), dead
 
 
 def _per_value(column: pd.Series, rule: Callable) -> tuple[list, list]:
@@ -168,7 +124,8 @@ _PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 
 
 def _timestamps(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """parse_timestamp over a column: (int64 seconds, 0 where rejected; reasons)."""
+    """parse_timestamp over a column: (int64 seconds, 0 where rejected; reasons). Numeric and
+    datetime columns go through `timestamp_failures` at once, others value by value."""
     import pandas as pd
 
     n = len(column)
@@ -177,47 +134,38 @@ def _timestamps(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if _plain_dtype(column, "M") and np.datetime_data(column.dtype) in [
             (u, 1) for u in _PER_SECOND]:
         raw = column.to_numpy()
-        per_second = _PER_SECOND[np.datetime_data(raw.dtype)[0]]
-        ticks, missing = raw.view("int64"), np.isnat(raw)
-        ok = (ticks >= TS_MIN * per_second) & (ticks < TS_MAX * per_second) & ~missing
-        return (np.where(ok, ticks // per_second, 0),
-                _reasons(n, ("missing timestamp", missing), (TS_OUT_OF_RANGE, ~ok)))
-    if _plain_dtype(column, "iu"):
-        raw = column.to_numpy()
-        ok = (raw >= TS_MIN) & (raw < TS_MAX)
-        return np.where(ok, raw, 0).astype(np.int64), _reasons(n, (TS_OUT_OF_RANGE, ~ok))
-    if _plain_dtype(column, "f"):
+        seconds = raw.view("int64") // _PER_SECOND[np.datetime_data(raw.dtype)[0]]  # floored
+        reasons = _reasons(n, ("missing timestamp", np.isnat(raw)), *timestamp_failures(seconds))
+    elif _plain_dtype(column, "iu"):
+        seconds = column.to_numpy()
+        reasons = _reasons(n, *timestamp_failures(seconds))
+    elif _plain_dtype(column, "f"):
         raw = column.to_numpy(dtype=np.float64)
-        missing, finite = np.isnan(raw), np.isfinite(raw)
+        seconds = np.trunc(np.nan_to_num(raw))
         with np.errstate(invalid="ignore"):
-            ok = (raw >= TS_MIN) & (raw < TS_MAX)
-        return (np.trunc(np.where(ok, raw, 0)).astype(np.int64),
-                _reasons(n, ("missing timestamp", missing), (TS_UNPARSEABLE, ~finite),
-                         (TS_OUT_OF_RANGE, ~ok)))
-    values, reasons = _per_value(column, parse_timestamp)
-    return (np.fromiter((0 if v is None else v for v in values), np.int64, n),
-            np.array(reasons, dtype=object))
+            reasons = _reasons(n, ("missing timestamp", np.isnan(raw)), *timestamp_failures(raw))
+    else:
+        values, reasons = _per_value(column, parse_timestamp)
+        return (np.fromiter((0 if v is None else v for v in values), np.int64, n),
+                np.array(reasons, dtype=object))
+    return np.where(pd.isna(reasons), seconds, 0).astype(np.int64), reasons
 
 
 def _weights(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """parse_weight over a column: (float64 weights, NaN where missing or rejected; reasons)."""
+    """parse_weight over a column: (float64 weights, NaN where missing or rejected; reasons).
+    Numeric columns go through `weight_failures` at once (integers compared exactly, before
+    any rounding to float; NaN is missing), others value by value."""
+    import pandas as pd
+
     n = len(column)
     if _plain_dtype(column, "iuf"):
-        raw = column.to_numpy(dtype=np.float64) if column.dtype.kind == "f" else None
-        if raw is None:  # integers compare exactly, before any rounding to float
-            ints = column.to_numpy()
-            negative, high = ints < 0, ints > MAX_WEIGHT
-            raw = ints.astype(np.float64)
-            checks = [(WEIGHT_NEGATIVE, negative), (WEIGHT_OUT_OF_RANGE, high)]
-        else:
-            finite = np.isfinite(raw)
-            with np.errstate(invalid="ignore"):
-                checks = [(WEIGHT_NON_NUMERIC, ~finite & ~np.isnan(raw)),
-                          (WEIGHT_NEGATIVE, raw < 0), (WEIGHT_OUT_OF_RANGE, raw > MAX_WEIGHT)]
-        reasons = _reasons(n, *checks)
-        import pandas as pd
-
-        return np.where(pd.isna(reasons), raw + 0.0, np.nan), reasons
+        raw = column.to_numpy()
+        missing = np.isnan(raw) if raw.dtype.kind == "f" else np.zeros(n, bool)
+        with np.errstate(invalid="ignore"):
+            reasons = _reasons(n, *weight_failures(raw))
+        reasons[missing] = None
+        ok = pd.isna(reasons) & ~missing
+        return np.where(ok, raw.astype(np.float64) + 0.0, np.nan), reasons
     values, reasons = _per_value(column, parse_weight)
     return (np.fromiter((np.nan if v is None else v for v in values), np.float64, n),
             np.array(reasons, dtype=object))
@@ -226,9 +174,9 @@ def _weights(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 def validate_batch(df: pd.DataFrame, path: str = "<frame>",
                    event_weights: Mapping[str, float] | None = DEFAULT_EVENT_WEIGHTS
                    ) -> tuple[pd.DataFrame, list[dict]]:
-    """validate_interaction over a whole table at once: the same value rules (models/rows.py)
-    and the same reasons, each rule run once per distinct value, or by NumPy on numeric
-    and datetime columns.
+    """validate_interaction over a whole table at once, with its code (models/rows.py): the
+    value rules run once per distinct value, the numeric checks (`timestamp_failures`,
+    `weight_failures`) on whole numeric and datetime columns; the same reasons.
 
     Returns:
         (clean interactions DataFrame, dead letters [{"file", "reason", "row"}]).

@@ -158,3 +158,31 @@ def test_one_percent_corrupted_csv_loses_exactly_those_rows(tmp_path):
         reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
     assert reasons == expected
     assert len(dataset.interactions) == len(clean) - sum(expected.values()) + 5
+
+
+def test_blank_ids_are_missing_in_the_interactions_and_the_feature_tables_alike(tmp_path):
+    """One id rule (models.rows.clean_id) for both readers: "" and blank ids are missing,
+    others are stripped; an interaction with one is a dead letter, a feature row keeps a
+    missing id (it joins no interaction)."""
+    pq.write_table(pa.table({"user_id": ["u1", "", "u3"], "item_id": [" 7 ", "7", "  "],
+                             "timestamp": [1, 2, 3]}), tmp_path / "interactions.parquet")
+    pq.write_table(pa.table({"item_id": [" 7 ", "", "  "], "genre": ["a", "b", "c"]}),
+                   tmp_path / "items.parquet")
+    pq.write_table(pa.table({"user_id": ["", "u1"], "age": [30, 40]}),
+                   tmp_path / "users.parquet")
+    ds = load_dataset(f"parquet:{tmp_path}")
+    assert ds.interactions[["user_id", "item_id"]].values.tolist() == [["u1", "7"]]
+    assert sorted(d["reason"] for d in ds.extras["dead_letters"]) == ["missing item_id",
+                                                                     "missing user_id"]
+    assert ds.items["item_id"].iloc[0] == "7"
+    assert ds.items["item_id"].isna().tolist() == [False, True, True]
+    assert ds.users["user_id"].isna().tolist() == [True, False]
+
+
+def test_exact_duplicates_are_dead_letters_naming_the_file(tmp_path):
+    path = tmp_path / "interactions.csv"
+    write(path, "user_id,item_id,timestamp\n1,2,10\n1,2,10\n1,2,11\n")
+    ds = load_dataset(f"csv:{path}")
+    assert ds.interactions["timestamp"].tolist() == [10, 11]
+    [dead] = ds.extras["dead_letters"]
+    assert dead["file"] == str(path) and dead["reason"] == "exact duplicate"

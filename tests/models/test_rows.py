@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.schema import validate_batch, validate_interaction
+from models.rows import validate_interaction
+from models.schema import validate_batch
 
 OUT_OF_RANGE = ("timestamp out of range: expected epoch seconds from 1970-01-01 to before "
                 "2100-01-01 UTC (milliseconds?)")

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from models.schema import validate_interaction
+from models.rows import validate_interaction
 
 
 @pytest.mark.parametrize("ts,expected", [
