@@ -184,19 +184,38 @@ def test_health_names_the_version(client):
     assert r.get_json()["status"] == "ok" and r.get_json()["on_demand"] is True
 
 
-def test_metrics_count_sources_hits_and_events(client, warm_user):
-    app, _ = client
-    app.get(f"/recommend?user_id={warm_user}&k=2")
-    app.post("/events", json=[{"user_id": "m", "item_id": "1"}], headers=KEY)
+def _metrics(app) -> dict[str, float]:
+    """GET /metrics as {'name{labels}': value}."""
     r = app.get("/metrics")
     assert r.status_code == 200 and r.mimetype == "text/plain"
-    text = r.get_data(as_text=True)
-    assert 'recsys_request_seconds_bucket{path="recommend",source="cache",le="+Inf"}' in text
-    assert 'recsys_recommendations_total{source="cache"}' in text
-    assert 'recsys_events_total{result="stored"}' in text
-    ratio = float(next(line.split()[1] for line in text.splitlines()
-                       if line.startswith("recsys_cache_hit_ratio ")))
-    assert 0 < ratio <= 1
+    samples = (line.rsplit(" ", 1) for line in r.get_data(as_text=True).splitlines()
+               if line and not line.startswith("#"))
+    return {name: float(value) for name, value in samples}
+
+
+def test_metrics_count_sources_hits_and_events(client, warm_user):
+    # The metrics are the process's: what other tests counted is there too, so this test
+    # compares the figures before and after its own two requests.
+    app, _ = client
+    before = _metrics(app)
+    app.get(f"/recommend?user_id={warm_user}&k=2")
+    app.post("/events", json=[{"user_id": "m", "item_id": "1"}], headers=KEY)
+    after = _metrics(app)
+
+    def added(name):
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    latency = 'recsys_request_seconds_{}{{path="recommend",source="cache"{}}}'
+    assert added(latency.format("bucket", ',le="+Inf"')) == added(latency.format("count", "")) == 1
+    assert added(latency.format("sum", "")) > 0
+    assert added('recsys_recommendations_total{source="cache"}') == 1
+    assert added('recsys_cache_lookups_total{result="hit"}') == 1
+    assert added('recsys_cache_lookups_total{result="miss"}') == 0
+    assert added('recsys_events_total{result="stored"}') == 1
+    assert added('recsys_events_total{result="rejected"}') == 0
+    hits = after['recsys_cache_lookups_total{result="hit"}']
+    lookups = hits + after.get('recsys_cache_lookups_total{result="miss"}', 0.0)
+    assert after["recsys_cache_hit_ratio"] == pytest.approx(hits / lookups, abs=1e-6)
 
 
 def test_one_json_log_line_per_request(client, warm_user, capsys):
