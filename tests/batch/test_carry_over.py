@@ -113,6 +113,9 @@ def test_inactive_users_keep_their_list_byte_for_byte(nightly, tiny_dataset):
         assert (b == old[u]) if u in users[len(active):] else b >= old.get(u, 0)
 
 
+# Slow: three nightly runs. Fast loop: test_plan_carries_only_known_unchanged_young_users (the
+# age limit and the zero limit), test_inactive_users_keep_their_list_byte_for_byte (the wiring).
+@pytest.mark.slow
 def test_lists_past_the_age_limit_and_a_zero_limit_are_recomputed(nightly, tiny_dataset):
     go, lists, store = nightly
     data = tiny_dataset.interactions
@@ -134,6 +137,9 @@ def test_lists_past_the_age_limit_and_a_zero_limit_are_recomputed(nightly, tiny_
     assert third["list_max_age_days"] == 0
 
 
+# Slow: two nightly runs. Fast loop: tests/infra/redis/test_lists.py
+# test_copy_lists_copies_bytes_remaps_indices_and_counts (the remap of copied lists).
+@pytest.mark.slow
 def test_a_catalog_change_remaps_the_carried_lists(nightly, tiny_dataset):
     go, lists, store = nightly
     data = tiny_dataset.interactions
@@ -153,6 +159,9 @@ def test_a_catalog_change_remaps_the_carried_lists(nightly, tiny_dataset):
         assert s1.tolist() == s2.tolist()
 
 
+# Slow: three nightly runs, two of the served kind. Fast loop: the carry-over end to end in
+# test_inactive_users_keep_their_list_byte_for_byte, the served nightly in test_nightly_served.py.
+@pytest.mark.slow
 def test_served_lists_are_carried_over_and_a_model_switch_recomputes_all(nightly, tmp_path,
                                                                         tiny_dataset):
     from tests.conftest import served_flags

@@ -55,6 +55,9 @@ def test_exception_in_one_shard_publishes_nothing(setup_run, monkeypatch):
                {k.decode().split(":")[2] for k in lists.r.scan_iter("recsys:v:*")})
 
 
+# Slow: four nightly runs. Fast loop: test_exception_in_one_shard_publishes_nothing (a failed
+# run publishes nothing, its rerun does), tests/infra/redis/test_lists.py (drop, rollback).
+@pytest.mark.slow
 def test_failure_while_carrying_lists_over_publishes_nothing(setup_run, monkeypatch):
     argv, lists, old, user = setup_run
     argv = [a for a in argv if not a.startswith("--list_max_age_days")]  # carry over: 7 days
@@ -97,6 +100,9 @@ run(sys.argv[1:])
 """
 
 
+# Slow: a nightly run in a child process. Fast loop: test_exception_in_one_shard_publishes_nothing
+# and tests/infra/redis/test_lists.py test_reader_sees_only_complete_old_or_complete_new.
+@pytest.mark.slow
 def test_process_killed_during_redis_writes_publishes_nothing(setup_run):
     argv, lists, old, user = setup_run
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE, *argv],

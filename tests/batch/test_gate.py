@@ -36,6 +36,10 @@ def test_gate_compares_with_popularity_and_the_served_figure(data):
     assert quality_gate(data, trained_config, None, close_served, tolerance=0.05).passed
 
 
+# Slow: three nightly runs. Fast loop: the served kind's gate test below (a refused run
+# publishes nothing) and test_hardening_04_first_run_with_the_gate_and_too_few_cases_is_refused
+# (--force_publish publishes what the gate refused).
+@pytest.mark.slow
 def test_failed_gate_publishes_nothing_unless_forced(tmp_path, redis_client, data):
     path = tmp_path / "interactions.parquet"
     data.to_parquet(path)

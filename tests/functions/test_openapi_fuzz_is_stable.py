@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 FUZZ_TEST = "tests/functions/test_openapi.py::test_no_input_gives_a_server_error"
 
@@ -82,6 +84,9 @@ def record_fuzz(tmp_path: Path, hash_seed: str) -> list:
     return json.loads(record.read_text())
 
 
+# Slow: the fuzz twice, in child pytest processes; it checks the test suite's own determinism.
+# Fast loop: the fuzz itself (tests/functions/test_openapi.py).
+@pytest.mark.slow
 def test_hardening_15_fuzz_sends_the_same_requests_under_any_hash_seed(tmp_path):
     first, second = record_fuzz(tmp_path, "1"), record_fuzz(tmp_path, "2")
 
