@@ -143,6 +143,12 @@ def popular_ids(clean: pd.DataFrame, item_ids: np.ndarray) -> list[str]:
     return [str(x) for x in counts.sort_values(ascending=False, kind="stable").index]
 
 
+def one_list(items: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An OnDemandScorer's answer from a one-query top-k ([1, k] items, -1 pads; [1, k])."""
+    keep = items[0] >= 0
+    return items[0][keep], scores[0][keep]
+
+
 def get(name: str | None) -> ModelKind:
     """The kind called `name`, imported on first use.
 

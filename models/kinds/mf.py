@@ -25,7 +25,14 @@ import numpy as np
 from models.export import HISTORY
 from models.histories import csr_rows, history_csr, history_matrix, to_csr
 from models.index import IndexConfig
-from models.kinds import POPULAR, BundleReader, BundleWriter, TrainingData, popular_ids
+from models.kinds import (
+    POPULAR,
+    BundleReader,
+    BundleWriter,
+    TrainingData,
+    one_list,
+    popular_ids,
+)
 from models.topk import faiss_topk
 
 if TYPE_CHECKING:
@@ -184,9 +191,7 @@ class MFOnDemand:
     def recommend(self, history_idx, user_id, features, exclude_idx, k):
         if not len(history_idx):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        I, D = faiss_topk(self.index, self._tower()(history_idx), k, [exclude_idx])
-        keep = I[0] >= 0
-        return I[0][keep], D[0][keep]
+        return one_list(*faiss_topk(self.index, self._tower()(history_idx), k, [exclude_idx]))
 
 
 class MFKind:
