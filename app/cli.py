@@ -218,11 +218,12 @@ def generate(out, users, items, seed) -> None:
 @_opt("--namespace", envvar="RECSYS_NAMESPACE", default="recsys", help="Redis key prefix.")
 def versions(redis_url, namespace) -> None:
     """List published versions (oldest first) with their run summaries."""
-    from infra.redis_store import ListStore
+    from infra.redis.builds import BuildRecords
+    from infra.redis.lists import ServedLists
 
-    lists = ListStore.from_url(redis_url, namespace)
-    current = lists.current()
-    click.echo(json.dumps([{"version": v, "current": v == current, "summary": lists.meta(v)}
+    lists = ServedLists.from_url(redis_url, namespace)
+    builds, current = BuildRecords(lists.r, namespace), lists.current()
+    click.echo(json.dumps([{"version": v, "current": v == current, "summary": builds.summary(v)}
                            for v in lists.versions()], indent=1))
 
 
@@ -232,9 +233,9 @@ def versions(redis_url, namespace) -> None:
 @_opt("--namespace", envvar="RECSYS_NAMESPACE", default="recsys", help="Redis key prefix.")
 def rollback(version, redis_url, namespace) -> None:
     """Point `current` back at an earlier published VERSION, in one step."""
-    from infra.redis_store import ListStore
+    from infra.redis.lists import ServedLists
 
-    ListStore.from_url(redis_url, namespace).rollback(version)
+    ServedLists.from_url(redis_url, namespace).rollback(version)
     click.echo(f"current -> {version}")
 
 
@@ -259,12 +260,12 @@ def items(redis_url, namespace, unavailable, available, categories, items_path,
     POST /admin/items does), all in one transaction; the functions apply it on their next
     request. Without changes: print the current item filters."""
     from infra.items_admin import ItemChanges, ItemsError, add_flags, add_table, read_items_table
-    from infra.redis_store import ListStore
+    from infra.redis.item_filters import ItemFilters
     from models.schema import SchemaError
 
-    lists = ListStore.from_url(redis_url, namespace)
+    filters = ItemFilters.from_url(redis_url, namespace)
     if not (unavailable or available or categories or items_path):
-        rev, off, category = _redis(lists.item_filters, "nothing was read")
+        rev, off, category = _redis(filters.read, "nothing was read")
         click.echo(json.dumps({"rev": rev, "unavailable": sorted(off),
                                "categories": len(category)}, indent=1))
         return
@@ -281,7 +282,7 @@ def items(redis_url, namespace, unavailable, available, categories, items_path,
     if dry_run:
         click.echo(json.dumps({"dry_run": True, **counts}, indent=1))
         return
-    rev = _redis(lambda: lists.set_items(**arguments),
+    rev = _redis(lambda: filters.update(**arguments),
                  "the change is not confirmed: run the same command again (it is idempotent)")
     click.echo(json.dumps({"rev": rev, **counts}, indent=1))
 

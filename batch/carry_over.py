@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from infra.bundle import read_bundle
-from infra.redis_store import ListStore
+from infra.redis.builds import BuildRecords
+from infra.redis.lists import ServedLists
 from infra.store import ArtifactStore
 from models.schema import CLEAN_SCHEMA
 
@@ -99,13 +100,14 @@ def _ids(store: ArtifactStore, version: str) -> tuple[np.ndarray, np.ndarray, di
     return users, bundle.item_ids, bundle.manifest
 
 
-def carry_over(lists: ListStore, store: ArtifactStore, clean: pd.DataFrame, version: str,
-               k: int, max_age_days: float, now: int) -> tuple[ListPlan, dict]:
+def carry_over(lists: ServedLists, builds: BuildRecords, store: ArtifactStore,
+               clean: pd.DataFrame, version: str, k: int, max_age_days: float,
+               now: int) -> tuple[ListPlan, dict]:
     """Copies the lists of unchanged users from the served version into `version`.
 
     Runs after the bundle of `version` is committed and before its precompute; a user whose
     list the served version lacks (deleted or evicted) is moved to the recomputed ones.
-    The caller records `plan.built_at` and `plan.fingerprints` (ListStore.put_built) before
+    The caller records `plan.built_at` and `plan.fingerprints` (BuildRecords.put_built) before
     the flip, for the next run.
 
     Returns:
@@ -115,7 +117,7 @@ def carry_over(lists: ListStore, store: ArtifactStore, clean: pd.DataFrame, vers
     user_ids, item_ids, manifest = _ids(store, version)
     fingerprints = user_fingerprints(clean, user_ids)
     served = lists.current()
-    previous = served and _previous(lists, store, served, user_ids, item_ids, k,
+    previous = served and _previous(builds, store, served, user_ids, item_ids, k,
                                     manifest.get("model", "mf"))
     plan = plan_lists(fingerprints, now, max_age_days * DAY_S, previous and previous[:3])
     refresh = plan.refresh
@@ -136,14 +138,14 @@ def carry_over(lists: ListStore, store: ArtifactStore, clean: pd.DataFrame, vers
                   "lists_carried_from": served if plan.carry.size else None}
 
 
-def _previous(lists: ListStore, store: ArtifactStore, served: str, user_ids: np.ndarray,
+def _previous(builds: BuildRecords, store: ArtifactStore, served: str, user_ids: np.ndarray,
               item_ids: np.ndarray, k: int, model: str) -> tuple | None:
     """(rows, built_at, fingerprints, item_map) of the served version, None if unusable.
 
     item_map is None when the served version's item indices mean the same items in the new
     one (its vocabulary is a prefix of the new one): its lists are then copied byte for byte.
     """
-    built = lists.built(served)
+    built = builds.built(served)
     if built is None:
         log.info("version %s has no list build record; recomputing every list", served)
         return None

@@ -58,7 +58,9 @@ from batch.stages import DEAD_SCHEMA, export_bundle, parquet_bytes, validate_sta
 from batch.transforms import Precompute, faiss_threads, user_shards
 from infra.bundle import new_version
 from infra.events_log import drain_events
-from infra.redis_store import ListStore
+from infra.redis.builds import BuildRecords
+from infra.redis.event_stream import EventStream
+from infra.redis.lists import ServedLists
 from infra.sources import expand_paths, read_features
 from infra.store import open_store
 from models import kinds
@@ -161,7 +163,8 @@ def run(argv: list[str] | None = None) -> dict:
     kind = kinds.get(opts.model)
     config = kind.config(opts.get_all_options())  # bad flags: before any work
     store = open_store(opts.store)
-    lists = ListStore.from_url(opts.redis_url, opts.namespace)
+    lists = ServedLists.from_url(opts.redis_url, opts.namespace)
+    builds = BuildRecords(lists.r, opts.namespace)
     lists.r.ping()  # fail before any work if Redis is unreachable
     dropped = lists.drop_unpublished()
     if dropped:
@@ -184,7 +187,7 @@ def run(argv: list[str] | None = None) -> dict:
     if not opts.no_drain_events:
         # Events posted to the functions since the last run: durable in the store first,
         # acknowledged in Redis only then; every run trains on the whole events log.
-        drained = drain_events(lists, store)
+        drained = drain_events(EventStream(lists.r, opts.namespace), store)
         paths += [f"{store.uri}/{key}" for key in store.list("events")
                   if key.endswith(".parquet") and not key.startswith("events/dead/")]
     seconds["drain_events"] = time.perf_counter() - t
@@ -206,7 +209,7 @@ def run(argv: list[str] | None = None) -> dict:
 
     # Refusals come before any training and any Redis write: nothing to undo.
     served = lists.current()
-    served_meta = lists.meta(served) if served else None
+    served_meta = builds.summary(served) if served else None
     sizes = data_sizes(clean)
     shrink = shrink_check(sizes, served_meta, opts.max_shrink)
     if shrink:
@@ -239,8 +242,8 @@ def run(argv: list[str] | None = None) -> dict:
     seconds["export"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    plan, refreshed = carry_over(lists, store, clean, version, opts.k, opts.list_max_age_days,
-                                 int(time.time()))
+    plan, refreshed = carry_over(lists, builds, store, clean, version, opts.k,
+                                 opts.list_max_age_days, int(time.time()))
     seconds["carry_over"] = time.perf_counter() - t
     log.info("lists: %s", refreshed)
 
@@ -264,8 +267,9 @@ def run(argv: list[str] | None = None) -> dict:
                "gate": gate.as_dict() if gate else None,
                "shrink": shrink,  # null unless --force_publish overrode the shrink check
                "seconds": {k: round(v, 3) for k, v in seconds.items()}}
-    lists.put_built(version, plan.built_at, plan.fingerprints)  # for the next run's plan
-    lists.flip(version, stats["users"], summary)  # raises unless every shard wrote
+    builds.put_built(version, plan.built_at, plan.fingerprints)  # for the next run's plan
+    builds.put_summary(version, summary)
+    lists.flip(version, stats["users"])  # raises unless every shard wrote
     summary["expired_versions"] = lists.expire_old(opts.keep_versions)
     store.put_bytes(f"runs/{version}/summary.json", json.dumps(summary, indent=1).encode())
     log.info("published version %s", version)

@@ -139,9 +139,9 @@ class WriteListsFn(beam.DoFn):
         self.redis_url, self.namespace, self.version = redis_url, namespace, version
 
     def setup(self):
-        from infra.redis_store import ListStore
+        from infra.redis.lists import ServedLists
 
-        self.lists = ListStore.from_url(self.redis_url, self.namespace)
+        self.lists = ServedLists.from_url(self.redis_url, self.namespace)
 
     def process(self, shard):
         shard_id, user_ids, items, scores = shard

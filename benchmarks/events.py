@@ -259,39 +259,39 @@ def ingest(server: Server, batches: list[list[dict]], clients: int, load_clients
 
 
 class _AckFails:
-    """A ListStore whose acknowledgements fail after `after` of them: a drain that dies between
-    writing a file and acknowledging its entries."""
+    """An EventStream whose acknowledgements fail after `after` of them: a drain that dies
+    between writing a file and acknowledging its entries."""
 
-    def __init__(self, lists, after: int):
-        self.lists, self.after = lists, after
+    def __init__(self, stream, after: int):
+        self.stream, self.after = stream, after
 
     def __getattr__(self, name):
-        return getattr(self.lists, name)
+        return getattr(self.stream, name)
 
-    def ack_events(self, group: str, ids: list[str]) -> None:
+    def ack(self, group: str, ids: list[str]) -> None:
         if self.after <= 0:
             raise ConnectionError("drain killed after writing a file, before its XACK")
         self.after -= 1
-        self.lists.ack_events(group, ids)
+        self.stream.ack(group, ids)
 
 
-def drain_with_crash(lists, store, batch_size: int) -> dict:
+def drain_with_crash(stream, store, batch_size: int) -> dict:
     """A drain that dies midway (between a write and its acknowledgement), then a full one."""
     from infra.events_log import drain_events
 
-    files = -(-lists.r.xlen(lists.events_key) // batch_size)
+    files = -(-stream.r.xlen(stream.keys.events) // batch_size)
     started = time.perf_counter()
     try:
-        drain_events(_AckFails(lists, (files - 1) // 2), store, batch_size=batch_size)
+        drain_events(_AckFails(stream, (files - 1) // 2), store, batch_size=batch_size)
         crashed = None
     except ConnectionError:
         crashed = {"files_written": len(store.list("events")),
-                   "pending": lists.r.xpending(lists.events_key, "nightly")["pending"]}
-    final = drain_events(lists, store, batch_size=batch_size)
+                   "pending": stream.r.xpending(stream.keys.events, "nightly")["pending"]}
+    final = drain_events(stream, store, batch_size=batch_size)
     return {"seconds": round(time.perf_counter() - started, 3), "crash": crashed,
             "final": {k: v for k, v in final.items() if k != "files"},
-            "stream_left": lists.r.xlen(lists.events_key),
-            "pending_left": lists.r.xpending(lists.events_key, "nightly")["pending"]}
+            "stream_left": stream.r.xlen(stream.keys.events),
+            "pending_left": stream.r.xpending(stream.keys.events, "nightly")["pending"]}
 
 
 def count_rows(store, prefix: str = "events") -> tuple[Counter, dict, int]:
@@ -322,13 +322,15 @@ def run_scenario(name: str, redis_url: str, work: str, *, events: int = 100_000,
                  drain_batch: int = 20_000, seed: int = 0) -> dict:
     """One scenario end to end (server, ingestion, drain, checks) in a namespace of its own."""
     from infra.events_log import read_events_log
+    from infra.redis.event_stream import EventStream
+    from infra.redis.lists import ServedLists
     from infra.redis_server import free_port
-    from infra.redis_store import ListStore
     from infra.store import open_store
 
     os.makedirs(work, exist_ok=True)
     ns, version = f"evbench-{name}", f"evbench-{name}-0001"
-    bundles, lists = open_store(os.path.join(work, "artifacts")), ListStore.from_url(redis_url, ns)
+    bundles = open_store(os.path.join(work, "artifacts"))
+    lists = ServedLists.from_url(redis_url, ns)
     model = build_small_bundle(bundles, version, users, items, 16, seed)
     publish_lists(lists, bundles, version, model, 20, shard=max(1, users))
     env = {"REDIS_URL": redis_url, "RECSYS_STORE": bundles.uri, "RECSYS_NAMESPACE": ns,
@@ -342,7 +344,7 @@ def run_scenario(name: str, redis_url: str, work: str, *, events: int = 100_000,
     finally:
         server.stop()
     log_store = open_store(os.path.join(work, f"log-{name}"))
-    drain = drain_with_crash(lists, log_store, drain_batch)
+    drain = drain_with_crash(EventStream(lists.r, ns), log_store, drain_batch)
     counts, content, dead = count_rows(log_store)
     drained = read_events_log(log_store)
     acked, ids = set(tally.acked), {e["event_id"] for e in posted}

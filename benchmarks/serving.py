@@ -13,7 +13,7 @@ Each kind's bundle is written by models.kinds.write_bundle over a 20,000-item ca
   same, the candidates and the ranker being as large), its warm users' top-100 lists by the
   kind's batch scorer, as the nightly precompute writes them.
 For each kind, in turn: a throw-away redis-server gets the lists (the pointer flipped as the
-nightly job does) and 5,000 fresh users with 5-20 recent events each (ListStore.append_events);
+nightly job does) and 5,000 fresh users with 5-20 recent events each (EventStream.append);
 `recsys serve` and the `bare` function of benchmarks/bare.py (one Redis GET of the same list)
 start as subprocesses under the same gunicorn settings (WORKERS/THREADS), and:
 - cached vs bare: wrk with a Lua script picking random warm users, alternating rounds of the
@@ -124,6 +124,15 @@ def build_served(store, folder: str, version: str, args) -> tuple[dict, list[dic
     return info, features
 
 
+def flip_as_nightly(lists, version: str, n: int) -> None:
+    """Records a run summary, then flips `current` to `version`, as the nightly job does."""
+    from infra.redis.builds import BuildRecords
+
+    BuildRecords(lists.r, lists.keys.namespace).put_summary(
+        version, {"version": version, "users_published": n, "benchmark": True})
+    lists.flip(version, n)
+
+
 def publish_lists(lists, store, version: str, model, k: int, shard: int = 10_000) -> None:
     """Every user's top-k by Faiss, written and flipped as the nightly job does."""
     from tqdm import tqdm
@@ -137,7 +146,7 @@ def publish_lists(lists, store, version: str, model, k: int, shard: int = 10_000
         D, I = index.search(np.ascontiguousarray(xq[lo:lo + shard]), k)
         users = [str(u) for u in model.users.ids[lo:lo + shard]]
         lists.write_shard(version, str(lo), users, I, D)
-    lists.flip(version, n, {"version": version, "users_published": n, "benchmark": True})
+    flip_as_nightly(lists, version, n)
 
 
 def publish_scored(lists, store, version: str, k: int, shard: int = 1000) -> float:
@@ -156,11 +165,11 @@ def publish_scored(lists, store, version: str, k: int, shard: int = 1000) -> flo
         ids, I, S = scorer.score(range(lo, min(lo + shard, n)), k)
         took += time.perf_counter() - t
         lists.write_shard(version, str(lo), [str(u) for u in ids], I, S)
-    lists.flip(version, n, {"version": version, "users_published": n, "benchmark": True})
+    flip_as_nightly(lists, version, n)
     return round(1000 * took / n, 3)
 
 
-def seed_fresh(lists, popular: list[str], items: list[str], n_fresh: int, seed: int
+def seed_fresh(stream, popular: list[str], items: list[str], n_fresh: int, seed: int
                ) -> list[str]:
     """n_fresh users known only by 5-20 recent events each (half among `popular`, half among
     `items`); returns their ids."""
@@ -174,7 +183,7 @@ def seed_fresh(lists, popular: list[str], items: list[str], n_fresh: int, seed: 
             events.append({"user_id": user, "item_id": str(pool[rng.integers(len(pool))]),
                            "event_type": "click", "timestamp": 1_750_000_000})
     for lo in tqdm(range(0, len(events), 1000), desc="fresh events", unit="batch"):
-        lists.append_events(events[lo:lo + 1000])
+        stream.append(events[lo:lo + 1000])
     return users
 
 
@@ -193,12 +202,13 @@ def prepare(kind: str, args, url: str, work: str) -> tuple[str, dict, list[str],
         rows or None).
     """
     from infra.bundle import read_bundle
-    from infra.redis_store import ListStore
+    from infra.redis.event_stream import EventStream
+    from infra.redis.lists import ServedLists
     from infra.store import open_store
 
     folder = args.served_store if kind == "served" and args.served_store else \
         os.path.join(work, f"artifacts-{kind}")
-    store, version, lists = open_store(folder), "bench-0001", ListStore.from_url(url, NS)
+    store, version, lists = open_store(folder), "bench-0001", ServedLists.from_url(url, NS)
     features = None
     if kind == "mf":
         model, _ = build_bundle(store, version, args.users, args.items, 32, args.seed)
@@ -211,7 +221,8 @@ def prepare(kind: str, args, url: str, work: str) -> tuple[str, dict, list[str],
     info["bundle_mb"] = round(sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in
                                   os.walk(os.path.join(folder, "bundles", version))
                                   for f in fs) / 2**20, 1)
-    seed_fresh(lists, bundle.popular, bundle.item_ids.tolist(), args.fresh_users, args.seed)
+    seed_fresh(EventStream(lists.r, NS), bundle.popular, bundle.item_ids.tolist(),
+               args.fresh_users, args.seed)
     return folder, info, bundle.user_ids.tolist(), features
 
 

@@ -27,7 +27,7 @@ import redis
 
 from functions import metrics
 from functions.serving import Loaded, Serving
-from infra.redis_store import decode_list_py
+from infra.redis.codec import decode_list_py
 from models.rules import fill
 
 MAX_SERVED = 1000  # items a cursor may carry; past that the last page has no next_cursor

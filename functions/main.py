@@ -178,7 +178,7 @@ def _events(request: flask.Request, info: dict) -> flask.Response:
         if not SERVING.redis_up():
             return _unavailable(event_ids, rejected, sent=False)
         try:
-            ids = SERVING.lists.append_events(valid, SETTINGS.history_len, SETTINGS.dedup_ttl)
+            ids = SERVING.events.append(valid, SETTINGS.history_len, SETTINGS.dedup_ttl)
         except ValueError as e:  # the store refused the batch before writing anything
             log.warning("events refused by the store: %s", e)
             return _json({"error": f"nothing was stored: {e} (counting the valid events only; "
@@ -254,10 +254,10 @@ def _admin_items(request: flask.Request, info: dict) -> flask.Response:
                if request.method == "POST" else None)
     try:
         if changes is None:
-            rev, unavailable, category = SERVING.lists.item_filters()
+            rev, unavailable, category = SERVING.items.read()
             return _json({"rev": rev, "unavailable": sorted(unavailable),
                           "categories": len(category)})
-        return _json({"rev": SERVING.lists.set_items(**changes)})
+        return _json({"rev": SERVING.items.update(**changes)})
     except redis.RedisError:
         return _error(503, "Redis is unreachable; nothing was read or changed",
                       {"Retry-After": "5"})

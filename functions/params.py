@@ -185,7 +185,7 @@ def event_batch(request: flask.Request, max_events: int,
 
 
 def item_changes(request: flask.Request, limit: int) -> dict:
-    """The arguments of ListStore.set_items from a POST /admin/items body (<= `limit` bytes)."""
+    """The arguments of ItemFilters.update from a POST /admin/items body (<= `limit` bytes)."""
     body = _body(request, limit)
     changes = {name: _ids({}, body, name, MAX_ADMIN) if name in body else []
                for name in ("unavailable", "available")}

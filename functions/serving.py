@@ -22,7 +22,9 @@ import redis
 
 from functions.settings import Settings
 from infra.bundle import Bundle, read_bundle
-from infra.redis_store import ListStore
+from infra.redis.event_stream import EventStream
+from infra.redis.item_filters import ItemFilters
+from infra.redis.lists import ServedLists
 from infra.store import open_store
 from models import kinds
 from models.kinds import OnDemandScorer
@@ -81,9 +83,11 @@ class Loaded:
 class Serving:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.lists = ListStore.from_url(settings.redis_url, settings.namespace,
-                                        socket_timeout=settings.redis_timeout,
-                                        socket_connect_timeout=settings.redis_timeout)
+        self.lists = ServedLists.from_url(settings.redis_url, settings.namespace,
+                                          socket_timeout=settings.redis_timeout,
+                                          socket_connect_timeout=settings.redis_timeout)
+        self.events = EventStream(self.lists.r, settings.namespace)  # one connection pool
+        self.items = ItemFilters(self.lists.r, settings.namespace)
         self.store = open_store(settings.store)
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
@@ -169,7 +173,7 @@ class Serving:
 
     def _reload_filters(self, loaded: Loaded) -> None:
         with self._lock:
-            rev, unavailable, category = self.lists.item_filters()
+            rev, unavailable, category = self.items.read()
             loaded.filters = self._map_filters(
                 loaded, Filters(rev, frozenset(unavailable), category=category))
             log.info("item filters rev %d: %d unavailable, %d with a category", rev,

@@ -1,8 +1,8 @@
 """Drains the ingested events (Redis stream NS:events) into Parquet files in the artifact store.
 
-    python -c "from infra.events_log import drain_events; from infra.redis_store import ListStore;
-    from infra.store import open_store; print(drain_events(ListStore.from_url('redis://...'),
-    open_store('./artifacts')))"
+    python -c "from infra.events_log import drain_events; from infra.store import open_store;
+    from infra.redis.event_stream import EventStream; print(drain_events(
+    EventStream.from_url('redis://...'), open_store('./artifacts')))"
 
 The nightly job calls `drain_events` before it reads its input. Each batch of stream entries
 becomes `events/<first id>_<last id>.parquet` in the interactions schema (docs/SCHEMA.md), and
@@ -27,7 +27,8 @@ from bisect import bisect_right
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from infra.redis_store import ListStore
+from infra.parquet import STREAM_DEAD_SCHEMA, parquet_bytes
+from infra.redis.event_stream import EventStream
 from infra.store import ArtifactStore
 from models.rows import clean_id, validate_interaction
 
@@ -37,8 +38,6 @@ EVENTS_SCHEMA = pa.schema([
     ("user_id", pa.string()), ("item_id", pa.string()), ("timestamp", pa.int64()),
     ("event_type", pa.string()), ("weight", pa.float64()), ("event_id", pa.string()),
     ("recommendation_id", pa.string()), ("stream_id", pa.string())])
-DEAD_SCHEMA = pa.schema([("stream_id", pa.string()), ("reason", pa.string()),
-                         ("row", pa.string())])
 
 
 def _sid(stream_id: str) -> tuple[int, int]:
@@ -64,12 +63,6 @@ def _written_ranges(store: ArtifactStore, prefix: str) -> list[tuple[tuple, tupl
 def _covered(sid: tuple, ranges: list, starts: list) -> bool:
     n = bisect_right(starts, sid) - 1
     return n >= 0 and ranges[n][0] <= sid <= ranges[n][1]
-
-
-def _parquet(rows: list[dict], schema: pa.Schema) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buf)
-    return buf.getvalue()
 
 
 def _check_entry(sid: str, fields: dict) -> tuple[dict | None, str | None]:
@@ -138,14 +131,15 @@ def _write_batch(store: ArtifactStore, prefix: str, entries: list, stats: dict) 
     rows = _writable(rows, dead, EVENTS_SCHEMA)
     batch = f"{entries[0][0]}_{entries[-1][0]}"
     if dead:
-        _put_durably(store, f"{prefix}/dead/{batch}.parquet", _parquet(dead, DEAD_SCHEMA))
+        _put_durably(store, f"{prefix}/dead/{batch}.parquet",
+                     parquet_bytes(dead, STREAM_DEAD_SCHEMA))
         stats["dead"] += len(dead)
-    _put_durably(store, f"{prefix}/{batch}.parquet", _parquet(rows, EVENTS_SCHEMA))
+    _put_durably(store, f"{prefix}/{batch}.parquet", parquet_bytes(rows, EVENTS_SCHEMA))
     stats["files"].append(f"{prefix}/{batch}.parquet")
     stats["events"] += len(rows)
 
 
-def drain_events(lists: ListStore, store: ArtifactStore, *, group: str = "nightly",
+def drain_events(stream: EventStream, store: ArtifactStore, *, group: str = "nightly",
                  consumer: str = "drain", batch_size: int = 50_000,
                  prefix: str = "events") -> dict:
     """Moves the events ingested so far from the Redis stream into Parquet files.
@@ -154,7 +148,7 @@ def drain_events(lists: ListStore, store: ArtifactStore, *, group: str = "nightl
     over the pending entries of every other consumer of `group`.
 
     Args:
-        lists: the ListStore whose namespace holds the stream.
+        stream: the event stream (its namespace's NS:events).
         store: the artifact store to write `<prefix>/<first id>_<last id>.parquet` to.
         group: the Redis consumer group (created from the stream's start if missing).
         consumer: this drain's consumer name.
@@ -166,16 +160,16 @@ def drain_events(lists: ListStore, store: ArtifactStore, *, group: str = "nightl
         skipped, "dead": invalid entries written to <prefix>/dead/, "already_written": entries
         found in an earlier file, "acknowledged": entries acknowledged and deleted}.
     """
-    lists.ensure_group(group)
-    lists.claim_events(group, consumer, batch_size)
-    until = _sid(lists.last_event_id())
+    stream.ensure_group(group)
+    stream.claim(group, consumer, batch_size)
+    until = _sid(stream.last_id())
     ranges = _written_ranges(store, prefix)
     starts = [r[0] for r in ranges]
     stats = {"files": [], "events": 0, "duplicates": 0, "dead": 0, "already_written": 0,
              "acknowledged": 0}
     after = "0-0"  # first this consumer's pending entries (an earlier drain died), then new ones
     while True:
-        entries = lists.read_events(group, consumer, batch_size, after)
+        entries = stream.read(group, consumer, batch_size, after)
         if not entries and after != ">":
             after = ">"
             continue
@@ -189,7 +183,7 @@ def drain_events(lists: ListStore, store: ArtifactStore, *, group: str = "nightl
         if fresh:
             _write_batch(store, prefix, fresh, stats)
         if keep:
-            lists.ack_events(group, [sid for sid, _ in keep])
+            stream.ack(group, [sid for sid, _ in keep])
             stats["acknowledged"] += len(keep)
         if after == ">" and (len(keep) < len(entries) or len(entries) < batch_size):
             break  # newer entries stay pending for the next drain

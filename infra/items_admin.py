@@ -7,7 +7,8 @@ taken from flags and/or an items table, validated whole before one write.
 Ids and categories follow the id rules of every other input (models.rows.clean_id: a string
 or a finite number, at most 256 characters after stripping, no control characters, no lone
 surrogates). One bad value refuses the whole change, naming each row and reason, so nothing is
-half applied; ListStore.set_items then writes everything in one transaction.
+half applied; ItemFilters.update (infra/redis/item_filters.py) then writes everything in one
+transaction.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class ItemChanges:
                              "or an --items table with a category or available column")
 
     def arguments(self) -> dict:
-        """The keyword arguments of ListStore.set_items."""
+        """The keyword arguments of ItemFilters.update."""
         return {"unavailable": sorted(self.unavailable), "available": sorted(self.available),
                 "categories": {item: cat for item, (cat, _) in sorted(self.categories.items())}}
 

@@ -309,10 +309,10 @@ def _hostile_input_files(root, base) -> list:
 def test_hostile_input_never_breaks_what_is_served(world):
     import redis
 
-    from infra.redis_store import ListStore
+    from infra.redis.lists import ServedLists
 
     calls = Calls(world["url"])
-    lists = ListStore(redis.Redis.from_url(world["redis_url"]), NS)
+    lists = ServedLists(redis.Redis.from_url(world["redis_url"]), NS)
     first = world["first"]["version"]
     assert lists.current() == first
     warm = _warm_users(world["store"], first)[0]

@@ -8,7 +8,8 @@ from batch.carry_over import plan_lists, user_fingerprints
 from batch.nightly import run
 from batch.transforms import ScoreFn
 from infra.bundle import read_bundle
-from infra.redis_store import ListStore
+from infra.redis.builds import BuildRecords
+from infra.redis.lists import ServedLists
 from infra.store import LocalStore
 from models.schema import SECONDS_PER_DAY
 
@@ -57,7 +58,7 @@ def nightly(tmp_path, redis_client, tiny_dataset):
         data.to_parquet(path)
         return run(base + list(flags))
 
-    return go, ListStore(redis_client), LocalStore(str(tmp_path / "store"))
+    return go, ServedLists(redis_client), LocalStore(str(tmp_path / "store"))
 
 
 def _new_events(data: pd.DataFrame, users, item: str | None = None) -> pd.DataFrame:
@@ -91,7 +92,7 @@ def test_inactive_users_keep_their_list_byte_for_byte(nightly, tiny_dataset):
     assert second["list_max_age_days"] == 7.0 and second["lists_carried_from"] == v1
     assert lists.current() == v2
     for u in users[len(active):]:
-        assert lists.r.get(lists.user_key(v2, u)) == lists.r.get(lists.user_key(v1, u))
+        assert lists.r.get(lists.keys.user(v2, u)) == lists.r.get(lists.keys.user(v1, u))
 
     fn = ScoreFn(store.uri, v2, 5)  # the active users' lists are those of the new model
     fn.setup()
@@ -106,8 +107,9 @@ def test_inactive_users_keep_their_list_byte_for_byte(nightly, tiny_dataset):
         got, _ = lists.get_list(v2, u)
         assert clicked[u] not in {bundle.item_ids[i] for i in got}  # seen: excluded
 
-    built_1, _ = lists.built(v1)
-    built_2, _ = lists.built(v2)
+    builds = BuildRecords(lists.r)
+    built_1, _ = builds.built(v1)
+    built_2, _ = builds.built(v2)
     old = dict(zip(read_bundle(store, v1, with_users=True).user_ids, built_1, strict=True))
     for u, b in zip(bundle.user_ids, built_2, strict=True):
         assert (b == old[u]) if u in users[len(active):] else b >= old.get(u, 0)
@@ -121,14 +123,15 @@ def test_lists_past_the_age_limit_and_a_zero_limit_are_recomputed(nightly, tiny_
     data = tiny_dataset.interactions
     first = go(data)
     v1, n = first["version"], first["users_published"]
-    built, fingerprints = lists.built(v1)
+    builds = BuildRecords(lists.r)
+    built, fingerprints = builds.built(v1)
     aged = built.copy()
     aged[: n // 3] -= 8 * SECONDS_PER_DAY  # a third of the lists were built 8 days ago
-    lists.put_built(v1, aged, fingerprints)
+    builds.put_built(v1, aged, fingerprints)
     second = go(data)
     assert second["users_expired_refreshed"] == second["users_refreshed"] == n // 3
     assert second["users_carried_over"] == n - n // 3
-    built_2, _ = lists.built(second["version"])
+    built_2, _ = builds.built(second["version"])
     assert (built_2[: n // 3] >= built[0]).all()  # rebuilt: the new build time
 
     third = go(data, "--list_max_age_days=0")
@@ -181,7 +184,7 @@ def test_served_lists_are_carried_over_and_a_model_switch_recomputes_all(nightly
     assert second["users_carried_over"] == len(users) - len(active)
     assert second["lists_carried_from"] == v1 and lists.current() == v2
     for u in users[len(active):]:
-        assert lists.r.get(lists.user_key(v2, u)) == lists.r.get(lists.user_key(v1, u))
+        assert lists.r.get(lists.keys.user(v2, u)) == lists.r.get(lists.keys.user(v1, u))
     fn = ScoreFn(store.uri, v2, 5)  # the active users': the new model's lists
     fn.setup()
     rows = np.flatnonzero(np.isin(read_bundle(store, v2).user_ids, active))

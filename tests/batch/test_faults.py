@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from batch.nightly import run
-from infra.redis_store import ListStore
+from infra.redis.lists import ServedLists
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def setup_run(tmp_path, redis_client, tiny_dataset):
             "--direct_running_mode=in_memory",
             "--list_max_age_days=0"]  # the same data again: every list is recomputed
     first = run(argv)
-    lists = ListStore(redis_client)
+    lists = ServedLists(redis_client)
     user = tiny_dataset.interactions["user_id"].iloc[0]
     return argv, lists, first["version"], user
 
@@ -36,14 +36,14 @@ def _assert_still_serving(lists, version, user):
 
 def test_exception_in_one_shard_publishes_nothing(setup_run, monkeypatch):
     argv, lists, old, user = setup_run
-    original = ListStore.write_shard
+    original = ServedLists.write_shard
 
     def failing(self, version, shard, *args, **kwargs):
         if shard == "2":
             raise ConnectionError("injected failure in shard 2")
         return original(self, version, shard, *args, **kwargs)
 
-    monkeypatch.setattr(ListStore, "write_shard", failing)
+    monkeypatch.setattr(ServedLists, "write_shard", failing)
     with pytest.raises(Exception, match="injected failure in shard 2"):
         run(argv)
     _assert_still_serving(lists, old, user)
@@ -61,13 +61,13 @@ def test_exception_in_one_shard_publishes_nothing(setup_run, monkeypatch):
 def test_failure_while_carrying_lists_over_publishes_nothing(setup_run, monkeypatch):
     argv, lists, old, user = setup_run
     argv = [a for a in argv if not a.startswith("--list_max_age_days")]  # carry over: 7 days
-    original = ListStore.copy_lists
+    original = ServedLists.copy_lists
 
     def failing(self, src, dst, shard, user_ids, *args, **kwargs):
         original(self, src, dst, shard, user_ids[:50], *args, **kwargs)
         raise ConnectionError("injected failure while copying lists")
 
-    monkeypatch.setattr(ListStore, "copy_lists", failing)
+    monkeypatch.setattr(ServedLists, "copy_lists", failing)
     with pytest.raises(ConnectionError, match="injected failure while copying"):
         run(argv)
     _assert_still_serving(lists, old, user)
@@ -82,19 +82,19 @@ def test_failure_while_carrying_lists_over_publishes_nothing(setup_run, monkeypa
     _assert_still_serving(lists, old, user)
     after = run(argv)
     assert after["lists_carried_from"] == old
-    assert lists.r.get(lists.user_key(after["version"], user)) == lists.r.get(
-        lists.user_key(old, user))
+    assert lists.r.get(lists.keys.user(after["version"], user)) == lists.r.get(
+        lists.keys.user(old, user))
 
 
 KILLABLE = """
 import sys, time
-from infra.redis_store import ListStore
-original = ListStore.write_shard
+from infra.redis.lists import ServedLists
+original = ServedLists.write_shard
 def slow(self, version, shard, *args, **kwargs):
     n = original(self, version, shard, *args, **kwargs)
     time.sleep(60)  # killed here, after the first shard's writes
     return n
-ListStore.write_shard = slow
+ServedLists.write_shard = slow
 from batch.nightly import run
 run(sys.argv[1:])
 """

@@ -4,7 +4,7 @@ import pytest
 
 from batch.gate import QualityGateError, decide, quality_gate
 from batch.nightly import run
-from infra.redis_store import ListStore
+from infra.redis.lists import ServedLists
 from models.mf import MFConfig
 
 
@@ -49,7 +49,7 @@ def test_failed_gate_publishes_nothing_unless_forced(tmp_path, redis_client, dat
             "--model=mf", "--epochs=6", "--dim=8",
             "--k=5", "--direct_running_mode=in_memory"]
     first = run([*argv, "--skip_gate"])["version"]
-    lists = ListStore(redis_client)
+    lists = ServedLists(redis_client)
     # Pretend the served version scored far above anything this run can reach.
     lists.r.set(f"recsys:v:{first}:meta", json.dumps({"gate": {"ndcg@10": 0.99}}))
     with pytest.raises(QualityGateError, match="nothing was published"):
@@ -117,7 +117,7 @@ def test_served_nightly_trains_once_and_gates_on_the_fits_validation(tmp_path, r
     assert first["gate"]["popularity_ndcg@10"] == 0.125 and first["gate"]["cases"] == 41
     assert first["gate"]["window"] == 0.1  # the last of TINY_SERVED's windows is 0.9
     assert "quality_gate" in first["seconds"] and "train" in first["seconds"]
-    lists = ListStore(redis_client)
+    lists = ServedLists(redis_client)
     meta = json.loads(lists.r.get(f"recsys:v:{first['version']}:meta"))
     lists.r.set(f"recsys:v:{first['version']}:meta",
                 json.dumps({**meta, "gate": {**meta["gate"], "ndcg@10": 0.3}}))
@@ -164,7 +164,7 @@ def test_hardening_04_shrink_check_names_each_figure_that_shrank():
 
 @pytest.fixture
 def nightly_100(tmp_path, redis_client):
-    """(argv for an input file, the ~100-user data, ListStore) on a real Redis."""
+    """(argv for an input file, the ~100-user data, ServedLists) on a real Redis."""
     from models.synthetic import generate
 
     data = generate(n_users=100, n_items=60, seed=1, events_per_user=15).interactions
@@ -174,7 +174,7 @@ def nightly_100(tmp_path, redis_client):
             f"--redis_url=redis://{url['host']}:{url['port']}/0",
             "--model=mf", "--epochs=1", "--dim=4",
             "--k=5", "--direct_running_mode=in_memory", "--no_drain_events"]
-    return path, argv, data, ListStore(redis_client)
+    return path, argv, data, ServedLists(redis_client)
 
 
 def _assert_serving(lists, version, users):

@@ -10,14 +10,15 @@ import pytest
 
 from batch.nightly import run
 from infra.bundle import list_bundles, read_bundle
-from infra.redis_store import ListStore
+from infra.redis.event_stream import EventStream
+from infra.redis.lists import ServedLists
 from infra.store import LocalStore
 from models.schema import SchemaError
 
 
 def test_nightly_publishes_every_user_without_seen_items(published):
     store_uri, redis_url, summary = published
-    lists = ListStore.from_url(redis_url.rsplit("/", 1)[0] + "/1", "pub")
+    lists = ServedLists.from_url(redis_url.rsplit("/", 1)[0] + "/1", "pub")
     assert lists.current() == summary["version"]
     store = LocalStore(store_uri)
     assert list_bundles(store) == [summary["version"]]
@@ -105,7 +106,7 @@ def test_nightly_reads_and_writes_s3(tmp_path, redis_client, tiny_dataset, s3_en
     assert store.exists(f"runs/{summary['version']}/summary.json")
     assert store.exists(f"runs/{summary['version']}/dead_letters.parquet")
     assert summary["dead_letters"] == {"unparseable timestamp": 1}
-    assert ListStore(redis_client).current() == summary["version"]
+    assert ServedLists(redis_client).current() == summary["version"]
 
 
 def test_events_posted_since_the_last_run_are_drained_and_trained_on(tmp_path, redis_client,
@@ -117,12 +118,12 @@ def test_events_posted_since_the_last_run_are_drained_and_trained_on(tmp_path, r
             f"--redis_url=redis://{url['host']}:{url['port']}/0",
             "--model=mf", "--epochs=1", "--dim=4",
             "--k=5", "--skip_gate", "--direct_running_mode=in_memory"]
-    lists = ListStore(redis_client)
+    lists = ServedLists(redis_client)
     items = tiny_dataset.interactions["item_id"].unique()[:3]
     now = int(tiny_dataset.interactions["timestamp"].max()) + 60
-    lists.append_events([{"user_id": "arrived-today", "item_id": i, "event_type": "click",
-                          "timestamp": now + n, "event_id": f"e{n}"}
-                         for n, i in enumerate(items)])
+    EventStream(redis_client).append([{"user_id": "arrived-today", "item_id": i,
+                                       "event_type": "click", "timestamp": now + n,
+                                       "event_id": f"e{n}"} for n, i in enumerate(items)])
     summary = run(argv)
     assert summary["events_drained"]["events"] == 3
     assert summary["valid_events"] == len(tiny_dataset.interactions) + 3
@@ -148,7 +149,7 @@ def test_hardening_03_a_weight_past_float32_range_never_publishes_a_nan_model(
     poisoned = data.astype({"weight": float})
     poisoned.loc[poisoned.index[0], "weight"] = 1e39  # finite in float64, inf in float32
     poisoned.to_parquet(path)
-    lists, store = ListStore(redis_client), LocalStore(str(tmp_path / "store"))
+    lists, store = ServedLists(redis_client), LocalStore(str(tmp_path / "store"))
     users = sorted(data["user_id"].unique())
     try:
         summary = run(argv)

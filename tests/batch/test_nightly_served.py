@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from infra.bundle import read_bundle
-from infra.redis_store import ListStore
+from infra.redis.lists import ServedLists
 from infra.store import LocalStore
 from models.evaluation import event_order
 from models.served import ServedModel
@@ -24,7 +24,7 @@ def served(published_served, tmp_path_factory):
     bundle = read_bundle(LocalStore(store), summary["version"])
     folder = bundle.extract("served", str(tmp_path_factory.mktemp("served")))  # verified
     model = ServedModel.load(folder, runtime="tf")
-    return bundle, ListStore.from_url(redis_url, "srv"), model, folder, root
+    return bundle, ServedLists.from_url(redis_url, "srv"), model, folder, root
 
 
 def warm_histories(data: pd.DataFrame) -> dict[str, list[str]]:

@@ -8,7 +8,7 @@ import pytest
 from functions.chain import Query, decode_cursor, encode_cursor, recommend
 from functions.serving import Serving, Settings
 from infra.bundle import BundleWriter
-from infra.redis_store import ListStore
+from infra.redis.lists import ServedLists
 from infra.store import LocalStore
 from models.kinds import mf, write_bundle
 
@@ -23,13 +23,13 @@ def serving(redis_client, redis_url, tmp_path):
     fit = mf.fit_from_factors([], IDS, np.zeros((0, 5)), vectors[:, :5], vectors[:, 5],
                               popular=["f", "d", "a", "b"])
     write_bundle(mf.KIND, fit, BundleWriter(store, "v1"), k=4)
-    lists = ListStore(redis_client, "chain")
+    lists = ServedLists(redis_client, "chain")
     # u1's nightly list: c, a, e, b with scores 4, 3, 2, 1.
     lists.write_shard("v1", "0", ["u1"], np.array([[2, 0, 4, 1]]), np.array([[4, 3, 2, 1.0]]))
-    lists.flip("v1", 1, {})
+    lists.flip("v1", 1)
     s = Serving(Settings(redis_url=redis_url, store=str(tmp_path), namespace="chain",
                          pointer_ttl=0))
-    return s, lists
+    return s
 
 
 def _ids(answer):
@@ -37,11 +37,11 @@ def _ids(answer):
 
 
 def test_cache_then_popular_under_every_filter(serving):
-    s, lists = serving
+    s = serving
     answer = recommend(s, Query("u1", 3))
     assert (answer.source, answer.items) == ("cache", [("c", 4.0), ("a", 3.0), ("e", 2.0)])
-    lists.append_events([{"user_id": "u1", "item_id": "a", "timestamp": 1}])  # touched
-    lists.set_items(unavailable=["e"])
+    s.events.append([{"user_id": "u1", "item_id": "a", "timestamp": 1}])  # touched
+    s.items.update(unavailable=["e"])
     answer = recommend(s, Query("u1", 4, exclude=["f"]))
     # c and b are left of the list; popular fills with d (f excluded, a touched).
     assert _ids(answer) == ["c", "b", "d"] and answer.filled_by == ["popular"]
@@ -49,7 +49,7 @@ def test_cache_then_popular_under_every_filter(serving):
 
 
 def test_pages_follow_the_chain_without_repeats(serving):
-    s, _ = serving
+    s = serving
     first = recommend(s, Query("u1", 2), KEY)
     second = recommend(s, Query("u1", 2, served=decode_cursor(KEY, "u1", first.next_cursor)),
                        KEY)
@@ -61,8 +61,8 @@ def test_pages_follow_the_chain_without_repeats(serving):
 
 
 def test_categories_filter_the_list_and_the_fill(serving):
-    s, lists = serving
-    lists.set_items(categories={"a": "x", "b": "x", "c": "y", "d": "x", "e": "y", "f": "y"})
+    s = serving
+    s.items.update(categories={"a": "x", "b": "x", "c": "y", "d": "x", "e": "y", "f": "y"})
     assert _ids(recommend(s, Query("u1", 3, categories=["x"]))) == ["a", "b", "d"]
     assert _ids(recommend(s, Query("nobody", 5, categories=["y"]))) == ["f"]
 

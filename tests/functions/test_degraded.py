@@ -7,8 +7,8 @@ import time
 import numpy as np
 import redis
 
+from infra.redis.lists import ServedLists
 from infra.redis_server import free_port, local_redis
-from infra.redis_store import ListStore
 from tests.functions.conftest import make_app
 
 KEY = {"X-API-Key": "secret"}
@@ -71,11 +71,11 @@ def test_the_bundle_is_swapped_when_the_pointer_moves(served_env, published, red
     new = old[:-4] + "beef"
     shutil.copytree(store, tmp_path / "store")
     shutil.copytree(tmp_path / "store" / "bundles" / old, tmp_path / "store" / "bundles" / new)
-    lists = ListStore(redis_client, "swap")
+    lists = ServedLists(redis_client, "swap")
     for version, first in ((old, 0), (new, 1)):
         lists.write_shard(version, "0", [warm_user], np.array([[first, 2, 3]]),
                           np.array([[3.0, 2.0, 1.0]]))
-        lists.flip(version, 1, {})
+        lists.flip(version, 1)
     lists.rollback(old)
     env = {**served_env, "REDIS_URL": served_env["REDIS_URL"].rsplit("/", 1)[0] + "/0",
            "RECSYS_NAMESPACE": "swap", "RECSYS_STORE": str(tmp_path / "store")}

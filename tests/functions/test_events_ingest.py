@@ -55,11 +55,11 @@ gunicorn.arbiter.Arbiter.spawn_worker = _slow_spawn
 
 def test_hardening_16_server_start_and_kill_wait_for_every_worker(redis_url, tmp_path):
     from benchmarks.serving import publish_lists
+    from infra.redis.lists import ServedLists
     from infra.redis_server import free_port
-    from infra.redis_store import ListStore
     from infra.store import open_store
 
-    store, lists = open_store(str(tmp_path / "artifacts")), ListStore.from_url(redis_url, "h16")
+    store, lists = open_store(str(tmp_path / "artifacts")), ServedLists.from_url(redis_url, "h16")
     publish_lists(lists, store, "h16-0001", build_small_bundle(store, "h16-0001", 20, 30, 8, 0),
                   5)
     (tmp_path / "slow").mkdir()

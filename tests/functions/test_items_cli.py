@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
-from infra.redis_store import ListStore
+from infra.redis.item_filters import ItemFilters
 
 
 def items(redis_url: str, namespace: str, *args: str, env: dict | None = None):
@@ -45,8 +45,8 @@ def test_hardening_13_recsys_items_marks_an_item_unavailable_for_the_functions(
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_hardening_13_recsys_items_applies_an_items_table(tmp_path, redis_url, redis_client,
                                                           suffix):
-    lists = ListStore.from_url(redis_url, "t13")
-    lists.set_items(unavailable=["b", "keep-off"])
+    filters = ItemFilters.from_url(redis_url, "t13")
+    filters.update(unavailable=["b", "keep-off"])
     table = pd.DataFrame({"item_id": ["1", "b", "c", "*[^:shards", "d"],
                           "category": ["x", None, "z", "glob", None],
                           "available": [False, True, None, False, None]})
@@ -58,7 +58,7 @@ def test_hardening_13_recsys_items_applies_an_items_table(tmp_path, redis_url, r
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"rev": 2, "unavailable": 2, "available": 1,
                                          "categories": 4}
-    rev, unavailable, categories = lists.item_filters()
+    rev, unavailable, categories = filters.read()
     assert rev == 2 and unavailable == {"1", "*[^:shards", "keep-off"}
     assert categories == {"1": "x", "c": "z", "*[^:shards": "glob", "d": "books"}
 
@@ -79,7 +79,7 @@ def test_hardening_13_recsys_items_refuses_bad_ids_and_changes_nothing(redis_url
 
     assert result.exit_code == 1 and reason in result.output, result.output
     assert "nothing was changed" in result.output and "Traceback" not in result.output
-    assert ListStore.from_url(redis_url, "t13").item_filters() == (0, set(), {})
+    assert ItemFilters.from_url(redis_url, "t13").read() == (0, set(), {})
 
 
 def test_recsys_items_refuses_a_bad_table_naming_its_rows(tmp_path, redis_url, redis_client):
@@ -92,7 +92,7 @@ def test_recsys_items_refuses_a_bad_table_naming_its_rows(tmp_path, redis_url, r
     for line in (f"{path} row 2: missing item_id", f"{path} row 3: available must be",
                  f"{path} row 4: item_id is longer than 256"):
         assert line in result.output
-    assert ListStore.from_url(redis_url, "t13").item_filters() == (0, set(), {})
+    assert ItemFilters.from_url(redis_url, "t13").read() == (0, set(), {})
 
 
 def test_recsys_items_names_a_table_without_usable_columns(tmp_path, redis_url, redis_client):
@@ -113,7 +113,7 @@ def test_recsys_items_from_the_environment_dry_run_and_show(redis_url, redis_cli
     assert dry.exit_code == 0, dry.output
     assert json.loads(dry.output) == {"dry_run": True, "unavailable": 2, "available": 0,
                                       "categories": 0}
-    assert ListStore.from_url(redis_url, "t13").item_filters() == (0, set(), {})
+    assert ItemFilters.from_url(redis_url, "t13").read() == (0, set(), {})
 
     applied = items(redis_url, "t13", env={**env, "RECSYS_ITEMS_DRY_RUN": "0"})
     shown = items(redis_url, "t13")

@@ -112,11 +112,11 @@ def test_features_alone_rank_a_user_without_history(app, models):
 
 
 def test_warm_user_gets_the_nightly_list(app, published_served, tiny_dataset):
-    from infra.redis_store import ListStore
+    from infra.redis.lists import ServedLists
 
     _, redis_url, summary, _ = published_served
     user = str(tiny_dataset.interactions["user_id"].iloc[0])
-    items, _ = ListStore.from_url(redis_url, "srv").get_list(summary["version"], user)
+    items, _ = ServedLists.from_url(redis_url, "srv").get_list(summary["version"], user)
     body = app.get(f"/recommend?user_id={user}&k=5").get_json()
     bundle_items = read_bundle(LocalStore(published_served[0]), summary["version"]).item_ids
     assert body["source"] == "cache" and body["model_version"] == summary["version"]

@@ -1,5 +1,5 @@
-"""The events stream (ListStore) and its drain into Parquet (infra/events_log.py), against a real
-redis-server and a local artifact store."""
+"""The drain of the event stream (infra/redis/event_stream.py) into Parquet (infra/events_log.py),
+against a real redis-server and a local artifact store."""
 
 import io
 
@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from infra.events_log import drain_events, read_events_log
-from infra.redis_store import ListStore
+from infra.redis.event_stream import EventStream
 from infra.store import LocalStore
-from models.schema import validate_frame
+from models.schema import drop_duplicates, validate_batch
 
 
 def _events(n, user="u", start=0):
@@ -22,48 +22,37 @@ def _frame(store, key):
     return pq.read_table(io.BytesIO(store.get_bytes(key))).to_pandas()
 
 
-def test_a_resent_event_id_is_stored_once(redis_client):
-    lists = ListStore(redis_client, "t")
-    first = lists.append_events(_events(4))
-    again = lists.append_events(_events(2) + [{"user_id": "x", "item_id": "9", "timestamp": 1}])
-    assert all(first) and again[:2] == [None, None] and again[2] is not None
-    assert redis_client.xlen("t:events") == 5
-    # Items reach the history once per stored event, newest last.
-    assert lists.history("u0") == ["0", "3"]
-
-
 def test_drain_writes_the_interactions_schema_then_empties_the_stream(redis_client, tmp_path):
-    lists, store = ListStore(redis_client, "t"), LocalStore(str(tmp_path))
-    lists.append_events(_events(7) + [{"user_id": "w", "item_id": "5", "timestamp": 3,
-                                       "weight": 2.5, "recommendation_id": "r1",
-                                       "event_id": "w1"}])
-    stats = drain_events(lists, store, batch_size=3)
+    stream, store = EventStream(redis_client, "t"), LocalStore(str(tmp_path))
+    stream.append(_events(7) + [{"user_id": "w", "item_id": "5", "timestamp": 3,
+                                 "weight": 2.5, "recommendation_id": "r1", "event_id": "w1"}])
+    stats = drain_events(stream, store, batch_size=3)
     assert stats["events"] == 8 and stats["acknowledged"] == 8 and len(stats["files"]) == 3
     assert redis_client.xlen("t:events") == 0
     df = read_events_log(store)
     assert sorted(df["event_id"]) == sorted([f"e{i}" for i in range(7)] + ["w1"])
     w = df[df.event_id == "w1"].iloc[0]
     assert (w.weight, w.recommendation_id, w.timestamp) == (2.5, "r1", 3)
-    clean, dead = validate_frame(df, "drained")  # what the nightly job will read
-    assert len(clean) == 8 and dead == []
-    assert drain_events(lists, store)["events"] == 0  # nothing left
+    clean, dead = validate_batch(df, "drained")  # what the nightly job will read
+    assert len(clean) == 8 and dead == [] and drop_duplicates(clean)[1] == []
+    assert drain_events(stream, store)["events"] == 0  # nothing left
 
 
 def test_a_crash_between_write_and_ack_loses_and_duplicates_nothing(redis_client, tmp_path,
                                                                     monkeypatch):
-    lists, store = ListStore(redis_client, "t"), LocalStore(str(tmp_path))
-    lists.append_events(_events(10))
+    stream, store = EventStream(redis_client, "t"), LocalStore(str(tmp_path))
+    stream.append(_events(10))
 
     def crash(*args):
         raise ConnectionError("killed after the write")
 
-    monkeypatch.setattr(lists, "ack_events", crash)
+    monkeypatch.setattr(stream, "ack", crash)
     with pytest.raises(ConnectionError):
-        drain_events(lists, store, batch_size=4)
+        drain_events(stream, store, batch_size=4)
     assert len(store.list("events")) == 1  # the first batch is durable, not acknowledged
     monkeypatch.undo()
-    lists.append_events(_events(3, start=10))  # more arrive before the rerun
-    stats = drain_events(lists, store, batch_size=4)
+    stream.append(_events(3, start=10))  # more arrive before the rerun
+    stats = drain_events(stream, store, batch_size=4)
     assert stats["already_written"] == 4 and stats["events"] == 9
     assert redis_client.xlen("t:events") == 0
     frames = [_frame(store, k) for k in store.list("events")]
@@ -72,36 +61,36 @@ def test_a_crash_between_write_and_ack_loses_and_duplicates_nothing(redis_client
 
 
 def test_nothing_is_acknowledged_when_the_write_fails(redis_client, tmp_path, monkeypatch):
-    lists, store = ListStore(redis_client, "t"), LocalStore(str(tmp_path))
-    lists.append_events(_events(5))
+    stream, store = EventStream(redis_client, "t"), LocalStore(str(tmp_path))
+    stream.append(_events(5))
 
     def full(key, data):
         raise OSError("disk full")
 
     monkeypatch.setattr(store, "put_bytes", full)
     with pytest.raises(OSError):
-        drain_events(lists, store)
+        drain_events(stream, store)
     assert redis_client.xlen("t:events") == 5
     monkeypatch.undo()
-    assert drain_events(lists, store)["events"] == 5
+    assert drain_events(stream, store)["events"] == 5
     assert redis_client.xlen("t:events") == 0
 
 
 def test_pending_entries_of_another_consumer_are_taken_over(redis_client, tmp_path):
-    lists, store = ListStore(redis_client, "t"), LocalStore(str(tmp_path))
-    lists.append_events(_events(6))
-    lists.ensure_group("nightly")
-    assert len(lists.read_events("nightly", "old-worker", 4)) == 4  # read, then it died
-    stats = drain_events(lists, store)
+    stream, store = EventStream(redis_client, "t"), LocalStore(str(tmp_path))
+    stream.append(_events(6))
+    stream.ensure_group("nightly")
+    assert len(stream.read("nightly", "old-worker", 4)) == 4  # read, then it died
+    stats = drain_events(stream, store)
     assert stats["events"] == 6 and redis_client.xlen("t:events") == 0
     assert redis_client.xpending("t:events", "nightly")["pending"] == 0
 
 
 def test_invalid_stream_entries_become_dead_letters(redis_client, tmp_path):
-    lists, store = ListStore(redis_client, "t"), LocalStore(str(tmp_path))
-    lists.append_events(_events(2))
+    stream, store = EventStream(redis_client, "t"), LocalStore(str(tmp_path))
+    stream.append(_events(2))
     redis_client.xadd("t:events", {"user_id": "z", "timestamp": "1"})  # written by hand
-    stats = drain_events(lists, store)
+    stats = drain_events(stream, store)
     assert stats["events"] == 2 and stats["dead"] == 1
     dead = _frame(store, next(k for k in store.list("events") if "/dead/" in k))
     assert dead["reason"].tolist() == ["missing item_id"]
@@ -131,13 +120,13 @@ POISON = [  # (event as the ingestion API stores it, the reason its dead letter 
 
 def test_hardening_02_poison_events_are_dead_lettered_and_the_drain_goes_on(redis_client,
                                                                             tmp_path):
-    lists, store = ListStore(redis_client, "t"), LocalStore(str(tmp_path))
-    lists.append_events(_events(2))
-    lists.append_events([event for event, _ in POISON])
+    stream, store = EventStream(redis_client, "t"), LocalStore(str(tmp_path))
+    stream.append(_events(2))
+    stream.append([event for event, _ in POISON])
     redis_client.xadd("t:events", {"user_id": "z", "item_id": "1",
                                    "timestamp": "9.3e18"})  # written by hand
-    lists.append_events(_events(2, start=2))
-    stats = drain_events(lists, store, batch_size=4)
+    stream.append(_events(2, start=2))
+    stats = drain_events(stream, store, batch_size=4)
     assert stats["events"] == 4 and stats["dead"] == len(POISON) + 1
     assert redis_client.xlen("t:events") == 0
     assert redis_client.xpending("t:events", "nightly")["pending"] == 0
@@ -146,8 +135,8 @@ def test_hardening_02_poison_events_are_dead_lettered_and_the_drain_goes_on(redi
     reasons = sorted(r.split(":")[0] for r in dead["reason"])
     assert reasons == sorted([r for _, r in POISON] + ["timestamp out of range"])
     # Nothing is left to stall the next nightly.
-    lists.append_events(_events(1, start=9))
-    assert drain_events(lists, store)["events"] == 1
+    stream.append(_events(1, start=9))
+    assert drain_events(stream, store)["events"] == 1
 
 
 def test_hardening_02_a_row_parquet_cannot_hold_is_dead_lettered(redis_client, tmp_path,
@@ -165,10 +154,10 @@ def test_hardening_02_a_row_parquet_cannot_hold_is_dead_lettered(redis_client, t
         return row, reason
 
     monkeypatch.setattr(events_log, "validate_interaction", permissive)
-    lists, store = ListStore(redis_client, "t"), LocalStore(str(tmp_path))
-    lists.append_events(_events(2) + [{"user_id": "o", "item_id": "overflow",
-                                       "timestamp": 5, "event_id": "o1"}] + _events(2, start=2))
-    stats = drain_events(lists, store)
+    stream, store = EventStream(redis_client, "t"), LocalStore(str(tmp_path))
+    stream.append(_events(2) + [{"user_id": "o", "item_id": "overflow",
+                                 "timestamp": 5, "event_id": "o1"}] + _events(2, start=2))
+    stats = drain_events(stream, store)
     assert stats["events"] == 4 and stats["dead"] == 1
     assert redis_client.xlen("t:events") == 0
     assert sorted(read_events_log(store)["event_id"]) == ["e0", "e1", "e2", "e3"]
@@ -180,12 +169,12 @@ def test_hardening_02_a_row_parquet_cannot_hold_is_dead_lettered(redis_client, t
 def test_hardening_02_an_entry_that_is_not_utf8_is_dead_lettered(redis_client, tmp_path):
     """Bytes that are not UTF-8 (a hand-written entry) go to events/dead/, not into a
     UnicodeDecodeError that leaves the entry pending before every later drain."""
-    lists, store = ListStore(redis_client, "t"), LocalStore(str(tmp_path))
-    lists.append_events(_events(2))
+    stream, store = EventStream(redis_client, "t"), LocalStore(str(tmp_path))
+    stream.append(_events(2))
     redis_client.xadd("t:events", {b"user_id": b"\xff\xfeu", b"item_id": b"1",
                                    b"timestamp": b"1700000000"})
-    lists.append_events(_events(2, start=2))
-    stats = drain_events(lists, store)
+    stream.append(_events(2, start=2))
+    stats = drain_events(stream, store)
     assert stats["events"] == 4 and stats["dead"] == 1
     assert redis_client.xlen("t:events") == 0
     assert sorted(read_events_log(store)["event_id"]) == ["e0", "e1", "e2", "e3"]

@@ -1,0 +1,193 @@
+"""The event stream and per-user histories: what POST /events writes, what the nightly drains.
+
+`append` stores a batch of events in one Lua step: each goes to the stream NS:events (which
+infra/events_log.py drains into Parquet for the next training) and its item to the user's
+recent history NS:hist:USER (which the functions read with the user's list,
+lists.ServedLists.read_user). Event ids seen within a TTL (NS:eid:ID) are skipped, so a
+client may resend a batch. The drain side reads the stream through the consumer group
+`nightly`: ensure_group, claim, read, ack. Keys: keys.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from infra.redis.keys import Namespaced
+
+# Per event (ARGV[4..], JSON [event_id or "", user_id, item_id, field, value, ...]): skip it if
+# its id was seen within the TTL, else XADD it and push the item on the user's history.
+# Redis does not undo a script's writes when it fails part way, so every entry is decoded and
+# checked, and every key's type too, before the first write: a bad batch writes nothing.
+_APPEND = """
+local function bad(n, why)
+  return redis.error_reply('event ' .. (n - 4) .. ': ' .. why .. '; nothing was stored')
+end
+local function type_ok(key, want)
+  local t = redis.call('TYPE', key)['ok']
+  return t == 'none' or t == want
+end
+if not type_ok(KEYS[1], 'stream') then
+  return redis.error_reply(KEYS[1] .. ' is not a stream; nothing was stored')
+end
+local events = {}
+for n = 4, #ARGV do
+  local ok, e = pcall(cjson.decode, ARGV[n])
+  if not ok or type(e) ~= 'table' then return bad(n, 'not a JSON array') end
+  if #e < 5 or (#e - 3) % 2 ~= 0 then
+    return bad(n, 'not [event_id, user_id, item_id, field, value, ...]')
+  end
+  for f = 1, #e do
+    if type(e[f]) ~= 'string' then return bad(n, 'entry ' .. f .. ' is not a string') end
+  end
+  if not type_ok(ARGV[1] .. ':hist:' .. e[2], 'list') then
+    return bad(n, 'the history key of its user is not a list')
+  end
+  events[#events + 1] = e
+end
+local out = {}
+for _, e in ipairs(events) do
+  local fresh = true
+  if e[1] ~= '' then
+    fresh = redis.call('SET', ARGV[1] .. ':eid:' .. e[1], '1', 'NX', 'EX', ARGV[3])
+  end
+  if fresh then
+    local fields = {}
+    for f = 4, #e do fields[#fields + 1] = e[f] end
+    out[#out + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
+    local hist = ARGV[1] .. ':hist:' .. e[2]
+    redis.call('LPUSH', hist, e[3])
+    redis.call('LTRIM', hist, 0, tonumber(ARGV[2]) - 1)
+  else
+    out[#out + 1] = false
+  end
+end
+return out
+"""
+
+
+def _encode_event(n: int, event: dict) -> bytes:
+    """One _APPEND argument: UTF-8 JSON [event_id or "", user_id, item_id, field, value, ...].
+
+    Raises:
+        ValueError: `event <n>: ...` when the event lacks an id or holds text that UTF-8
+            cannot encode (lone surrogates).
+    """
+    try:
+        fields = [str(x) for k, v in event.items() if v is not None for x in (k, v)]
+        row = [str(event.get("event_id") or ""), str(event["user_id"]), str(event["item_id"]),
+               *fields]
+        return json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except KeyError as e:
+        raise ValueError(f"event {n}: missing field {e.args[0]!r}; nothing was stored") from None
+    except AttributeError:
+        raise ValueError(f"event {n}: not an object of fields; nothing was stored") from None
+    except UnicodeEncodeError as e:
+        raise ValueError(f"event {n}: text that is not valid Unicode ({e.reason}, e.g. a lone "
+                         "surrogate); nothing was stored") from None
+
+
+class EventStream(Namespaced):
+    """The stream of ingested events and each user's recent items.
+
+    Contract: a batch is appended whole or not at all; an event id is stored once within the
+    dedup TTL; an entry leaves the stream only when a consumer acknowledges it (ack), and an
+    entry read but not acknowledged stays pending for the next reader (claim).
+    """
+
+    def __init__(self, client: redis.Redis, namespace: str = "recsys"):
+        super().__init__(client, namespace)
+        self._append = self.r.register_script(_APPEND)
+
+    # Ingesting (POST /events) ---------------------------------------------------------------
+    def append(self, events: list[dict], history_len: int = 50,
+               dedup_ttl: int = 86_400) -> list[str | None]:
+        """Adds events to the durable stream and to each user's recent history, atomically.
+
+        All or nothing: every event is encoded and checked before the first write, in Python
+        and again in the script, so a batch that fails stores none of its events.
+
+        An event whose `event_id` was already ingested within `dedup_ttl` seconds is skipped,
+        so a client may resend a batch it is unsure about. Events without an id are always
+        added.
+
+        Args:
+            events: dicts with at least `user_id` and `item_id`; every non-None field is
+                stored as text.
+            history_len: history entries kept per user (>= 1).
+            dedup_ttl: seconds an event id is remembered (>= 1).
+
+        Returns:
+            Per event, its stream id, or None for a skipped duplicate.
+
+        Raises:
+            ValueError: an event cannot be stored as given (a missing `user_id`/`item_id`,
+                text that is not valid Unicode such as a lone surrogate "\\udfff"); the
+                message starts with `event <index>:` (0-based). Nothing was stored.
+            redis.ResponseError: the script refused the batch (a malformed entry, a key of
+                the wrong type); nothing was stored.
+            redis.ConnectionError, redis.TimeoutError: the reply was lost; the batch may or
+                may not be stored (all or nothing). Resending is safe for events with an
+                `event_id`: stored ones are skipped as duplicates.
+        """
+        if not events:
+            return []
+        if int(history_len) < 1 or int(dedup_ttl) < 1:
+            raise ValueError(f"history_len={history_len}, dedup_ttl={dedup_ttl}: use >= 1")
+        args = [_encode_event(n, e) for n, e in enumerate(events)]
+        out = self._append(keys=[self.keys.events],
+                           args=[self.keys.namespace, history_len, dedup_ttl, *args])
+        return [x.decode() if x is not None else None for x in out]
+
+    def history(self, user_id: str, n: int = 50) -> list[str]:
+        """The user's `n` most recent item ids, oldest first."""
+        return [x.decode() for x in self.r.lrange(self.keys.hist(user_id), 0, n - 1)][::-1]
+
+    # Draining (infra/events_log.py) ---------------------------------------------------------
+    def ensure_group(self, group: str) -> None:
+        """Creates the consumer group (from the stream's start) unless it exists."""
+        try:
+            self.r.xgroup_create(self.keys.events, group, id="0", mkstream=True)
+        except redis.ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+    def last_id(self) -> str:
+        """The id of the newest entry in the stream ("0-0" when it is empty)."""
+        newest = self.r.xrevrange(self.keys.events, count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    def read(self, group: str, consumer: str, count: int,
+             after: str = ">") -> list[tuple[str, dict | None]]:
+        """Entries for `consumer`: new ones (after=">") or its own pending ones after an id.
+
+        Returns:
+            [(stream id, {field: value} or None for an entry deleted while pending)], oldest
+            first.
+        """
+        reply = self.r.xreadgroup(group, consumer, {self.keys.events: after}, count=count)
+        entries = reply[0][1] if reply else []
+        # surrogateescape: bytes that are not UTF-8 (written to the stream by hand) reach the
+        # drain's validator, which dead-letters them, instead of stalling every drain.
+        return [(i.decode(), None if f is None else {k.decode(errors="surrogateescape"):
+                                                    v.decode(errors="surrogateescape")
+                                                    for k, v in f.items()})
+                for i, f in entries]
+
+    def claim(self, group: str, consumer: str, count: int) -> int:
+        """Moves every pending entry of other consumers of `group` to `consumer`."""
+        claimed, start = 0, "0-0"
+        while True:
+            start, entries, *_ = self.r.xautoclaim(self.keys.events, group, consumer, 0,
+                                                   start_id=start, count=count)
+            claimed += len(entries)
+            if start in (b"0-0", "0-0"):
+                return claimed
+
+    def ack(self, group: str, ids: list[str]) -> None:
+        """Acknowledges entries and deletes them from the stream, in one transaction."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.xack(self.keys.events, group, *ids)
+        pipe.xdel(self.keys.events, *ids)
+        pipe.execute()

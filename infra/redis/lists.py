@@ -1,0 +1,254 @@
+"""Served lists: each user's top-K under a version, and the NS:current pointer that picks one.
+
+The nightly job writes a new version's lists (write_shard from its shards, copy_lists for the
+lists it carries over), then flips the pointer in one Lua step that first checks every shard
+wrote (flip); it expires old versions (expire_old) and, at its start, deletes the keys of
+versions that failed before their flip (drop_unpublished). The functions read the pointer
+(current_and_rev) and a user's list with their recent history (read_user). Keys: keys.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+import redis
+
+from infra.redis.codec import decode_list, encode_lists, remap_lists
+from infra.redis.keys import VERSION_RE, Namespaced, check_version, mark_started
+
+log = logging.getLogger(__name__)
+
+# Flip only if the shards' counts add up to the expected number of users; a flipped version
+# leaves the started record (KEYS[4]) in the same step.
+_FLIP = """
+local total = 0
+local vals = redis.call('HVALS', KEYS[2])
+for _, v in ipairs(vals) do total = total + tonumber(v) end
+if total ~= tonumber(ARGV[2]) then return total end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('SREM', KEYS[4], ARGV[1])
+return -1
+"""
+
+# Copies the users' list keys KEYS[2..n+1] to KEYS[n+2..2n+1] and records the count in the
+# shards hash KEYS[1] (field ARGV[1]) in the same atomic step; returns 1/0 (source missing)
+# per key.
+_COPY = """
+local n = (#KEYS - 1) / 2
+local out, copied = {}, 0
+for i = 2, n + 1 do
+  out[i - 1] = redis.call('COPY', KEYS[i], KEYS[i + n], 'REPLACE')
+  copied = copied + out[i - 1]
+end
+redis.call('HSET', KEYS[1], ARGV[1], copied)
+return out
+"""
+
+
+class ServedLists(Namespaced):
+    """Versioned per-user lists and the pointer to the version served.
+
+    Contract: a reader that reads `current`, then that version's keys, sees the whole of one
+    published version; the pointer moves only to a version whose shards wrote every user;
+    every version that started writing is either published or deleted by the next
+    drop_unpublished; versions never share keys, so rollback serves the old bytes.
+    """
+
+    def __init__(self, client: redis.Redis, namespace: str = "recsys"):
+        super().__init__(client, namespace)
+        self._flip = self.r.register_script(_FLIP)
+        self._copy = self.r.register_script(_COPY)
+        self._local = threading.local()  # read_user's connection of each thread
+
+    # Writing a version ----------------------------------------------------------------------
+    def write_shard(self, version: str, shard: str, user_ids, items: np.ndarray,
+                    scores: np.ndarray, batch: int = 1000) -> int:
+        """Writes one shard's lists, then records its count. Rewriting a shard is idempotent.
+
+        Args:
+            user_ids: [n] user ids.
+            items: [n, k] item indices (-1 = none).
+            scores: [n, k] scores.
+
+        Returns:
+            Number of users written.
+        """
+        mark_started(self.r, self.keys, version)
+        prefix = f"{self.keys.version(version)}:u:"
+        values = encode_lists(items, scores)
+        for lo in range(0, len(values), batch):
+            self.r.mset({prefix + str(u): v for u, v in
+                         zip(user_ids[lo:lo + batch], values[lo:lo + batch], strict=True)})
+        # Recorded last: a shard counts only once all its lists are in Redis.
+        self.r.hset(self.keys.shards(version), shard, len(user_ids))
+        return len(user_ids)
+
+    def copy_lists(self, src: str, dst: str, shard: str, user_ids,
+                   item_map: np.ndarray | None = None, batch: int = 1000) -> np.ndarray:
+        """Copies users' lists from version `src` to `dst` inside Redis, `batch` per round trip.
+
+        Each batch's lists and its count (field `<shard>:<n>` of dst's shards hash) are written
+        in one atomic step, so the flip's check covers copied users as it covers computed ones
+        and `drop_unpublished` finds every copy of a failed run.
+
+        Args:
+            user_ids: [n] user ids.
+            item_map: None when both versions index items alike: `COPY` moves the bytes
+                unchanged; else [src items] new index of each src item (codec.remap_lists),
+                and the lists go out by `MGET`, remap, `MSET`.
+
+        Returns:
+            [n] bool: False where src had no list for the user (nothing written for them).
+        """
+        check_version(src)
+        mark_started(self.r, self.keys, dst)
+        shards, copied = self.keys.shards(dst), np.zeros(len(user_ids), bool)
+        for n, lo in enumerate(range(0, len(user_ids), batch)):
+            users = [str(u) for u in user_ids[lo:lo + batch]]
+            src_keys = [self.keys.user(src, u) for u in users]
+            dst_keys = [self.keys.user(dst, u) for u in users]
+            if item_map is None:  # COPY in a script: ~1.3x a pipeline of COPYs, and atomic
+                done = np.array(self._copy(keys=[shards, *src_keys, *dst_keys],
+                                           args=[f"{shard}:{n}"]), bool)
+            else:
+                values = self.r.mget(src_keys)
+                done = np.array([v is not None for v in values], bool)
+                pipe = self.r.pipeline(transaction=True)
+                if done.any():
+                    pipe.mset(dict(zip([k for k, ok in zip(dst_keys, done, strict=True) if ok],
+                                       remap_lists([v for v in values if v is not None],
+                                                   item_map), strict=True)))
+                pipe.hset(shards, f"{shard}:{n}", int(done.sum()))
+                pipe.execute()
+            copied[lo:lo + len(users)] = done
+        return copied
+
+    # The pointer ----------------------------------------------------------------------------
+    def flip(self, version: str, expected_users: int) -> None:
+        """Points `current` at `version` if its shards wrote `expected_users`; raises otherwise.
+
+        One Lua step: the count check, `SET current`, `ZADD versions` and the version's exit
+        from the started record. Write the run's summary (BuildRecords.put_summary) first.
+        """
+        written = self._flip(keys=[self.keys.current, self.keys.shards(check_version(version)),
+                                   self.keys.versions, self.keys.started],
+                             args=[version, expected_users, time.time()])
+        if written != -1:
+            raise RuntimeError(f"version {version}: shards wrote {written} users, expected "
+                               f"{expected_users}; the pointer was not moved")
+
+    def rollback(self, version: str) -> None:
+        """Points `current` back at an earlier published version; ValueError otherwise."""
+        check_version(version)
+        if self.r.zscore(self.keys.versions, version) is None:
+            raise ValueError(f"version {version} was never published; see `recsys versions`")
+        self.r.set(self.keys.current, version)
+
+    def current(self) -> str | None:
+        """The version served, None before the first flip."""
+        v = self.r.get(self.keys.current)
+        return v.decode() if v is not None else None
+
+    def versions(self) -> list[str]:
+        """The published versions, oldest first."""
+        return [v.decode() for v in self.r.zrange(self.keys.versions, 0, -1)]
+
+    # Reading --------------------------------------------------------------------------------
+    def current_and_rev(self) -> tuple[str | None, int]:
+        """The `current` pointer and the item filters' revision (item_filters.py), in one
+        round trip: what a function checks to know whether to reload anything."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(self.keys.current)
+        pipe.get(self.keys.items_rev)
+        current, rev = pipe.execute()
+        return (current.decode() if current is not None else None), int(rev or 0)
+
+    def get_list(self, version: str, user_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The user's list in `version` as ([k] int32 items, [k] float32 scores), or None."""
+        raw = self.r.get(self.keys.user(version, user_id))
+        return decode_list(raw) if raw is not None else None
+
+    def read_user(self, version: str, user_id: str, n: int = 50) -> tuple[bytes | None, list]:
+        """The user's list in `version` (encoded, codec.py) and their `n` most recent items
+        (newest first, bytes; event_stream.py writes them).
+
+        The serving hot path: both commands go out in one write and come back in one round
+        trip, on a connection this thread keeps for itself (same settings as the client's
+        pool). That skips the pool's lock, bookkeeping and per-checkout readiness poll, a
+        third of the call's time (benchmarks/serving.py); a connection that fails is
+        dropped and the next call opens a new one.
+        """
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            pool = self.r.connection_pool
+            conn = local.conn = pool.connection_class(**pool.connection_kwargs)
+            local.pid = os.getpid()
+        try:
+            conn.send_packed_command(conn.pack_commands([
+                ("GET", self.keys.user(version, user_id)),
+                ("LRANGE", self.keys.hist(user_id), 0, n - 1)]))
+            return conn.read_response(), conn.read_response()
+        except BaseException:
+            local.conn = None  # a reply may be left unread: never reuse this connection
+            conn.disconnect()
+            raise
+
+    # Deleting versions ----------------------------------------------------------------------
+    def _unlink_version(self, version: str) -> int:
+        """Deletes every key of a checked version (NS:v:VER:*); returns how many."""
+        deleted, batch = 0, []
+        for key in self.r.scan_iter(self.keys.version_pattern(version), count=10_000):
+            batch.append(key)
+            if len(batch) == 1000:
+                deleted += self.r.unlink(*batch)
+                batch = []
+        return deleted + (self.r.unlink(*batch) if batch else 0)
+
+    def drop_unpublished(self) -> list[str]:
+        """Deletes the keys of versions that started writing but never flipped (failed runs).
+
+        The versions come from the started record (NS:started), which every write of a
+        version joins before its first key, never from scanning keys: user ids are part of
+        key names. A version leaves the record only once its keys are gone, so a drop cut
+        short is finished by the next call. Only one nightly run may write at a time (the
+        scheduler runs them in sequence): this deletes a concurrent run's keys.
+
+        Returns:
+            The dropped versions, sorted.
+        """
+        published, current = set(self.versions()), self.current()
+        dropped = []
+        for version in sorted(v.decode() for v in self.r.smembers(self.keys.started)):
+            if version in published or version == current:
+                self.r.srem(self.keys.started, version)  # flipped: not a failed run
+                continue
+            if not VERSION_RE.fullmatch(version):  # not written by these stores: leave its keys
+                log.warning("started record holds a malformed version %r; removed from the "
+                            "record, its keys (if any) are left alone", version)
+                self.r.srem(self.keys.started, version)
+                continue
+            self._unlink_version(version)
+            self.r.srem(self.keys.started, version)
+            dropped.append(version)
+        return dropped
+
+    def expire_old(self, keep: int) -> list[str]:
+        """Deletes the keys of published versions beyond the newest `keep` (never current)."""
+        current, dropped = self.current(), []
+        for version in self.versions()[:-keep] if keep > 0 else []:
+            if version == current:
+                continue
+            if not VERSION_RE.fullmatch(version):
+                log.warning("NS:versions holds a malformed version %r; not expired (remove "
+                            "it by hand: its keys cannot be matched safely)", version)
+                continue
+            self._unlink_version(version)
+            self.r.zrem(self.keys.versions, version)
+            dropped.append(version)
+        return dropped
