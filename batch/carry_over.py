@@ -28,10 +28,9 @@ from infra.bundle import read_bundle
 from infra.redis.builds import BuildRecords
 from infra.redis.lists import ServedLists
 from infra.store import ArtifactStore
-from models.schema import CLEAN_SCHEMA
+from models.schema import CLEAN_SCHEMA, SECONDS_PER_DAY
 
 log = logging.getLogger(__name__)
-DAY_S = 86_400
 
 
 def user_fingerprints(clean: pd.DataFrame, user_ids) -> np.ndarray:
@@ -119,7 +118,8 @@ def carry_over(lists: ServedLists, builds: BuildRecords, store: ArtifactStore,
     served = lists.current()
     previous = served and _previous(builds, store, served, user_ids, item_ids, k,
                                     manifest.get("model", "mf"))
-    plan = plan_lists(fingerprints, now, max_age_days * DAY_S, previous and previous[:3])
+    plan = plan_lists(fingerprints, now, max_age_days * SECONDS_PER_DAY,
+                      previous and previous[:3])
     refresh = plan.refresh
     if plan.carry.size:
         item_map = previous[3]

@@ -11,8 +11,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from infra.store import S3Store
-from models.rows import clean_id
-from models.schema import INTERACTION_COLUMNS, SchemaError, check_columns
+from models.rows import INTERACTION_COLUMNS, clean_id
+from models.schema import SchemaError, check_columns
 
 SUFFIXES = (".parquet", ".csv")
 # Read as text, so that ids keep leading zeros and the validator (models/rows.py) parses the rest.

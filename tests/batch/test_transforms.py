@@ -65,7 +65,7 @@ def test_retrieve_scores_match_brute_force(random_bundle):
 def test_validate_routes_bad_rows_to_dead_letters_with_reasons():
     import pandas as pd
 
-    from batch.transforms import drop_duplicates
+    from models.schema import drop_duplicates
 
     rows = [
         {"user_id": "1", "item_id": "a", "timestamp": "1700000000"},

@@ -3,21 +3,12 @@
 write and a second one; every acknowledged event must be in the Parquet files exactly once
 (benchmarks/events.py runs the same code with 100,000 events)."""
 
-import io
 import os
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from benchmarks.events import Server, build_small_bundle, count_rows, make_event, run_scenario
-from infra.events_log import DEAD_SCHEMA, EVENTS_SCHEMA
+from infra.events_log import EVENTS_SCHEMA
+from infra.parquet import STREAM_DEAD_SCHEMA, parquet_bytes
 from infra.store import LocalStore
-
-
-def _parquet(rows, schema):
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buf)
-    return buf.getvalue()
 
 
 def test_acknowledged_events_reach_parquet_exactly_once_across_a_server_kill(redis_url,
@@ -82,10 +73,10 @@ def test_the_row_count_sees_a_row_written_twice(tmp_path):
     store = LocalStore(str(tmp_path))
     rows = [{**make_event("t", n, 5, 7), "weight": 1.0, "stream_id": f"1-{n}",
              "recommendation_id": None} for n in range(3)]
-    store.put_bytes("events/1-0_1-1.parquet", _parquet(rows[:2], EVENTS_SCHEMA))
-    store.put_bytes("events/1-1_1-2.parquet", _parquet(rows[1:], EVENTS_SCHEMA))
+    store.put_bytes("events/1-0_1-1.parquet", parquet_bytes(rows[:2], EVENTS_SCHEMA))
+    store.put_bytes("events/1-1_1-2.parquet", parquet_bytes(rows[1:], EVENTS_SCHEMA))
     dead = [{"stream_id": "1-9", "reason": "missing item_id", "row": "{}"}]
-    store.put_bytes("events/dead/1-9_1-9.parquet", _parquet(dead, DEAD_SCHEMA))
+    store.put_bytes("events/dead/1-9_1-9.parquet", parquet_bytes(dead, STREAM_DEAD_SCHEMA))
     counts, content, dead_rows = count_rows(store)
     assert counts == {"t-0000000": 1, "t-0000001": 2, "t-0000002": 1} and dead_rows == 1
     assert content["t-0000002"] == ("2", str(2 * 7919 % 7), 1_750_000_002)
