@@ -29,10 +29,12 @@ import redis
 
 from functions import chain, metrics
 from functions.body import BadRequest, read_body
-from functions.chain import CursorKey, CursorKeyUnavailable
+from functions.cursor import CursorKey, CursorKeyUnavailable
+from functions.loaded import NoBundleError
 from functions.openapi import document
 from functions.params import event_batch, item_changes, query
-from functions.serving import NoBundleError, Serving, Settings
+from functions.serving import Serving
+from functions.settings import Settings
 
 log = logging.getLogger("recsys.functions")
 # One JSON line per request on stdout, which Cloud Logging parses. This logger's level switches
@@ -83,11 +85,11 @@ def _body_limit(path: str) -> int:
 
 def _cursor_key() -> bytes | None:
     """The page cursors' key; None while it is unknown and Redis is unreachable."""
-    if CURSORS.value is None and SERVING.redis_up():
+    if CURSORS.value is None and SERVING.breaker.up():
         try:
             CURSORS.load()
         except redis.RedisError as e:
-            SERVING.mark_down(e)
+            SERVING.breaker.trip(e)
             log.warning("page cursor secret unavailable: %s", e)
     return CURSORS.value
 
@@ -175,7 +177,7 @@ def _events(request: flask.Request, info: dict) -> flask.Response:
     ids = []
     event_ids = [e["event_id"] for e in valid]
     if valid:
-        if not SERVING.redis_up():
+        if not SERVING.breaker.up():
             return _unavailable(event_ids, rejected, sent=False)
         try:
             ids = SERVING.events.append(valid, SETTINGS.history_len, SETTINGS.dedup_ttl)
@@ -189,7 +191,7 @@ def _events(request: flask.Request, info: dict) -> flask.Response:
             log.error("events refused by Redis: %s", e)
             return _unavailable(event_ids, rejected, sent=False)
         except redis.RedisError as e:
-            SERVING.mark_down(e)
+            SERVING.breaker.trip(e)
             return _unavailable(event_ids, rejected, sent=True)
     stored = sum(i is not None for i in ids)
     metrics.EVENTS.inc("stored", amount=stored)
@@ -232,7 +234,7 @@ def _health(request: flask.Request, info: dict) -> flask.Response:
     except redis.RedisError as e:
         return _json({"status": "degraded", "error": f"redis: {e}"}, 503, {"Retry-After": "5"})
     info["version"] = loaded.version
-    up = SERVING.redis_up()
+    up = SERVING.breaker.up()
     return _json({"status": "ok" if up else "degraded", "redis": "ok" if up else "down",
                   "model_version": loaded.version, "items": len(loaded.bundle.item_ids),
                   "on_demand": loaded.on_demand})

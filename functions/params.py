@@ -11,7 +11,8 @@ import time
 import flask
 
 from functions.body import BadRequest, json_body, problem
-from functions.chain import CursorKeyUnavailable, Query, decode_cursor
+from functions.chain import Query
+from functions.cursor import CursorKeyUnavailable, decode_cursor
 from models.rows import MAX_ID_CHARS, clean_id, validate_interaction  # one id rule for all
 
 MAX_RECOMMENDATION_ID_CHARS = 64  # the functions make 32 hex characters

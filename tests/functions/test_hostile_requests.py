@@ -9,7 +9,7 @@ import zlib
 import pytest
 import redis
 
-from functions.serving import Settings
+from functions.settings import Settings
 from infra.redis_server import local_redis
 from tests.functions.conftest import make_app
 
@@ -199,7 +199,7 @@ def test_hardening_09_every_instance_checks_the_others_cursors(served_env, warm_
 
 
 def test_cursor_secret_is_made_once_by_concurrent_instances(redis_client):
-    from functions.chain import CursorKey
+    from functions.cursor import CursorKey
 
     keys = [CursorKey(None, redis_client, "race:cursor_secret") for _ in range(8)]
     threads = [threading.Thread(target=k.load) for k in keys]
