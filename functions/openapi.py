@@ -1,12 +1,15 @@
 """The OpenAPI 3.0 document of the functions, served at `/openapi.json`.
 
+The requests' parts (query parameters, bodies, their limits) are generated from the request
+models the functions parse with (functions/request_models.py); the answers are described here.
 tests/functions/test_openapi.py fuzzes the running functions from it (schemathesis): no input
 may produce a 500, and every answer must match the document.
 """
 
 from __future__ import annotations
 
-from models.rows import MAX_ID_CHARS, MAX_WEIGHT, TS_MAX, TS_MIN
+from functions.field_rules import Limits, object_schema, query_parameters
+from functions.request_models import EventBatch, ItemChanges, RecommendRequest
 
 
 def _ref(name: str) -> dict:
@@ -22,11 +25,8 @@ def _json(schema: dict, description: str, headers: dict | None = None) -> dict:
 
 RETRY = {"Retry-After": {"description": "Seconds to wait before trying again.",
                          "schema": {"type": "string"}}}
-ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS}
 # /recommend needs the read key (RECSYS_RECOMMEND_KEY) only where one is configured.
 READ_SECURITY = [{"apiKey": []}, {}]
-ID_LIST = {"description": "Item ids: a JSON list (POST) or a comma-separated string.",
-           "oneOf": [{"type": "array", "items": ID, "maxItems": 500}, {"type": "string"}]}
 
 
 def _errors(*codes: int) -> dict:
@@ -40,42 +40,12 @@ def _errors(*codes: int) -> dict:
     return {str(c): _json(_ref("Error"), text[c], RETRY if c == 503 else None) for c in codes}
 
 
-def _recommend_params(max_k: int) -> list[dict]:
-    def q(name, schema, description, required=False):
-        return {"name": name, "in": "query", "required": required, "schema": schema,
-                "description": description}
-    csv = {"type": "string", "maxLength": 4096}
-    return [q("user_id", ID, "The user to recommend for.", True),
-            q("k", {"type": "integer", "minimum": 1, "maximum": max_k, "default": 10},
-              "Items per page."),
-            q("category", csv, "Only items of these categories (comma-separated)."),
-            q("exclude", csv, "Item ids never to return (comma-separated)."),
-            q("events", csv, "Item ids the user just touched, for a fresh user (comma-separated)."),
-            q("cursor", {"type": "string", "maxLength": 16384},
-              "next_cursor of the previous page: later pages never repeat an item.")]
-
-
 def document(max_k: int = 100, max_events: int = 1000) -> dict:
-    """The OpenAPI document for the given limits."""
-    recommend_body = {"type": "object", "required": ["user_id"], "properties": {
-        "user_id": ID, "k": {"type": "integer", "minimum": 1, "maximum": max_k},
-        "category": ID_LIST, "exclude": ID_LIST, "events": ID_LIST,
-        "cursor": {"type": "string", "maxLength": 16384},
-        "features": {"type": "object", "maxProperties": 100, "description":
-                     "User features (scalars) for rankers that use them; MF ignores them.",
-                     "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "number"},
-                                                        {"type": "boolean"}]}}}}
+    """The OpenAPI document for the given limits (RECSYS_MAX_K, RECSYS_MAX_EVENTS)."""
+    limits = Limits(max_k=max_k, max_events=max_events)
+    recommend_body = object_schema(RecommendRequest, limits)
     recommend_responses = {"200": _json(_ref("Recommendations"), "Ranked items."),
                            **_errors(400, 401, 413, 503)}
-    event = {"type": "object", "required": ["user_id", "item_id"], "properties": {
-        "user_id": ID, "item_id": ID,
-        "event_type": {"type": "string", "enum": ["view", "click", "purchase", "rating"]},
-        "timestamp": {"description": "Epoch seconds or ISO-8601; default: time received.",
-                      "oneOf": [{"type": "integer", "minimum": TS_MIN, "maximum": TS_MAX - 1},
-                                {"type": "string"}]},
-        "weight": {"type": "number", "minimum": 0, "maximum": MAX_WEIGHT},
-        "event_id": {**ID, "description": "Idempotency key: a resent id is stored once."},
-        "recommendation_id": {**ID, "maxLength": 64}}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "recsys functions", "version": "1",
@@ -113,7 +83,8 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
         "paths": {
             "/recommend": {
                 "get": {"summary": "Top-k items for a user.", "operationId": "recommendGet",
-                        "security": READ_SECURITY, "parameters": _recommend_params(max_k),
+                        "security": READ_SECURITY,
+                        "parameters": query_parameters(RecommendRequest, limits),
                         "responses": recommend_responses},
                 "post": {"summary": "Top-k items, with the request in a JSON body.",
                          "operationId": "recommendPost", "security": READ_SECURITY,
@@ -123,10 +94,8 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
             "/events": {"post": {
                 "summary": "Ingest a batch of events.", "operationId": "events",
                 "security": [{"apiKey": []}],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["events"], "properties": {"events": {
-                        "type": "array", "minItems": 1, "maxItems": max_events,
-                        "items": event}}}}}},
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": object_schema(EventBatch, limits)}}},
                 "responses": {"200": _json(_ref("EventsResult"), "All events stored."),
                               "400": _json({"anyOf": [_ref("EventsResult"), _ref("Error")]},
                                            "Some events rejected (the valid ones are stored: "
@@ -152,10 +121,7 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
                 "post": {"summary": "Mark items unavailable/available, set categories.",
                          "operationId": "adminItemsPost", "security": [{"apiKey": []}],
                          "requestBody": {"required": True, "content": {"application/json": {
-                             "schema": {"type": "object", "properties": {
-                                 "unavailable": ID_LIST, "available": ID_LIST,
-                                 "categories": {"type": "object",
-                                                "additionalProperties": ID}}}}}},
+                             "schema": object_schema(ItemChanges, limits)}}},
                          "responses": {"200": _json({"type": "object"}, "The new revision."),
                                        **_errors(400, 401, 403, 413, 503)}}},
             "/metrics": {"get": {
