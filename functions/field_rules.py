@@ -237,7 +237,7 @@ class IdMap:
         rule = Id()
         out = {rule.text(k, self.key): rule.text(v, self.value) for k, v in value.items()}
         if "" in out or "" in out.values():
-            raise BadRequest(f"{name}: neither a {self.key} nor a {self.value} may be blank")
+            raise BadRequest(f"{name}: no {self.key} and no {self.value} may be blank")
         return out
 
 
