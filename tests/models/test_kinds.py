@@ -59,3 +59,16 @@ def test_the_mf_bundle_scores_as_its_vectors_say(tmp_path):
     # u0 = [1, 0]: a 1, b 0, (c seen), d -1; u1 = [0, 2]: c 2, b 2 (tie: smaller index), a 0
     assert items.tolist() == [[0, 1, 3], [1, 2, 0]]
     np.testing.assert_allclose(scores, [[1, 0, -1], [2, 2, 0]])
+
+
+def test_popular_ids_rank_by_events_ties_in_vocabulary_order_without_unseen_items():
+    import pandas as pd
+
+    clean = pd.DataFrame({"item_id": ["b", "c", "b", "a", "c", "zz"]})
+    # b and c tie at 2 (b first in the vocabulary), a has 1; d has no event, zz is not listed.
+    assert kinds.popular_ids(clean, np.array(["a", "b", "c", "d"], object)) == ["b", "c", "a"]
+
+
+def test_one_list_drops_the_pads_of_a_one_query_top_k():
+    items, scores = kinds.one_list(np.array([[4, 2, -1]]), np.array([[0.9, 0.5, 0.0]]))
+    assert items.tolist() == [4, 2] and scores.tolist() == [0.9, 0.5]
