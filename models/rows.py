@@ -152,6 +152,18 @@ def _datetime_seconds(value: datetime) -> tuple[int | None, str | None]:
     return _seconds(int(delta // _SECOND))
 
 
+def _text_number(value: str) -> tuple[str, float | None]:
+    """(the stripped text, the number it holds or None); text longer than MAX_NUMBER_CHARS
+    holds none."""
+    text = value.strip()
+    if len(text) > MAX_NUMBER_CHARS:
+        return text, None
+    try:
+        return text, float(text)
+    except ValueError:
+        return text, None
+
+
 def parse_timestamp(value) -> tuple[int | None, str | None]:
     """Seconds since the Unix epoch (UTC) from a number, a numeric or ISO-8601 string, or a
     datetime/date; fractions of a second are cut off.
@@ -162,15 +174,13 @@ def parse_timestamp(value) -> tuple[int | None, str | None]:
         TS_OUT_OF_RANGE.
     """
     if isinstance(value, str):
-        text = value.strip()
+        text, number = _text_number(value)
         if not text:
             return None, "missing timestamp"
+        if number is not None:
+            return _seconds(number)
         if len(text) > MAX_NUMBER_CHARS:
             return None, TS_UNPARSEABLE
-        try:
-            return _seconds(float(text))
-        except ValueError:
-            pass
         try:
             return _datetime_seconds(datetime.fromisoformat(text))
         except ValueError:
@@ -202,14 +212,10 @@ def parse_weight(value) -> tuple[float | None, str | None]:
         WEIGHT_OUT_OF_RANGE.
     """
     if isinstance(value, str):
-        text = value.strip()
+        text, number = _text_number(value)
         if not text:
             return None, None
-        if len(text) > MAX_NUMBER_CHARS:
-            return None, WEIGHT_NON_NUMERIC
-        try:
-            number = float(text)
-        except ValueError:
+        if number is None:
             return None, WEIGHT_NON_NUMERIC
     elif is_missing(value):
         return None, None

@@ -25,14 +25,7 @@ import numpy as np
 from models.export import HISTORY
 from models.histories import csr_rows, history_csr, history_matrix, to_csr
 from models.index import IndexConfig
-from models.kinds import (
-    POPULAR,
-    BundleReader,
-    BundleWriter,
-    TrainingData,
-    one_list,
-    popular_ids,
-)
+from models.kinds import POPULAR, BundleReader, BundleWriter, TrainingData, one_list, popular_ids
 from models.topk import faiss_topk
 
 if TYPE_CHECKING:
