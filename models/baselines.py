@@ -61,10 +61,25 @@ def top_k_ids(items: Vocab, scores: np.ndarray, histories: list[list[str]], k: i
 
 class ScoredRecommender:
     """Base of the catalog-scoring recommenders (the baselines and models/peers.py): subclasses
-    set `self.catalog` in fit and implement `scores`; `recommend` is shared."""
+    name their `config_class`, set `self.catalog` in fit and implement `scores`; `recommend`
+    is shared.
+
+    Args:
+        config: an instance of `config_class` (None: its defaults).
+    """
 
     name = "scored"
+    config_class: type
     catalog: Vocab
+
+    def __init__(self, config=None):
+        self.config = self.config_class() if config is None else config
+
+    def fit_catalog(self, train: pd.DataFrame) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Sets `self.catalog` to the train items; returns the train pairs as a binary
+        [num_users, num_items] CSR and its users' ids (models.histories.user_item_matrix)."""
+        self.catalog = Vocab.build(train["item_id"])
+        return user_item_matrix(train, self.catalog)
 
     def scores(self, histories: list[list[str]], fresh: bool) -> np.ndarray:
         """Returns: [num_users, num_items] scores over `self.catalog.ids`, higher is better."""
@@ -90,9 +105,7 @@ class Popularity(ScoredRecommender):
     """Ranks items by their number of train events."""
 
     name = "popularity"
-
-    def __init__(self, config: PopularityConfig = PopularityConfig()):
-        self.config = config
+    config_class = PopularityConfig
 
     def fit(self, train, users=None, items=None) -> Popularity:
         self.catalog = Vocab.build(train["item_id"])
@@ -112,9 +125,7 @@ class RecentPopularity(Popularity):
     """Event count in the last `window_days` of train; overall popularity breaks ties and fills."""
 
     name = "recent_popularity"
-
-    def __init__(self, config: RecentPopularityConfig = RecentPopularityConfig()):
-        self.config = config
+    config_class = RecentPopularityConfig
 
     def fit(self, train, users=None, items=None) -> RecentPopularity:
         super().fit(train)
@@ -136,13 +147,10 @@ class ItemKNN(ScoredRecommender):
     """Cosine similarity between items' binary user vectors, summed over the history."""
 
     name = "item_knn"
-
-    def __init__(self, config: ItemKNNConfig = ItemKNNConfig()):
-        self.config = config
+    config_class = ItemKNNConfig
 
     def fit(self, train, users=None, items=None) -> ItemKNN:
-        self.catalog = Vocab.build(train["item_id"])
-        user_items, _ = user_item_matrix(train, self.catalog)
+        user_items, _ = self.fit_catalog(train)
         self.similarity = _cosine(user_items, self.config)
         return self
 

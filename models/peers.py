@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from models.baselines import ScoredRecommender, top_k_ids
-from models.histories import user_item_matrix
-from models.vocab import Vocab
 
 
 @dataclass(frozen=True)
@@ -30,13 +28,10 @@ class EASE(ScoredRecommender):
     """Embarrassingly shallow autoencoder (Steck 2019): B = I - P diagMat(1 / diag(P))."""
 
     name = "ease"
-
-    def __init__(self, config: EASEConfig = EASEConfig()):
-        self.config = config
+    config_class = EASEConfig
 
     def fit(self, train, users=None, items=None) -> EASE:
-        self.catalog = Vocab.build(train["item_id"])
-        user_items, _ = user_item_matrix(train, self.catalog)
+        user_items, _ = self.fit_catalog(train)
         gram = (user_items.T @ user_items).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.config.l2
         p = np.linalg.inv(gram)
@@ -78,9 +73,6 @@ class _ImplicitMF(ScoredRecommender):
     config_class: type  # ALSConfig or BPRConfig: the implicit model's keyword arguments
     implicit_class: str  # "module:Class" of the implicit model
 
-    def __init__(self, config=None):
-        self.config = self.config_class() if config is None else config
-
     def _build(self):
         module, name = self.implicit_class.split(":")
         model = getattr(importlib.import_module(module), name)
@@ -89,8 +81,7 @@ class _ImplicitMF(ScoredRecommender):
     def fit(self, train, users=None, items=None):
         from threadpoolctl import threadpool_limits
 
-        self.catalog = Vocab.build(train["item_id"])
-        self.user_items, user_ids = user_item_matrix(train, self.catalog)
+        self.user_items, user_ids = self.fit_catalog(train)
         self.user_rows = {u: r for r, u in enumerate(user_ids)}
         self.model = self._build()
         with threadpool_limits(1, "blas"):  # implicit is slow with a threaded BLAS
