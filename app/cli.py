@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 
 import click
+
+from batch import options as nightly_options
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 CONTEXT = {"show_default": True, "max_content_width": 100}
@@ -37,88 +40,40 @@ def main(log_level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(log_level)))
 
 
+def _nightly_flags(command):
+    """The nightly job's flags, generated from its config's fields (batch/options.py): dashed,
+    with their environment variables and the defaults `python -m batch.nightly` has."""
+    for f in reversed(nightly_options.fields()):  # click lists the last decorator first
+        meta, kwargs = f.metadata, {"help": _dashed_help(f)}
+        if meta["type"] is bool:
+            kwargs["is_flag"] = True
+        elif f.default is nightly_options.REQUIRED:
+            kwargs.update(required=True, type=meta["type"])
+        else:
+            kwargs.update(default=f.default, type=click.Choice(meta["choices"])
+                          if meta["choices"] else meta["type"])
+        command = _opt(f"--{f.name.replace('_', '-')}", f.name,
+                       envvar=nightly_options.envvar(f), **kwargs)(command)
+    return command
+
+
+def _dashed_help(f) -> str:
+    """A flag's help with its underscored names turned into `recsys nightly`'s dashed ones."""
+    return re.sub(r"--(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), f.metadata["help"])
+
+
 @main.command(context_settings={**CONTEXT, "ignore_unknown_options": True})
-@_opt("--input", "input_path", envvar="RECSYS_INPUT", required=True,
-      help="Interactions: .parquet/.csv file, folder or glob; local or s3://.")
-@_opt("--store", envvar="RECSYS_STORE", default="./artifacts",
-      help="Artifact store: a local folder or s3://bucket/prefix.")
-@_opt("--redis-url", envvar="REDIS_URL", required=True, help="Redis to publish the lists to.")
-@_opt("--namespace", envvar="RECSYS_NAMESPACE", default="recsys", help="Redis key prefix.")
-@_opt("--k", envvar="RECSYS_K", default=100, type=int, help="List length per user.")
-@_opt("--shard-size", envvar="RECSYS_SHARD_SIZE", default=2000, type=int,
-      help="Users per precompute shard.")
-@_opt("--keep-versions", envvar="RECSYS_KEEP_VERSIONS", default=3, type=int,
-      help="Published versions kept for rollback; older ones expire.")
-@_opt("--list-max-age-days", envvar="RECSYS_LIST_MAX_AGE_DAYS", default=7.0, type=float,
-      help="Users without new interactions keep the served list until it is this old; "
-           "0 = recompute every list.")
-@_opt("--model", envvar="RECSYS_MODEL", default="served", type=click.Choice(["mf", "served"]),
-      help="served (default): two-tower, item-kNN, session and recent candidates -> ranker -> "
-           "business rules (models/served.py), with --users/--items features. mf: MF + Faiss, "
-           "the cheap option.")
-@_opt("--served-config", envvar="RECSYS_SERVED_CONFIG", default="",
-      help='JSON overrides of ServedConfig for --model served, e.g. \'{"tower": {"dim": 16}}\'.')
-@_opt("--users", envvar="RECSYS_USERS", default=None,
-      help="Users table (user_id + feature columns; .parquet/.csv) for --model served.")
-@_opt("--items", envvar="RECSYS_ITEMS", default=None,
-      help="Items table (item_id + feature columns; .parquet/.csv) for --model served.")
-@_opt("--dim", envvar="RECSYS_DIM", default=32, type=int, help="MF embedding dimension.")
-@_opt("--epochs", envvar="RECSYS_EPOCHS", default=12, type=int, help="MF training epochs.")
-@_opt("--l2", envvar="RECSYS_L2", default=0.01, type=float, help="MF L2 penalty.")
-@_opt("--event-weights", envvar="RECSYS_EVENT_WEIGHTS",
-      default="view=1,click=2,purchase=5,rating=1",
-      help="Known event types and their weights; other types are dead letters.")
-@_opt("--index", envvar="RECSYS_INDEX", default="auto",
-      type=click.Choice(["auto", "flat", "ivf", "hnsw"]),
-      help="Item index: auto = exact up to --flat-max items, else IVF at recall >= 0.95.")
-@_opt("--flat-max", envvar="RECSYS_FLAT_MAX", default=50_000, type=int,
-      help="Largest catalog searched exactly under --index auto.")
-@_opt("--gate-tolerance", envvar="RECSYS_GATE_TOLERANCE", default=0.05, type=float,
-      help="Allowed relative NDCG@10 drop against the served version.")
-@_opt("--gate-window", envvar="RECSYS_GATE_WINDOW", default=0.1, type=float,
-      help="Share of the time range held out to evaluate the quality gate.")
-@_opt("--faiss-threads", envvar="RECSYS_FAISS_THREADS", default=None, type=int,
-      help="Faiss threads per precompute worker (default: the cores shared among the "
-           "DirectRunner's workers; 1 elsewhere).")
-@_opt("--gate-min-cases", envvar="RECSYS_GATE_MIN_CASES", default=50, type=int,
-      help="Fewest validation cases the quality gate decides on; fewer refuses the run.")
-@_opt("--max-shrink", envvar="RECSYS_MAX_SHRINK", default=0.5, type=float,
-      help="Refuse a run whose users, items or valid events drop by more than this share "
-           "of the served version's (0..1; checked with --skip-gate too).")
-@_opt("--force-publish", envvar="RECSYS_FORCE_PUBLISH", is_flag=True,
-      help="Publish even if the quality gate or the shrink check refuses.")
-@_opt("--skip-gate", envvar="RECSYS_SKIP_GATE", is_flag=True,
-      help="Do not evaluate the quality gate (saves one training).")
-@_opt("--no-drain-events", envvar="RECSYS_NO_DRAIN_EVENTS", is_flag=True,
-      help="Do not drain the events ingested by the functions into the store.")
+@_nightly_flags
 @_opt("--runner", envvar="RECSYS_RUNNER", default="DirectRunner",
       help="Beam runner (DirectRunner, DataflowRunner, PortableRunner, ...).")
 @_opt("--json", "json_path", envvar="RECSYS_SUMMARY_JSON", default=None,
       help="Also write the run summary to this file.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
-def nightly(input_path, store, redis_url, namespace, k, shard_size, keep_versions,
-            list_max_age_days, model, served_config, users, items, dim, epochs, l2,
-            event_weights, index, flat_max, faiss_threads, gate_tolerance, gate_window,
-            gate_min_cases, max_shrink, force_publish, skip_gate, no_drain_events, runner,
-            json_path, beam_args) -> None:
+def nightly(runner, json_path, beam_args, **flags) -> None:
     """Validate, train, export the bundle, precompute top-K and publish to Redis."""
     from batch.nightly import run
 
-    argv = [f"--input={input_path}", f"--store={store}", f"--redis_url={redis_url}",
-            f"--namespace={namespace}", f"--k={k}", f"--shard_size={shard_size}",
-            f"--keep_versions={keep_versions}", f"--list_max_age_days={list_max_age_days}",
-            f"--model={model}", f"--served_config={served_config}",
-            *[f"--{name}={path}" for name, path in (("users", users), ("items", items)) if path],
-            f"--dim={dim}", f"--epochs={epochs}", f"--l2={l2}",
-            f"--event_weights={event_weights}", f"--index={index}",
-            f"--flat_max={flat_max}", f"--gate_tolerance={gate_tolerance}",
-            f"--gate_window={gate_window}", f"--gate_min_cases={gate_min_cases}",
-            f"--max_shrink={max_shrink}", f"--runner={runner}",
-            *([f"--faiss_threads={faiss_threads}"] if faiss_threads else []),
-            *[f"--{name}" for name, on in (("force_publish", force_publish),
-                                           ("skip_gate", skip_gate),
-                                           ("no_drain_events", no_drain_events)) if on],
-            *beam_args]
+    argv = [*nightly_options.to_argv(flags), f"--runner={runner}", *beam_args]
     _write_json(json_path, run(argv))
 
 

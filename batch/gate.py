@@ -15,7 +15,8 @@ Checks before anything is written to Redis or committed to the store:
   the version being served. A model without a validation figure is refused. The figure is
   recorded in the run summary for the next night's comparison.
 
-`--force_publish` publishes whatever either check says (the summary records it).
+`--force_publish` publishes whatever either check says (the summary records it). The
+defaults (50 cases, a 0.5 shrink) are the flags' (batch/options.py: MIN_CASES says why 50).
 """
 
 from __future__ import annotations
@@ -25,19 +26,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from batch.options import MAX_SHRINK, MIN_CASES
 from models.evaluation import build_cases, temporal_split
 from models.mf import MFConfig
 
 log = logging.getLogger(__name__)
-
-
-# With fewer validation cases the gate's NDCG@10 is noise: per-case NDCG@10 has a standard
-# deviation of ~0.25 on the synthetic data (0.26 / 0.22 at 300 / 1,000 users), so the mean of
-# 50 cases is known to +-0.035 (one standard error), already a quarter of a typical figure
-# (0.11-0.20) and far more than the 5% tolerance; at 20 cases it is +-0.056.
-MIN_CASES = 50
-# A run may lose at most half of the served version's users, items or events.
-MAX_SHRINK = 0.5
 
 
 class QualityGateError(RuntimeError):

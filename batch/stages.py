@@ -1,33 +1,120 @@
-"""The nightly job's stages between its Beam pipelines: what runs once per run, not per user.
+"""The nightly job's stages, in the order batch/nightly.run calls them.
 
-Training, export and scoring are the model kind's (models/kinds/); here the validation
-pipeline's output is gathered and the bundle is written to the artifact store."""
+Each stage is a function of the run's frozen NightlyConfig (batch/options.py) and the earlier
+stages' outputs. Training, export and scoring are the model kind's (models/kinds/); here the
+validation pipeline's output is gathered, the refusals are decided, the bundle is written to
+the artifact store, the precompute pipeline runs and the version is published.
+"""
 
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
+import tempfile
+from dataclasses import dataclass
 
 import apache_beam as beam
+import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from batch.transforms import ReadInteractions, ValidateInteractions, drop_duplicates
+from batch.carry_over import ListPlan
+from batch.gate import GateResult, QualityGateError, decide, shrink_check, too_few_cases
+from batch.options import NightlyConfig
+from batch.transforms import (
+    Precompute,
+    ReadInteractions,
+    ValidateInteractions,
+    faiss_threads,
+    user_shards,
+)
 from infra.bundle import BundleWriter
-from infra.store import ArtifactStore
-from models.kinds import ModelKind, write_bundle
-from models.schema import CLEAN_SCHEMA
+from infra.events_log import drain_events
+from infra.parquet import DEAD_SCHEMA, parquet_bytes
+from infra.redis.builds import BuildRecords
+from infra.redis.event_stream import EventStream
+from infra.redis.lists import ServedLists
+from infra.sources import expand_paths, read_features
+from infra.store import ArtifactStore, open_store
+from models.kinds import ModelKind, TrainingData, write_bundle
+from models.schema import CLEAN_SCHEMA, drop_duplicates
 
 log = logging.getLogger(__name__)
 
-DEAD_SCHEMA = pa.schema([("file", pa.string()), ("reason", pa.string()), ("row", pa.string())])
+
+@dataclass(frozen=True)
+class Targets:
+    """Where a run reads and writes: the artifact store and the Redis records."""
+
+    store: ArtifactStore
+    lists: ServedLists
+    builds: BuildRecords
+    events: EventStream
 
 
-def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buf)
-    return buf.getvalue()
+@dataclass(frozen=True)
+class Inputs:
+    """The files a run reads, and what the events drain did (None: --no_drain_events)."""
+
+    paths: list[str]
+    drained: dict | None
+
+
+@dataclass(frozen=True)
+class Validated:
+    """The validation stage's output."""
+
+    clean: pd.DataFrame  # CLEAN_SCHEMA rows, exact duplicates removed
+    dead_letters: dict[str, int]  # reason -> rows
+
+
+def open_targets(config: NightlyConfig) -> Targets:
+    """Opens the store and Redis; fails before any work if Redis is unreachable, and drops the
+    keys of earlier runs that never published."""
+    lists = ServedLists.from_url(config.redis_url, config.namespace)
+    targets = Targets(open_store(config.store), lists, BuildRecords(lists.r, config.namespace),
+                      EventStream(lists.r, config.namespace))
+    lists.r.ping()
+    dropped = lists.drop_unpublished()
+    if dropped:
+        log.info("dropped the keys of unpublished (failed) versions %s", dropped)
+    return targets
+
+
+def gather_inputs(config: NightlyConfig, targets: Targets) -> Inputs:
+    """--input's files and, unless --no_drain_events, every file of the events log after
+    draining the events posted to the functions since the last run into it (durable in the
+    store first, acknowledged in Redis only then)."""
+    paths = expand_paths(config.input)
+    if config.no_drain_events:
+        return Inputs(paths, None)
+    store = targets.store
+    drained = drain_events(targets.events, store)
+    return Inputs(paths + [f"{store.uri}/{key}" for key in store.list("events")
+                           if key.endswith(".parquet") and not key.startswith("events/dead/")],
+                  drained)
+
+
+def validate(config: NightlyConfig, paths: list[str], event_weights: dict[str, float],
+             options: PipelineOptions, store: ArtifactStore, version: str) -> Validated:
+    """The validation pipeline; dead letters to `runs/<version>/dead_letters.parquet`.
+
+    Raises:
+        ValueError: no row is valid.
+    """
+    with tempfile.TemporaryDirectory(prefix="recsys-nightly-") as tmp:
+        local = options.view_as(StandardOptions).runner in (None, "DirectRunner")
+        work_uri = tmp if local else f"{config.store}/runs/{version}/work"
+        clean, dead = validate_stage(paths, event_weights, options, open_store(work_uri))
+    if dead:
+        store.put_bytes(f"runs/{version}/dead_letters.parquet", parquet_bytes(dead, DEAD_SCHEMA))
+    reasons = pd.Series([d["reason"] for d in dead], dtype=object).value_counts().to_dict()
+    if clean.empty:
+        raise ValueError(f"{config.input}: no valid interaction (dead letters: {reasons})")
+    return Validated(clean, reasons)
 
 
 def validate_stage(paths: list[str], event_weights: dict, pipeline_options,
@@ -57,6 +144,59 @@ def validate_stage(paths: list[str], event_weights: dict, pipeline_options,
     return clean, dead + copies
 
 
+def training_data(kind: ModelKind, config: NightlyConfig, clean: pd.DataFrame,
+                  event_weights: dict[str, float]) -> TrainingData:
+    """The rows to train on, with the --users/--items tables if the kind uses features."""
+    if not kind.uses_features:
+        return TrainingData(clean, event_weights, None, None)
+    return TrainingData(clean, event_weights, read_features(config.users, "user_id"),
+                        read_features(config.items, "item_id"))
+
+
+def refuse_shrink(config: NightlyConfig, sizes: dict[str, int],
+                  served_meta: dict | None) -> str | None:
+    """The shrink check (batch/gate.shrink_check): raises QualityGateError on a run whose data
+    shrank against the served version's, unless --force_publish; returns the overridden
+    reason (None: no shrink)."""
+    shrink = shrink_check(sizes, served_meta, config.max_shrink)
+    if shrink:
+        if not config.force_publish:
+            raise QualityGateError(f"run refused: {shrink}; nothing was published (check "
+                                   "--input; use --force_publish if the data really shrank)")
+        log.warning("--force_publish: publishing although %s", shrink)
+    return shrink
+
+
+def refuse_too_few_cases(config: NightlyConfig, clean: pd.DataFrame, window: float,
+                         served_meta: dict | None) -> GateResult | None:
+    """Counts the validation window's cases before training (batch/gate.too_few_cases);
+    raises unless --force_publish; returns the forced refusal (None: enough cases)."""
+    gate = too_few_cases(clean, window, config.gate_min_cases, served_meta)
+    if gate is not None:
+        refuse_unless_forced(gate, config.force_publish)
+    return gate
+
+
+def judge(config: NightlyConfig, validation: dict | None, served_meta: dict | None,
+          window: float) -> GateResult:
+    """The gate's verdict on the fit's own validation figures (batch/gate.decide); raises
+    unless it passed or --force_publish."""
+    gate = decide(validation, served_meta, config.gate_tolerance, config.gate_min_cases, window)
+    refuse_unless_forced(gate, config.force_publish)
+    return gate
+
+
+def refuse_unless_forced(gate: GateResult, force: bool) -> None:
+    log.info("quality gate: %s", gate.as_dict())
+    if not gate.passed and not force:
+        raise QualityGateError(f"quality gate failed: {gate.reason}; nothing was published "
+                               "(use --force_publish to publish anyway, --skip_gate to skip "
+                               "the gate)")
+    if not gate.passed:
+        log.warning("--force_publish: publishing although the quality gate failed: %s",
+                    gate.reason)
+
+
 def export_bundle(kind: ModelKind, fit, store: ArtifactStore, version: str, k: int,
                   meta: dict) -> dict:
     """Writes `fit`'s bundle under `version` (models.kinds.write_bundle: the manifest last).
@@ -66,3 +206,46 @@ def export_bundle(kind: ModelKind, fit, store: ArtifactStore, version: str, k: i
     """
     return write_bundle(kind, fit, BundleWriter(store, version), k, meta)
 
+
+def precompute(config: NightlyConfig, options: PipelineOptions, argv: list[str], version: str,
+               plan: ListPlan, n_users: int) -> None:
+    """The precompute pipeline over the users the carry-over left to compute: every user as
+    index ranges, or some as arrays of their indices; nothing when every list was carried."""
+    if not plan.refresh.size:
+        return
+    _default_to_both_cores(options, argv)
+    users: int | np.ndarray = n_users if plan.refresh.size == n_users else plan.refresh
+    threads = config.faiss_threads or faiss_threads(options)
+    with beam.Pipeline(options=options) as p:
+        _ = (p | "Shards" >> beam.Create(user_shards(users, config.shard_size))
+             | "Precompute" >> Precompute(config.store, version, config.k, config.redis_url,
+                                          config.namespace, threads))
+
+
+def _default_to_both_cores(options: PipelineOptions, argv: list[str]) -> None:
+    """The DirectRunner runs shards in parallel processes unless the flags say otherwise."""
+    if options.view_as(StandardOptions).runner not in (None, "DirectRunner"):
+        return
+    if any(a.startswith("--direct_running_mode") for a in argv):
+        return
+    direct = options.view_as(DirectOptions)
+    direct.direct_running_mode = "multi_processing"
+    direct.direct_num_workers = direct.direct_num_workers or os.cpu_count() or 1
+
+
+def publish(config: NightlyConfig, targets: Targets, version: str, plan: ListPlan,
+            n_users: int, summary: dict) -> dict:
+    """Records the lists' build record and the summary, flips `current` (raises unless every
+    shard wrote), expires old versions and writes `runs/<version>/summary.json`.
+
+    Returns:
+        The summary with `expired_versions`.
+    """
+    targets.builds.put_built(version, plan.built_at, plan.fingerprints)  # the next run's plan
+    targets.builds.put_summary(version, summary)
+    targets.lists.flip(version, n_users)  # raises unless every shard wrote
+    summary = {**summary, "expired_versions": targets.lists.expire_old(config.keep_versions)}
+    targets.store.put_bytes(f"runs/{version}/summary.json",
+                            json.dumps(summary, indent=1).encode())
+    log.info("published version %s", version)
+    return summary

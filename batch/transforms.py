@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import os
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -10,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
 from infra.sources import read_interaction_chunks
+from models.rows import DEFAULT_EVENT_WEIGHTS
 from models.schema import CLEAN_SCHEMA, validate_batch
 
 DEAD = "dead"
@@ -32,42 +35,51 @@ class ReadInteractions(beam.PTransform):
                 | "ReadChunks" >> beam.FlatMap(read_interaction_chunks))
 
 
-class ValidateFn(beam.DoFn):
-    """Clean rows of a chunk to the main output (a pyarrow Table); invalid ones to `dead`,
-    with the reader's dead letters (malformed CSV lines).
+def validate_chunk(path: str, rows: pd.DataFrame | list[dict], event_weights: Mapping[str, float]
+                   ) -> tuple[pa.Table | None, list[dict]]:
+    """One chunk of ReadInteractions' output -> (its clean rows as a CLEAN_SCHEMA Table, None if
+    there is none; its dead letters).
 
     The rules are models/rows.py's, applied to the whole chunk by models.schema.validate_batch:
     the same as the functions' and the events drain's.
-    """
 
-    def __init__(self, event_weights=None):
-        self.event_weights = event_weights
+    Args:
+        rows: a file's rows, or the dead letters of the lines its reader could not parse.
+    """
+    if isinstance(rows, list):
+        return None, rows
+    clean, dead = validate_batch(rows, path, event_weights)
+    if not len(clean):
+        return None, dead
+    return pa.Table.from_pandas(clean, schema=CLEAN_SCHEMA, preserve_index=False), dead
+
+
+class ValidateFn(beam.DoFn):
+    """Clean rows of a chunk to the main output (a pyarrow Table); invalid ones, and the
+    reader's dead letters (malformed CSV lines), to `dead` (`validate_chunk`)."""
+
+    def __init__(self, event_weights: Mapping[str, float] | None = None):
+        self.event_weights = DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights
 
     def process(self, chunk):
-        path, frame = chunk
-        if isinstance(frame, list):  # lines the reader could not parse: already dead letters
-            for d in frame:
-                Metrics.counter("dead_letters", d["reason"]).inc()
-                yield beam.pvalue.TaggedOutput(DEAD, d)
-            return
-        clean, dead = validate_batch(frame, path, **(
-            {"event_weights": self.event_weights} if self.event_weights is not None else {}))
-        Metrics.counter("validate", "valid").inc(len(clean))
+        path, rows = chunk
+        clean, dead = validate_chunk(path, rows, self.event_weights)
         for d in dead:
             Metrics.counter("dead_letters", d["reason"]).inc()
             yield beam.pvalue.TaggedOutput(DEAD, d)
-        if len(clean):
-            yield pa.Table.from_pandas(clean, schema=CLEAN_SCHEMA, preserve_index=False)
+        if clean is not None:
+            Metrics.counter("validate", "valid").inc(clean.num_rows)
+            yield clean
 
 
 class ValidateInteractions(beam.PTransform):
     """Chunks -> Validated(valid: pyarrow Tables of clean rows, dead: dead-letter dicts).
 
-    Exact duplicates are removed where the clean data is gathered (`drop_duplicates`), since
-    a copy may sit in another file or chunk.
+    Exact duplicates are removed where the clean data is gathered (models.schema
+    `drop_duplicates`), since a copy may sit in another file or chunk.
     """
 
-    def __init__(self, event_weights=None):
+    def __init__(self, event_weights: Mapping[str, float] | None = None):
         super().__init__()
         self.event_weights = event_weights
 
@@ -82,14 +94,6 @@ class Validated(NamedTuple):
 
     valid: beam.PCollection  # pyarrow Tables of clean rows (CLEAN_SCHEMA)
     dead: beam.PCollection  # {"file", "reason", "row"} dead letters
-
-
-def drop_duplicates(clean: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
-    """Keeps the first of identical clean rows; the copies become dead letters."""
-    copies = clean.duplicated(keep="first").to_numpy()
-    dead = [{"file": "", "reason": "exact duplicate", "row": json.dumps(row, default=str)}
-            for row in clean[copies].to_dict("records")]
-    return clean[~copies].reset_index(drop=True), dead
 
 
 class ScoreFn(beam.DoFn):
@@ -181,10 +185,6 @@ def faiss_threads(options) -> int | None:
     shared among its parallel workers (processes or threads); one on other runners, whose
     Python workers run one SDK process per core. The pipeline option `--faiss_threads`
     (NightlyOptions) overrides it."""
-    import os
-
-    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
-
     if options.view_as(StandardOptions).runner not in (None, "DirectRunner"):
         return 1
     workers = options.view_as(DirectOptions).direct_num_workers or 1

@@ -1,5 +1,6 @@
 """Every flag of the main commands is described and has an environment variable."""
 
+import argparse
 import re
 
 import pytest
@@ -33,18 +34,43 @@ def test_env_var_sets_a_flag(tmp_path):
     assert pd.read_parquet(out / "users.parquet").shape[0] == 30
 
 
-def test_every_nightly_option_is_a_flag_of_recsys_nightly():
-    """A flag the job reads but `recsys nightly` does not offer can only be set after `--`
-    (the gate's --gate_min_cases and --max_shrink once were)."""
-    import argparse
+def _job_flags(argv: list[str]) -> dict:
+    """What `python -m batch.nightly` reads from these flags: NightlyOptions' values."""
+    from apache_beam.options.pipeline_options import PipelineOptions
 
     from batch.nightly import NightlyOptions
 
     parser = argparse.ArgumentParser()
     NightlyOptions._add_argparse_args(parser)
-    job = {a.dest for a in parser._actions if a.dest != "help"}
-    cli = {p.name for p in main.commands["nightly"].params} | {"input"}  # --input: input_path
+    names = {a.dest for a in parser._actions if a.dest != "help"}
+    return {name: value for name, value in PipelineOptions(argv).view_as(NightlyOptions)
+            .get_all_options(drop_default=False).items() if name in names}
+
+
+def test_every_nightly_option_is_a_flag_of_recsys_nightly():
+    """A flag the job reads but `recsys nightly` does not offer can only be set after `--`
+    (the gate's --gate_min_cases and --max_shrink once were)."""
+    job = set(_job_flags([]))
+    cli = {p.name for p in main.commands["nightly"].params}
     assert sorted(job - cli) == []
+
+
+def test_recsys_nightly_runs_the_job_with_the_jobs_own_defaults(monkeypatch):
+    """The job gets the same values from `recsys nightly` as from `python -m batch.nightly`
+    with the same flags: the two once declared --shard-size 2000 and --shard_size 5000."""
+    import batch.nightly
+
+    calls = []
+    monkeypatch.setattr(batch.nightly, "run", lambda argv: calls.append(argv) or {})
+    for name in [p.envvar for p in main.commands["nightly"].params if p.envvar]:
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(main, ["nightly", "--input=in.parquet",
+                                       "--redis-url=redis://h:1/0"])
+    assert result.exit_code == 0, result.output
+    direct = _job_flags(["--input=in.parquet", "--redis_url=redis://h:1/0"])
+    via_cli = _job_flags(calls[0])
+    assert {n: (via_cli[n], direct[n]) for n in direct if via_cli[n] != direct[n]} == {}
+    assert via_cli["shard_size"] == 2000  # docs/ARCHITECTURE.md says why
 
 
 def test_evaluate_refuses_an_unknown_model_before_loading_the_dataset(tmp_path):

@@ -367,15 +367,9 @@ def _metadata_parameters() -> set[str]:
 
 
 def test_template_parameters_are_launcher_or_pipeline_flags():
-    tree = ast.parse((REPO / "batch" / "nightly.py").read_text())
-    pipeline_flags = {
-        node.args[0].value.removeprefix("--")
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call)
-        and getattr(node.func, "attr", "") == "add_argument"
-        and node.args
-        and isinstance(node.args[0], ast.Constant)
-    }
+    from batch.options import fields
+
+    pipeline_flags = {f.name for f in fields()}  # the nightly job's flags, declared once
     launcher_flags = set(launcher.SECRET_FLAGS) | set(launcher.PLAIN_FLAGS)
 
     unknown = _metadata_parameters() - pipeline_flags - launcher_flags
