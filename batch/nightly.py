@@ -34,6 +34,7 @@ failed or killed run leaves the served version untouched; rerunning publishes.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -145,6 +146,20 @@ def run(argv: list[str] | None = None) -> dict:
     return stages.publish(config, targets, version, plan, n_users, summary)
 
 
+def _help() -> None:
+    """`python -m batch.nightly --help`: the job's flags (Beam's own pass through as well)."""
+    parser = argparse.ArgumentParser(prog="python -m batch.nightly",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     description=__doc__.split("\n\n")[0],
+                                     epilog="Beam's own flags (--runner, --project, ...) are "
+                                            "taken as well; see docs/RUNNERS.md.")
+    add_argparse_args(parser)
+    parser.print_help()
+
+
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        _help()
+        sys.exit(0)
     logging.basicConfig(level=logging.INFO)
     print(json.dumps(run(), indent=1))

@@ -42,7 +42,7 @@ from infra.store import ArtifactStore, open_store
 from models.kinds import ModelKind, TrainingData, write_bundle
 from models.schema import CLEAN_SCHEMA, drop_duplicates
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("batch.nightly")  # the job logs under one name, as before the split
 
 
 @dataclass(frozen=True)
