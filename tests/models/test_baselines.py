@@ -13,8 +13,7 @@ from models.baselines import (
     top_k_indices,
 )
 from models.evaluation import Recommender
-
-DAY = 86_400
+from models.schema import SECONDS_PER_DAY as DAY
 
 
 def events(rows):
