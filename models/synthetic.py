@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.schema import Dataset
+from models.schema import SECONDS_PER_DAY, Dataset
 
 START_TS = 1_735_689_600  # 2025-01-01T00:00:00Z
 EVENT_TYPES = np.array(["view", "click", "purchase"])
@@ -77,7 +77,7 @@ def generate(n_users: int = 1000, n_items: int = 500, seed: int = 0, **kwargs) -
     """
     cfg = SyntheticConfig(n_users=n_users, n_items=n_items, seed=seed, **kwargs)
     rng = np.random.default_rng(cfg.seed)
-    end_ts = START_TS + cfg.days * 86_400
+    end_ts = START_TS + cfg.days * SECONDS_PER_DAY
 
     centroids = _unit(rng.normal(size=(cfg.n_categories, cfg.dim)))
     category = rng.integers(0, cfg.n_categories, cfg.n_items)
@@ -85,7 +85,7 @@ def generate(n_users: int = 1000, n_items: int = 500, seed: int = 0, **kwargs) -
     popularity = 1.0 / np.arange(1, cfg.n_items + 1) ** cfg.zipf
     popularity = popularity[rng.permutation(cfg.n_items)]
     item_created = np.where(rng.random(cfg.n_items) < cfg.new_item_share,
-                            rng.integers(START_TS, end_ts, cfg.n_items), START_TS - 86_400)
+                            rng.integers(START_TS, end_ts, cfg.n_items), START_TS - SECONDS_PER_DAY)
     cat_tags = rng.integers(0, cfg.n_tags, (cfg.n_categories, 4))
     tags = [
         "|".join(f"tag{t}" for t in sorted({*cat_tags[c][rng.permutation(4)[:2]],
@@ -100,7 +100,7 @@ def generate(n_users: int = 1000, n_items: int = 500, seed: int = 0, **kwargs) -
                    rng.integers(0, cfg.n_categories, cfg.n_users))
     user_vec = _unit(centroids[fav] + 0.6 * rng.normal(size=(cfg.n_users, cfg.dim)))
     signup = np.where(rng.random(cfg.n_users) < cfg.new_user_share,
-                      rng.integers(START_TS, end_ts - 86_400, cfg.n_users), START_TS)
+                      rng.integers(START_TS, end_ts - SECONDS_PER_DAY, cfg.n_users), START_TS)
 
     n_events = np.maximum(
         1, rng.lognormal(np.log(cfg.events_per_user) - 0.5, 1.0, cfg.n_users).astype(int))
