@@ -93,6 +93,9 @@ print(json.dumps(out))
 """
 
 
+# Slow: TensorFlow loaded again in a child process. Fast loop: tests/models/test_served.py
+# test_saved_models_in_a_fresh_process_score_like_the_graph (the same SavedModels, signatures).
+@pytest.mark.slow
 def test_saved_models_answer_tf_serving_rest_requests_in_a_fresh_process(served,
                                                                           tiny_dataset):
     _, _, model, folder, root = served
