@@ -36,7 +36,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     from benchmarks.train_scale import generate
     from models.evaluation import temporal_split
-    from models.two_tower import TwoTowerConfig, fit_tower, prepare
+    from models.tower_data import prepare
+    from models.tower_fit import fit_tower
+    from models.two_tower import TwoTowerConfig
 
     workdir = args.workdir or f"/tmp/recsys-scale-{args.users}x{args.items}x{args.events}"
     generate(workdir, args.users, args.items, args.events)

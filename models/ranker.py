@@ -7,13 +7,14 @@ training, the nightly and the functions run:
 
     tower score (user tower · item vector) | item-kNN (asymmetric cosine) and session
     co-occurrence summed over the history and over its last items | log1p event counts (all,
-    30, 7, 1 days before `now`) | item age (days since first event, since last event, since
+    30, 14, 7, 1 days before `now`) | item age (days since first event, since last event, since
     release) | token affinity (share of the candidate's tokens in the history's) | segment
     lift (how much more the users sharing each of the user's feature tokens took the
     candidate than all users did) | context: fresh flag, log1p history length, log1p days
     since the user's last event.
 
-The MLP is trained listwise (softmax over a case's candidates against its truth).
+The MLP ensemble (models.ranker_net.RankerNet, Keras) is trained listwise (softmax over a
+case's candidates against its truth).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import numpy as np
 
 from models.finite import NonFiniteError, require_finite
 from models.schema import SECONDS_PER_DAY
-from models.two_tower import history_table, user_tower
 from models.vocab import interaction_weights
 
 if TYPE_CHECKING:
@@ -144,7 +144,8 @@ class FeatureTables:
         item_vectors: [n + 1, d] two-tower item vectors.
         knn_idx, knn_sim: [n + 1, M] item-kNN neighbours (cosine over users).
         sess_idx, sess_sim: [n + 1, M] session co-occurrence neighbours.
-        item_stats: [n + 1, 7] pop_all, pop windows, age_first, age_last, age_release.
+        item_stats: [n + 1, 9] ITEM_STATS: pop_all, the pop windows (POP_WINDOWS: 30, 14, 7
+            and 1 days), age_first, age_last, age_release, mean_weight.
         item_tokens: [n + 1, T] int32 feature tokens.
         seg_row: [user tokens] int32 row of each user feature token in seg_lift, 0 if none.
         seg_lift: [R + 1, n + 1] float32 segment lift per (segment, item); row 0 and
@@ -280,7 +281,8 @@ def features(t: dict, hist, user_tok, cand, context, recent: int):
     """The ranking features in TensorFlow.
 
     Args:
-        t: tensors of the FeatureTables fields and the tower weights (see `graph_tables`).
+        t: tensors of the FeatureTables fields, the history table and the user tower (see
+            `graph_tables`).
         hist: [B, H] int32 history item indices, right-aligned, -1 pads.
         user_tok: [B, U] int32 user tokens.
         cand: [B, C] int32 candidate item indices, -1 pads.
@@ -293,7 +295,7 @@ def features(t: dict, hist, user_tok, cand, context, recent: int):
 
     n = tf.shape(t["item_stats"])[0] - 1
     cand = tf.where(cand < 0, n, cand)
-    q = user_tower(t, t["history_table"], hist, user_tok, recent)
+    q = t["user_tower"](hist, user_tok, t["history_table"])
     tower = tf.reduce_sum(tf.gather(t["item_vectors"], cand) * q[:, None, :], -1)
     valid = tf.cast(hist >= 0, tf.float32)
     n_hist = tf.reduce_sum(valid, 1, keepdims=True)
@@ -345,12 +347,12 @@ def features(t: dict, hist, user_tok, cand, context, recent: int):
 
 
 def graph_tables(tables: FeatureTables, tower) -> dict:
-    """TensorFlow constants of the tables and the tower weights, as `features` reads them."""
+    """TensorFlow constants of the tables, the tower's history table and its user tower (a
+    Keras layer), as `features` reads them."""
     import tensorflow as tf
 
-    t = {k: tf.constant(v) for k, v in tower.weights.items()}
-    t["item_tokens"] = tf.constant(tower.data.item_tokens)
-    t["history_table"] = history_table(t)
+    net = tower.network()
+    t = {"user_tower": net.users, "history_table": tf.constant(net.history_table())}
     for name in ("item_vectors", "knn_idx", "knn_sim", "sess_idx", "sess_sim", "item_stats",
                  "seg_row", "seg_lift"):
         t[name] = tf.constant(getattr(tables, name))
@@ -384,7 +386,8 @@ class RankerModel:
     """An ensemble of MLPs over standardised features; the score is their mean.
 
     Attributes:
-        members: per MLP, [W0, b0, W1, b1, ..., W_out [h, 1], b_out [1]] (ReLU between).
+        members: per MLP, [W0, b0, W1, b1, ..., W_out [h, 1], b_out [1]] (ReLU between),
+            NumPy: what the bundle stores and models.runtimes reads.
         mean, std: [F] feature standardisation.
         epochs: epochs each member was trained.
     """
@@ -394,29 +397,17 @@ class RankerModel:
     std: np.ndarray
     epochs: int
 
+    def network(self):
+        """A Keras ensemble of these weights (models.ranker_net.RankerNet; imports TensorFlow).
+        Built anew on each call (a few small variables), so it follows `members`."""
+        from models.ranker_net import RankerNet
 
-def mlp(weights, mean, std, X):
-    """One member: X [..., F] -> scores [...] in TensorFlow (weights may be variables)."""
-    import tensorflow as tf
-
-    h = (X - mean) / std
-    for k in range(0, len(weights), 2):
-        h = tf.tensordot(h, weights[k], 1) + weights[k + 1]
-        if k + 2 < len(weights):
-            h = tf.nn.relu(h)
-    return h[..., 0]
-
-
-def ensemble(members, mean, std, X):
-    """The ranker's score: the members' mean, [...] from X [..., F]."""
-    import tensorflow as tf
-
-    return tf.add_n([mlp(w, mean, std, X) for w in members]) / float(len(members))
+        return RankerNet(self.members, self.mean, self.std)
 
 
 def score(model: RankerModel, X: np.ndarray) -> np.ndarray:
     """Scores [N, C] of features X [N, C, F] (NumPy in, NumPy out)."""
-    return ensemble(model.members, model.mean, model.std, X.astype(np.float32)).numpy()
+    return model.network()(X.astype(np.float32)).numpy()
 
 
 def ndcg_of_scores(scores: np.ndarray, data: RankingData, k: int = 10) -> float:
@@ -436,11 +427,10 @@ def fit_member(train: RankingData, config: RankerConfig, epochs: int, seed: int,
 
 def fit_members(train: RankingData, config: RankerConfig, epochs: int, seeds: list[int],
                 monitor: RankingData | None = None) -> tuple[RankerModel, list[float]]:
-    """Listwise training of one MLP per seed, all in one TensorFlow step: their weights are
-    stacked ([M, ...]) and each member draws its initial weights and its order of cases from
-    its own seed, so that it learns what it would learn alone. One step for all members
-    instead of one each halves the time (the steps are small). With `monitor`, keeps the
-    epoch of best NDCG@10 of the members' mean.
+    """Listwise training of one MLP per seed, all in one Keras model (models.ranker_net):
+    each member draws its initial weights and its order of cases from its own seed, so that
+    it learns what it would learn alone. With `monitor`, keeps the epoch of best NDCG@10 of
+    the members' mean (models.training's early stopping).
 
     Returns:
         (a model of len(seeds) members, validation NDCG@10 per epoch, empty without
@@ -449,64 +439,33 @@ def fit_members(train: RankingData, config: RankerConfig, epochs: int, seeds: li
     Raises:
         NonFiniteError: a feature of a real candidate, or a trained weight, is NaN or inf.
     """
-    import tensorflow as tf
-
-    from models.two_tower import Adam
+    from models.ranker_net import RankerNet, RankingBatches
+    from models.training import FusedAdam, fit_early_stopping
 
     rngs = [np.random.default_rng(seed) for seed in seeds]
     mean, std = _standardisation(train)
-    sizes, M = [train.X.shape[-1], *config.hidden, 1], len(seeds)
-    w = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        w += [tf.Variable(np.stack([r.normal(0, 1 / np.sqrt(a), (a, b)) for r in rngs])
-                          .astype(np.float32)),  # [M, a, b]
-              tf.Variable(np.zeros((M, 1, b), np.float32))]
-    adam = Adam(w, config.learning_rate)
+    sizes = [train.X.shape[-1], *config.hidden, 1]
+    members = [[w for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+                for w in (r.normal(0, 1 / np.sqrt(a), (a, b)), np.zeros(b))] for r in rngs]
+    net = RankerNet(members, mean, std, config.l2)
+    net.compile(optimizer=FusedAdam(config.learning_rate), jit_compile=False,
+                steps_per_execution=16)
     keep = np.flatnonzero(train.y.sum(1) > 0)  # lists with a positive (rows of train, no copy)
-    X, y, m = train.X, train.y.astype(np.float32), train.mask
+    batches = RankingBatches(train.X, train.y, train.mask, keep, rngs, config.batch_size)
 
-    @tf.function
-    def step(xb, yb, mb):  # [M, B, C, F], [M, B, C], [M, B, C]
-        with tf.GradientTape() as tape:
-            h = tf.reshape((xb - mean) / std, [M, -1, sizes[0]])
-            for k in range(0, len(w), 2):
-                h = tf.matmul(h, w[k]) + w[k + 1]
-                if k + 2 < len(w):
-                    h = tf.nn.relu(h)
-            logits = tf.where(mb, tf.reshape(h, tf.shape(mb)), -1e9)
-            target = yb / tf.reduce_sum(yb, -1, keepdims=True)
-            loss = -tf.reduce_sum(tf.reduce_mean(
-                tf.reduce_sum(target * tf.nn.log_softmax(logits), -1), -1))  # members' sum
-            loss += config.l2 * tf.add_n([tf.reduce_sum(v * v) for v in w[::2]])
-        adam.apply(tape.gradient(loss, w))
-        return loss
+    def validate(net: RankerNet) -> float:
+        return ndcg_of_scores(net(monitor.X.astype(np.float32)).numpy(), monitor)
 
-    def snapshot(n):
-        arrays = [v.numpy() for v in w]
-        return RankerModel([[a[j] if k % 2 == 0 else a[j, 0] for k, a in enumerate(arrays)]
-                            for j in range(M)], mean, std, n)
-
-    history, best, best_model, bad = [], -1.0, None, 0
-    for epoch in range(epochs):
-        orders = [keep[r.permutation(len(keep))] for r in rngs]
-        for lo in range(0, len(keep), config.batch_size):
-            b = np.stack([o[lo:lo + config.batch_size] for o in orders])
-            step(X[b], y[b], m[b])
-        if monitor is None:
-            continue
-        model = snapshot(epoch + 1)
-        history.append(ndcg_of_scores(score(model, monitor.X), monitor))
-        if history[-1] > best:
-            best, best_model, bad = history[-1], model, 0
-        else:
-            bad += 1
-            if bad >= config.patience:
-                break
-    model = best_model if best_model is not None else snapshot(epochs)
+    history, kept = fit_early_stopping(net, batches, epochs,
+                                       None if monitor is None else validate, config.patience,
+                                       "ranker", _CHECK)
+    model = RankerModel(net.members(), mean, std, kept)
     require_finite({f"member {j} weight {n}": v for j, member in enumerate(model.members)
-                    for n, v in enumerate(member)}, "ranker", "RankerConfig's learning_rate "
-                   "and l2")
+                    for n, v in enumerate(member)}, "ranker", _CHECK)
     return model, history
+
+
+_CHECK = "RankerConfig's learning_rate and l2"
 
 
 def _standardisation(data: RankingData, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:

@@ -36,11 +36,11 @@ class NumpyRuntime:
     """
 
     def __init__(self, model, block: int = 4096):
-        w, c = model.tower.weights, model.config.tower
+        w, c = model.tower.arrays, model.config.tower
         tokens = model.tower.data.item_tokens
         te = _masked_mean(w["item_tok"][tokens], tokens > 0)
         self.table = np.concatenate([np.zeros_like(te[:1]), w["hist_id"][1:] + te]).astype(
-            np.float32)  # models.two_tower.history_table
+            np.float32)  # models.towers.TwoTower.history_table
         self.user_tok = w["user_tok"].astype(np.float32)
         self.tower = [w[k].astype(np.float32) for k in ("u_w1", "u_b1", "u_w2", "u_b2")]
         self.recent, self.block = c.recent, block
@@ -55,7 +55,7 @@ class NumpyRuntime:
             self.rest = [[v.astype(np.float32) for v in m[2:]] for m in r.members]
 
     def user_embedding(self, hist: np.ndarray, user_tok: np.ndarray) -> np.ndarray:
-        """[B, d] unit query vectors (models.two_tower.user_tower)."""
+        """[B, d] unit query vectors (models.towers.UserTower)."""
         he = self.table[hist.astype(np.int64) + 1]  # padding -1 -> the zero row
         valid = (hist >= 0).astype(np.float32)
         n = valid.sum(1, keepdims=True)

@@ -48,6 +48,7 @@ from models.features import (
     pair_features,
     tower_top,
 )
+from models.histories import history_matrix
 from models.ranker import (
     ITEM_STATS,
     FeatureTables,
@@ -59,13 +60,8 @@ from models.ranker import (
 from models.rules import apply_rules_batch
 from models.runtimes import GraphRuntime, LiteRTRuntime, NumpyRuntime
 from models.schema import SECONDS_PER_DAY
-from models.two_tower import (
-    TokenEncoder,
-    TowerData,
-    TwoTowerConfig,
-    TwoTowerModel,
-    history_matrix,
-)
+from models.tower_data import TokenEncoder, TowerData
+from models.two_tower import TwoTowerConfig, TwoTowerModel
 from models.vocab import Vocab
 
 if TYPE_CHECKING:
@@ -377,7 +373,7 @@ class ServedModel:
                   "popular": self.popular,
                   "user_last_ids": np.asarray(list(self.user_last), str),
                   "user_last_ts": np.asarray(list(self.user_last.values()), np.float64)}
-        arrays.update({f"w:{k}": v for k, v in self.tower.weights.items()})
+        arrays.update({f"w:{k}": v for k, v in self.tower.arrays.items()})
         arrays.update({f"t:{k}": getattr(t, k) for k in FeatureTables.__dataclass_fields__
                        if k not in ("now", *_PADDED)})
         for name in NEIGHBOURS:
@@ -513,7 +509,7 @@ def model_arrays(model: ServedModel) -> dict[str, np.ndarray]:
     """Every float array the served model scores with: tower weights and item vectors, the
     feature tables, the ranker's members and standardisation."""
     t, r = model.tables, model.ranker
-    out = {f"tower {k}": v for k, v in model.tower.weights.items()}
+    out = {f"tower {k}": v for k, v in model.tower.arrays.items()}
     out["tower item_vectors"] = model.tower.item_vectors
     out.update({f"tables {k}": getattr(t, k) for k in FeatureTables.__dataclass_fields__
                 if k != "now" and getattr(t, k) is not None})

@@ -17,7 +17,7 @@ import numpy as np
 from models.finite import max_abs_diff, require_finite
 from models.runtimes import GraphRuntime, LiteRTRuntime
 from models.served import ServedModel, model_arrays
-from models.two_tower import history_matrix
+from models.histories import history_matrix
 
 SAVED_MODELS = {  # folder -> signatures; the first is `serving_default` (strings, REST)
     "user_tower": ("user_embedding", "user_embedding_idx"),
@@ -43,15 +43,20 @@ def serving_module(model: ServedModel, signatures=None):
     """
     import tensorflow as tf
 
-    from models.ranker import FEATURES, ensemble, features, graph_tables
-    from models.two_tower import item_tower, user_tower
+    from models.ranker import FEATURES, features, graph_tables
 
     H, U = model.config.tower.history, model.tower.data.user_enc.width
     C, R, data = model.config.candidates, model.config.tower.recent, model.tower.data
     F = len(FEATURES)
     t = graph_tables(model.tables, model.tower)
-    members = [[tf.constant(v) for v in m] for m in model.ranker.members] if model.ranker else []
+    # The Keras networks run in the closures below, untracked (a tracked Keras model brings
+    # its own serving signature, which models of several inputs cannot trace); the module
+    # tracks their tf.Variables, which the SavedModels and LiteRT files store.
+    tower = model.tower.network()  # models.towers.TwoTower
+    ranker = model.ranker.network() if model.ranker else None  # models.ranker_net.RankerNet
     m = tf.Module()
+    m.net_variables = [v.value for net in (tower, ranker) if net is not None
+                       for v in net.variables]
     if set(signatures or STRING_SIGNATURES) & STRING_SIGNATURES:  # LiteRT has no hash tables
         m.items = _lookup([str(x) for x in data.items.ids], np.arange(len(data.items)), -1)
         m.user_tokens = _lookup(list(data.user_enc.vocab), list(data.user_enc.vocab.values()),
@@ -61,10 +66,10 @@ def serving_module(model: ServedModel, signatures=None):
     ids, vectors = tf.constant([str(x) for x in data.items.ids]), model.tower.item_vectors
 
     def query(item_idx, user_tok):
-        return user_tower(t, t["history_table"], item_idx, user_tok, R)
+        return tower.users(item_idx, user_tok, t["history_table"])
 
     def mlp(X):
-        return ensemble(members, model.ranker.mean, model.ranker.std, X)
+        return ranker(X)
 
     def scores(item_idx, user_tok, candidates, context):
         return mlp(features(t, item_idx, user_tok, candidates, context, R))
@@ -90,8 +95,7 @@ def serving_module(model: ServedModel, signatures=None):
 
     def item_tower_fn(item_features):  # new items from their feature tokens alone
         tok = m.item_tokens.lookup(item_features)
-        return {"embeddings": item_tower(t, tf.zeros_like(tok[:, 0]), tok,
-                                         model.config.tower.heads)}
+        return {"embeddings": tower.items(tf.zeros_like(tok[:, 0]), tok)}
 
     i32, f32, s = tf.int32, tf.float32, tf.string
 

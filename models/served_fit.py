@@ -31,7 +31,9 @@ from models.evaluation import Cases, Split, build_cases, evaluate_model, tempora
 from models.finite import require_finite
 from models.ranker import RankingData, ndcg_of_scores, score, train_ranker
 from models.served import ServedConfig, ServedModel, model_arrays
-from models.two_tower import TowerData, TwoTowerModel, fit_tower, prepare
+from models.tower_data import TowerData, prepare
+from models.tower_fit import fit_tower
+from models.two_tower import TwoTowerModel
 
 log = logging.getLogger(__name__)
 

@@ -88,7 +88,9 @@ def served():
     from models.ranker import FEATURES, RankerConfig, RankerModel
     from models.served import ServedConfig, ServedModel
     from models.synthetic import generate
-    from models.two_tower import TwoTowerConfig, fit_tower, prepare
+    from models.tower_data import prepare
+    from models.tower_fit import fit_tower
+    from models.two_tower import TwoTowerConfig
 
     ds = generate(n_users=80, n_items=40, seed=4, events_per_user=12)
     tc = TwoTowerConfig(dim=8, hidden=16, history=6, recent=2, validation=0.0)

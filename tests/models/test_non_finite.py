@@ -11,7 +11,9 @@ import pytest
 from models.ranker import FEATURES, RankerConfig, RankingData, fit_member
 from models.served import LiteRTRuntime, check_litert, export
 from models.served_fit import fit_served
-from models.two_tower import TwoTowerConfig, fit_tower, prepare
+from models.tower_data import prepare
+from models.tower_fit import fit_tower
+from models.two_tower import TwoTowerConfig
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,25 @@ alone, in the plain one-member loop below (the trainer before the members were s
 
 import numpy as np
 
-from models.ranker import RankerConfig, RankingData, fit_members, mlp
+from models.ranker import RankerConfig, RankingData, fit_members
+
+
+def mlp(w, mean, std, X):
+    """One member: X [..., F] -> scores [...], ReLU between the layers."""
+    import tensorflow as tf
+
+    h = (X - mean) / std
+    for k in range(0, len(w), 2):
+        h = tf.tensordot(h, w[k], 1) + w[k + 1]
+        if k + 2 < len(w):
+            h = tf.nn.relu(h)
+    return h[..., 0]
 
 
 def one_member(train: RankingData, config: RankerConfig, epochs: int, seed: int) -> list:
     """One MLP, one step per batch: its own initial weights and case order from `seed`."""
+    import keras
     import tensorflow as tf
-
-    from models.two_tower import Adam
 
     rng = np.random.default_rng(seed)
     valid = train.X[train.mask]
@@ -20,7 +31,7 @@ def one_member(train: RankingData, config: RankerConfig, epochs: int, seed: int)
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
         w += [tf.Variable(rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32)),
               tf.Variable(np.zeros(b, np.float32))]
-    adam = Adam(w, config.learning_rate)
+    adam = keras.optimizers.Adam(config.learning_rate)
     keep = train.y.sum(1) > 0
     X, y, m = train.X[keep], train.y[keep].astype(np.float32), train.mask[keep]
     for _ in range(epochs):
@@ -33,7 +44,7 @@ def one_member(train: RankingData, config: RankerConfig, epochs: int, seed: int)
                 target = y[b] / y[b].sum(1, keepdims=True)
                 loss = -tf.reduce_mean(tf.reduce_sum(target * tf.nn.log_softmax(logits), 1))
                 loss += config.l2 * tf.add_n([tf.reduce_sum(v * v) for v in w[::2]])
-            adam.apply(tape.gradient(loss, w))
+            adam.apply(tape.gradient(loss, w), w)
     return [v.numpy() for v in w]
 
 

@@ -25,7 +25,9 @@ from models.served_fit import (
     validate,
     windows,
 )
-from models.two_tower import TwoTowerConfig, fit_tower, prepare
+from models.tower_data import prepare
+from models.tower_fit import fit_tower
+from models.two_tower import TwoTowerConfig
 
 TINY = ServedConfig(
     tower=TwoTowerConfig(dim=8, hidden=16, epochs=2, history=10, recent=3, patience=1),

@@ -1,0 +1,123 @@
+"""The ranker's MLP ensemble as a Keras model, its members stacked: one layer holds every
+member's weights ([M, in, out]), so one step trains them all, each from its own seed's
+initial weights and its own order of cases, as if alone (about half the time of one member
+after the other: the steps are small).
+
+    RankerNet(features -> ...hidden relu -> 1) x M, on standardised features; the score is
+              the members' mean; trained listwise (softmax over a case's candidates against
+              its truth) by models.training.fit_early_stopping
+    RankingBatches  each epoch's batches, one case order per member
+
+Imports Keras: models.ranker imports this module only when it trains or scores in TF.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.training import EpochBatches
+
+
+class StackedDense(keras.layers.Layer):
+    """M dense layers applied side by side: h [M or 1, n, in] -> [M, n, out].
+
+    Args:
+        kernels: [M, in, out] initial kernels (each member's own draw).
+        activation: "relu" or None.
+    """
+
+    def __init__(self, kernels: np.ndarray, activation: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        m, a, b = kernels.shape
+        self.kernel = self.add_weight(shape=(m, a, b), initializer=lambda *_, **__: kernels,
+                                      name="kernel")
+        self.bias = self.add_weight(shape=(m, 1, b), initializer="zeros", name="bias")
+        self.activation = keras.activations.get(activation)
+
+    def call(self, h):
+        return self.activation(tf.matmul(h, self.kernel) + self.bias)
+
+
+class RankerNet(keras.Model):
+    """The ensemble: X [..., F] -> the members' mean score [...].
+
+    Args:
+        members: per member, [W0, b0, W1, b1, ..., W_out [h, 1], b_out [1]] (RankerModel's).
+        mean, std: [F] feature standardisation.
+        l2: L2 penalty on the kernels (training).
+    """
+
+    def __init__(self, members: list[list[np.ndarray]], mean: np.ndarray, std: np.ndarray,
+                 l2: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.mean, self.std = tf.constant(mean, tf.float32), tf.constant(std, tf.float32)
+        self.l2, self.size = l2, len(members)
+        n = len(members[0]) // 2
+        self.dense = [StackedDense(np.stack([m[2 * k] for m in members]).astype(np.float32),
+                                   "relu" if k + 1 < n else None, name=f"dense_{k}")
+                      for k in range(n)]
+        for k, layer in enumerate(self.dense):
+            layer.bias.assign(np.stack([m[2 * k + 1] for m in members])[:, None, :])
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    def member_scores(self, X):
+        """[M, n] each member's scores of X [..., F] flattened to n rows."""
+        h = tf.reshape((X - self.mean) / self.std, [1, -1, tf.shape(X)[-1]])
+        for layer in self.dense:
+            h = layer(h)
+        return h[..., 0]
+
+    def call(self, X):
+        scores = self.member_scores(X)  # [M, n]
+        return tf.reshape(tf.reduce_mean(scores, 0), tf.shape(X)[:-1])
+
+    def train_step(self, data):
+        """One Adam step on a batch of RankingBatches: the members' listwise losses summed."""
+        x, y, mask = (tf.transpose(data[k], [1, 0, *range(2, data[k].shape.rank)])
+                      for k in ("X", "y", "mask"))  # [M, B, C, ...]
+        with tf.GradientTape() as tape:
+            h = tf.reshape((x - self.mean) / self.std, [self.size, -1, tf.shape(x)[-1]])
+            for layer in self.dense:
+                h = layer(h)
+            logits = tf.where(mask, tf.reshape(h, tf.shape(mask)), -1e9)
+            target = y / tf.reduce_sum(y, -1, keepdims=True)
+            loss = -tf.reduce_sum(tf.reduce_mean(
+                tf.reduce_sum(target * tf.nn.log_softmax(logits), -1), -1))  # members' sum
+            loss += self.l2 * tf.add_n([tf.reduce_sum(d.kernel * d.kernel) for d in self.dense])
+        variables = self.trainable_variables
+        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def members(self) -> list[list[np.ndarray]]:
+        """Per member, [W0, b0, ...] NumPy (RankerModel's layout)."""
+        arrays = [(d.kernel.numpy(), d.bias.numpy()) for d in self.dense]
+        return [[a for W, b in arrays for a in (W[j], b[j, 0])] for j in range(self.size)]
+
+
+class RankingBatches(EpochBatches):
+    """Each epoch's batches: every member its own order (from its own rng) of the cases
+    `keep`; yields {"X": [B, M, C, F], "y": [B, M, C] float32, "mask": [B, M, C]}.
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, mask: np.ndarray, keep: np.ndarray,
+                 rngs: list, batch_size: int):
+        super().__init__()
+        self.X, self.y, self.mask, self.keep = X, y, mask, keep
+        self.rngs, self.batch_size = rngs, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.keep) // self.batch_size)
+
+    def draw(self) -> np.ndarray:
+        return np.stack([self.keep[r.permutation(len(self.keep))] for r in self.rngs], 1)
+
+    def __getitem__(self, index: int):
+        b = self.order[index * self.batch_size:(index + 1) * self.batch_size]  # [B, M]
+        return {"X": self.X[b], "y": self.y[b].astype(np.float32), "mask": self.mask[b]}
