@@ -34,6 +34,10 @@ def _assert_still_serving(lists, version, user):
     assert lists.get_list(lists.current(), user) is not None
 
 
+# Slow: three nightly runs. Fast loop: tests/batch/test_stages.py
+# test_publish_flips_only_once_every_user_was_written (an incomplete run publishes nothing, a
+# rerun does) and tests/infra/redis/test_lists.py (readers see the old or the new version whole).
+@pytest.mark.slow
 def test_exception_in_one_shard_publishes_nothing(setup_run, monkeypatch):
     argv, lists, old, user = setup_run
     original = ServedLists.write_shard
@@ -55,8 +59,8 @@ def test_exception_in_one_shard_publishes_nothing(setup_run, monkeypatch):
                {k.decode().split(":")[2] for k in lists.r.scan_iter("recsys:v:*")})
 
 
-# Slow: four nightly runs. Fast loop: test_exception_in_one_shard_publishes_nothing (a failed
-# run publishes nothing, its rerun does), tests/infra/redis/test_lists.py (drop, rollback).
+# Slow: four nightly runs. Fast loop: tests/batch/test_stages.py (an incomplete run publishes
+# nothing, a rerun does) and tests/infra/redis/test_lists.py (copy, drop, rollback).
 @pytest.mark.slow
 def test_failure_while_carrying_lists_over_publishes_nothing(setup_run, monkeypatch):
     argv, lists, old, user = setup_run
@@ -100,8 +104,8 @@ run(sys.argv[1:])
 """
 
 
-# Slow: a nightly run in a child process. Fast loop: test_exception_in_one_shard_publishes_nothing
-# and tests/infra/redis/test_lists.py test_reader_sees_only_complete_old_or_complete_new.
+# Slow: a nightly run in a child process. Fast loop: tests/batch/test_stages.py and
+# tests/infra/redis/test_lists.py test_reader_sees_only_complete_old_or_complete_new.
 @pytest.mark.slow
 def test_process_killed_during_redis_writes_publishes_nothing(setup_run):
     argv, lists, old, user = setup_run

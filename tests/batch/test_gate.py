@@ -183,6 +183,10 @@ def _assert_serving(lists, version, users):
     assert {k.decode().split(":")[2] for k in lists.r.scan_iter("recsys:v:*")} == {version}
 
 
+# Slow: a nightly run and three cut short. Fast loop: the shrink rule in
+# test_hardening_04_shrink_check_names_each_figure_that_shrank, its refusal unless forced in
+# tests/batch/test_stages.py test_refusals_raise_unless_forced.
+@pytest.mark.slow
 def test_hardening_04_a_sliver_of_the_data_cannot_replace_the_served_version(nightly_100):
     path, argv, data, lists = nightly_100
     data.to_parquet(path)

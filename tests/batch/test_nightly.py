@@ -136,8 +136,8 @@ def test_events_posted_since_the_last_run_are_drained_and_trained_on(tmp_path, r
 
 
 # Slow: two nightly runs. Fast loop: tests/models/test_mf.py and test_non_finite.py (a weight
-# past float32 range or a NaN bundle is refused) and test_faults.py's
-# test_exception_in_one_shard_publishes_nothing (a refused run publishes nothing).
+# past float32 range or a NaN bundle is refused) and tests/batch/test_stages.py (a run that
+# stops before its publish publishes nothing).
 @pytest.mark.slow
 def test_hardening_03_a_weight_past_float32_range_never_publishes_a_nan_model(
         tmp_path, redis_client, tiny_dataset):
