@@ -1,6 +1,6 @@
 """The ranking features of (user, candidate) pairs as gathers on precomputed arrays (NumPy).
 
-`models.ranker.features` defines the features in TensorFlow (the SavedModels carry it, and it
+`models.feature_graph.features` defines the features in TensorFlow (the SavedModels carry it, and it
 is the reference the tests hold this module to); here the same numbers come from arrays built
 once per model, so that a shard of users costs a few matrix products and gathers:
 
@@ -269,7 +269,7 @@ class ItemArrays:
 def pair_features(tables: FeatureTables, items: ItemArrays, query: np.ndarray,
                   hist: np.ndarray, user_tok: np.ndarray, cand: np.ndarray,
                   context: np.ndarray, knn: np.ndarray, sess: np.ndarray) -> np.ndarray:
-    """The features of `models.ranker.features`, from gathers.
+    """The features of `models.feature_graph.features`, from gathers.
 
     Args:
         tables: the feature tables.

@@ -1,9 +1,9 @@
 """The ranking stage: features of (user, candidate item) pairs and an MLP that scores them.
 
 Features come from constant per-item tables (`FeatureTables`) and the request (history, user
-tokens, candidates, context). `features` defines them in TensorFlow (the ranker SavedModel's
-graph, and the reference); models.features computes the same numbers as NumPy gathers, which
-training, the nightly and the functions run:
+tokens, candidates, context). models.feature_graph defines them in TensorFlow (the ranker
+SavedModel's graph, and the reference); models.features computes the same numbers as NumPy
+gathers, which training, the nightly and the functions run:
 
     tower score (user tower · item vector) | item-kNN (asymmetric cosine) and session
     co-occurrence summed over the history and over its last items | log1p event counts (all,
@@ -14,25 +14,21 @@ training, the nightly and the functions run:
     since the user's last event.
 
 The MLP ensemble (models.ranker_net.RankerNet, Keras) is trained listwise (softmax over a
-case's candidates against its truth).
+case's candidates against its truth) by models.ranker_fit.train_ranker.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.finite import NonFiniteError, require_finite
 from models.schema import SECONDS_PER_DAY
 from models.vocab import interaction_weights
 
 if TYPE_CHECKING:
     import pandas as pd
-
-log = logging.getLogger(__name__)
 POP_WINDOWS = (30.0, 14.0, 7.0, 1.0)
 ITEM_STATS = ("pop_all", *(f"pop_{int(d)}d" for d in POP_WINDOWS), "age_first", "age_last",
               "age_release", "mean_weight")
@@ -277,90 +273,6 @@ def _release_ts(vocab, items: pd.DataFrame | None, now: float) -> np.ndarray:
     return np.minimum(out, now)
 
 
-def features(t: dict, hist, user_tok, cand, context, recent: int):
-    """The ranking features in TensorFlow.
-
-    Args:
-        t: tensors of the FeatureTables fields, the history table and the user tower (see
-            `graph_tables`).
-        hist: [B, H] int32 history item indices, right-aligned, -1 pads.
-        user_tok: [B, U] int32 user tokens.
-        cand: [B, C] int32 candidate item indices, -1 pads.
-        context: [B, 2] float32: fresh flag (0/1), days since the user's last event.
-
-    Returns:
-        [B, C, len(FEATURES)] float32.
-    """
-    import tensorflow as tf
-
-    n = tf.shape(t["item_stats"])[0] - 1
-    cand = tf.where(cand < 0, n, cand)
-    q = t["user_tower"](hist, user_tok, t["history_table"])
-    tower = tf.reduce_sum(tf.gather(t["item_vectors"], cand) * q[:, None, :], -1)
-    valid = tf.cast(hist >= 0, tf.float32)
-    n_hist = tf.reduce_sum(valid, 1, keepdims=True)
-    b = tf.shape(hist)[0]
-    rows = tf.range(b)[:, None] * (n + 1)
-
-    def summed(idx_table, sim_table, weights):
-        # Each history item spreads its neighbours' similarities over a flattened
-        # [B * (n + 1)] score vector (pads land on column n), read at the candidates.
-        h = tf.where(hist < 0, n, hist)
-        nb = tf.gather(idx_table, h)  # [B, H, M]
-        sims = tf.gather(sim_table, h) * weights[:, :, None]
-        acc = tf.scatter_nd(tf.reshape(nb + rows[:, :, None], [-1, 1]), tf.reshape(sims, [-1]),
-                            tf.reshape(b * (n + 1), [1]))
-        return tf.gather(acc, cand + rows)
-
-    last = tf.concat([tf.zeros_like(valid[:, :-recent]), valid[:, -recent:]], 1)
-    knn = [summed(t["knn_idx"], t["knn_sim"], w) for w in (valid, last)]
-    sess = [summed(t["sess_idx"], t["sess_sim"], w) for w in (valid, last)]
-    stats = tf.gather(t["item_stats"], cand)
-    # token affinity: share of the candidate's tokens found among the history's tokens
-    h_tok = tf.gather(t["item_tokens"], tf.where(hist < 0, n, hist))  # [B, H, T]
-    n_tok = t["n_tokens"]
-    tkeys = tf.range(b)[:, None, None] * n_tok + h_tok
-    prof = tf.scatter_nd(tf.reshape(tkeys, [-1, 1]),
-                         tf.reshape(tf.cast(h_tok > 0, tf.float32), [-1]),
-                         tf.reshape(b * n_tok, [1]))
-    c_tok = tf.gather(t["item_tokens"], cand)  # [B, C, T]
-    hit = tf.gather(prof, tf.reshape(c_tok + tf.range(b)[:, None, None] * n_tok, [b, -1]))
-    c_mask = tf.cast(c_tok > 0, tf.float32)
-    hit = tf.reduce_sum(tf.reshape(hit, tf.shape(c_tok)) * c_mask, -1)
-    affinity = hit / tf.maximum(tf.reduce_sum(c_mask, -1), 1.0) / tf.maximum(n_hist, 1.0)
-    ones = tf.ones_like(tower)
-    idle = tf.maximum(context[:, 1:2], 0.0)
-    age_first = stats[..., ITEM_STATS.index("age_first")]
-    new_since_visit = tf.math.log1p(tf.maximum(idle - tf.math.expm1(age_first), 0.0))
-    h_pop = tf.gather(t["item_stats"][:, 0], tf.where(hist < 0, n, hist))
-    history_pop = tf.reduce_sum(h_pop, 1, keepdims=True) / tf.maximum(n_hist, 1.0) * ones
-    # segment lift: mean over the user's tokens that have a row, read at the candidates
-    seg = tf.gather(t["seg_row"], user_tok)  # [B, U]
-    has_seg = tf.cast(seg > 0, tf.float32)
-    cells = seg[:, :, None] * (n + 1) + cand[:, None, :]  # [B, U, C]
-    lifts = tf.gather(tf.reshape(t["seg_lift"], [-1]), cells) * has_seg[:, :, None]
-    segment = tf.reduce_sum(lifts, 1) / tf.maximum(tf.reduce_sum(has_seg, 1, keepdims=True), 1.0)
-    ctx = [context[:, :1] * ones, tf.math.log1p(n_hist) * ones, tf.math.log1p(idle) * ones]
-    cols = [tower, *knn, *sess, *tf.unstack(stats, axis=-1), affinity, new_since_visit,
-            history_pop, segment, *ctx]
-    return tf.stack(cols, -1)
-
-
-def graph_tables(tables: FeatureTables, tower) -> dict:
-    """TensorFlow constants of the tables, the tower's history table and its user tower (a
-    Keras layer), as `features` reads them."""
-    import tensorflow as tf
-
-    net = tower.network()
-    t = {"user_tower": net.users, "history_table": tf.constant(net.history_table())}
-    for name in ("item_vectors", "knn_idx", "knn_sim", "sess_idx", "sess_sim", "item_stats",
-                 "seg_row", "seg_lift"):
-        t[name] = tf.constant(getattr(tables, name))
-    t["item_tokens"] = tf.constant(tables.item_tokens)
-    t["n_tokens"] = tf.constant(tower.data.item_enc.size, tf.int32)
-    return t
-
-
 @dataclass
 class RankingData:
     """Labelled candidate lists of evaluation-like cases.
@@ -417,91 +329,3 @@ def ndcg_of_scores(scores: np.ndarray, data: RankingData, k: int = 10) -> float:
     gains = np.take_along_axis(data.y * data.mask, top, 1) / np.log2(np.arange(2, k + 2))
     ideal = np.array([np.sum(1 / np.log2(np.arange(2, min(k, t) + 2))) for t in data.n_truth])
     return float(np.mean(gains.sum(1) / np.maximum(ideal, 1e-9)))
-
-
-def fit_member(train: RankingData, config: RankerConfig, epochs: int, seed: int,
-               monitor: RankingData | None = None) -> tuple[RankerModel, list[float]]:
-    """Listwise training of one MLP (`fit_members` with one seed)."""
-    return fit_members(train, config, epochs, [seed], monitor)
-
-
-def fit_members(train: RankingData, config: RankerConfig, epochs: int, seeds: list[int],
-                monitor: RankingData | None = None) -> tuple[RankerModel, list[float]]:
-    """Listwise training of one MLP per seed, all in one Keras model (models.ranker_net):
-    each member draws its initial weights and its order of cases from its own seed, so that
-    it learns what it would learn alone. With `monitor`, keeps the epoch of best NDCG@10 of
-    the members' mean (models.training's early stopping).
-
-    Returns:
-        (a model of len(seeds) members, validation NDCG@10 per epoch, empty without
-        `monitor`).
-
-    Raises:
-        NonFiniteError: a feature of a real candidate, or a trained weight, is NaN or inf.
-    """
-    from models.ranker_net import RankerNet, RankingBatches
-    from models.training import FusedAdam, fit_early_stopping
-
-    rngs = [np.random.default_rng(seed) for seed in seeds]
-    mean, std = _standardisation(train)
-    sizes = [train.X.shape[-1], *config.hidden, 1]
-    members = [[w for a, b in zip(sizes[:-1], sizes[1:], strict=True)
-                for w in (r.normal(0, 1 / np.sqrt(a), (a, b)), np.zeros(b))] for r in rngs]
-    net = RankerNet(members, mean, std, config.l2)
-    net.compile(optimizer=FusedAdam(config.learning_rate), jit_compile=False,
-                steps_per_execution=16)
-    keep = np.flatnonzero(train.y.sum(1) > 0)  # lists with a positive (rows of train, no copy)
-    batches = RankingBatches(train.X, train.y, train.mask, keep, rngs, config.batch_size)
-
-    def validate(net: RankerNet) -> float:
-        return ndcg_of_scores(net(monitor.X.astype(np.float32)).numpy(), monitor)
-
-    history, kept = fit_early_stopping(net, batches, epochs,
-                                       None if monitor is None else validate, config.patience,
-                                       "ranker", _CHECK)
-    model = RankerModel(net.members(), mean, std, kept)
-    require_finite({f"member {j} weight {n}": v for j, member in enumerate(model.members)
-                    for n, v in enumerate(member)}, "ranker", _CHECK)
-    return model, history
-
-
-_CHECK = "RankerConfig's learning_rate and l2"
-
-
-def _standardisation(data: RankingData, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std ([F] float32, std at least 1e-3) of the real candidates' features, read
-    `chunk` lists at a time (no copy of the features); refuses NaN and inf."""
-    F = data.X.shape[-1]
-    n, total, squares = 0, np.zeros(F), np.zeros(F)
-    for lo in range(0, len(data.X), chunk):
-        valid = data.X[lo:lo + chunk][data.mask[lo:lo + chunk]].astype(np.float64)
-        _require_finite_features(valid)
-        n, total, squares = n + len(valid), total + valid.sum(0), squares + (valid**2).sum(0)
-    mean = total / max(n, 1)
-    std = np.sqrt(np.maximum(squares / max(n, 1) - mean**2, 0.0))
-    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
-
-
-def _require_finite_features(X: np.ndarray) -> None:
-    """Refuses ranking features [N, F] with NaN or inf, naming the features."""
-    bad = np.flatnonzero(~np.isfinite(X).all(0))
-    if bad.size:
-        names = [FEATURES[f] if f < len(FEATURES) else str(f) for f in bad]
-        raise NonFiniteError(f"ranker: non-finite (NaN or inf) values in feature(s) {names}; "
-                             "nothing was exported. Check the input's weights and timestamps "
-                             "(mean_weight averages the event weights) and the items table")
-
-
-def train_ranker(parts: list[RankingData], config: RankerConfig) -> RankerModel:
-    """Trains `config.members` MLPs on all parts for `config.epochs` epochs; with
-    `config.select_epochs`, for the epochs of best NDCG@10 on the last part (the latest window)
-    of one MLP trained on the earlier parts."""
-    epochs = config.epochs
-    if config.select_epochs and len(parts) > 1:
-        _, history = fit_member(RankingData.concat(parts[:-1]), config, config.epochs,
-                                config.seed, parts[-1])
-        epochs = int(np.argmax(history)) + 1
-        log.info("ranker: %d epochs (validation NDCG@10 %s)", epochs,
-                 np.round(history, 4).tolist())
-    return fit_members(RankingData.concat(parts), config, epochs,
-                       [config.seed + n for n in range(config.members)])[0]

@@ -1,14 +1,13 @@
 """The ranker's MLP ensemble as a Keras model, its members stacked: one layer holds every
-member's weights ([M, in, out]), so one step trains them all, each from its own seed's
-initial weights and its own order of cases, as if alone (about half the time of one member
-after the other: the steps are small).
+member's weights ([M, in, out]), so one step trains them all (models.ranker_fit), each from
+its own seed's initial weights and its own order of cases, as if alone (about half the time
+of one member after the other: the steps are small).
 
-    RankerNet(features -> ...hidden relu -> 1) x M, on standardised features; the score is
-              the members' mean; trained listwise (softmax over a case's candidates against
-              its truth) by models.training.fit_early_stopping
-    RankingBatches  each epoch's batches, one case order per member
+    RankerNet  (features -> ...hidden relu -> 1) x M on standardised features; the score is
+               the members' mean; its train_step the members' listwise losses (softmax over a
+               case's candidates against its truth)
 
-Imports Keras: models.ranker imports this module only when it trains or scores in TF.
+Imports Keras: models.ranker imports this module only when it scores in TF.
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
-
-from models.training import EpochBatches
 
 
 class StackedDense(keras.layers.Layer):
@@ -99,25 +96,3 @@ class RankerNet(keras.Model):
         """Per member, [W0, b0, ...] NumPy (RankerModel's layout)."""
         arrays = [(d.kernel.numpy(), d.bias.numpy()) for d in self.dense]
         return [[a for W, b in arrays for a in (W[j], b[j, 0])] for j in range(self.size)]
-
-
-class RankingBatches(EpochBatches):
-    """Each epoch's batches: every member its own order (from its own rng) of the cases
-    `keep`; yields {"X": [B, M, C, F], "y": [B, M, C] float32, "mask": [B, M, C]}.
-    """
-
-    def __init__(self, X: np.ndarray, y: np.ndarray, mask: np.ndarray, keep: np.ndarray,
-                 rngs: list, batch_size: int):
-        super().__init__()
-        self.X, self.y, self.mask, self.keep = X, y, mask, keep
-        self.rngs, self.batch_size = rngs, batch_size
-
-    def __len__(self) -> int:
-        return -(-len(self.keep) // self.batch_size)
-
-    def draw(self) -> np.ndarray:
-        return np.stack([self.keep[r.permutation(len(self.keep))] for r in self.rngs], 1)
-
-    def __getitem__(self, index: int):
-        b = self.order[index * self.batch_size:(index + 1) * self.batch_size]  # [B, M]
-        return {"X": self.X[b], "y": self.y[b].astype(np.float32), "mask": self.mask[b]}

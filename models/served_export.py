@@ -43,7 +43,8 @@ def serving_module(model: ServedModel, signatures=None):
     """
     import tensorflow as tf
 
-    from models.ranker import FEATURES, features, graph_tables
+    from models.feature_graph import features, graph_tables
+    from models.ranker import FEATURES
 
     H, U = model.config.tower.history, model.tower.data.user_enc.width
     C, R, data = model.config.candidates, model.config.tower.recent, model.tower.data

@@ -29,7 +29,8 @@ import pandas as pd
 from models.baselines import Popularity
 from models.evaluation import Cases, Split, build_cases, evaluate_model, temporal_split
 from models.finite import require_finite
-from models.ranker import RankingData, ndcg_of_scores, score, train_ranker
+from models.ranker import RankingData, ndcg_of_scores, score
+from models.ranker_fit import train_ranker
 from models.served import ServedConfig, ServedModel, model_arrays
 from models.tower_data import TowerData, prepare
 from models.tower_fit import fit_tower

@@ -121,7 +121,8 @@ def requests(model, seed=1):
 def test_pair_features_equal_the_graphs(served):
     import tensorflow as tf
 
-    from models.ranker import FEATURES, features, graph_tables
+    from models.feature_graph import features, graph_tables
+    from models.ranker import FEATURES
 
     _, model = served
     histories, hist, utok, ctx = requests(model)

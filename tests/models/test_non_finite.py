@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from models.ranker import FEATURES, RankerConfig, RankingData, fit_member
+from models.ranker import FEATURES, RankerConfig, RankingData
+from models.ranker_fit import fit_member
 from models.served import LiteRTRuntime, check_litert, export
 from models.served_fit import fit_served
 from models.tower_data import prepare

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from models.evaluation import ndcg_at_k
+from models.feature_graph import features, graph_tables
 from models.histories import history_matrix
 from models.ranker import (
     FEATURES,
@@ -12,14 +13,12 @@ from models.ranker import (
     RankerConfig,
     RankingData,
     build_tables,
-    features,
-    graph_tables,
     ndcg_of_scores,
     neighbour_table,
     score,
     segment_lift,
-    train_ranker,
 )
+from models.ranker_fit import train_ranker
 from models.schema import SECONDS_PER_DAY
 from models.tower_data import prepare
 from models.tower_fit import fit_tower

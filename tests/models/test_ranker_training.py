@@ -3,7 +3,8 @@ alone, in the plain one-member loop below (the trainer before the members were s
 
 import numpy as np
 
-from models.ranker import RankerConfig, RankingData, fit_members
+from models.ranker import RankerConfig, RankingData
+from models.ranker_fit import fit_members
 
 
 def mlp(w, mean, std, X):

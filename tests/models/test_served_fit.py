@@ -16,7 +16,8 @@ from models.evaluation import (
     score_lists,
     temporal_split,
 )
-from models.ranker import RankerConfig, train_ranker
+from models.ranker import RankerConfig
+from models.ranker_fit import train_ranker
 from models.served import ServedConfig, ServedModel
 from models.served_fit import (
     ServedRecommender,
