@@ -79,7 +79,8 @@ def run(args, ds, config, root: str, out: dict) -> None:
     from infra.bundle import read_bundle
     from infra.store import LocalStore
     from models import kinds
-    from models.runtimes import GraphRuntime, NumpyRuntime
+    from models.runtimes import NumpyRuntime
+    from models.served_graph import GraphRuntime
 
     store, version, kind = LocalStore(root), "bench", kinds.get("served")
     if not os.path.isdir(os.path.join(root, "bundles", version)):
@@ -135,7 +136,7 @@ def run(args, ds, config, root: str, out: dict) -> None:
 def split(fn, rows: range) -> dict:
     """CPU ms per user of recommend_indices' steps on one shard (models.served)."""
     from models.features import one_blas_thread
-    from models.two_tower import history_matrix
+    from models.histories import history_matrix
 
     m, rows = fn.model, list(rows)
     histories = [fn.items[fn.indptr[u]:fn.indptr[u + 1]] for u in rows]

@@ -2,7 +2,9 @@
 
 Candidates arrive ranked (best first). The rules drop empty slots, excluded items (seen,
 unavailable, the request's exclusions) and repeats, and keep the first k. Vectorised over a
-batch of users, so the nightly precompute pays microseconds per user.
+batch of users, so the nightly precompute pays microseconds per user. `longtail_slots`
+reserves the last places of a top for items of a kind (the long tail, new items): the served
+model's discovery rules.
 """
 
 from __future__ import annotations
@@ -96,3 +98,34 @@ def fill(primary: list[str], fallback: list[str], k: int, exclude: set[str]) -> 
             if len(out) == k:
                 break
     return out
+
+
+def longtail_slots(I: np.ndarray, S: np.ndarray, slots: int, eligible: np.ndarray,
+                   affinity: np.ndarray, top: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Moves each row's eligible items of highest `affinity` from below its first
+    `top - slots` places into the last `slots` places of its top `top` (a discovery rule:
+    the items they displace move down).
+
+    Args:
+        I: [B, n] ranked item indices, -1 pads; S: [B, n] their scores.
+        slots: places of the top reserved for eligible items.
+        eligible: [n_items] bool, True for the items the slots are for (e.g. the long tail).
+        affinity: [B, n] how well each item suits the user (e.g. the two-tower score).
+        top: the length of the top whose last places are reserved.
+
+    Returns:
+        (I, S) reordered.
+    """
+    I, S = I.copy(), S.copy()
+    keep = top - slots
+    for r in range(len(I)):
+        row = I[r]
+        cand = np.flatnonzero((row >= 0) & eligible[np.maximum(row, 0)])
+        cand = cand[cand >= keep]
+        cand = cand[np.argsort(-affinity[r, cand], kind="stable")[:slots]]
+        if len(cand) == 0:
+            continue
+        rest = np.setdiff1d(np.arange(keep, len(row)), cand)
+        order = np.concatenate([np.arange(keep), cand, rest])
+        I[r], S[r] = row[order], S[r][order]
+    return I, S

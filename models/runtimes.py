@@ -9,9 +9,10 @@ on-demand function rank with the same function.
                     batch and `recsys evaluate`; one matrix product per layer and shard
     LiteRTRuntime   user_tower.tflite and ranker.tflite, one user at a time (no TensorFlow):
                     the on-demand function
-    GraphRuntime    the TensorFlow graph the SavedModels are written from, batched; it also
-                    runs the graph's own features (`rank`, `features`), the reference the
-                    others are checked against
+
+Neither imports TensorFlow. The third, `models.served_graph.GraphRuntime`, runs the
+TensorFlow module the SavedModels are written from: the reference these two are checked
+against.
 """
 
 from __future__ import annotations
@@ -101,39 +102,6 @@ class NumpyRuntime:
         if zeros is None:
             zeros = self._zeros[h.shape] = np.zeros(h.shape, h.dtype)
         np.maximum(h, zeros, out=h)
-
-
-class GraphRuntime:
-    """The user tower and the ranker in TensorFlow, batched: the module the SavedModels are
-    written from (models.served_export.serving_module)."""
-
-    def __init__(self, model, batch_size: int = 256):
-        from models.served_export import serving_module
-
-        self.module = serving_module(model, ("user_embedding_idx", "rank_idx", "features_idx",
-                                             "score_idx"))
-        self.batch_size = batch_size
-
-    def _batched(self, fn, *arrays) -> np.ndarray:
-        b = self.batch_size
-        return np.concatenate([np.asarray(fn(*(a[lo:lo + b] for a in arrays)))
-                               for lo in range(0, len(arrays[0]), b)])
-
-    def user_embedding(self, hist, user_tok) -> np.ndarray:
-        return self._batched(lambda *a: self.module.user_embedding_idx(*a)["query"],
-                             hist, user_tok)
-
-    def score(self, X) -> np.ndarray:
-        return self._batched(lambda x: self.module.score_idx(x)["scores"], X)
-
-    def rank(self, hist, user_tok, cand, context) -> np.ndarray:
-        """Scores [B, C] from the graph's own features (the SavedModel's rank_idx)."""
-        return self._batched(lambda *a: self.module.rank_idx(*a)["scores"],
-                             hist, user_tok, cand, context)
-
-    def features(self, hist, user_tok, cand, context) -> np.ndarray:
-        """The graph's features [B, C, F] (models.ranker.features)."""
-        return self._batched(self.module.features_idx, hist, user_tok, cand, context)
 
 
 class LiteRTRuntime:

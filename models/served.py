@@ -27,21 +27,18 @@ first two import no TensorFlow.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from models.evaluation import head_mask
 from models.features import (
     ItemArrays,
     NeighbourMatrix,
     descending,
     neighbour_csr,
-    neighbour_padded,
     neighbour_sums,
     neighbour_top,
     one_blas_thread,
@@ -49,25 +46,14 @@ from models.features import (
     tower_top,
 )
 from models.histories import history_matrix
-from models.ranker import (
-    ITEM_STATS,
-    FeatureTables,
-    RankerConfig,
-    RankerModel,
-    RankingData,
-    build_tables,
-)
-from models.rules import apply_rules_batch
-from models.runtimes import GraphRuntime, LiteRTRuntime, NumpyRuntime
+from models.ranker import ITEM_STATS, FeatureTables, RankerConfig, RankerModel, build_tables
+from models.rules import apply_rules_batch, longtail_slots
+from models.runtimes import NumpyRuntime
 from models.schema import SECONDS_PER_DAY
-from models.tower_data import TokenEncoder, TowerData
 from models.two_tower import TwoTowerConfig, TwoTowerModel
-from models.vocab import Vocab
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from models.evaluation import Cases
 
 log = logging.getLogger(__name__)
 # Users per step of recommend_indices: the neighbour sums hold 2 x 3 x (n + 1) floats per user.
@@ -76,7 +62,7 @@ STEP_CELLS = 1 << 23
 # (t:<name>_indptr / _indices / _data): padded to M = 1,000 columns they were 95% of a
 # 20,000-item bundle, rows holding ~350 kNN and ~2 session neighbours.
 NEIGHBOURS = ("knn", "sess")
-_PADDED = tuple(f"{n}_{part}" for n in NEIGHBOURS for part in ("idx", "sim"))
+PADDED = tuple(f"{n}_{part}" for n in NEIGHBOURS for part in ("idx", "sim"))
 
 
 @dataclass(frozen=True)
@@ -148,15 +134,28 @@ class ServedModel:
 
     Both serving paths call `recommend_indices` with inputs built by `history_indices`
     (item ids -> indices), `user_tokens` (feature rows -> [B, U] token ids) and `context`.
+
+    Attributes:
+        popular: [n_popular] item indices, most popular in the last 7 days first.
+        user_last: user id -> timestamp of the user's last train event.
+        runtime: NumpyRuntime (built on first use), LiteRTRuntime or GraphRuntime.
+        validation: the fit's figure of its last window (models.served_fit), or None.
+        neighbours: name -> the neighbour table as CSR rows (indptr, indices, data) when a
+            bundle gave them so (its padded `tables.<name>_idx/_sim` are then None).
+        width: M, the columns of the padded neighbour tables, when a bundle gave it.
     """
 
     tower: TwoTowerModel
     tables: FeatureTables
     ranker: RankerModel | None
     config: ServedConfig
-    popular: np.ndarray  # [n_popular] item indices, most popular in the last 7 days first
-    user_last: dict[str, float] = field(default_factory=dict)  # user id -> last event ts
-    runtime: object = None  # models.runtimes: NumpyRuntime (built on first use) / LiteRT / Graph
+    popular: np.ndarray
+    user_last: dict[str, float] = field(default_factory=dict)
+    runtime: object = None
+    validation: dict | None = None
+    neighbours: dict[str, tuple] = field(default_factory=dict, repr=False)
+    width: int | None = None
+    _arrays: _Arrays | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def build(cls, train: pd.DataFrame, tower: TwoTowerModel, items: pd.DataFrame | None,
@@ -177,7 +176,7 @@ class ServedModel:
     def arrays(self) -> _Arrays:
         """What scoring gathers from, built on first use: the neighbour matrices and the
         per-item feature arrays."""
-        if getattr(self, "_arrays", None) is None:
+        if self._arrays is None:
             self._arrays = _Arrays(
                 NeighbourMatrix.from_csr(*self.neighbour_csr("knn")),
                 NeighbourMatrix.from_csr(*self.neighbour_csr("sess")),
@@ -188,9 +187,8 @@ class ServedModel:
         """The neighbour table `name` ("knn" or "sess") as (indptr, indices, data), as a
         sparse bundle holds it (a model loaded from one has no padded tables but for the TF
         graph)."""
-        kept = getattr(self, "_csr", {}).get(name)
-        if kept is not None:
-            return kept
+        if name in self.neighbours:
+            return self.neighbours[name]
         return neighbour_csr(getattr(self.tables, f"{name}_idx"),
                              getattr(self.tables, f"{name}_sim"))
 
@@ -320,215 +318,35 @@ class ServedModel:
         return I[:, :k], S[:, :k]
 
     def head_items(self) -> np.ndarray:
-        """[n_items] bool: the floor(0.2 n) items with most train events (ties: smaller index),
-        the head of EVALUATION.md's long-tail coverage."""
-        counts = self.tables.item_stats[:-1, 0]
-        n_head = int(0.2 * np.count_nonzero(counts))
-        head = np.zeros(len(counts), bool)
-        head[np.lexsort((np.arange(len(counts)), -counts))[:n_head]] = True
-        return head
+        """[n_items] bool: the head of the evaluation's long-tail coverage
+        (models.evaluation.head_mask of the train events per item)."""
+        return head_mask(self.tables.item_stats[:-1, 0])
 
     def new_items(self) -> np.ndarray:
         """[n_items] bool: the items without a train event (embedded from features only)."""
         return self.tables.item_stats[:-1, 0] == 0
 
-    def ranking_data(self, cases: Cases) -> RankingData:
-        """Candidates, features and labels of evaluation-like cases (ranker training)."""
-        step = self.step()
-        with one_blas_thread():
-            return RankingData.concat([
-                self._ranking_part(group[lo:lo + step], fresh)
-                for group, fresh in ((cases.warm, False), (cases.fresh, True))
-                for lo in range(0, len(group), step)])
-
-    def _ranking_part(self, chunk: list, fresh: bool) -> RankingData:
-        ids = [c.user_id for c in chunk]
-        histories = self.history_indices([list(c.history) for c in chunk])
-        hist = history_matrix(histories, self.config.tower.history)
-        utok = self.tower.data.user_matrix(ids)
-        query = self.get_runtime().user_embedding(hist, utok)
-        sums = self.neighbour_sums(histories)
-        cand = self.candidates(query, histories, sums)
-        X = self.features(hist, utok, cand, self.context(ids, fresh), query, sums)
-        truth = [self.tower.data.items.lookup(c.truth) for c in chunk]
-        y = np.stack([np.isin(row, t[t >= 0]) for row, t in zip(cand, truth, strict=True)])
-        return RankingData(X, y & (cand >= 0), cand >= 0,
-                           np.array([len(c.truth) for c in chunk]))
+    def float_arrays(self) -> dict[str, np.ndarray]:
+        """Every float array the model scores with, by name (tower weights and item vectors,
+        feature tables, ranker members and standardisation): what must be finite."""
+        t, r = self.tables, self.ranker
+        out = {f"tower {k}": v for k, v in self.tower.arrays.items()}
+        out["tower item_vectors"] = self.tower.item_vectors
+        out.update({f"tables {k}": getattr(t, k) for k in FeatureTables.__dataclass_fields__
+                    if k != "now" and getattr(t, k) is not None})
+        out.update({f"tables {n} similarities": self.neighbour_csr(n)[2] for n in NEIGHBOURS
+                    if getattr(t, f"{n}_sim") is None})
+        if r is not None:
+            out.update({f"ranker member {n} weight {k}": v for n, m in enumerate(r.members)
+                        for k, v in enumerate(m)})
+            out.update({"ranker mean": r.mean, "ranker std": r.std})
+        return out
 
     def step(self) -> int:
-        """Users per step of recommend_indices and ranking_data (see STEP_CELLS)."""
+        """Users per step of recommend_indices (and models.served_fit.ranking_data; see
+        STEP_CELLS)."""
         return int(np.clip(STEP_CELLS // (6 * (len(self.tower.data.items) + 1)), 8, 256))
-
-    # -- the bundle -----------------------------------------------------------------------
-    def save(self, path: str) -> None:
-        """Writes served.npz (arrays) and served.json (configs, encoders) into `path`.
-
-        Uncompressed (np.savez): at 20,000 items served.npz is 67 MB, and checking and loading
-        it from memory took 0.06 s against 0.21 s for savez_compressed's 35 MB.
-        """
-        os.makedirs(path, exist_ok=True)
-        d, t = self.tower.data, self.tables
-        arrays = {"item_ids": np.asarray(d.items.ids, str), "has_events": d.has_events,
-                  "item_tokens": d.item_tokens, "item_vectors": self.tower.item_vectors,
-                  "popular": self.popular,
-                  "user_last_ids": np.asarray(list(self.user_last), str),
-                  "user_last_ts": np.asarray(list(self.user_last.values()), np.float64)}
-        arrays.update({f"w:{k}": v for k, v in self.tower.arrays.items()})
-        arrays.update({f"t:{k}": getattr(t, k) for k in FeatureTables.__dataclass_fields__
-                       if k not in ("now", *_PADDED)})
-        for name in NEIGHBOURS:
-            arrays.update(zip((f"t:{name}_indptr", f"t:{name}_indices", f"t:{name}_data"),
-                              self.neighbour_csr(name), strict=True))
-        r = self.ranker
-        arrays.update({f"r:{n}:{k}": v for n, m in enumerate(r.members) for k, v in enumerate(m)})
-        arrays.update({"r:mean": r.mean, "r:std": r.std})
-        np.savez(os.path.join(path, "served.npz"), **arrays)
-        meta = {"config": asdict(self.config), "now": t.now, "tower_epochs": self.tower.epochs,
-                "ranker_epochs": r.epochs, "members": len(r.members),
-                "layers": len(r.members[0]), "item_enc": asdict(d.item_enc),
-                "neighbour_width": self.neighbour_width(),
-                "user_enc": asdict(d.user_enc)}
-        with open(os.path.join(path, "served.json"), "w") as f:
-            json.dump(meta, f, indent=1)
-
-    def neighbour_width(self) -> int:
-        """M, the columns of the padded neighbour tables (the TF graph's)."""
-        if self.tables.knn_idx is not None:
-            return int(self.tables.knn_idx.shape[1])
-        return int(getattr(self, "_width", self.config.ranker.neighbours))
-
-    @classmethod
-    def load(cls, path: str, runtime: str = "litert") -> ServedModel:
-        """Reads a bundle written by `export` (or `save`).
-
-        Args:
-            path: the bundle folder.
-            runtime: "litert" runs user_tower.tflite and ranker.tflite (the on-demand
-                function), "numpy" the weights in NumPy (the nightly batch; needs only
-                served.npz and served.json), neither importing TensorFlow; "tf" builds the
-                TensorFlow graph (a reference).
-        """
-        with open(os.path.join(path, "served.json")) as f:
-            meta = json.load(f)
-        with np.load(os.path.join(path, "served.npz"), allow_pickle=False) as arrays:
-            return cls.from_files(meta, arrays, runtime,
-                                  (os.path.join(path, "user_tower.tflite"),
-                                   os.path.join(path, "ranker.tflite")))
-
-    @classmethod
-    def from_files(cls, meta: dict, a: Mapping[str, np.ndarray], runtime: str = "litert",
-                   litert: tuple | None = None) -> ServedModel:
-        """The model of a bundle's served.json (`meta`) and served.npz (`a`, e.g. np.load of
-        its bytes: no folder needed), as `load` reads them.
-
-        Args:
-            meta, a: the parsed files.
-            runtime: as in `load`.
-            litert: (user_tower.tflite, ranker.tflite), bytes or paths (runtime "litert").
-
-        A bundle written before the neighbour tables were stored sparse (padded t:knn_idx
-        and the like) loads too.
-        """
-        if runtime not in ("litert", "numpy", "tf"):
-            raise ValueError(f"runtime {runtime!r}: use 'litert', 'numpy' or 'tf'")
-        c = meta["config"]
-        config = ServedConfig(
-            tower=TwoTowerConfig(**c["tower"]),
-            ranker=RankerConfig(**{**c["ranker"], "hidden": tuple(c["ranker"]["hidden"])}),
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()
-               if k not in ("tower", "ranker")})
-        none = np.zeros(0, np.int64)
-        data = TowerData(Vocab(a["item_ids"].astype(object)), a["has_events"], a["item_tokens"],
-                         TokenEncoder(**meta["item_enc"]), TokenEncoder(**meta["user_enc"]),
-                         None, none, none, none, np.zeros((0, 1), np.int32), meta["now"])
-        names = list(a.keys())
-        weights = {k[2:]: a[k] for k in names if k.startswith("w:")}
-        tower = TwoTowerModel(data, weights, config.tower, meta["tower_epochs"],
-                              a["item_vectors"])
-        sparse = "t:knn_indptr" in names
-        csr = {n: tuple(a[f"t:{n}_{p}"] for p in ("indptr", "indices", "data"))
-               for n in NEIGHBOURS} if sparse else {}
-        width = meta.get("neighbour_width", config.ranker.neighbours)
-        padded = {}
-        if sparse and runtime == "tf":  # the graph gathers from the padded tables
-            for n in NEIGHBOURS:
-                padded[f"{n}_idx"], padded[f"{n}_sim"] = neighbour_padded(*csr[n], width)
-        tables = FeatureTables(**{k: padded.get(k) if sparse and k in _PADDED else a[f"t:{k}"]
-                                  for k in FeatureTables.__dataclass_fields__ if k != "now"},
-                               now=meta["now"])
-        members = [[a[f"r:{n}:{k}"] for k in range(meta["layers"])]
-                   for n in range(meta["members"])]
-        ranker = RankerModel(members, a["r:mean"], a["r:std"], meta["ranker_epochs"])
-        user_last = dict(zip(a["user_last_ids"].tolist(), a["user_last_ts"].tolist(),
-                             strict=True))
-        model = cls(tower, tables, ranker, config, a["popular"], user_last)
-        model._csr, model._width = csr, width
-        if runtime == "litert":
-            model.runtime = LiteRTRuntime(*litert)
-        elif runtime == "tf":
-            model.runtime = GraphRuntime(model)
-        return model
 
     def user_tokens(self, rows: list[dict | None]) -> np.ndarray:
         """[B, U] int32 user tokens of request features {column: value} (None: none)."""
         return self.tower.data.user_enc.encode_rows(rows)
-
-
-def longtail_slots(I: np.ndarray, S: np.ndarray, slots: int, eligible: np.ndarray,
-                   affinity: np.ndarray, top: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Moves each row's eligible items of highest `affinity` from below its first
-    `top - slots` places into the last `slots` places of its top `top` (a discovery rule:
-    the items they displace move down).
-
-    Args:
-        I: [B, n] ranked item indices, -1 pads; S: [B, n] their scores.
-        slots: places of the top reserved for eligible items.
-        eligible: [n_items] bool, True for the items the slots are for (e.g. the long tail).
-        affinity: [B, n] how well each item suits the user (e.g. the two-tower score).
-        top: the length of the top whose last places are reserved.
-
-    Returns:
-        (I, S) reordered.
-    """
-    I, S = I.copy(), S.copy()
-    keep = top - slots
-    for r in range(len(I)):
-        row = I[r]
-        cand = np.flatnonzero((row >= 0) & eligible[np.maximum(row, 0)])
-        cand = cand[cand >= keep]
-        cand = cand[np.argsort(-affinity[r, cand], kind="stable")[:slots]]
-        if len(cand) == 0:
-            continue
-        rest = np.setdiff1d(np.arange(keep, len(row)), cand)
-        order = np.concatenate([np.arange(keep), cand, rest])
-        I[r], S[r] = row[order], S[r][order]
-    return I, S
-
-
-def model_arrays(model: ServedModel) -> dict[str, np.ndarray]:
-    """Every float array the served model scores with: tower weights and item vectors, the
-    feature tables, the ranker's members and standardisation."""
-    t, r = model.tables, model.ranker
-    out = {f"tower {k}": v for k, v in model.tower.arrays.items()}
-    out["tower item_vectors"] = model.tower.item_vectors
-    out.update({f"tables {k}": getattr(t, k) for k in FeatureTables.__dataclass_fields__
-                if k != "now" and getattr(t, k) is not None})
-    out.update({f"tables {n} similarities": model.neighbour_csr(n)[2] for n in NEIGHBOURS
-                if getattr(t, f"{n}_sim") is None})
-    if r is not None:
-        out.update({f"ranker member {n} weight {k}": v for n, m in enumerate(r.members)
-                    for k, v in enumerate(m)})
-        out.update({"ranker mean": r.mean, "ranker std": r.std})
-    return out
-
-
-_EXPORTS = ("SAVED_MODELS", "STRING_SIGNATURES", "serving_module", "export", "check_litert")
-
-
-def __getattr__(name: str):
-    """The bundle writer's names, from models.served_export (where they live) on first use."""
-    if name in _EXPORTS:
-        import models.served_export
-
-        return getattr(models.served_export, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,10 +28,12 @@ import pandas as pd
 
 from models.baselines import Popularity
 from models.evaluation import Cases, Split, build_cases, evaluate_model, temporal_split
+from models.features import one_blas_thread
 from models.finite import require_finite
+from models.histories import history_matrix
 from models.ranker import RankingData, ndcg_of_scores, score
 from models.ranker_fit import train_ranker
-from models.served import ServedConfig, ServedModel, model_arrays
+from models.served import ServedConfig, ServedModel
 from models.tower_data import TowerData, prepare
 from models.tower_fit import fit_tower
 from models.two_tower import TwoTowerModel
@@ -58,6 +60,31 @@ def latest(cases: Cases, n: int) -> tuple[int, int]:
     return int(len(cases.warm) * n / total), int(len(cases.fresh) * n / total)
 
 
+def ranking_data(model: ServedModel, cases: Cases) -> RankingData:
+    """The ranker's training lists of evaluation-like cases: each case's candidates from
+    `model`, their features and labels (in the case's truth), warm cases then fresh."""
+    step = model.step()
+    with one_blas_thread():
+        return RankingData.concat([
+            _ranking_part(model, group[lo:lo + step], fresh)
+            for group, fresh in ((cases.warm, False), (cases.fresh, True))
+            for lo in range(0, len(group), step)])
+
+
+def _ranking_part(model: ServedModel, chunk: list, fresh: bool) -> RankingData:
+    ids = [c.user_id for c in chunk]
+    histories = model.history_indices([list(c.history) for c in chunk])
+    hist = history_matrix(histories, model.config.tower.history)
+    utok = model.tower.data.user_matrix(ids)
+    query = model.get_runtime().user_embedding(hist, utok)
+    sums = model.neighbour_sums(histories)
+    cand = model.candidates(query, histories, sums)
+    X = model.features(hist, utok, cand, model.context(ids, fresh), query, sums)
+    truth = [model.tower.data.items.lookup(c.truth) for c in chunk]
+    y = np.stack([np.isin(row, t[t >= 0]) for row, t in zip(cand, truth, strict=True)])
+    return RankingData(X, y & (cand >= 0), cand >= 0, np.array([len(c.truth) for c in chunk]))
+
+
 def _tail(data: RankingData | None, n: int) -> RankingData | None:
     """The last `n` lists of `data` (None when there are none)."""
     if data is None or n == 0:
@@ -67,7 +94,7 @@ def _tail(data: RankingData | None, n: int) -> RankingData | None:
 
 def _segments(model: ServedModel, cases: Cases) -> tuple[RankingData | None, ...]:
     """Ranking data of the warm and of the fresh cases apart (None for an empty segment)."""
-    return tuple(model.ranking_data(Cases(w, f)) if w or f else None
+    return tuple(ranking_data(model, Cases(w, f)) if w or f else None
                  for w, f in ((cases.warm, []), ([], cases.fresh)))
 
 
@@ -126,7 +153,7 @@ def fit_served(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFr
     tower = _tower(prepare(train, users, items, config.tower), config, Cases([], []), tower)
     model = ServedModel.build(train, tower, items, config, ranker)
     log.info("served: final tower and tables in %.1f s", time.perf_counter() - t)
-    require_finite(model_arrays(model), "served model", "the input's weights and timestamps "
+    require_finite(model.float_arrays(), "served model", "the input's weights and timestamps "
                    "and the users and items tables")
     model.validation = validation
     return model

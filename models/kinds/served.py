@@ -4,12 +4,13 @@
 Bundle files besides the common ones (item_ids.json = the model's item vocabulary,
 user_ids.json, item_vectors.npy = the two-tower item embeddings, popular.json): what the
 precompute needs per warm user (history_indptr.npy / history_items.npy: distinct items in
-order of first event; user_tokens.npy) and `served/`: models.served.export's folder
+order of first event; user_tokens.npy) and `served/`: models.served_export.export's folder
 (served.npz/json, the SavedModels user_tower/, item_embeddings/ and ranker/, their LiteRT
 conversions). The precompute runs the NumPy runtime, the functions the LiteRT files; both call
 the same ServedModel.recommend_indices.
 
-Module-level imports: what the on-demand scorer needs (models.served); training inside `fit`.
+Module-level imports: what the on-demand scorer needs (models.served, served_bundle); training
+inside `fit`.
 """
 
 from __future__ import annotations
@@ -25,17 +26,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.kinds import BundleReader, BundleWriter, TrainingData
-from models.served import LiteRTRuntime, ServedConfig, ServedModel
+from models.histories import csr_rows, history_csr
+from models.kinds import POPULAR, BundleReader, BundleWriter, TrainingData, one_list, popular_ids
+from models.runtimes import LiteRTRuntime
+from models.served import ServedConfig, ServedModel
+from models.served_bundle import from_files
 
 if TYPE_CHECKING:
-    import pandas as pd
 
     from models.vocab import Vocab
 
-POPULAR = 1000  # items of popular.json
-# Files of `served/` that ServedModel.load needs to rank with LiteRT (the first two alone with
-# the NumPy runtime or the TensorFlow graph); the SavedModels beside them are for TF Serving.
+# Files of `served/` that models.served_bundle.load needs to rank with LiteRT (the first two
+# alone with the NumPy runtime or the TensorFlow graph); the SavedModels beside them are for
+# TF Serving.
 RUNTIME_FILES = ("served.npz", "served.json", "user_tower.tflite", "ranker.tflite")
 
 
@@ -98,26 +101,12 @@ class ServedFit:
         return getattr(self.model, "validation", None)
 
 
-def history_csr(clean: pd.DataFrame, users: Vocab, items: Vocab) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's distinct items in order of first event, as the evaluation's warm cases
-    see them: (indptr [num_users + 1], items [nnz]) int64 (unknown ids dropped)."""
-    from models.evaluation import event_order
-
-    first = event_order(clean).drop_duplicates(["user_id", "item_id"])
-    u, i = users.lookup(first["user_id"]), items.lookup(first["item_id"])
-    keep = (u >= 0) & (i >= 0)
-    u, i = u[keep], i[keep]
-    order = np.argsort(u, kind="stable")  # by user, each user's events still in order
-    indptr = np.searchsorted(u[order], np.arange(len(users) + 1))
-    return indptr.astype(np.int64), i[order].astype(np.int64)
-
-
 def load_model(bundle: BundleReader, runtime: str, litert: tuple | None = None) -> ServedModel:
-    """ServedModel.from_files on the bundle's verified served.json and served.npz, read
-    from memory (no temporary folder to write and read back)."""
+    """models.served_bundle.from_files on the bundle's verified served.json and served.npz,
+    read from memory (no temporary folder to write and read back)."""
     meta = json.loads(bundle.read("served/served.json"))
     with np.load(io.BytesIO(bundle.read("served/served.npz")), allow_pickle=False) as arrays:
-        return ServedModel.from_files(meta, arrays, runtime, litert)
+        return from_files(meta, arrays, runtime, litert)
 
 
 class ServedBatchScorer:
@@ -133,7 +122,7 @@ class ServedBatchScorer:
 
     def score(self, users: range | np.ndarray, k: int):
         rows = np.arange(users.start, users.stop) if isinstance(users, range) else users
-        histories = [self.items[self.indptr[u]:self.indptr[u + 1]] for u in rows]
+        histories = csr_rows(self.indptr, self.items, users)
         ids = self.user_ids[rows]
         items, scores = self.model.recommend_indices(
             histories, self.user_tok[rows], self.model.context(list(ids), fresh=False), k)
@@ -166,8 +155,7 @@ class ServedOnDemand:
             I, S = m.recommend_indices([history], m.user_tokens([features or None]),
                                        m.context([user_id], fresh=user_id not in m.user_last),
                                        k, [exclude_idx])
-        keep = I[0] >= 0
-        return I[0][keep], S[0][keep]
+        return one_list(I, S)
 
 
 class ServedKind:
@@ -193,9 +181,7 @@ class ServedKind:
         model = fit_served(clean, data.users, data.items, config)
         item_vocab, user_vocab = model.tower.data.items, Vocab.build(clean["user_id"])
         indptr, hist = history_csr(clean, user_vocab, item_vocab)
-        popular = clean["item_id"].astype(str).value_counts().reindex(item_vocab.ids).dropna()
-        popular = popular.sort_values(ascending=False, kind="stable")
-        return ServedFit(model, user_vocab, indptr, hist, [str(x) for x in popular.index])
+        return ServedFit(model, user_vocab, indptr, hist, popular_ids(clean, item_vocab.ids))
 
     def export(self, fit: ServedFit, writer: BundleWriter, k: int) -> dict:
         from models.served_export import export

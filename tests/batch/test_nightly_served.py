@@ -12,9 +12,9 @@ import pytest
 from infra.bundle import read_bundle
 from infra.redis.lists import ServedLists
 from infra.store import LocalStore
+from models import served_bundle
 from models.evaluation import event_order
-from models.served import ServedModel
-from models.two_tower import history_matrix
+from models.histories import history_matrix
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def served(published_served, tmp_path_factory):
     store, redis_url, summary, root = published_served
     bundle = read_bundle(LocalStore(store), summary["version"])
     folder = bundle.extract("served", str(tmp_path_factory.mktemp("served")))  # verified
-    model = ServedModel.load(folder, runtime="tf")
+    model = served_bundle.load(folder, runtime="tf")
     return bundle, ServedLists.from_url(redis_url, "srv"), model, folder, root
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from infra.bundle import read_bundle
 from infra.store import LocalStore
-from models.served import ServedModel
+from models import served_bundle
 from tests.functions.conftest import make_app
 
 KEY = {"X-API-Key": "secret"}
@@ -39,8 +39,8 @@ def models(published_served, tmp_path_factory):
     store, _, summary, _ = published_served
     bundle = read_bundle(LocalStore(store), summary["version"])
     folder = bundle.extract("served", str(tmp_path_factory.mktemp("served")))
-    return (ServedModel.load(folder, runtime="litert"), ServedModel.load(folder, runtime="tf"),
-            bundle.item_ids)
+    return (served_bundle.load(folder, runtime="litert"),
+            served_bundle.load(folder, runtime="tf"), bundle.item_ids)
 
 
 def _answer(model, history: list[str], features, k: int, exclude=(), user="fresh"):

@@ -110,7 +110,7 @@ def requests(model, seed=1):
     rng = np.random.default_rng(seed)
     n = len(model.tower.data.items)
     histories = [rng.choice(n, k, replace=False) for k in (1, 3, 9, 0)]
-    from models.two_tower import history_matrix
+    from models.histories import history_matrix
 
     hist = history_matrix(histories, model.config.tower.history)
     utok = model.tower.data.user_matrix(["1", "2", "nobody", "3"])
@@ -143,7 +143,8 @@ def test_pair_features_equal_the_graphs(served):
 
 
 def test_numpy_runtime_scores_like_the_graph(served):
-    from models.runtimes import GraphRuntime, NumpyRuntime
+    from models.runtimes import NumpyRuntime
+    from models.served_graph import GraphRuntime
 
     _, model = served
     histories, hist, utok, ctx = requests(model, seed=2)
@@ -161,7 +162,8 @@ def test_numpy_runtime_scores_like_the_graph(served):
 
 
 def test_recommend_indices_on_numpy_and_graph_runtimes_give_the_same_lists(served):
-    from models.runtimes import GraphRuntime, NumpyRuntime
+    from models.runtimes import NumpyRuntime
+    from models.served_graph import GraphRuntime
 
     _, model = served
     histories = requests(model, seed=3)[0][:3]

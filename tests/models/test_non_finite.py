@@ -10,7 +10,8 @@ import pytest
 
 from models.ranker import FEATURES, RankerConfig, RankingData
 from models.ranker_fit import fit_member
-from models.served import LiteRTRuntime, check_litert, export
+from models.runtimes import LiteRTRuntime
+from models.served_export import check_litert, export
 from models.served_fit import fit_served
 from models.tower_data import prepare
 from models.tower_fit import fit_tower

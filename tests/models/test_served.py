@@ -10,16 +10,15 @@ import sys
 import numpy as np
 import pytest
 
+from models import served_bundle
+from models.histories import history_matrix
 from models.ranker import RankerConfig
-from models.served import (
-    ServedConfig,
-    ServedModel,
-    check_litert,
-    export,
-    longtail_slots,
-)
+from models.runtimes import LiteRTRuntime
+from models.served import ServedConfig
+from models.served_export import check_litert, export
 from models.served_fit import ServedRecommender, fit_served
-from models.two_tower import TwoTowerConfig, history_matrix
+from models.served_graph import ServedModule
+from models.two_tower import TwoTowerConfig
 
 TINY = ServedConfig(
     tower=TwoTowerConfig(dim=8, hidden=16, epochs=2, history=10, recent=3, patience=1),
@@ -72,16 +71,6 @@ def test_exclusions_are_applied_after_ranking(fitted):
     I2, _ = model.recommend_indices(idx, utok, ctx, 5, exclude=banned)
     assert not set(I2[0]) & set(I[0, :2]) and list(I2[0, :3]) == list(I[0, 2:5])
     assert list(I2[1]) == list(I[1]) and (np.diff(S, axis=1) <= 0).all()
-
-
-def test_longtail_slots_move_the_best_tail_items_into_the_last_places():
-    I = np.array([[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, -1, -1]])
-    S = np.array([[6, 5, 4, 3, 2, 1], [4, 3, 2, 1, 0, 0]], np.float32)
-    tail = np.array([False, False, False, False, True, True])  # items 4 and 5
-    affinity = np.array([[0, 0, 0, 0, 1, 2], [0, 0, 0, 0, 0, 0]], np.float32)
-    I2, S2 = longtail_slots(I, S, 1, tail, affinity, top=3)
-    assert I2[0].tolist() == [0, 1, 5, 2, 3, 4] and S2[0].tolist() == [6, 5, 1, 4, 3, 2]
-    assert I2[1].tolist() == I[1].tolist()  # no tail item to promote: the row stays
 
 
 @pytest.mark.parametrize("affinity", ["tower", "ranker"])
@@ -193,8 +182,8 @@ def test_saved_models_in_a_fresh_process_score_like_the_graph(fitted, bundle):
 
 LITE = """
 import json, sys, numpy as np
-from models.served import ServedModel
-model = ServedModel.load(sys.argv[1], runtime="litert")
+from models import served_bundle
+model = served_bundle.load(sys.argv[1], runtime="litert")
 req = json.loads(sys.argv[2])
 idx = model.history_indices(req["histories"])
 I, S = model.recommend_indices(idx, model.user_tokens(req["features"]),
@@ -227,15 +216,13 @@ def test_a_bundle_from_before_the_numpy_features_still_serves(fitted, bundle):
     context): functions updated before the next nightly serve it, with the same lists."""
     import tensorflow as tf
 
-    from models.served import LiteRTRuntime, serving_module
-
     _, model = fitted
     path, _ = bundle
-    old = serving_module(model, ("rank_lite",))
+    old = ServedModule(model, ("rank_lite",))
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [old.rank_lite.get_concrete_function()], old)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    lite = ServedModel.load(path, runtime="litert")
+    lite = served_bundle.load(path, runtime="litert")
     legacy = LiteRTRuntime(f"{path}/user_tower.tflite", converter.convert())
     assert legacy.ranks_requests and not lite.runtime.ranks_requests
     users, histories = requests(model, 4, seed=5)
@@ -251,14 +238,16 @@ def test_a_bundle_from_before_the_numpy_features_still_serves(fitted, bundle):
 def test_bundle_round_trip_and_a_broken_conversion_is_caught(fitted, bundle):
     _, model = fitted
     path, _ = bundle
-    loaded = ServedModel.load(path, runtime="tf")
+    loaded = served_bundle.load(path, runtime="tf")
     users, histories = requests(model, 3, seed=3)
     args = (model.history_indices(histories), model.tower.data.user_matrix(users),
             model.context(users, False), 8)
     np.testing.assert_array_equal(loaded.recommend_indices(*args)[0],
                                   model.recommend_indices(*args)[0])
-    lite = ServedModel.load(path, runtime="litert").runtime
-    loaded.ranker.members[0][-1] = loaded.ranker.members[0][-1] + 1.0  # shift the scores
+    lite = served_bundle.load(path, runtime="litert").runtime
+    r = loaded.ranker  # a ranker whose scores are shifted, against the bundle's LiteRT files
+    shifted = [[*r.members[0][:-1], r.members[0][-1] + 1.0], *r.members[1:]]
+    loaded.ranker = dataclasses.replace(r, members=shifted)
     loaded.runtime = None
     with pytest.raises(ValueError, match="LiteRT ranker differs"):
         check_litert(loaded, lite)
@@ -286,11 +275,11 @@ def test_bundle_stores_the_neighbour_tables_as_sparse_rows_and_loads_them_exactl
         names = set(npz.files)
     assert not names & {f"t:{k}" for k in PADDED}
     assert {f"t:{n}_{p}" for n in ("knn", "sess") for p in ("indptr", "indices", "data")} <= names
-    light = ServedModel.load(path, runtime="numpy")
+    light = served_bundle.load(path, runtime="numpy")
     assert all(getattr(light.tables, k) is None for k in PADDED)  # no padded copy in memory
     for name in ("knn", "sess"):
         _same_matrix(getattr(light.arrays(), name).matrix, getattr(model.arrays(), name).matrix)
-    graph = ServedModel.load(path, runtime="tf")
+    graph = served_bundle.load(path, runtime="tf")
     for k in PADDED:
         np.testing.assert_array_equal(getattr(graph.tables, k), getattr(model.tables, k))
     users, histories = requests(model, 4, seed=7)
@@ -324,7 +313,7 @@ def test_a_bundle_with_padded_neighbour_tables_still_loads(fitted, bundle, tmp_p
             model.context(users, False), 10)
     want = model.recommend_indices(*args)
     for runtime in ("numpy", "litert"):
-        loaded = ServedModel.load(old, runtime=runtime)
+        loaded = served_bundle.load(old, runtime=runtime)
         np.testing.assert_array_equal(loaded.tables.knn_idx, model.tables.knn_idx)
         I, S = loaded.recommend_indices(*args)
         np.testing.assert_array_equal(I, want[0])

@@ -23,6 +23,7 @@ from models.served_fit import (
     ServedRecommender,
     fit_served,
     latest,
+    ranking_data,
     validate,
     windows,
 )
@@ -75,9 +76,9 @@ def test_validation_figure_is_evaluate_models_ndcg_of_the_windows_lists(data):
     window = ServedModel.build(split.train, tower, data.items, TINY)
     cases = build_cases(split)
     assert cases.warm and cases.fresh
-    segments = [window.ranking_data(Cases(cases.warm, [])),
-                window.ranking_data(Cases([], cases.fresh))]
-    earlier = [window.ranking_data(build_cases(earlier_split))]
+    segments = [ranking_data(window, Cases(cases.warm, [])),
+                ranking_data(window, Cases([], cases.fresh))]
+    earlier = [ranking_data(window, build_cases(earlier_split))]
     got = validate(split, cases, segments, earlier, TINY)
     assert set(got) == KEYS and got["window"] == 0.9
     assert (got["warm"], got["fresh"]) == (len(cases.warm), len(cases.fresh))
