@@ -9,6 +9,11 @@ e.g. its MovieLens rating, with no negatives).
 Fresh users are folded in from their recent items (see `fold_in`), so the same item
 vectors serve warm users (precomputed) and fresh ones (on demand):
 query = [p_u, 1] and item = [q_i, b_i] make the score an inner product for Faiss.
+
+    models.mf       MFConfig, MFModel (NumPy factors, fold_in), train_mf
+    models.mf_net   MFNet (Keras), OBJECTIVES (each objective's loss and negatives)
+
+    recsys evaluate --dataset movielens:../shared/datasets/ml-100k --models mf
 """
 
 from __future__ import annotations
@@ -109,7 +114,8 @@ class MFModel:
 
 def train_mf(interactions: pd.DataFrame, config: MFConfig = MFConfig(),
              event_weights=None) -> MFModel:
-    """Trains MF with biases with `config.objective` (implicit logistic by default).
+    """Trains MF with biases with `config.objective` (implicit logistic by default):
+    models.mf_net's network, its objective's loss and negatives, `keras.optimizers.Adam`.
 
     Args:
         interactions: the train side only (user_id, item_id, timestamp, ...).
@@ -120,115 +126,63 @@ def train_mf(interactions: pd.DataFrame, config: MFConfig = MFConfig(),
         The trained MFModel.
 
     Raises:
+        ValueError: an unknown `config.objective`.
         NonFiniteError: a pair's weight is not finite (e.g. one event weight past float32's
             range), the loss stops being finite, or a trained parameter is NaN or inf: no
             model rather than one that serves empty lists.
     """
     import keras
-    import tensorflow as tf
 
+    from models.mf_net import OBJECTIVES, MFNet, positives
+    from models.training import fit_early_stopping
+
+    objective = OBJECTIVES.get(config.objective)
+    if objective is None:
+        raise ValueError(f"MFConfig.objective {config.objective!r}: use "
+                         f"{', '.join(OBJECTIVES)}")
     keras.utils.set_random_seed(config.seed)
     pre = Preprocessor.fit(interactions, event_weights)
     users, items = pre.users, pre.items
-    pairs = pre.pairs(interactions)
-    u, i = pairs.u.to_numpy(np.int32), pairs.i.to_numpy(np.int32)
-    w = np.log1p(pairs.w.to_numpy(np.float32))  # diminishing returns of repeated events
-    rng = np.random.default_rng(config.seed)
-    reg = keras.regularizers.L2(config.l2)
-
-    class MF(keras.Model):
-        def __init__(self):
-            super().__init__()
-            init = keras.initializers.RandomNormal(stddev=0.05, seed=config.seed)
-            self.p = keras.layers.Embedding(len(users), config.dim, embeddings_initializer=init)
-            self.q = keras.layers.Embedding(len(items), config.dim, embeddings_initializer=init)
-            self.bu = keras.layers.Embedding(len(users), 1, embeddings_initializer="zeros")
-            self.bi = keras.layers.Embedding(len(items), 1, embeddings_initializer="zeros")
-            self.g = self.add_weight(shape=(), initializer="zeros", name="global_bias")
-
-        def call(self, uu, ii):
-            pu, qi, bu, bi = self.p(uu), self.q(ii), self.bu(uu)[:, 0], self.bi(ii)[:, 0]
-            logits = tf.reduce_sum(pu * qi, axis=1) + bu + bi + self.g
-            penalty = reg(pu) + reg(qi) + reg(bu) + reg(bi)
-            return logits, penalty / tf.cast(tf.shape(uu)[0], tf.float32)
-
-    model = MF()
-    opt = keras.optimizers.Adam(config.learning_rate)
-    bce = keras.losses.BinaryCrossentropy(from_logits=True)
-    objective = config.objective
-    if objective not in ("logistic", "bpr", "explicit"):
-        raise ValueError(f"MFConfig.objective {objective!r}: use logistic, bpr or explicit")
-    if objective == "explicit":  # target: each pair's mean event weight (its rating)
-        df = pd.DataFrame({"u": users.lookup(interactions["user_id"]),
-                           "i": items.lookup(interactions["item_id"]),
-                           "w": interaction_weights(interactions, pre.event_weights)})
-        mean_w = df.groupby(["u", "i"])["w"].mean()
-        u = mean_w.index.get_level_values(0).to_numpy(np.int32)
-        i = mean_w.index.get_level_values(1).to_numpy(np.int32)
-        w = mean_w.to_numpy(np.float32)
-        model.g.assign(float(w.mean()))
+    u, i, w = _rating_pairs(interactions, pre) if objective.rating else _pairs(interactions, pre)
     _require_finite_weights(w, u, i, users, items)
-
-    def step(uu, ii, y, sw):
-        with tf.GradientTape() as tape:
-            logits, penalty = model(uu, ii)
-            if objective == "explicit":  # y = the rating
-                loss = tf.reduce_mean(tf.square(logits - y))
-            elif objective == "bpr":  # rows [0, n) positives, [n, 2n) their negatives
-                pos, neg = tf.split(logits, 2)
-                loss = -tf.reduce_mean(tf.math.log_sigmoid(pos - neg))
-            else:
-                loss = bce(y[:, None], logits[:, None], sample_weight=sw)
-            loss += penalty
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return loss
-
-    @tf.function(reduce_retracing=True)
-    def epoch_steps(uu, ii, y, sw, batches):
-        """Every step of one epoch inside one graph: `batches` [steps, batch] row indices
-        (-1 pads the last); no Python between the steps."""
-        total = tf.constant(0.0)
-        for n in tf.range(tf.shape(batches)[0]):
-            b = batches[n]
-            b = tf.boolean_mask(b, b >= 0)
-            if objective == "bpr":
-                b = tf.concat([b, b + tf.shape(uu)[0] // 2], 0)
-            loss = step(tf.gather(uu, b), tf.gather(ii, b), tf.gather(y, b), tf.gather(sw, b))
-            total += loss * tf.cast(tf.shape(b)[0], tf.float32)
-        return total
-
-    n_neg = 0 if objective == "explicit" else (1 if objective == "bpr" else config.negatives)
-    for epoch in range(config.epochs):
-        neg_i = rng.integers(0, len(items), len(u) * n_neg).astype(np.int32)
-        uu = np.concatenate([u, np.repeat(u, n_neg)])
-        ii = np.concatenate([i, neg_i])
-        y = np.concatenate([w if objective == "explicit" else np.ones(len(u)),
-                            np.zeros(len(neg_i))]).astype(np.float32)
-        sw = np.concatenate([1.0 + w, np.ones(len(neg_i))]).astype(np.float32)
-        order = rng.permutation(len(u) if objective == "bpr" else len(uu)).astype(np.int32)
-        bs = config.batch_size
-        batches = np.full(-(-len(order) // bs) * bs, -1, np.int32)
-        batches[:len(order)] = order
-        total = float(epoch_steps(uu, ii, y, sw, batches.reshape(-1, bs)))
-        log.debug("mf epoch %d loss %.4f", epoch + 1, total / len(order))
-        if not np.isfinite(total):  # stop here: every later step would only spread the NaN
-            raise NonFiniteError(f"MF: the training loss is {total} at epoch {epoch + 1}; "
-                                 f"nothing was exported. Check {_CHECK}")
-
-    P, Q = model.p.embeddings.numpy(), model.q.embeddings.numpy()
-    bu, bi = model.bu.embeddings.numpy()[:, 0], model.bi.embeddings.numpy()[:, 0]
-    g = float(model.g.numpy())
-    require_finite({"user_factors": P, "item_factors": Q, "user_bias": bu, "item_bias": bi,
-                    "global_bias": g}, "MF", _CHECK)
-    pos = np.einsum("nd,nd->n", P[u], Q[i]) + bu[u] + bi[i] + g
-    neg_u = np.repeat(u, 1)
-    neg_items = rng.integers(0, len(items), len(neg_u))
-    neg = np.einsum("nd,nd->n", P[neg_u], Q[neg_items]) + bu[neg_u] + bi[neg_items] + g
-    # Fold-in targets live in the (p·q + b_i) space: drop the user and global terms.
-    pos_t = float(np.mean(pos - bu[u] - g))
-    neg_t = float(np.mean(neg - bu[neg_u] - g))
+    negatives = config.negatives if objective.negatives is None else objective.negatives
+    net = MFNet(len(users), len(items), config, negatives)
+    if objective.rating:  # start from the mean rating
+        net.g.assign(float(w.mean()))
+    # Several small steps per graph call, without XLA: at MovieLens 100K size XLA doubled
+    # the time (its compile costs more than such steps) and one step per call added 20%.
+    net.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=objective.loss,
+                steps_per_execution=32, jit_compile=False)
+    batches = positives(u, i, w, objective, max(1, config.batch_size // (1 + negatives)),
+                        config.seed)
+    fit_early_stopping(net, batches, config.epochs, None, 0, "MF", _CHECK)
+    a = net.arrays()
+    require_finite(a, "MF", _CHECK)
+    P, Q, bu, bi, g = (a[k] for k in ("user_factors", "item_factors", "user_bias",
+                                      "item_bias", "global_bias"))
+    # Fold-in targets live in the (p·q + b_i) space: the user and global terms dropped.
+    neg_items = np.random.default_rng(config.seed).integers(0, len(items), len(u))
+    pos_t = float(np.mean(np.einsum("nd,nd->n", P[u], Q[i]) + bi[i]))
+    neg_t = float(np.mean(np.einsum("nd,nd->n", P[u], Q[neg_items]) + bi[neg_items]))
     return MFModel(users, items, P, Q, bu, bi, g, pos_t, neg_t, config)
+
+
+def _pairs(interactions: pd.DataFrame, pre: Preprocessor):
+    """(u, i, log1p of the pair's summed event weights) of every observed pair."""
+    pairs = pre.pairs(interactions)
+    return (pairs.u.to_numpy(np.int32), pairs.i.to_numpy(np.int32),
+            np.log1p(pairs.w.to_numpy(np.float32)))  # diminishing returns of repeated events
+
+
+def _rating_pairs(interactions: pd.DataFrame, pre: Preprocessor):
+    """(u, i, the pair's mean event weight: its rating) of every observed pair."""
+    df = pd.DataFrame({"u": pre.users.lookup(interactions["user_id"]),
+                       "i": pre.items.lookup(interactions["item_id"]),
+                       "w": interaction_weights(interactions, pre.event_weights)})
+    mean_w = df.groupby(["u", "i"])["w"].mean()
+    return (mean_w.index.get_level_values(0).to_numpy(np.int32),
+            mean_w.index.get_level_values(1).to_numpy(np.int32),
+            mean_w.to_numpy(np.float32))
 
 
 _CHECK = ("the input's weights and ratings (finite, 0..1000: docs/SCHEMA.md) and MFConfig's "
