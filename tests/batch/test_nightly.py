@@ -54,6 +54,10 @@ def corrupt_one_percent(df: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, 
     return pd.concat([df, copies], ignore_index=True), expected
 
 
+# Slow: a nightly run. Fast loop: tests/batch/test_stages.py
+# test_validate_keeps_clean_rows_and_stores_each_dead_letter (each reason counted, the rows
+# stored in runs/<version>/dead_letters.parquet) and tests/batch/test_transforms.py.
+@pytest.mark.slow
 def test_nightly_dead_letters_lose_only_the_bad_rows(tmp_path, redis_client, tiny_dataset):
     df, expected = corrupt_one_percent(tiny_dataset.interactions)
     path = tmp_path / "interactions.csv"
