@@ -35,7 +35,8 @@ def scale_factories() -> dict:
     from models.retrieval import MFRecommender
     from models.served import ServedConfig
     from models.served_fit import ServedRecommender
-    from models.two_tower import TwoTowerConfig, TwoTowerRecommender
+    from models.tower_fit import TwoTowerRecommender
+    from models.two_tower import TwoTowerConfig
 
     # Each MF epoch is 20M examples (4M pairs and 4 negatives each): 305 steps of 65,536, about
     # the step count of the default MF on MovieLens 100K. A tower epoch samples 1M examples

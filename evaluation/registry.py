@@ -15,7 +15,7 @@ from models.mf import MFConfig
 from models.peers import PEERS, missing_requirement
 from models.retrieval import MFRecommender
 from models.served_fit import ServedRecommender
-from models.two_tower import TwoTowerRecommender
+from models.tower_fit import TwoTowerRecommender
 
 # Name -> factory of an unfitted model.
 MODEL_REGISTRY: dict[str, Callable[[], Recommender]] = {

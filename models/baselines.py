@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from models.histories import user_item_matrix
+from models.histories import id_multi_hot, user_item_matrix
 from models.schema import SECONDS_PER_DAY
 from models.vocab import Vocab
 
@@ -155,7 +155,7 @@ class ItemKNN(ScoredRecommender):
         return self
 
     def scores(self, histories, fresh):
-        return (sp.csr_matrix(self.catalog.multi_hot(histories)) @ self.similarity).toarray()
+        return (sp.csr_matrix(id_multi_hot(self.catalog, histories)) @ self.similarity).toarray()
 
 
 def _cosine(user_items: sp.csr_matrix, config: ItemKNNConfig) -> sp.csr_matrix:

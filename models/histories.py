@@ -4,7 +4,8 @@
                                       right-aligned, -1 pads (the towers, the ranker, MF's
                                       LiteRT tower)
     multi_hot(histories, n_items)     [n, n_items] float32: 1 where a history holds the item
-                                      (item-kNN, EASE, the implicit peers' fold-in)
+                                      (item-kNN, EASE, the implicit peers' fold-in);
+    id_multi_hot(items, id_lists)     the same from ids through a Vocab (unknown ids dropped)
     user_item_matrix(train, items)    binary scipy CSR [num_users, num_items] of the distinct
                                       train pairs (item-kNN, EASE, ALS, BPR)
     history_csr(clean, users, items)  (indptr, items): each user's distinct items in order of
@@ -17,6 +18,7 @@ Module-level imports: NumPy only (the functions encode their requests with this 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -61,6 +63,11 @@ def multi_hot(histories: list[np.ndarray], n_items: int) -> np.ndarray:
         out[r, h[h >= 0]] = 1.0
     return out
 
+
+
+def id_multi_hot(items: Vocab, histories: Iterable[Iterable]) -> np.ndarray:
+    """multi_hot of id lists: ids `items` does not know are dropped."""
+    return multi_hot([items.lookup(h) for h in histories], len(items))
 
 def user_item_matrix(train: pd.DataFrame, items: Vocab):
     """The distinct (user, item) pairs of `train` as a binary scipy CSR matrix.

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from models.baselines import ScoredRecommender, top_k_ids
+from models.histories import id_multi_hot
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class EASE(ScoredRecommender):
         return self
 
     def scores(self, histories, fresh):
-        return self.catalog.multi_hot(histories) @ self.weights
+        return id_multi_hot(self.catalog, histories) @ self.weights
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class ImplicitALS(_ImplicitMF):
     def fold_in(self, histories):
         import scipy.sparse as sp
 
-        h = sp.csr_matrix(self.catalog.multi_hot(histories))
+        h = sp.csr_matrix(id_multi_hot(self.catalog, histories))
         return self.model.recalculate_user(np.arange(len(histories)), h)
 
 
@@ -123,7 +124,7 @@ class ImplicitBPR(_ImplicitMF):
     implicit_class = "implicit.cpu.bpr:BayesianPersonalizedRanking"
 
     def fold_in(self, histories):
-        h = self.catalog.multi_hot(histories)
+        h = id_multi_hot(self.catalog, histories)
         counts = np.maximum(h.sum(axis=1, keepdims=True), 1.0)
         vectors = (h @ self.model.item_factors) / counts
         vectors[:, -1] = 1.0

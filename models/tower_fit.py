@@ -3,7 +3,8 @@ sample of (user, position) examples (`TowerBatches`), `keras.optimizers.Adam`, a
 stopping of models.training on the validation NDCG@10 of the model's own top 10
 (models.two_tower.monitor_ndcg). A fit can continue an earlier fit's weights (`carry_over`).
 
-Imports Keras: models.two_tower imports this module only when it trains.
+Also the two-tower recommender of the evaluation (`train_two_tower`, `TwoTowerRecommender`:
+epochs picked on a validation split, then a refit on all). Imports Keras.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import logging
 
 import keras
 import numpy as np
+import pandas as pd
 
-from models.evaluation import Cases
+from models.evaluation import Cases, build_cases, temporal_split
 from models.finite import require_finite
-from models.tower_data import TowerData
+from models.tower_data import TowerData, prepare
 from models.towers import ID_ROWS, TOKEN_ROWS, TwoTower
 from models.training import EpochBatches, FusedAdam, fit_early_stopping
 from models.two_tower import TwoTowerConfig, TwoTowerModel, monitor_ndcg
@@ -163,3 +165,51 @@ def epoch_sample(ex_user: np.ndarray, per_user: int | None, total: int | None,
         keep = by_user[np.arange(len(by_user)) - starts < per_user]
         order = keep[rng.permutation(len(keep))]
     return order[:total]
+
+
+def train_two_tower(train: pd.DataFrame, users: pd.DataFrame | None = None,
+                    items: pd.DataFrame | None = None,
+                    config: TwoTowerConfig = TwoTowerConfig()) -> TwoTowerModel:
+    """Picks the epochs on the last `config.validation` of train events, then refits on all.
+
+    Args:
+        train: the train side's interactions.
+        users: user features (user_id + columns) or None.
+        items: item features (item_id + columns) or None.
+        config: hyperparameters.
+
+    Returns:
+        The model trained on all of `train`.
+    """
+    epochs = config.epochs
+    if config.validation > 0:
+        split = temporal_split(train, 1.0 - config.validation)
+        _, scores = fit_tower(prepare(split.train, users, items, config), config, epochs,
+                              build_cases(split))
+        epochs = int(np.argmax(scores)) + 1 if scores else epochs
+    return fit_tower(prepare(train, users, items, config), config, epochs)[0]
+
+
+class TwoTowerRecommender:
+    """The two-tower model alone: user tower -> Faiss over item vectors -> rules."""
+
+    name = "two_tower"
+
+    def __init__(self, config: TwoTowerConfig = TwoTowerConfig()):
+        self.config = config
+
+    def fit(self, train, users=None, items=None) -> TwoTowerRecommender:
+        from models.topk import build_flat_index
+
+        self.model = train_two_tower(train, users, items, self.config)
+        self.index = build_flat_index(self.model.item_vectors)
+        return self
+
+    def recommend(self, user_ids, histories, k, fresh):
+        from models.topk import faiss_topk
+
+        items = self.model.data.items
+        seen = [items.lookup(h) for h in histories]
+        seen = [s[s >= 0] for s in seen]
+        I, _ = faiss_topk(self.index, self.model.queries(list(user_ids), seen), k, seen)
+        return [[str(items.ids[i]) for i in row if i >= 0] for row in I]

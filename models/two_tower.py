@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.evaluation import Cases, build_cases, ndcg_at_k, temporal_split
+from models.evaluation import Cases, ndcg_at_k
 from models.histories import history_matrix
-from models.tower_data import TowerData, prepare
+from models.tower_data import TowerData
 
 if TYPE_CHECKING:
-    import pandas as pd
 
     from models.towers import TwoTower
 
@@ -169,53 +168,3 @@ def monitor_ndcg(model: TwoTowerModel, cases: Cases, max_cases: int = 2000) -> f
     I, _ = brute_force_topk(xq, model.item_vectors, 10, hist)
     return float(np.mean([ndcg_at_k([str(items.ids[i]) for i in row if i >= 0], c.truth)
                           for row, c in zip(I, chosen, strict=True)]))
-
-
-def train_two_tower(train: pd.DataFrame, users: pd.DataFrame | None = None,
-                    items: pd.DataFrame | None = None,
-                    config: TwoTowerConfig = TwoTowerConfig()) -> TwoTowerModel:
-    """Picks the epochs on the last `config.validation` of train events, then refits on all.
-
-    Args:
-        train: the train side's interactions.
-        users: user features (user_id + columns) or None.
-        items: item features (item_id + columns) or None.
-        config: hyperparameters.
-
-    Returns:
-        The model trained on all of `train`.
-    """
-    from models.tower_fit import fit_tower
-
-    epochs = config.epochs
-    if config.validation > 0:
-        split = temporal_split(train, 1.0 - config.validation)
-        _, scores = fit_tower(prepare(split.train, users, items, config), config, epochs,
-                              build_cases(split))
-        epochs = int(np.argmax(scores)) + 1 if scores else epochs
-    return fit_tower(prepare(train, users, items, config), config, epochs)[0]
-
-
-class TwoTowerRecommender:
-    """The two-tower model alone: user tower -> Faiss over item vectors -> rules."""
-
-    name = "two_tower"
-
-    def __init__(self, config: TwoTowerConfig = TwoTowerConfig()):
-        self.config = config
-
-    def fit(self, train, users=None, items=None) -> TwoTowerRecommender:
-        from models.topk import build_flat_index
-
-        self.model = train_two_tower(train, users, items, self.config)
-        self.index = build_flat_index(self.model.item_vectors)
-        return self
-
-    def recommend(self, user_ids, histories, k, fresh):
-        from models.topk import faiss_topk
-
-        items = self.model.data.items
-        seen = [items.lookup(h) for h in histories]
-        seen = [s[s >= 0] for s in seen]
-        I, _ = faiss_topk(self.index, self.model.queries(list(user_ids), seen), k, seen)
-        return [[str(items.ids[i]) for i in row if i >= 0] for row in I]

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.histories import multi_hot
 from models.rows import DEFAULT_EVENT_WEIGHTS
 from models.schema import natural_key
 
@@ -48,11 +47,6 @@ class Vocab:
         """Indices of the known ids among `ids`, in their order (unknown ones dropped)."""
         found = self.lookup(ids)
         return found[found >= 0]
-
-    def multi_hot(self, histories: Iterable[Iterable]) -> np.ndarray:
-        """Binary [num_histories, len(self)] float32 rows of id lists (unknown ids dropped;
-        models.histories.multi_hot)."""
-        return multi_hot([self.lookup(h) for h in histories], len(self))
 
 
 def interaction_weights(interactions: pd.DataFrame,

@@ -9,6 +9,7 @@ from models.histories import (
     csr_rows,
     history_csr,
     history_matrix,
+    id_multi_hot,
     multi_hot,
     to_csr,
     user_item_matrix,
@@ -30,7 +31,7 @@ def test_multi_hot_marks_each_item_once_and_ignores_padding():
 
 def test_vocab_multi_hot_drops_unknown_ids():
     items = Vocab.build(["10", "9", "2"])  # natural order: 2, 9, 10
-    np.testing.assert_array_equal(items.multi_hot([["10", "nope"], []]), [[0, 0, 1], [0, 0, 0]])
+    np.testing.assert_array_equal(id_multi_hot(items, [["10", "nope"], []]), [[0, 0, 1], [0, 0, 0]])
     np.testing.assert_array_equal(items.known(["9", "x", "2"]), [1, 0])
 
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from models.tower_data import TokenEncoder, prepare
-from models.tower_fit import epoch_sample, epoch_size, fit_tower, network
-from models.two_tower import TwoTowerConfig, TwoTowerRecommender
+from models.tower_fit import TwoTowerRecommender, epoch_sample, epoch_size, fit_tower, network
+from models.two_tower import TwoTowerConfig
 
 FAST = TwoTowerConfig(dim=8, hidden=16, epochs=25, batch_size=64, history=8, recent=2,
                       learning_rate=0.02, validation=0.0, max_per_user=None)
