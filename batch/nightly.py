@@ -100,7 +100,7 @@ def run(argv: list[str] | None = None) -> dict:
         inputs = stages.gather_inputs(config, targets)
     with clock("validate"):
         rows = stages.validate(config, inputs.paths, weights, options, targets.store, version)
-    data = stages.training_data(kind, config, rows.clean, weights)
+    data = stages.training_data(kind, inputs, rows.clean, weights)
 
     # Refusals come before any training and any Redis write: nothing to undo.
     served = targets.lists.current()

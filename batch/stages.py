@@ -37,7 +37,7 @@ from infra.parquet import DEAD_SCHEMA, parquet_bytes
 from infra.redis.builds import BuildRecords
 from infra.redis.event_stream import EventStream
 from infra.redis.lists import ServedLists
-from infra.sources import expand_paths, read_features
+from infra.sources import read_features, resolve_input
 from infra.store import ArtifactStore, open_store
 from models.kinds import ModelKind, TrainingData, write_bundle
 from models.schema import CLEAN_SCHEMA, drop_duplicates
@@ -61,6 +61,8 @@ class Inputs:
 
     paths: list[str]
     drained: dict | None
+    users: str | None = None  # --users, else the --input folder's users.* (resolve_input)
+    items: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,17 +87,22 @@ def open_targets(config: NightlyConfig) -> Targets:
 
 
 def gather_inputs(config: NightlyConfig, targets: Targets) -> Inputs:
-    """--input's files and, unless --no_drain_events, every file of the events log after
-    draining the events posted to the functions since the last run into it (durable in the
-    store first, acknowledged in Redis only then)."""
-    paths = expand_paths(config.input)
+    """--input's interactions files (infra.sources.resolve_input: a layout folder's
+    interactions.*, its users.*/items.* being the feature tables unless --users/--items say
+    otherwise) and, unless --no_drain_events, every file of the events log after draining the
+    events posted to the functions since the last run into it (durable in the store first,
+    acknowledged in Redis only then)."""
+    layout = resolve_input(config.input)
+    users, items = config.users or layout.users, config.items or layout.items
+    log.info("input: interactions %s, users %s, items %s", layout.interactions, users, items)
     if config.no_drain_events:
-        return Inputs(paths, None)
+        return Inputs(layout.interactions, None, users, items)
     store = targets.store
     drained = drain_events(targets.events, store)
-    return Inputs(paths + [f"{store.uri}/{key}" for key in store.list("events")
-                           if key.endswith(".parquet") and not key.startswith("events/dead/")],
-                  drained)
+    return Inputs(layout.interactions + [
+        f"{store.uri}/{key}" for key in store.list("events")
+        if key.endswith(".parquet") and not key.startswith("events/dead/")],
+        drained, users, items)
 
 
 def validate(config: NightlyConfig, paths: list[str], event_weights: dict[str, float],
@@ -144,13 +151,14 @@ def validate_stage(paths: list[str], event_weights: dict, pipeline_options,
     return clean, dead + copies
 
 
-def training_data(kind: ModelKind, config: NightlyConfig, clean: pd.DataFrame,
+def training_data(kind: ModelKind, inputs: Inputs, clean: pd.DataFrame,
                   event_weights: dict[str, float]) -> TrainingData:
-    """The rows to train on, with the --users/--items tables if the kind uses features."""
+    """The rows to train on, with the users and items tables (`gather_inputs`) if the kind
+    uses features."""
     if not kind.uses_features:
         return TrainingData(clean, event_weights, None, None)
-    return TrainingData(clean, event_weights, read_features(config.users, "user_id"),
-                        read_features(config.items, "item_id"))
+    return TrainingData(clean, event_weights, read_features(inputs.users, "user_id"),
+                        read_features(inputs.items, "item_id"))
 
 
 def refuse_shrink(config: NightlyConfig, sizes: dict[str, int],
@@ -249,3 +257,49 @@ def publish(config: NightlyConfig, targets: Targets, version: str, plan: ListPla
                             json.dumps(summary, indent=1).encode())
     log.info("published version %s", version)
     return summary
+
+
+def item_filter_changes(items: str | None) -> ItemChanges | None:
+    """The item filter changes of the run's items table (categories, availability), read and
+    checked before training so that a bad value refuses the run with nothing published;
+    `load_item_filters` applies them once the run has published. None: no items table, or
+    one without a category or available column (infra/items_admin.table_changes).
+
+    Raises:
+        ItemsError: a bad value, each named with its row (the run stops here).
+    """
+    if not items:
+        return None
+    changes = table_changes(items)
+    if changes is None:
+        log.info("items table %s: no category or available value; item filters unchanged",
+                 items)
+    return changes
+
+
+def load_item_filters(targets: Targets, changes: ItemChanges | None, summary: dict) -> dict:
+    """Writes the items table's categories and availability into the live item filters
+    (ItemFilters.update: one transaction, as `recsys items --items FILE`), after the flip, so
+    a refused or failed run never changes them.
+
+    Returns:
+        The summary with `item_filters` (the new revision and the counts; None: nothing to
+        load).
+
+    Raises:
+        RuntimeError: Redis failed; the version is published and its filters are not loaded.
+    """
+    if changes is None:
+        return {**summary, "item_filters": None}
+    arguments = changes.arguments()
+    filters = ItemFilters(targets.lists.r, targets.lists.keys.ns)
+    try:
+        rev = filters.update(**arguments)
+    except redis.RedisError as e:
+        raise RuntimeError(f"version {summary['version']} is published, but the items table's "
+                           f"categories and availability were not loaded into the item "
+                           f"filters ({e}); run `recsys items --items FILE` with the same table "
+                           "(idempotent)") from e
+    counts = {name: len(value) for name, value in arguments.items()}
+    log.info("item filters rev %d from the items table: %s", rev, counts)
+    return {**summary, "item_filters": {"rev": rev, **counts}}

@@ -1,8 +1,8 @@
 """Dataset loaders returning `models.schema.Dataset`, all reading through pyarrow.
 
     load_dataset("movielens:../shared/datasets/ml-100k")   # 100K, 1M or latest(-small)
-    load_dataset("parquet:data/")   # interactions.parquet + optional users.*, items.*
-    load_dataset("csv:data/interactions.csv")
+    load_dataset("csv:data/")   # interactions.* + optional users.*, items.* (docs/SCHEMA.md)
+    load_dataset("parquet:data/interactions.parquet")
     load_dataset("synthetic:users=1000,items=500,seed=0")
 """
 
@@ -18,13 +18,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from infra.sources import resolve_input
 from models.rows import INTERACTION_COLUMNS, clean_id
 from models.schema import Dataset, SchemaError, check_columns, drop_duplicates, validate_batch
 
 logger = logging.getLogger(__name__)
 
 SCHEMES = ("movielens", "parquet", "csv", "synthetic")
-TABLE_SUFFIXES = (".parquet", ".csv")
 GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
                "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
                "Romance", "Sci-Fi", "Thriller", "War", "Western")
@@ -64,28 +64,25 @@ def parse_kwargs(text: str) -> dict:
     return out
 
 
-def _find(folder: str, stem: str) -> str | None:
-    for suffix in TABLE_SUFFIXES:
-        path = os.path.join(folder, stem + suffix)
-        if os.path.exists(path):
-            return path
-    return None
-
-
 def load_tables(path: str, fmt: str = "csv") -> Dataset:
-    """A folder with interactions.{parquet,csv} and optional users.*, items.*, or one file."""
+    """The input layout of `recsys nightly --input` (infra.sources.resolve_input): a folder
+    with interactions.{parquet,csv} or interactions/ part files and optional users.*,
+    items.*; a folder of part files; one file or a glob."""
+    layout = resolve_input(path)
     if os.path.isdir(path):
-        inter = _find(path, "interactions")
-        if inter is None:
-            raise SchemaError(f"{path}: no interactions.parquet or interactions.csv in the folder")
-        users, items = _find(path, "users"), _find(path, "items")
         name = os.path.basename(os.path.normpath(path))
     else:
-        inter, users, items = path, None, None
         name = os.path.splitext(os.path.basename(path))[0]
     dead: list[dict] = []
+    parts = [to_interactions(read_table(p, INTERACTION_COLUMNS, fmt), p, dead)
+             for p in layout.interactions]
+    interactions = parts[0]
+    if len(parts) > 1:
+        interactions, copies = drop_duplicates(pd.concat(parts, ignore_index=True))
+        dead += copies
+    users, items = layout.users, layout.items
     return Dataset(
-        interactions=to_interactions(read_table(inter, INTERACTION_COLUMNS, fmt), inter, dead),
+        interactions=interactions,
         users=_ids_as_str(read_table(users, ("user_id",), fmt), "user_id") if users else None,
         items=_ids_as_str(read_table(items, ("item_id",), fmt), "item_id") if items else None,
         name=name,

@@ -15,6 +15,7 @@ from batch.gate import QualityGateError
 from batch.options import NightlyConfig
 from infra.bundle import new_version
 from infra.store import LocalStore
+from models import kinds
 from models.kinds import mf
 from models.topk import brute_force_topk
 
@@ -143,3 +144,37 @@ def test_inputs_are_the_input_files_and_without_draining_nothing_else(tmp_path):
         tmp_path / "in" / "a.parquet")
     inputs = stages.gather_inputs(config(tmp_path, no_drain_events=True), targets=None)
     assert inputs == stages.Inputs([str(tmp_path / "in" / "a.parquet")], None)
+
+
+def test_inputs_of_a_layout_folder_are_its_interactions_and_its_tables_are_features(tmp_path):
+    """The folder of docs/SCHEMA.md: interactions.csv is read as interactions, users.csv and
+    items.csv as the served model's features (they used to be read as interactions and stop
+    the run: `items.csv: missing column(s) ['user_id', 'timestamp']`)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "interactions.csv").write_text("user_id,item_id,timestamp,event_type\n"
+                                             "u1,i1,1700000000,view\nu2,i2,1700000001,click\n")
+    (folder / "users.csv").write_text("user_id,country\nu1,FR\nu2,JP\n")
+    (folder / "items.csv").write_text("item_id,category\ni1,Comedy\ni2,Drama\n")
+    cfg = config(tmp_path, no_drain_events=True)
+    inputs = stages.gather_inputs(cfg, targets=None)
+    rows = stages.validate(cfg, inputs.paths, {"view": 1.0, "click": 2.0},
+                           PipelineOptions(RUNNER), LocalStore(str(tmp_path / "store")), "v1")
+    assert sorted(rows.clean["user_id"]) == ["u1", "u2"] and rows.dead_letters == {}
+    assert inputs == stages.Inputs([str(folder / "interactions.csv")], None,
+                                   str(folder / "users.csv"), str(folder / "items.csv"))
+    data = stages.training_data(kinds.get("served"), inputs, rows.clean, {})
+    assert data.users["country"].tolist() == ["FR", "JP"]
+    assert data.items.set_index("item_id")["category"].to_dict() == {"i1": "Comedy",
+                                                                     "i2": "Drama"}
+    assert stages.training_data(kinds.get("mf"), inputs, rows.clean, {}).items is None
+
+
+def test_inputs_users_and_items_flags_win_over_the_folder_s_tables(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("interactions.parquet", "users.csv", "items.csv"):
+        (folder / name).write_text("")
+    inputs = stages.gather_inputs(config(tmp_path, no_drain_events=True, items="other.csv"),
+                                  targets=None)
+    assert (inputs.users, inputs.items) == (str(folder / "users.csv"), "other.csv")

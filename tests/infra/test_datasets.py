@@ -15,6 +15,7 @@ GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
 
 
 def write(path, text, encoding="utf-8"):
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode(encoding))
 
 
@@ -88,6 +89,23 @@ def test_csv_folder_with_users_and_items(tmp_path):
     assert list(inter["event_type"]) == ["click", None]
     assert inter["weight"].isna().tolist() == [True, False] and inter["weight"][1] == 2.5
     assert list(ds.users["user_id"]) == ["u1"] and list(ds.items["item_id"]) == ["007"]
+
+
+def test_the_nightly_s_layout_folder_reads_alike_with_part_files_and_refuses_ambiguity(tmp_path):
+    """`recsys evaluate --dataset csv:DIR` reads DIR as `recsys nightly --input DIR` does
+    (infra.sources.resolve_input): interactions/ part files, users.* and items.* by name."""
+    write(tmp_path / "interactions" / "part-0.csv", "user_id,item_id,timestamp\nu1,i1,5\n")
+    write(tmp_path / "interactions" / "part-1.csv", "user_id,item_id,timestamp\n"
+          "u2,i2,6\nu1,i1,5\n")  # the copy of part-0's row: an exact duplicate
+    write(tmp_path / "items.csv", "item_id,category\ni1,Comedy\n")
+    ds = load_dataset(f"csv:{tmp_path}")
+    assert list(zip(ds.interactions["user_id"], ds.interactions["item_id"], strict=True)) == [
+        ("u1", "i1"), ("u2", "i2")]
+    assert [d["reason"] for d in ds.extras["dead_letters"]] == ["exact duplicate"]
+    assert ds.users is None and ds.items["category"].tolist() == ["Comedy"]
+    write(tmp_path / "interactions.csv", "user_id,item_id,timestamp\nu1,i1,5\n")
+    with pytest.raises(SchemaError, match="holds both interactions.csv and interactions/"):
+        load_dataset(f"csv:{tmp_path}")
 
 
 def test_parquet_folder_and_single_file(tmp_path):

@@ -5,7 +5,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from infra.sources import expand_paths, read_features, read_interaction_chunks, read_table
+from infra.sources import (
+    InputLayout,
+    expand_paths,
+    read_features,
+    read_interaction_chunks,
+    read_table,
+    resolve_input,
+)
 from models.schema import SchemaError
 
 
@@ -19,8 +26,50 @@ def test_a_folder_gives_its_parquet_and_csv_files_sorted_and_a_glob_its_matches(
 
 def test_no_input_file_says_what_was_expected(tmp_path):
     (tmp_path / "notes.txt").write_text("")
-    with pytest.raises(SchemaError, match="no input file found .*a folder holding some, or a glob"):
+    with pytest.raises(SchemaError, match="no input file found .*interactions.*or a glob"):
         expand_paths(str(tmp_path))
+
+
+def touch(folder, *names):
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("")
+
+
+def test_a_layout_folder_reads_interactions_users_and_items_by_name(tmp_path):
+    touch(tmp_path, "interactions.csv", "users.parquet", "items.csv", "notes.csv")
+    assert resolve_input(str(tmp_path)) == InputLayout(
+        [str(tmp_path / "interactions.csv")], str(tmp_path / "users.parquet"),
+        str(tmp_path / "items.csv"))  # notes.csv: ignored, with a warning
+    touch(tmp_path / "only", "interactions.parquet")
+    assert resolve_input(str(tmp_path / "only")) == InputLayout(
+        [str(tmp_path / "only" / "interactions.parquet")])
+
+
+def test_a_layout_folder_may_hold_its_interactions_as_part_files(tmp_path):
+    touch(tmp_path, "interactions/p2.csv", "interactions/p1.parquet", "interactions/_SUCCESS",
+          "items.parquet")
+    assert resolve_input(str(tmp_path)) == InputLayout(
+        [str(tmp_path / "interactions" / "p1.parquet"), str(tmp_path / "interactions" / "p2.csv")],
+        None, str(tmp_path / "items.parquet"))
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    (("items.csv", "part-0.csv", "part-1.csv"),
+     r"holds items\.csv but no interactions\.csv, interactions\.parquet or interactions/ "),
+    (("users.csv", "items.parquet"), r"holds users\.csv and items\.parquet but no interactions"),
+    (("interactions.csv", "interactions.parquet"),
+     r"holds both interactions\.csv and interactions\.parquet; keep one interactions table"),
+    (("interactions.csv", "interactions/p1.csv"),
+     r"holds both interactions\.csv and interactions/; keep one"),
+    (("interactions.csv", "items.csv", "items.parquet"), r"holds both items\.csv and items\.par"),
+])
+def test_an_ambiguous_folder_is_refused_in_one_line_saying_what_to_name(tmp_path, names,
+                                                                       message):
+    touch(tmp_path, *names)
+    with pytest.raises(SchemaError, match=message) as err:
+        resolve_input(str(tmp_path))
+    assert "\n" not in str(err.value) and "docs/SCHEMA.md" in str(err.value)
 
 
 def test_s3_prefix_lists_only_its_input_files(s3_endpoint, monkeypatch):
@@ -36,6 +85,11 @@ def test_s3_prefix_lists_only_its_input_files(s3_endpoint, monkeypatch):
     assert sorted(expand_paths("s3://sources/logs")) == ["s3://sources/logs/d1.parquet",
                                                          "s3://sources/logs/d2.csv"]
     assert expand_paths("s3://sources/other/d3.csv") == ["s3://sources/other/d3.csv"]
+    for key in ("layout/interactions/p1.csv", "layout/interactions/p2.csv", "layout/users.csv"):
+        s3.put_object(Bucket="sources", Key=key, Body=b"")
+    assert resolve_input("s3://sources/layout") == InputLayout(
+        ["s3://sources/layout/interactions/p1.csv", "s3://sources/layout/interactions/p2.csv"],
+        "s3://sources/layout/users.csv")
 
 
 def test_csv_ids_stay_text_and_malformed_lines_become_dead_letters(tmp_path):
