@@ -168,6 +168,20 @@ def generate(out, users, items, seed) -> None:
     click.echo(json.dumps(write_dataset(make(users, items, seed), out)))
 
 
+@main.command("sample-data", context_settings=CONTEXT)
+@click.argument("out")
+@_opt("--users", envvar="RECSYS_SAMPLE_USERS", default=1000, type=int, help="Users.")
+@_opt("--items", envvar="RECSYS_SAMPLE_ITEMS", default=500, type=int, help="Items.")
+@_opt("--seed", envvar="RECSYS_SAMPLE_SEED", default=0, type=int, help="Seed.")
+def sample_data(out, users, items, seed) -> None:
+    """Write a small dataset in the input layout: OUT/interactions.csv, users.csv, items.csv
+    (docs/QUICKSTART.md)."""
+    from app.sample_data import write_sample
+
+    for name, table in write_sample(out, users, items, seed).items():
+        click.echo(f"{table['path']}: {table['rows']} {name}")
+
+
 @main.command(context_settings=CONTEXT)
 @_opt("--redis-url", envvar="REDIS_URL", required=True, help="Redis holding the lists.")
 @_opt("--namespace", envvar="RECSYS_NAMESPACE", default="recsys", help="Redis key prefix.")
