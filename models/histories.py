@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
     from models.vocab import Vocab
 
+HISTORY = 50  # items of a fresh user's history MF's LiteRT user tower takes (models.export)
+
 
 def history_matrix(histories: list[np.ndarray], width: int) -> np.ndarray:
     """Each history's last `width` item indices, right-aligned.

@@ -97,8 +97,6 @@ class BatchScorer(Protocol):
 class OnDemandScorer(Protocol):
     """The functions' scorer of a user the nightly did not list (thread- and fork-safe)."""
 
-    uses_features: bool  # ranks a user known only by request features
-
     def recommend(self, history_idx: np.ndarray, user_id: str, features: dict | None,
                   exclude_idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """([<= k] item indices, [<= k] scores) for one user, best first.

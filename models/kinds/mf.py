@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.export import HISTORY
-from models.histories import csr_rows, history_csr, history_matrix, to_csr
+from models.histories import HISTORY, csr_rows, history_csr, history_matrix, to_csr
 from models.index import IndexConfig
 from models.kinds import POPULAR, BundleReader, BundleWriter, TrainingData, one_list, popular_ids
 from models.topk import faiss_topk
@@ -164,8 +163,6 @@ class LiteTower:
 
 class MFOnDemand:
     """Fresh users: LiteRT fold-in of their recent items -> Faiss -> rules."""
-
-    uses_features = False
 
     def __init__(self, bundle: BundleReader):
         self.index = load_index(bundle)  # deserialised now, not inside a request later

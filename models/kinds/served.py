@@ -98,7 +98,7 @@ class ServedFit:
 
     @property
     def validation(self) -> dict | None:
-        return getattr(self.model, "validation", None)
+        return self.model.validation
 
 
 def load_model(bundle: BundleReader, runtime: str, litert: tuple | None = None) -> ServedModel:
@@ -132,8 +132,6 @@ class ServedBatchScorer:
 class ServedOnDemand:
     """The served recommender on its LiteRT runtime (no TF): the same
     ServedModel.recommend_indices as the nightly precompute, one call at a time."""
-
-    uses_features = True
 
     def __init__(self, bundle: BundleReader):
         self._flat = (bundle.read("served/user_tower.tflite"),

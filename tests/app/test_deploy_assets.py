@@ -253,7 +253,9 @@ def test_hardening_11_the_real_archive_imports_with_only_its_requirements(tmp_pa
     loaded = json.loads(run.stdout.splitlines()[-1])
     assert loaded["handlers"] == sorted(bfs.ENTRY_POINTS)
     assert all(path.startswith(str(unpacked)) for path in [loaded["main"], *loaded["local"]])
-    assert str(unpacked / "models" / "export.py") in loaded["local"]
+    # The MF kind's on-demand path is loaded; MF's export (TensorFlow) is not.
+    assert str(unpacked / "models" / "kinds" / "mf.py") in loaded["local"]
+    assert str(unpacked / "models" / "export.py") not in loaded["local"]
 
 
 def test_an_import_outside_the_requirements_is_refused_in_the_subprocess(tmp_path):

@@ -43,8 +43,8 @@ def test_saved_model_in_fresh_process_matches(tmp_path, tiny_dataset):
 def test_litert_tower_matches_the_model(tmp_path, tiny_dataset):
     from ai_edge_litert.interpreter import Interpreter
 
-    from models.export import HISTORY, check_tower
-    from models.histories import history_matrix
+    from models.export import check_tower
+    from models.histories import HISTORY, history_matrix
 
     model = train_mf(tiny_dataset.interactions, MFConfig(dim=8, epochs=2))
     tflite = export_mf(model, str(tmp_path / "sm"), k=10)
