@@ -52,8 +52,10 @@ def flag(default: Any = REQUIRED, help: str = "", *, of: type | None = None,
 class NightlyConfig:
     """One nightly run's settings, checked once when built (`from_options`)."""
 
-    input: str = flag(help="Interactions: a .parquet/.csv file, a folder or a glob; local or "
-                           "s3://.")
+    input: str = flag(help="A folder holding interactions.csv/.parquet (or interactions/ of "
+                           "part files) and optional users.*, items.* (docs/SCHEMA.md); or "
+                           "an interactions .parquet/.csv file, a folder of them or a glob; "
+                           "local or s3://.")
     redis_url: str = flag(help="Redis to publish the lists to; $REDIS_URL when the flag is absent "
                                "(the URL holds a password: pass it in the environment).",
                           envvar="REDIS_URL")
@@ -74,9 +76,11 @@ class NightlyConfig:
     served_config: str = flag("", "JSON overrides of ServedConfig for --model served, e.g. "
                                   '\'{"tower": {"dim": 16}, "n_tower": 50}\'.')
     users: str | None = flag(None, "Users table (user_id + feature columns; .parquet/.csv, "
-                                   "local or s3://) for --model served.")
+                                   "local or s3://) for --model served; default: the --input "
+                                   "folder's users.*.")
     items: str | None = flag(None, "Items table (item_id + feature columns; .parquet/.csv, "
-                                   "local or s3://) for --model served.")
+                                   "local or s3://) for --model served; default: the --input "
+                                   "folder's items.*.")
     # MFConfig's defaults (tests/batch/test_options.py holds them equal).
     dim: int = flag(32, "MF embedding dimension.")
     epochs: int = flag(12, "MF training epochs.")
