@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch.carry_over import plan_lists, user_fingerprints
+from batch.carry_over import carry_over, plan_lists, user_fingerprints
 from batch.nightly import run
 from batch.transforms import ScoreFn
-from infra.bundle import read_bundle
+from infra.bundle import BundleWriter, new_version, read_bundle
 from infra.redis.builds import BuildRecords
 from infra.redis.lists import ServedLists
 from infra.store import LocalStore
@@ -42,6 +42,45 @@ def test_fingerprints_ignore_row_order_and_see_any_change():
     late = df.assign(timestamp=[5, 6, 1])  # a's second event re-sent with an older time
     got = user_fingerprints(late, ["a", "b", "c"])
     assert got[0] != fp[0] and got[1] == fp[1]
+
+
+def _bundle(store: LocalStore, model: str | None, users: list[str], items: list[str]) -> str:
+    """A committed bundle of `model` holding what carry_over reads (no training)."""
+    version = new_version()
+    writer = BundleWriter(store, version)
+    writer.put_json("user_ids.json", users)
+    writer.put_json("item_ids.json", items)
+    writer.put_array("item_vectors.npy", np.ones((len(items), 2), np.float32))
+    writer.put_json("popular.json", items)
+    writer.commit({"k": 5, **({"model": model} if model else {})})
+    return version
+
+
+@pytest.mark.parametrize("served_model,model,carried", [
+    ("served", "served", 3), ("mf", "mf", 3), (None, "mf", 3),  # no `model`: an MF bundle
+    ("served", "mf", 0), ("mf", "served", 0), (None, "served", 0)])
+def test_switching_the_model_recomputes_every_list(tmp_path, redis_client, served_model, model,
+                                                   carried):
+    # The served version's lists were built (young) from exactly these rows: the same kind
+    # carries all three over, another kind's ranking keeps none.
+    store, lists, builds = LocalStore(str(tmp_path)), ServedLists(redis_client), \
+        BuildRecords(redis_client)
+    users, items = ["a", "b", "c"], ["1", "2", "3"]
+    clean = pd.DataFrame({"user_id": users, "item_id": items, "timestamp": [1, 2, 3],
+                          "event_type": ["click"] * 3, "weight": [None] * 3})
+    served = _bundle(store, served_model, users, items)
+    lists.write_shard(served, "0", users, np.array([[1, 2]] * 3), np.ones((3, 2), np.float32))
+    builds.put_built(served, np.full(3, NOW - 100, np.uint32), user_fingerprints(clean, users))
+    lists.flip(served, 3)
+    version = _bundle(store, model, users, items)
+
+    plan, summary = carry_over(lists, builds, store, clean, version, 5, 7.0, NOW)
+
+    assert plan.carry.size == summary["users_carried_over"] == carried
+    assert plan.refresh.tolist() == list(range(3 - carried))
+    assert summary["lists_carried_from"] == (served if carried else None)
+    assert plan.built_at.tolist() == [NOW - 100 if carried else NOW] * 3
+    assert [lists.get_list(version, u) is not None for u in users] == [bool(carried)] * 3
 
 
 @pytest.fixture
@@ -163,7 +202,8 @@ def test_a_catalog_change_remaps_the_carried_lists(nightly, tiny_dataset):
 
 
 # Slow: three nightly runs, two of the served kind. Fast loop: the carry-over end to end in
-# test_inactive_users_keep_their_list_byte_for_byte, the served nightly in test_nightly_served.py.
+# test_inactive_users_keep_their_list_byte_for_byte, the model switch in
+# test_switching_the_model_recomputes_every_list, the served nightly in test_nightly_served.py.
 @pytest.mark.slow
 def test_served_lists_are_carried_over_and_a_model_switch_recomputes_all(nightly, tmp_path,
                                                                         tiny_dataset):
