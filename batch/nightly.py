@@ -30,6 +30,8 @@ runs once between them. Users whose interactions did not change keep the served 
 (copied inside Redis) until it is --list_max_age_days old (batch/carry_over.py). The `current`
 pointer flips only after Redis confirms every shard (computed or copied) wrote its users, so a
 failed or killed run leaves the served version untouched; rerunning publishes.
+An items table with a `category` (`Comedy|Drama`: several) or `available` column is checked
+with the input and loaded into the live item filters only once the run published.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ def run(argv: list[str] | None = None) -> dict:
     with clock("validate"):
         rows = stages.validate(config, inputs.paths, weights, options, targets.store, version)
     data = stages.training_data(kind, inputs, rows.clean, weights)
+    item_filters = stages.item_filter_changes(inputs.items)  # loaded once published
 
     # Refusals come before any training and any Redis write: nothing to undo.
     served = targets.lists.current()
@@ -143,7 +146,8 @@ def run(argv: list[str] | None = None) -> dict:
                "gate": gate.as_dict() if gate else None,
                "shrink": shrink,  # null unless --force_publish overrode the shrink check
                "seconds": {k: round(v, 3) for k, v in clock.seconds.items()}}
-    return stages.publish(config, targets, version, plan, n_users, summary)
+    summary = stages.publish(config, targets, version, plan, n_users, summary)
+    return stages.load_item_filters(targets, item_filters, summary)
 
 
 def _help() -> None:

@@ -19,6 +19,7 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import redis
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from batch.carry_over import ListPlan
@@ -33,9 +34,11 @@ from batch.transforms import (
 )
 from infra.bundle import BundleWriter
 from infra.events_log import drain_events
+from infra.items_admin import ItemChanges, table_changes
 from infra.parquet import DEAD_SCHEMA, parquet_bytes
 from infra.redis.builds import BuildRecords
 from infra.redis.event_stream import EventStream
+from infra.redis.item_filters import ItemFilters
 from infra.redis.lists import ServedLists
 from infra.sources import read_features, resolve_input
 from infra.store import ArtifactStore, open_store
@@ -292,7 +295,7 @@ def load_item_filters(targets: Targets, changes: ItemChanges | None, summary: di
     if changes is None:
         return {**summary, "item_filters": None}
     arguments = changes.arguments()
-    filters = ItemFilters(targets.lists.r, targets.lists.keys.ns)
+    filters = ItemFilters(targets.lists.r, targets.lists.keys.namespace)
     try:
         rev = filters.update(**arguments)
     except redis.RedisError as e:

@@ -3,8 +3,9 @@
 Every source sees the same exclusions: the items the user touched since the nightly run (their
 recent-history list plus the request's `events`), unavailable items, the request's `exclude`,
 the items served on earlier pages (the cursor: functions/cursor.py), and, with a `category`
-filter, every item of another category. When a source leaves fewer than k items, the next one
-fills. The filtering itself is models.rules (`fill`), the module the batch job uses.
+filter, every item having none of its categories (an item may have several; a category no
+served item has is a 400: functions/filters.py). When a source leaves fewer than k items, the
+next one fills. The filtering itself is models.rules (`fill`), the module the batch job uses.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def recommend(s: Serving, q: Query, cursor_key: bytes | None = None) -> Answer:
     (None: no next_cursor).
 
     Raises:
+        BadRequest: a category no served item has (the message names the field).
         NoBundleError: nothing is published (or loadable) yet.
         redis.RedisError: Redis failed before any bundle was loaded.
     """
@@ -63,8 +65,9 @@ def recommend(s: Serving, q: Query, cursor_key: bytes | None = None) -> Answer:
     blocked = {*hist, *q.events, *q.exclude, *q.served}
     popular = loaded.bundle.popular
     if q.categories:
+        flt.check_categories(q.categories)
         cats = set(q.categories)
-        popular = [i for i in popular if flt.category.get(i) in cats]
+        popular = [i for i in popular if not cats.isdisjoint(flt.category.get(i, ()))]
     if degraded:
         metrics.FALLBACKS.inc("redis_down")
         return _answer(loaded, q, "fallback", [], _popular(popular, q.k, blocked, flt),
@@ -99,8 +102,7 @@ def _on_demand(loaded: Loaded, q: Query, history: list[str], blocked_idx: set,
     flt, index, names = loaded.filters, loaded.item_index, loaded.item_names
     exclude = np.fromiter(blocked_idx | flt.unavailable_idx, np.int64)
     if q.categories:
-        allowed = [flt.codes[c] for c in q.categories if c in flt.codes]
-        exclude = np.union1d(exclude, np.flatnonzero(~np.isin(flt.item_codes, allowed)))
+        exclude = np.union1d(exclude, flt.outside(q.categories, len(names)))
     seen = np.array([index[i] for i in history if i in index], np.int64)
     return [(names[i], d) for i, d in loaded.rank(seen, exclude, k, q.user_id, q.features)]
 
@@ -111,9 +113,8 @@ def _from_cache(raw: bytes, q: Query, blocked_idx: set, flt: Filters,
     items, scores = decode_list_py(raw)
     exclude = blocked_idx | flt.unavailable_idx.intersection(items)
     if q.categories:
-        allowed = {flt.codes[c] for c in q.categories if c in flt.codes}
-        codes = flt.item_codes
-        exclude.update(i for i in items if codes[i] not in allowed)
+        inside = flt.inside(items, q.categories)
+        exclude.update(i for i, ok in zip(items, inside.tolist(), strict=True) if not ok)
     picked = fill(items, [], q.k, exclude)
     # A list holds each item once, so the picks are among its first k + |exclude| items;
     # reversed, so that a repeated item keeps its first score.

@@ -45,7 +45,11 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
     limits = Limits(max_k=max_k, max_events=max_events)
     recommend_body = object_schema(RecommendRequest, limits)
     recommend_responses = {"200": _json(_ref("Recommendations"), "Ranked items."),
-                           **_errors(400, 401, 413, 503)}
+                           **_errors(400, 401, 413, 503),
+                           "400": _json(_ref("Error"), "Bad input, or a `category` that no "
+                                        "served item has (never an empty 200): `error` names "
+                                        "the field, e.g. \"category: no served item has "
+                                        "category 'Nope'; known categories (19): ...\".")}
     return {
         "openapi": "3.0.3",
         "info": {"title": "recsys functions", "version": "1",

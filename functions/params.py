@@ -17,6 +17,7 @@ from functions.chain import Query
 from functions.cursor import CursorKeyUnavailable, decode_cursor
 from functions.field_rules import Id, Limits, read, rules
 from functions.request_models import Event, EventBatch, ItemChanges, RecommendRequest
+from infra.redis.item_filters import join_categories, split_categories
 from models.rows import validate_interaction  # the one row rule of every validator
 
 EVENT_IDS = {name: rule for name, rule in rules(Event).items() if isinstance(rule, Id)}
@@ -110,10 +111,17 @@ def event_batch(request: flask.Request, max_events: int,
 
 
 def item_changes(request: flask.Request, limit: int) -> dict:
-    """The arguments of ItemFilters.update from a POST /admin/items body (<= `limit` bytes)."""
+    """The arguments of ItemFilters.update from a POST /admin/items body (<= `limit` bytes):
+    an item's categories are `|`-separated, as in an items table (docs/SCHEMA.md)."""
     c = read(ItemChanges, _body(request, limit))
+    categories = {item: join_categories(split_categories(value))
+                  for item, value in c.categories.items()}
+    empty = [item for item, value in categories.items() if not value]
+    if empty:
+        raise BadRequest(f"categories.{empty[0][:40]}: no category in "
+                         f"{c.categories[empty[0]][:40]!r}; separate several with '|'")
     changes = {"unavailable": list(c.unavailable), "available": list(c.available),
-               "categories": c.categories}
+               "categories": categories}
     both = set(changes["unavailable"]) & set(changes["available"])
     if both:
         raise BadRequest(f"{len(both)} item(s) are both unavailable and available, e.g. "

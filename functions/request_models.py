@@ -34,7 +34,8 @@ class RecommendRequest:
     k: int = rule(Integer("Items per page.", 1, "max_k", 10))
     events: tuple = rule(Ids("Item ids the user just touched, for a fresh user", MAX_LIST))
     exclude: tuple = rule(Ids("Item ids never to return", MAX_LIST))
-    category: tuple = rule(Ids("Only items of these categories", MAX_LIST))
+    category: tuple = rule(Ids("Only items having one of these categories (an item may have "
+                               "several; a category no served item has answers 400)", MAX_LIST))
     features: dict = rule(Scalars("User features (scalars) for rankers that use them; MF "
                                   "ignores them.", MAX_FEATURES))
 
@@ -69,4 +70,6 @@ class ItemChanges:
 
     unavailable: tuple = rule(Ids("Item ids not to recommend", MAX_ADMIN, in_query=False))
     available: tuple = rule(Ids("Item ids to recommend again", MAX_ADMIN, in_query=False))
-    categories: dict = rule(IdMap("{item_id: category}", MAX_ADMIN, "item_id", "category"))
+    categories: dict = rule(IdMap("{item_id: category}; several categories of one item are "
+                                  "'|'-separated ('Comedy|Drama'), replacing the item's earlier "
+                                  "ones", MAX_ADMIN, "item_id", "category"))

@@ -1,14 +1,16 @@
-"""Item filters from the command line (`recsys items`): the changes `POST /admin/items` makes,
-taken from flags and/or an items table, validated whole before one write.
+"""Item filters from an items table or flags: the changes `POST /admin/items` makes, taken by
+`recsys items` and by the nightly job (batch/stages.py: item_filter_changes), validated whole
+before one write.
 
-    recsys items --unavailable 42 --unavailable 43 --category 7=books
+    recsys items --unavailable 42 --unavailable 43 --category '7=books|comics'
     recsys items --items s3://BUCKET/recsys/admin/items.parquet     # item_id, category, available
 
-Ids and categories follow the id rules of every other input (models.rows.clean_id: a string
-or a finite number, at most 256 characters after stripping, no control characters, no lone
-surrogates). One bad value refuses the whole change, naming each row and reason, so nothing is
-half applied; ItemFilters.update (infra/redis/item_filters.py) then writes everything in one
-transaction.
+An item may have several categories: `Comedy|Drama` in one cell (or a list column in Parquet;
+docs/SCHEMA.md). Ids and each category follow the id rules of every other input
+(models.rows.clean_id: a string or a finite number, at most 256 characters after stripping, no
+control characters, no lone surrogates). One bad value refuses the whole change, naming each
+row and reason, so nothing is half applied; ItemFilters.update (infra/redis/item_filters.py)
+then writes everything in one transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from infra.redis.item_filters import CATEGORY_SEP, join_categories
 from models.rows import clean_id, is_missing
 
 MAX_SHOWN = 10  # problems listed in one error; the count says how many more
@@ -28,11 +31,12 @@ class ItemsError(ValueError):
 
 @dataclass
 class ItemChanges:
-    """What to change: ids to mark unavailable or available again, item id -> category."""
+    """What to change: ids to mark unavailable or available again, item id -> categories."""
 
     unavailable: dict[str, str] = field(default_factory=dict)  # id -> where it was given
     available: dict[str, str] = field(default_factory=dict)
-    categories: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (cat, where)
+    # item id -> (its categories, where they were given)
+    categories: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def _id(self, value, name: str, where: str) -> str | None:
@@ -54,15 +58,33 @@ class ItemChanges:
         same.setdefault(item, where)
 
     def categorize(self, item_value, category_value, where: str) -> None:
-        """Sets one item's category."""
+        """Sets one item's categories: one value (`Comedy|Drama` holds two) or a list."""
         item = self._id(item_value, "item_id", where)
-        category = self._id(category_value, "category", where)
-        if item is None or category is None:
+        categories = self._categories(category_value, where)
+        if item is None or categories is None:
             return
-        before = self.categories.setdefault(item, (category, where))
-        if before[0] != category:
-            self.problems.append(f"{where}: item {item!r} gets category {category!r}, but "
-                                 f"{before[1]} gives it {before[0]!r}")
+        before = self.categories.setdefault(item, (categories, where))
+        if set(before[0]) != set(categories):
+            self.problems.append(
+                f"{where}: item {item!r} gets category {join_categories(categories)!r}, but "
+                f"{before[1]} gives it {join_categories(before[0])!r}")
+
+    def _categories(self, value, where: str) -> tuple[str, ...] | None:
+        """The categories of a cell or flag, each checked as an id; None after a problem."""
+        found: list[str] = []
+        for cell in value if isinstance(value, list | tuple) else [value]:
+            parts = cell.split(CATEGORY_SEP) if isinstance(cell, str) else [cell]
+            for part in parts:
+                if isinstance(part, str) and not part.strip() and len(parts) > 1:
+                    continue  # "Comedy||Drama", "Comedy|": blanks between separators
+                text = self._id(part, "category", where)
+                if text is None:
+                    return None
+                found.append(text)
+        if not found:
+            self.problems.append(f"{where}: missing category")
+            return None
+        return tuple(dict.fromkeys(found))
 
     def check(self) -> None:
         """Raises ItemsError listing the problems, or if there is nothing to change."""
@@ -81,7 +103,8 @@ class ItemChanges:
     def arguments(self) -> dict:
         """The keyword arguments of ItemFilters.update."""
         return {"unavailable": sorted(self.unavailable), "available": sorted(self.available),
-                "categories": {item: cat for item, (cat, _) in sorted(self.categories.items())}}
+                "categories": {item: join_categories(cats)
+                               for item, (cats, _) in sorted(self.categories.items())}}
 
 
 def _flag(value: str) -> bool | None:
@@ -115,8 +138,9 @@ def add_table(changes: ItemChanges, path: str, columns: dict[str, Sequence]) -> 
 
     Args:
         path: the file, for messages.
-        columns: column name -> values ("available": a boolean, 0/1 or true/false text;
-            an empty cell changes nothing).
+        columns: column name -> values ("category": `|`-separated text or a list of
+            categories; "available": a boolean, 0/1 or true/false text; an empty cell changes
+            nothing).
     """
     if "category" not in columns and "available" not in columns:
         changes.problems.append(f"{path}: no category or available column (found "
@@ -126,7 +150,7 @@ def add_table(changes: ItemChanges, path: str, columns: dict[str, Sequence]) -> 
     for n, item in enumerate(ids):
         where = f"{path} row {n + 1}"
         category = columns["category"][n] if "category" in columns else None
-        if not (is_missing(category) or (isinstance(category, str) and not category.strip())):
+        if not _empty(category):
             changes.categorize(item, category, where)
         if "available" in columns:
             try:
@@ -137,6 +161,33 @@ def add_table(changes: ItemChanges, path: str, columns: dict[str, Sequence]) -> 
                 continue
             if flag is not None:
                 changes.mark(item, flag, where)
+
+
+def _empty(cell) -> bool:
+    """A cell that changes nothing: missing, blank text or an empty list."""
+    if isinstance(cell, list | tuple):
+        return not cell
+    return is_missing(cell) or (isinstance(cell, str) and not cell.strip())
+
+
+def table_changes(path: str) -> ItemChanges | None:
+    """The item filter changes of an items table, checked whole (the nightly's): None when it
+    changes nothing (no category or available column, a table of features only; or only
+    empty cells).
+
+    Raises:
+        ItemsError: a bad value (each named with its row); nothing is to be changed.
+        SchemaError: the file is unreadable or has no item_id column.
+    """
+    columns = read_items_table(path)
+    if "category" not in columns and "available" not in columns:
+        return None
+    changes = ItemChanges()
+    add_table(changes, path, columns)
+    if not (changes.problems or changes.unavailable or changes.available or changes.categories):
+        return None
+    changes.check()
+    return changes
 
 
 def read_items_table(path: str) -> dict[str, list]:

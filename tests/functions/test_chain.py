@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from functions.body import BadRequest
 from functions.chain import Query, recommend
 from functions.cursor import decode_cursor
 from functions.serving import Serving
@@ -65,3 +66,21 @@ def test_categories_filter_the_list_and_the_fill(serving):
     s.items.update(categories={"a": "x", "b": "x", "c": "y", "d": "x", "e": "y", "f": "y"})
     assert _ids(recommend(s, Query("u1", 3, categories=["x"]))) == ["a", "b", "d"]
     assert _ids(recommend(s, Query("nobody", 5, categories=["y"]))) == ["f"]
+
+
+def test_an_item_of_several_categories_passes_each_of_its_filters(serving):
+    s = serving
+    s.items.update(categories={"a": "x|y", "b": "x", "c": "y", "d": "x|z", "e": "z", "f": "y|x"})
+    # u1's list is c, a, e, b; popular f, d, a, b fills.
+    assert _ids(recommend(s, Query("u1", 4, categories=["y"]))) == ["c", "a", "f"]
+    assert _ids(recommend(s, Query("u1", 4, categories=["x"]))) == ["a", "b", "f", "d"]
+    assert _ids(recommend(s, Query("u1", 4, categories=["z"]))) == ["e", "d"]
+    assert _ids(recommend(s, Query("nobody", 4, categories=["z", "y"]))) == ["f", "d", "a"]
+
+
+def test_a_category_no_item_has_is_refused_not_answered_empty(serving):
+    s = serving
+    s.items.update(categories={"a": "x|y"})
+    with pytest.raises(BadRequest, match=r"^category: no served item has category 'w'; known "
+                                         r"categories \(2\): 'x', 'y'$"):
+        recommend(s, Query("u1", 4, categories=["x", "w"]))

@@ -100,8 +100,8 @@ def _changes(body):
 
 
 def test_item_changes_take_lists_and_categories():
-    assert _changes({"unavailable": "a, b", "categories": {" c ": 12}}) == {
-        "unavailable": ["a", "b"], "available": [], "categories": {"c": "12"}}
+    assert _changes({"unavailable": "a, b", "categories": {" c ": 12, "d": "x| y|x"}}) == {
+        "unavailable": ["a", "b"], "available": [], "categories": {"c": "12", "d": "x|y"}}
 
 
 @pytest.mark.parametrize("body,message", [
@@ -109,6 +109,7 @@ def test_item_changes_take_lists_and_categories():
     ({"unavailable": ["a"], "available": ["a"]}, "both unavailable and available"),
     ({"categories": ["a"]}, "categories must be an object {item_id: category}"),
     ({"categories": {"a": " "}}, "may be blank"),
+    ({"categories": {"a": " | "}}, "categories.a: no category in '|'; separate several"),
 ])
 def test_bad_item_changes_say_what_to_fix(body, message):
     with pytest.raises(BadRequest) as e:

@@ -84,10 +84,11 @@ def test_filters_reload_when_their_revision_moves_and_follow_a_swap(parts):
     items.update(unavailable=["b"], categories={"a": "x", "c": "y"})
     loaded = s.state()
     assert loaded.filters.unavailable_idx == {1}
-    assert loaded.filters.item_codes.tolist() == [0, -1, 1]  # x -> 0, y -> 1
+    assert loaded.filters.inside([0, 1, 2], ["x"]).tolist() == [True, False, False]
     publish(store, lists, "v2", ["c", "b", "a", "d"])  # same revision, other item order
     moved = s.state().filters
-    assert moved.unavailable_idx == {1} and moved.item_codes.tolist() == [1, -1, 0, -1]
+    assert moved.unavailable_idx == {1} and moved.inside([0, 1, 2, 3], ["x"]).tolist() == [
+        False, False, True, False]
 
 
 def test_rank_is_empty_without_an_on_demand_scorer(parts):

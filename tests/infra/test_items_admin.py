@@ -1,5 +1,7 @@
-"""`recsys items` (app/cli.py, infra/items_admin.py) against a real Redis: what it marks is
-what the functions filter; bad ids and values refuse the whole change."""
+"""`recsys items` (app/cli.py) and infra/items_admin.py against a real Redis: an items table's
+categories (several per item, `|`-separated) and availability are written in one transaction;
+bad ids and values refuse the whole change. That the functions filter by what it writes:
+tests/functions/test_items_table.py."""
 
 from __future__ import annotations
 
@@ -17,29 +19,6 @@ def items(redis_url: str, namespace: str, *args: str, env: dict | None = None):
     """Runs `recsys items` in-process; returns click's Result."""
     return CliRunner().invoke(main, ["items", "--namespace", namespace, *args],
                               env={"REDIS_URL": redis_url, **(env or {})})
-
-
-def served(client, user: str) -> list[str]:
-    answer = client.get(f"/recommend?user_id={user}&k=10")
-    assert answer.status_code == 200, answer.get_data(as_text=True)
-    return [i["item_id"] for i in answer.get_json()["items"]]
-
-
-def test_hardening_13_recsys_items_marks_an_item_unavailable_for_the_functions(
-        client, served_env, warm_user):
-    app, _ = client
-    before = served(app, warm_user)
-    gone = before[0]
-
-    result = items(served_env["REDIS_URL"], "pub", "--unavailable", gone)
-    try:
-        assert result.exit_code == 0, result.output
-        assert json.loads(result.output)["unavailable"] == 1
-        assert gone not in served(app, warm_user)
-    finally:
-        back = items(served_env["REDIS_URL"], "pub", "--available", gone)
-    assert back.exit_code == 0, back.output
-    assert served(app, warm_user) == before
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
@@ -63,6 +42,30 @@ def test_hardening_13_recsys_items_applies_an_items_table(tmp_path, redis_url, r
     assert categories == {"1": "x", "c": "z", "*[^:shards": "glob", "d": "books"}
 
 
+def test_recsys_items_loads_several_genres_per_item(tmp_path, redis_url, redis_client):
+    """MovieLens-style genres: `|` in a CSV cell, a list column in Parquet, or a flag; an item's
+    genres replace the ones it had."""
+    filters = ItemFilters.from_url(redis_url, "t13")
+    filters.update(categories={"1": "Western", "9": "Horror"})
+    (tmp_path / "items.csv").write_text("item_id,title,category\n"
+                                        "1,Toy Story,Animation|Children's|Comedy\n"
+                                        "2,GoldenEye, Action | Adventure |Thriller|\n"
+                                        "3,Four Rooms,Thriller\n")
+    pd.DataFrame({"item_id": ["4", "5"], "category": [["Drama", "War"], ["Crime"]]}).to_parquet(
+        tmp_path / "more.parquet")
+
+    csv = items(redis_url, "t13", "--items", str(tmp_path / "items.csv"))
+    more = items(redis_url, "t13", "--items", str(tmp_path / "more.parquet"),
+                 "--category", "6=Sci-Fi|Musical")
+
+    assert csv.exit_code == more.exit_code == 0, csv.output + more.output
+    assert json.loads(csv.output)["categories"] == 3
+    assert filters.read()[2] == {"1": "Animation|Children's|Comedy",
+                                 "2": "Action|Adventure|Thriller", "3": "Thriller",
+                                 "4": "Drama|War", "5": "Crime", "6": "Sci-Fi|Musical",
+                                 "9": "Horror"}
+
+
 @pytest.mark.parametrize("args, reason", [
     (["--unavailable", "bad\x01id"], "item_id holds a control character"),
     (["--unavailable", "x" * 257], "item_id is longer than 256 characters"),
@@ -72,6 +75,9 @@ def test_hardening_13_recsys_items_applies_an_items_table(tmp_path, redis_url, r
     (["--category", "7=\ud800"], "category holds a control character or a lone surrogate"),
     (["--unavailable", "7", "--available", "7"], "item '7' is also marked unavailable"),
     (["--category", "7=a", "--category", "7=b"], "item '7' gets category 'b'"),
+    (["--category", "7=a|b", "--category", "7=b"], "item '7' gets category 'b', but"),
+    (["--category", "7=|"], "missing category"),
+    (["--category", "7=a|b\x1b"], "category holds a control character"),
 ])
 def test_hardening_13_recsys_items_refuses_bad_ids_and_changes_nothing(redis_url, redis_client,
                                                                        args, reason):
@@ -128,3 +134,15 @@ def test_recsys_items_says_when_redis_is_unreachable():
 
     assert result.exit_code == 1 and "Redis error" in result.output, result.output
     assert "run the same command again" in result.output
+
+
+def test_a_table_of_features_only_changes_nothing_for_the_nightly(tmp_path):
+    from infra.items_admin import table_changes
+
+    pd.DataFrame({"item_id": ["1"], "price": [3]}).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame({"item_id": ["1"], "category": [None]}).to_parquet(tmp_path / "b.parquet")
+    pd.DataFrame({"item_id": ["1"], "category": ["x|y"]}).to_parquet(tmp_path / "c.parquet")
+
+    assert table_changes(str(tmp_path / "a.csv")) is None
+    assert table_changes(str(tmp_path / "b.parquet")) is None
+    assert table_changes(str(tmp_path / "c.parquet")).arguments()["categories"] == {"1": "x|y"}
