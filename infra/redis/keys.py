@@ -18,7 +18,8 @@ Key layout (NS = namespace, "recsys" by default; see docs/ARCHITECTURE.md):
                          event is skipped
   NS:hist:USER           list: the user's most recent item ids, newest first       event_stream.py
   NS:items:unavailable   set of item ids that must not be recommended             item_filters.py
-  NS:items:category      hash: item id -> category (for the category filter)       item_filters.py
+  NS:items:category      hash: item id -> its categories, `|`-separated (for the  item_filters.py
+                         category filter)
   NS:items:rev           counter bumped by every change of the two above           item_filters.py
 
 A version (VER) matches VERSION_RE: letters, digits, `.`, `_`, `-`, so no key separator and
