@@ -1,20 +1,20 @@
 """The `recsys` command line. Every flag can also be set by the environment variable shown
 in `--help`; Beam's own flags (e.g. `--runner DataflowRunner --project ...`) pass through
-`recsys nightly` after `--`."""
+`recsys nightly` after `--`. An error prints one line and exits with 1; `--log-level DEBUG`
+shows its traceback and every library's logging (app/console.py)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import sys
 
 import click
 
+from app import console
 from batch import options as nightly_options
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 CONTEXT = {"show_default": True, "max_content_width": 100}
 
 
@@ -30,14 +30,40 @@ def _write_json(path: str | None, obj: dict) -> None:
             f.write(text + "\n")
 
 
-@click.group(context_settings=CONTEXT)
+class _OneLineErrors(click.Group):
+    """A command's exception becomes click's one `Error: ...` line and exit status 1, unless
+    `--log-level DEBUG` asked for the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:
+            if ctx.params.get("log_level") == "DEBUG":
+                raise
+            raise click.ClickException(console.one_line(error)) from None
+
+
+@click.group(cls=_OneLineErrors, context_settings=CONTEXT)
 @_opt("--log-level", envvar="RECSYS_LOG_LEVEL", default="INFO",
-      type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Logging level.")
-def main(log_level: str) -> None:
+      type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+      help="Logging level of recsys's own lines; libraries log only warnings and errors "
+           "below DEBUG; DEBUG also shows an error's traceback.")
+@click.pass_context
+def main(ctx: click.Context, log_level: str) -> None:
     """recsys: nightly-precomputed recommendations served in milliseconds."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("apache_beam", "absl", "tensorflow"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(log_level)))
+    console.configure(log_level)
+    ctx.meta["recsys.log_level"] = log_level
+
+
+def _quiet_native_libraries(ctx: click.Context) -> str:
+    """For the commands that load TensorFlow, LiteRT or Beam workers: their start-up lines on
+    stderr filtered out until the command ends (not under DEBUG). Returns: the log level."""
+    level = ctx.meta.get("recsys.log_level", "INFO")
+    if level != "DEBUG":
+        ctx.with_resource(console.native_noise_filtered())
+    return level
 
 
 def _nightly_flags(command):
@@ -59,7 +85,15 @@ def _nightly_flags(command):
 
 def _dashed_help(f) -> str:
     """A flag's help with its underscored names turned into `recsys nightly`'s dashed ones."""
-    return re.sub(r"--(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), f.metadata["help"])
+    return _dashed(f.metadata["help"])
+
+
+def _dashed(text: str) -> str:
+    """`text` with the nightly's flags as `recsys nightly` spells them (`--shard_size` ->
+    `--shard-size`); Beam's own flags, which pass through after `--`, keep their underscores."""
+    names = {f.name for f in nightly_options.fields()}
+    return re.sub(r"--(\w+)", lambda m: "--" + m.group(1).replace("_", "-")
+                  if m.group(1) in names else m.group(0), text)
 
 
 @main.command(context_settings={**CONTEXT, "ignore_unknown_options": True})
@@ -69,12 +103,21 @@ def _dashed_help(f) -> str:
 @_opt("--json", "json_path", envvar="RECSYS_SUMMARY_JSON", default=None,
       help="Also write the run summary to this file.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
-def nightly(runner, json_path, beam_args, **flags) -> None:
+@click.pass_context
+def nightly(ctx, runner, json_path, beam_args, **flags) -> None:
     """Validate, train, export the bundle, precompute top-K and publish to Redis."""
+    level = _quiet_native_libraries(ctx)
     from batch.nightly import run
 
-    argv = [*nightly_options.to_argv(flags), f"--runner={runner}", *beam_args]
-    _write_json(json_path, run(argv))
+    argv = [*nightly_options.to_argv(flags), f"--runner={runner}",
+            *console.worker_log_flags(level, beam_args), *beam_args]
+    try:
+        summary = run(argv)
+    except Exception as error:
+        if level == "DEBUG":
+            raise
+        raise click.ClickException(_dashed(console.one_line(error))) from None
+    _write_json(json_path, summary)
 
 
 @main.command(context_settings=CONTEXT)
@@ -113,8 +156,10 @@ def serve(store, redis_url, namespace, api_key, host, port) -> None:
       help="Port of the demo server (0: a free one).")
 @_opt("--json", "json_path", envvar="RECSYS_DEMO_JSON", default=None,
       help="Also write the demo's result to this file.")
-def demo(workdir, users, items, seed, redis_url, port, json_path) -> None:
+@click.pass_context
+def demo(ctx, workdir, users, items, seed, redis_url, port, json_path) -> None:
     """Generate data, run the nightly job, serve, ask for a warm and a fresh user."""
+    _quiet_native_libraries(ctx)
     from app.demo import run_demo
 
     result = run_demo(workdir, users, items, seed, redis_url, port)
@@ -128,19 +173,35 @@ def demo(workdir, users, items, seed, redis_url, port, json_path) -> None:
     _write_json(json_path, result)
 
 
-@main.command(context_settings=CONTEXT)
+class _EvaluateCommand(click.Command):
+    """`recsys evaluate`, whose help lists the models of evaluation/registry.py; the registry
+    (it imports TensorFlow) is loaded only when the help is shown."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with console.native_noise_filtered():
+            from evaluation.registry import MODEL_REGISTRY
+        formatter.write_paragraph()
+        formatter.write_text("Models (--models): " + ", ".join(MODEL_REGISTRY) + ".")
+        super().format_epilog(ctx, formatter)
+
+
+@main.command(cls=_EvaluateCommand, context_settings=CONTEXT)
 @_opt("--dataset", envvar="RECSYS_DATASET", required=True,
       help="movielens:PATH, parquet:PATH, csv:PATH or synthetic:users=N,items=M,seed=S.")
 @_opt("--models", envvar="RECSYS_MODELS", default="popularity,recent_popularity,item_knn,mf",
-      help="Comma-separated models to evaluate (evaluation/registry.py; an unknown name lists "
-           "the known ones). Peers: ease, and als and bpr with `pip install 'recsys[peers]'`.")
+      help="Comma-separated models to evaluate (listed below). Peers: ease, and als and bpr "
+           "with `pip install 'recsys[peers]'`.")
 @_opt("--json", "json_path", envvar="RECSYS_EVAL_JSON", default=None,
       help="Write the results to this JSON file.")
 @_opt("--report", "report_dir", envvar="RECSYS_EVAL_REPORT", default=None,
-      help="Write report.md and a plot to this folder.")
-def evaluate(dataset, models, json_path, report_dir) -> None:
-    """Temporal-holdout evaluation of the given models (protocol: ../shared/EVALUATION.md;
-    figures: docs/EVALUATION_RESULTS.md)."""
+      help="Write report.md (what warm, fresh and the cutoff are, which model to ship, the "
+           "table) and a plot to this folder.")
+@click.pass_context
+def evaluate(ctx, dataset, models, json_path, report_dir) -> None:
+    """Temporal-holdout evaluation of the given models: trained on the events before the
+    cutoff, scored on warm users (seen before it) and fresh ones (first seen after it). The
+    protocol: models/evaluation.py; our figures: docs/EVALUATION_RESULTS.md."""
+    _quiet_native_libraries(ctx)
     from evaluation.registry import resolve_models
     from evaluation.run import run_evaluation
     from infra.datasets import load_dataset
@@ -185,15 +246,20 @@ def sample_data(out, users, items, seed) -> None:
 @main.command(context_settings=CONTEXT)
 @_opt("--redis-url", envvar="REDIS_URL", required=True, help="Redis holding the lists.")
 @_opt("--namespace", envvar="RECSYS_NAMESPACE", default="recsys", help="Redis key prefix.")
-def versions(redis_url, namespace) -> None:
-    """List published versions (oldest first) with their run summaries."""
+@_opt("--json", "as_json", envvar="RECSYS_VERSIONS_JSON", is_flag=True,
+      help="Print every version's whole run summary as JSON instead of the table.")
+def versions(redis_url, namespace, as_json) -> None:
+    """List the published versions, oldest first, `*` marking the one served: a table of
+    their run summaries (`--json`: the summaries whole)."""
     from infra.redis.builds import BuildRecords
     from infra.redis.lists import ServedLists
 
     lists = ServedLists.from_url(redis_url, namespace)
-    builds, current = BuildRecords(lists.r, namespace), lists.current()
-    click.echo(json.dumps([{"version": v, "current": v == current, "summary": builds.summary(v)}
-                           for v in lists.versions()], indent=1))
+    builds = BuildRecords(lists.r, namespace)
+    current, published = _redis(lambda: (lists.current(), lists.versions()), "nothing was read")
+    rows = [{"version": v, "current": v == current, "summary": builds.summary(v)}
+            for v in published]
+    click.echo(json.dumps(rows, indent=1) if as_json else console.versions_table(rows))
 
 
 @main.command(context_settings=CONTEXT)

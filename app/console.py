@@ -1,0 +1,174 @@
+"""What the `recsys` command prints: the project's own log lines at `--log-level`, third-party
+libraries only when they warn (their start-up chatter never), and one line per error.
+
+Three sources of noise are handled, each where it starts:
+- Python loggers of TensorFlow, Beam, Faiss, absl: held at WARNING (or the chosen level if
+  higher), the few that repeat what the error line says or warn about nothing held higher.
+- Native libraries (TensorFlow's and LiteRT's C++ start-up lines, `cuInit` on a machine without
+  a GPU) and Beam's worker subprocesses write to file descriptor 2 directly:
+  `TF_CPP_MIN_LOG_LEVEL` before TensorFlow loads, Beam's SDK-harness log flags, and around the
+  heavy commands a filter on the descriptor that drops the lines of `NATIVE_NOISE`.
+- Errors: `one_line` turns an exception into the one line the CLI prints.
+`--log-level DEBUG` turns all of it off: every library logs, and errors show their traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+
+OUR_PACKAGES = ("app", "batch", "evaluation", "functions", "infra", "models", "__main__")
+# Third-party loggers held above WARNING: what they say is either the error the CLI prints
+# in one line anyway, or a warning that asks nothing of the user.
+QUIETER = {
+    "apache_beam.runners.common": logging.CRITICAL,  # a DoFn's error, with its traceback
+    "apache_beam.options.pipeline_options": logging.ERROR,  # "Discarding unparseable args"
+    "apache_beam.runners.portability.local_job_service": logging.ERROR,  # workers' log lines
+    "apache_beam.runners.worker.sdk_worker_main": logging.ERROR,
+    "tensorflow": logging.ERROR,  # tf.function retracing, deprecations: nothing to act on
+}
+# Lines written straight to file descriptor 2 by native code or by Beam's worker processes
+# before their logging is configured.
+NATIVE_NOISE = re.compile(
+    rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|[IWE]\d{4} [\d:.]+ +\d+ \w+\.cc:\d+\]"  # absl's C++ lines: I0000 00:00:17.. 123 x.cc:4]
+    rb"|INFO: Created TensorFlow Lite XNNPACK delegate"
+    rb"|WARNING:root:apitools not found"
+    rb"|INFO:__main__:Logging handler created)")
+# The SDK harness's own flags: its workers log at WARNING, and not the two warnings they give
+# on every start (the nightly's flags they do not know; no staging folder on the DirectRunner).
+WORKER_LOG_FLAGS = (
+    "--default_sdk_harness_log_level=WARNING",
+    "--sdk_harness_log_level_overrides=" + json.dumps(
+        {"apache_beam.options.pipeline_options": "ERROR", "__main__": "ERROR"}),
+)
+_BEAM_STEP = re.compile(r" \[while running '[^']*'\]$")
+
+
+def configure(level: str) -> None:
+    """Logging for one `recsys` run: the project's loggers at `level` (DEBUG, INFO, ...), the
+    rest at WARNING or `level` if higher; DEBUG lets every library log at DEBUG."""
+    debug = level == "DEBUG"
+    # Read by TensorFlow's C++ runtime when it loads: 3 also hides `failed call to cuInit`.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
+    numeric = logging.getLevelName(level)
+    third_party = numeric if debug else max(logging.WARNING, numeric)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger().setLevel(third_party)
+    for name in OUR_PACKAGES:
+        logging.getLogger(name).setLevel(numeric)
+    for name, quieter in QUIETER.items():
+        logging.getLogger(name).setLevel(numeric if debug else max(quieter, numeric))
+    for handler in logging.getLogger().handlers:
+        (handler.removeFilter if debug else handler.addFilter)(_not_libraries_on_the_root_logger)
+
+
+def _not_libraries_on_the_root_logger(record: logging.LogRecord) -> bool:
+    """Drops what a library logs through `logging.warning(...)` (the root logger), e.g. Beam's
+    "apitools not found" on import; keeps errors and the root records of this project."""
+    if record.name != "root" or record.levelno >= logging.ERROR:
+        return True
+    return "site-packages" not in record.pathname
+
+
+def worker_log_flags(level: str, beam_args: Sequence[str]) -> list[str]:
+    """Beam flags for the SDK harness's logging unless DEBUG or the user passed their own."""
+    if level == "DEBUG" or any(a.startswith(("--default_sdk_harness_log_level",
+                                             "--sdk_harness_log_level_overrides"))
+                               for a in beam_args):
+        return []
+    return list(WORKER_LOG_FLAGS)
+
+
+@contextlib.contextmanager
+def native_noise_filtered() -> Iterator[None]:
+    """File descriptor 2 through a pipe whose reader drops the lines of `NATIVE_NOISE` and
+    passes every other line on (delayed at most to the line's end). Does nothing when stderr is
+    not descriptor 2 (e.g. under click's CliRunner)."""
+    try:
+        if sys.stderr.fileno() != 2:
+            raise OSError
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    real_stderr = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    pump = threading.Thread(target=_pump, args=(read_end, real_stderr), daemon=True,
+                            name="recsys-stderr-filter")
+    pump.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real_stderr, 2)  # closes this process's write end; the reader sees EOF ...
+        pump.join(timeout=5)  # ... unless a worker process still holds the pipe
+        os.close(real_stderr)
+
+
+def _pump(read_end: int, real_stderr: int) -> None:
+    with open(read_end, "rb") as lines:
+        for line in lines:
+            if NATIVE_NOISE.match(line):
+                continue
+            with contextlib.suppress(OSError):  # keep reading: a full pipe would block writers
+                os.write(real_stderr, line)
+
+
+def one_line(error: BaseException) -> str:
+    """The line the CLI prints for `error`: its message without Beam's step suffix; from a
+    message that holds a traceback (a worker's, relayed by Beam), its last line; the type and
+    how to see the traceback for errors that are not about the input or the environment."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = lines[-1] if any("Traceback (most recent call last)" in x for x in lines) else (
+        " ".join(lines))
+    message = _BEAM_STEP.sub("", message) or type(error).__name__
+    if isinstance(error, (ValueError, OSError, LookupError, RuntimeError)) or _is_redis(error):
+        return message
+    return f"{type(error).__name__}: {message} (--log-level DEBUG shows the traceback)"
+
+
+def _is_redis(error: BaseException) -> bool:
+    return type(error).__module__.split(".")[0] == "redis"
+
+
+def versions_table(rows: Sequence[dict]) -> str:
+    """`recsys versions`' table: one line per version (`*` the served one) from its summary.
+
+    Args:
+        rows: {"version", "current", "summary" (a run summary or None)} per version.
+    """
+    header = ("", "version", "created (UTC)", "model", "users", "items", "events", "gate NDCG",
+              "seconds")
+    lines = [header] + [_version_cells(r["version"], r["current"], r["summary"] or {})
+                        for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = "\n".join("  ".join(cell.ljust(w) if i < 4 else cell.rjust(w)
+                               for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
+                     .rstrip() for line in lines)
+    return text if rows else text + "\n(no published version)"
+
+
+def _version_cells(version: str, current: bool, summary: dict) -> tuple[str, ...]:
+    def count(key: str) -> str:
+        return f"{summary[key]:,}" if isinstance(summary.get(key), int) else "–"
+
+    stamp = re.match(r"(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z", version)
+    created = "{}-{}-{} {}:{}:{}".format(*stamp.groups()) if stamp else "–"
+    gate = summary.get("gate") or {}
+    gate_cell = ("skipped" if summary else "–") if not gate else (
+        f"{gate['ndcg@10']:.4f}" if gate.get("ndcg@10") is not None else "–")
+    if gate and not gate.get("passed", True):
+        gate_cell += " (forced)"
+    seconds = summary.get("seconds") or {}
+    return ("*" if current else "", version, created, summary.get("model", "–"),
+            count("users_published"), count("items"), count("valid_events"), gate_cell,
+            f"{sum(seconds.values()):.1f}" if seconds else "–")
