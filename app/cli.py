@@ -62,7 +62,7 @@ def _quiet_native_libraries(ctx: click.Context) -> str:
     stderr filtered out until the command ends (not under DEBUG). Returns: the log level."""
     level = ctx.meta.get("recsys.log_level", "INFO")
     if level != "DEBUG":
-        ctx.with_resource(console.native_noise_filtered())
+        ctx.with_resource(console.stderr_noise_filtered())
     return level
 
 
@@ -109,8 +109,7 @@ def nightly(ctx, runner, json_path, beam_args, **flags) -> None:
     level = _quiet_native_libraries(ctx)
     from batch.nightly import run
 
-    argv = [*nightly_options.to_argv(flags), f"--runner={runner}",
-            *console.worker_log_flags(level, beam_args), *beam_args]
+    argv = [*nightly_options.to_argv(flags), f"--runner={runner}", *beam_args]
     try:
         summary = run(argv)
     except Exception as error:
@@ -178,7 +177,7 @@ class _EvaluateCommand(click.Command):
     (it imports TensorFlow) is loaded only when the help is shown."""
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with console.native_noise_filtered():
+        with console.stderr_noise_filtered():
             from evaluation.registry import MODEL_REGISTRY
         formatter.write_paragraph()
         formatter.write_text("Models (--models): " + ", ".join(MODEL_REGISTRY) + ".")

@@ -5,9 +5,10 @@ Three sources of noise are handled, each where it starts:
 - Python loggers of TensorFlow, Beam, Faiss, absl: held at WARNING (or the chosen level if
   higher), the few that repeat what the error line says or warn about nothing held higher.
 - Native libraries (TensorFlow's and LiteRT's C++ start-up lines, `cuInit` on a machine without
-  a GPU) and Beam's worker subprocesses write to file descriptor 2 directly:
-  `TF_CPP_MIN_LOG_LEVEL` before TensorFlow loads, Beam's SDK-harness log flags, and around the
-  heavy commands a filter on the descriptor that drops the lines of `NATIVE_NOISE`.
+  a GPU) and the DirectRunner's worker processes (Beam's and Faiss' INFO lines) write to file
+  descriptor 2 directly: `TF_CPP_MIN_LOG_LEVEL` before TensorFlow loads, and around the heavy
+  commands a filter on the descriptor that drops the lines of `STDERR_NOISE` (workers on
+  other runners log where those runners keep logs: untouched).
 - Errors: `one_line` turns an exception into the one line the CLI prints.
 `--log-level DEBUG` turns all of it off: every library logs, and errors show their traceback.
 """
@@ -15,7 +16,6 @@ Three sources of noise are handled, each where it starts:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -33,21 +33,18 @@ QUIETER = {
     "apache_beam.runners.worker.sdk_worker_main": logging.ERROR,
     "tensorflow": logging.ERROR,  # tf.function retracing, deprecations: nothing to act on
 }
-# Lines written straight to file descriptor 2 by native code or by Beam's worker processes
-# before their logging is configured.
-NATIVE_NOISE = re.compile(
+# Lines written straight to file descriptor 2 by native code, or by the DirectRunner's worker
+# processes in logging's default format (`INFO:name:message`) for the libraries' loggers: the
+# SDK harness (`__main__`) and Beam at start and stop, "Discarding unparseable args" (the
+# nightly's flags, unknown to a worker), Faiss' loader, Beam's "apitools not found" on root.
+# A worker's errors, and any line of the project's loggers, pass.
+STDERR_NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
     rb"|[IWE]\d{4} [\d:.]+ +\d+ \w+\.cc:\d+\]"  # absl's C++ lines: I0000 00:00:17.. 123 x.cc:4]
     rb"|INFO: Created TensorFlow Lite XNNPACK delegate"
-    rb"|WARNING:root:apitools not found"
-    rb"|INFO:__main__:Logging handler created)")
-# The SDK harness's own flags: its workers log at WARNING, and not the two warnings they give
-# on every start (the nightly's flags they do not know; no staging folder on the DirectRunner).
-WORKER_LOG_FLAGS = (
-    "--default_sdk_harness_log_level=WARNING",
-    "--sdk_harness_log_level_overrides=" + json.dumps(
-        {"apache_beam.options.pipeline_options": "ERROR", "__main__": "ERROR"}),
-)
+    rb"|(DEBUG|INFO|WARNING):(__main__|root|apache_beam[\w.]*|faiss[\w.]*|absl):"
+    rb"|ModuleNotFoundError\(\"No module named 'faiss\.swigfaiss_)")  # the loader's 2nd line
+_SEGMENT_END = re.compile(rb"(?<=[\r\n])")
 _BEAM_STEP = re.compile(r" \[while running '[^']*'\]$")
 
 
@@ -77,18 +74,9 @@ def _not_libraries_on_the_root_logger(record: logging.LogRecord) -> bool:
     return "site-packages" not in record.pathname
 
 
-def worker_log_flags(level: str, beam_args: Sequence[str]) -> list[str]:
-    """Beam flags for the SDK harness's logging unless DEBUG or the user passed their own."""
-    if level == "DEBUG" or any(a.startswith(("--default_sdk_harness_log_level",
-                                             "--sdk_harness_log_level_overrides"))
-                               for a in beam_args):
-        return []
-    return list(WORKER_LOG_FLAGS)
-
-
 @contextlib.contextmanager
-def native_noise_filtered() -> Iterator[None]:
-    """File descriptor 2 through a pipe whose reader drops the lines of `NATIVE_NOISE` and
+def stderr_noise_filtered() -> Iterator[None]:
+    """File descriptor 2 through a pipe whose reader drops the lines of `STDERR_NOISE` and
     passes every other line on (delayed at most to the line's end). Does nothing when stderr is
     not descriptor 2 (e.g. under click's CliRunner)."""
     try:
@@ -115,12 +103,22 @@ def native_noise_filtered() -> Iterator[None]:
 
 
 def _pump(read_end: int, real_stderr: int) -> None:
-    with open(read_end, "rb") as lines:
-        for line in lines:
-            if NATIVE_NOISE.match(line):
-                continue
-            with contextlib.suppress(OSError):  # keep reading: a full pipe would block writers
-                os.write(real_stderr, line)
+    """Copies the pipe to the real stderr segment by segment, a segment ending at `\n` or at
+    `\r` (a progress bar's redraw passes at once), the segments of `STDERR_NOISE` left out."""
+    pending = b""
+    try:
+        while chunk := os.read(read_end, 1 << 16):
+            *segments, pending = _SEGMENT_END.split(pending + chunk)
+            _write(real_stderr, segments)
+        _write(real_stderr, [pending])
+    finally:
+        os.close(read_end)
+
+
+def _write(fd: int, segments: list[bytes]) -> None:
+    kept = b"".join(s for s in segments if not STDERR_NOISE.match(s))
+    with contextlib.suppress(OSError):  # keep reading: a full pipe would block the writers
+        os.write(fd, kept)
 
 
 def one_line(error: BaseException) -> str:

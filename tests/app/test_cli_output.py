@@ -18,11 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 OUR_LOG_LINE = re.compile(r"^\S+ \S+ (INFO|WARNING) (app|batch|evaluation|infra|models)\.")
 
 
-def _run(*argv: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def _run(*argv: str, env: dict | None = None, text: bool = True) -> subprocess.CompletedProcess:
     """`argv` with this Python from the project root; RECSYS_LOG_LEVEL unset unless in `env`."""
     base = {k: v for k, v in os.environ.items() if k != "RECSYS_LOG_LEVEL"}
-    return subprocess.run([sys.executable, *argv], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout, env={**base, **(env or {})})
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=text,
+                          cwd=ROOT, timeout=120, env={**base, **(env or {})})
 
 
 def _recsys(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -97,18 +97,29 @@ def test_libraries_log_only_warnings_and_not_their_start_up_chatter():
 def test_native_lines_on_stderr_are_filtered_from_this_process_and_its_children():
     code = r"""if True:
         import os, subprocess, sys
-        from app.console import native_noise_filtered
-        with native_noise_filtered():
+        from app.console import stderr_noise_filtered
+        with stderr_noise_filtered():
             os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called\n")
-            os.write(2, b"I0000 00:00:1796023899.636439   30092 port.cc:153] oneDNN ...\n")
+            os.write(2, b"I0000 00:00:1796023899.636439   30092 po")  # a line in two writes
+            os.write(2, b"rt.cc:153] oneDNN ...\n")
+            os.write(2, b"models:  50%|#####     | 1/2\r")  # a progress bar's redraw
             os.write(2, b"E0000 00:00:1796023906.854853   30092 cuda_platform.cc:52] cuInit\n")
             print("kept", file=sys.stderr)
             subprocess.run([sys.executable, "-c", "import sys; print('INFO: Created '"
                             "'TensorFlow Lite XNNPACK delegate for CPU.', file=sys.stderr); "
+                            "print('INFO:__main__:Logging handler created.', file=sys.stderr); "
+                            "print('INFO:faiss.loader:Could not load library with AVX2 support "
+                            "due to:', file=sys.stderr); print('ModuleNotFoundError(\"No module "
+                            "named \\'faiss.swigfaiss_avx2\\'\")', file=sys.stderr); "
+                            "print('WARNING:apache_beam.options.pipeline_options:Discarding "
+                            "unparseable args', file=sys.stderr); "
+                            "print('ERROR:apache_beam.runners.worker:kept', file=sys.stderr); "
                             "print('child kept', file=sys.stderr)"], check=True)
         print("after", file=sys.stderr)
     """
-    assert _run("-c", code).stderr == "kept\nchild kept\nafter\n"
+    assert _run("-c", code, text=False).stderr == (
+        b"models:  50%|#####     | 1/2\rkept\nERROR:apache_beam.runners.worker:kept\n"
+        b"child kept\nafter\n")
 
 
 def test_versions_prints_a_table_and_json_on_request(published):
