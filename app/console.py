@@ -30,7 +30,6 @@ QUIETER = {
     "apache_beam.runners.common": logging.CRITICAL,  # a DoFn's error, with its traceback
     "apache_beam.options.pipeline_options": logging.ERROR,  # "Discarding unparseable args"
     "apache_beam.runners.portability.local_job_service": logging.ERROR,  # workers' log lines
-    "apache_beam.runners.worker.sdk_worker_main": logging.ERROR,
     "tensorflow": logging.ERROR,  # tf.function retracing, deprecations: nothing to act on
 }
 # Lines written straight to file descriptor 2 by native code, or by the DirectRunner's worker
@@ -129,13 +128,12 @@ def one_line(error: BaseException) -> str:
     message = lines[-1] if any("Traceback (most recent call last)" in x for x in lines) else (
         " ".join(lines))
     message = _BEAM_STEP.sub("", message) or type(error).__name__
-    if isinstance(error, (ValueError, OSError, LookupError, RuntimeError)) or _is_redis(error):
+    if type(error).__module__.split(".")[0] == "redis":
+        return (f"Redis error ({message}); check --redis-url (REDIS_URL) and that Redis is "
+                "reachable from here")
+    if isinstance(error, (ValueError, OSError, RuntimeError)):
         return message
     return f"{type(error).__name__}: {message} (--log-level DEBUG shows the traceback)"
-
-
-def _is_redis(error: BaseException) -> bool:
-    return type(error).__module__.split(".")[0] == "redis"
 
 
 def versions_table(rows: Sequence[dict]) -> str:

@@ -161,3 +161,22 @@ def test_evaluate_help_lists_every_model_of_the_registry_and_existing_docs():
     assert listed.group(1).split(", ") == list(MODEL_REGISTRY)
     paths = re.findall(r"(?<![\w./])(?:docs|models|evaluation)/[\w/]+\.(?:md|py)", text)
     assert paths and [p for p in paths if not (ROOT / p).exists()] == []
+
+
+def test_one_line_keeps_the_message_and_says_how_to_see_more_of_a_bug():
+    import redis
+
+    from app.console import one_line
+    from models.schema import SchemaError
+
+    assert one_line(SchemaError("a.csv: missing column(s) ['timestamp']. See docs/SCHEMA.md. "
+                                "[while running 'Read/ReadChunks']")) == (
+        "a.csv: missing column(s) ['timestamp']. See docs/SCHEMA.md.")
+    relayed = RuntimeError("Pipeline job failed:\nTraceback (most recent call last):\n  File "
+                           "\"x.py\", line 1\nValueError: bad shard [while running 'Shard']\n")
+    assert one_line(relayed) == "ValueError: bad shard"
+    assert one_line(redis.ConnectionError("Error 111 connecting to h:1.")) == (
+        "Redis error (Error 111 connecting to h:1.); check --redis-url (REDIS_URL) and that "
+        "Redis is reachable from here")
+    assert one_line(KeyError("user_id")) == (
+        "KeyError: 'user_id' (--log-level DEBUG shows the traceback)")
