@@ -34,7 +34,7 @@ from batch.transforms import (
 )
 from infra.bundle import BundleWriter
 from infra.events_log import drain_events
-from infra.items_admin import ItemChanges, table_changes
+from infra.items_admin import ItemChanges, ItemsError, table_changes
 from infra.parquet import DEAD_SCHEMA, parquet_bytes
 from infra.redis.builds import BuildRecords
 from infra.redis.event_stream import EventStream
@@ -273,7 +273,11 @@ def item_filter_changes(items: str | None) -> ItemChanges | None:
     """
     if not items:
         return None
-    changes = table_changes(items)
+    try:
+        changes = table_changes(items)
+    except ItemsError as e:
+        raise ItemsError(f"the items table is refused, so the run stops before training and "
+                         f"publishes nothing: {e}") from None
     if changes is None:
         log.info("items table %s: no category or available value; item filters unchanged",
                  items)
