@@ -282,10 +282,12 @@ def rollback(version, redis_url, namespace) -> None:
 @_opt("--available", envvar="RECSYS_ITEMS_AVAILABLE", multiple=True,
       help="Item id to recommend again (repeatable; as --unavailable).")
 @_opt("--category", "categories", envvar="RECSYS_ITEMS_CATEGORY", multiple=True,
-      help="ITEM_ID=CATEGORY, the item's category for ?category= filters (repeatable).")
+      help="ITEM_ID=CATEGORY, the item's category for ?category= filters; several "
+           "'|'-separated, ITEM_ID='Comedy|Drama' (repeatable).")
 @_opt("--items", "items_path", envvar="RECSYS_ITEMS_FILE", default=None,
-      help="Items table (.parquet/.csv, local or s3://): item_id, and category and/or "
-           "available (true/false; an empty cell changes nothing).")
+      help="Items table (.parquet/.csv, local or s3://): item_id, and category ('|'-separated "
+           "when several) and/or available (true/false; an empty cell changes nothing); "
+           "docs/SCHEMA.md.")
 @_opt("--dry-run", envvar="RECSYS_ITEMS_DRY_RUN", is_flag=True,
       help="Validate and print what would change; write nothing.")
 def items(redis_url, namespace, unavailable, available, categories, items_path,
