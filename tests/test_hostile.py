@@ -334,7 +334,7 @@ def test_hostile_input_never_breaks_what_is_served(world):
     folder = world["root"] / "second"
     folder.mkdir()
     _hostile_input_files(folder, world["base"])
-    shutil.copy(world["base"], folder / "interactions.parquet")
+    shutil.copy(world["base"], folder / "base.parquet")  # a folder of part files: all read
     second = _nightly([f"--input={folder}", *world["common"]])
     assert lists.current() == second["version"] != first
     reasons = second["dead_letters"]
