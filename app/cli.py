@@ -5,6 +5,7 @@ shows its traceback and every library's logging (app/console.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -57,13 +58,15 @@ def main(ctx: click.Context, log_level: str) -> None:
     ctx.meta["recsys.log_level"] = log_level
 
 
-def _quiet_native_libraries(ctx: click.Context) -> str:
-    """For the commands that load TensorFlow, LiteRT or Beam workers: their start-up lines on
-    stderr filtered out until the command ends (not under DEBUG). Returns: the log level."""
-    level = ctx.meta.get("recsys.log_level", "INFO")
-    if level != "DEBUG":
-        ctx.with_resource(console.stderr_noise_filtered())
-    return level
+def _debug(ctx: click.Context) -> bool:
+    return ctx.meta.get("recsys.log_level") == "DEBUG"
+
+
+def _quiet_libraries(ctx: click.Context) -> contextlib.AbstractContextManager:
+    """For the work of the commands that load TensorFlow, LiteRT or Beam workers: their
+    start-up lines on stderr filtered out (not under DEBUG). The command prints its result
+    after the block, once every line of the block has reached stderr."""
+    return contextlib.nullcontext() if _debug(ctx) else console.stderr_noise_filtered()
 
 
 def _nightly_flags(command):
@@ -106,14 +109,14 @@ def _dashed(text: str) -> str:
 @click.pass_context
 def nightly(ctx, runner, json_path, beam_args, **flags) -> None:
     """Validate, train, export the bundle, precompute top-K and publish to Redis."""
-    level = _quiet_native_libraries(ctx)
-    from batch.nightly import run
-
     argv = [*nightly_options.to_argv(flags), f"--runner={runner}", *beam_args]
     try:
-        summary = run(argv)
+        with _quiet_libraries(ctx):
+            from batch.nightly import run
+
+            summary = run(argv)
     except Exception as error:
-        if level == "DEBUG":
+        if _debug(ctx):
             raise
         raise click.ClickException(_dashed(console.one_line(error))) from None
     _write_json(json_path, summary)
@@ -158,10 +161,10 @@ def serve(store, redis_url, namespace, api_key, host, port) -> None:
 @click.pass_context
 def demo(ctx, workdir, users, items, seed, redis_url, port, json_path) -> None:
     """Generate data, run the nightly job, serve, ask for a warm and a fresh user."""
-    _quiet_native_libraries(ctx)
-    from app.demo import run_demo
+    with _quiet_libraries(ctx):
+        from app.demo import run_demo
 
-    result = run_demo(workdir, users, items, seed, redis_url, port)
+        result = run_demo(workdir, users, items, seed, redis_url, port)
     for who in ("warm", "fresh"):
         r = result[who]
         click.echo(f"{who} user {r['user_id']}: source={r['source']} "
@@ -200,17 +203,17 @@ def evaluate(ctx, dataset, models, json_path, report_dir) -> None:
     """Temporal-holdout evaluation of the given models: trained on the events before the
     cutoff, scored on warm users (seen before it) and fresh ones (first seen after it). The
     protocol: models/evaluation.py; our figures: docs/EVALUATION_RESULTS.md."""
-    _quiet_native_libraries(ctx)
-    from evaluation.registry import resolve_models
-    from evaluation.run import run_evaluation
-    from infra.datasets import load_dataset
+    with _quiet_libraries(ctx):
+        from evaluation.registry import resolve_models
+        from evaluation.run import run_evaluation
+        from infra.datasets import load_dataset
 
-    names = [m for m in models.split(",") if m]
-    try:
-        resolve_models(names)  # before loading the dataset: a wrong name fails at once
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--models") from None
-    report = run_evaluation(load_dataset(dataset), names, json_path, report_dir)
+        names = [m for m in models.split(",") if m]
+        try:
+            resolve_models(names)  # before loading the dataset: a wrong name fails at once
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--models") from None
+        report = run_evaluation(load_dataset(dataset), names, json_path, report_dir)
     click.echo(json.dumps(report, indent=1))
 
 
