@@ -30,7 +30,7 @@ def _recsys(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def test_an_input_error_prints_one_line_and_exits_non_zero(tmp_path, redis_client, redis_url):
-    """The nightly on interactions without timestamps: before, 131 lines of which three
+    """The nightly on interactions without timestamps: before, 130 lines with three
     tracebacks and the message four times, after Beam's and TensorFlow's start-up lines."""
     bad = tmp_path / "interactions.csv"
     pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["i1", "i2"]}).to_csv(bad, index=False)
@@ -56,7 +56,7 @@ def test_log_level_debug_shows_the_traceback(redis_client, redis_url):
 
 
 def test_rollback_to_an_unknown_version_prints_one_line(redis_client, redis_url):
-    """Before: a 21-line traceback ending in the message."""
+    """Before: a 22-line traceback ending in the message."""
     r = _recsys("rollback", "no-such-version", f"--redis-url={redis_url}")
 
     assert r.returncode == 1
