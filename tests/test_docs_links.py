@@ -1,5 +1,6 @@
 """No link of the project points to a missing file: every `docs/X.md`-like path in the code,
-the Terraform, README.md and docs/, and every relative markdown link of a page."""
+the Terraform, README.md and docs/, and every relative markdown link of a page. And the pages
+written for `recsys` users spell its flags as `--help` does."""
 
 import re
 from pathlib import Path
@@ -51,3 +52,16 @@ def test_no_link_points_to_a_missing_file():
         if missing := _broken(text, path.parent if path.suffix == ".md" else None):
             broken[path.relative_to(ROOT).as_posix()] = missing
     assert broken == {}
+
+
+def test_the_users_pages_spell_the_nightly_flags_as_recsys_nightly_takes_them():
+    """README once said `--served_config` where `recsys nightly --help` says `--served-config`
+    (the underscored names are `python -m batch.nightly`'s, used in docs/ARCHITECTURE.md and
+    docs/RUNNERS.md beside that command)."""
+    from batch.options import fields
+
+    underscored = {f"--{f.name}" for f in fields() if "_" in f.name}
+    pages = [ROOT / "README.md", *(ROOT / "docs").glob("QUICKSTART*.md")]
+    found = {p.name: sorted(set(re.findall(r"--\w+", p.read_text())) & underscored)
+             for p in pages}
+    assert {name: flags for name, flags in found.items() if flags} == {}
