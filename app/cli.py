@@ -31,22 +31,7 @@ def _write_json(path: str | None, obj: dict) -> None:
             f.write(text + "\n")
 
 
-class _OneLineErrors(click.Group):
-    """A command's exception becomes click's one `Error: ...` line and exit status 1, unless
-    `--log-level DEBUG` asked for the traceback."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except Exception as error:
-            if ctx.params.get("log_level") == "DEBUG":
-                raise
-            raise click.ClickException(console.one_line(error)) from None
-
-
-@click.group(cls=_OneLineErrors, context_settings=CONTEXT)
+@click.group(cls=console.OneLineErrors, context_settings=CONTEXT)
 @_opt("--log-level", envvar="RECSYS_LOG_LEVEL", default="INFO",
       type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
       help="Logging level of recsys's own lines; libraries log only warnings and errors "

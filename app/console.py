@@ -9,7 +9,8 @@ Three sources of noise are handled, each where it starts:
   descriptor 2 directly: `TF_CPP_MIN_LOG_LEVEL` before TensorFlow loads, and around the heavy
   commands a filter on the descriptor that drops the lines of `STDERR_NOISE` (workers on
   other runners log where those runners keep logs: untouched).
-- Errors: `one_line` turns an exception into the one line the CLI prints.
+- Errors: `OneLineErrors`, the `recsys` group, prints an exception as the one line of
+  `one_line`.
 `--log-level DEBUG` turns all of it off: every library logs, and errors show their traceback.
 """
 
@@ -22,6 +23,8 @@ import re
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+
+import click
 
 OUR_PACKAGES = ("app", "batch", "evaluation", "functions", "infra", "models", "__main__")
 # Third-party loggers held above WARNING: what they say is either the error the CLI prints
@@ -118,6 +121,21 @@ def _write(fd: int, segments: list[bytes]) -> None:
     kept = b"".join(s for s in segments if not STDERR_NOISE.match(s))
     with contextlib.suppress(OSError):  # keep reading: a full pipe would block the writers
         os.write(fd, kept)
+
+
+class OneLineErrors(click.Group):
+    """A click group whose commands' exceptions become click's one `Error: ...` line and exit
+    status 1, unless `--log-level DEBUG` asked for the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:
+            if ctx.params.get("log_level") == "DEBUG":
+                raise
+            raise click.ClickException(one_line(error)) from None
 
 
 def one_line(error: BaseException) -> str:
