@@ -41,6 +41,11 @@ WEIGHT_NON_NUMERIC = "non-numeric weight"
 WEIGHT_NEGATIVE = "negative weight"
 WEIGHT_OUT_OF_RANGE = f"weight out of range [0, {MAX_WEIGHT:g}]"
 
+# A version's name: infra.bundle.new_version's ("20250101T000000Z-1a2b") and short test names
+# ("v1"); no Redis key separator, no glob character. infra/redis/keys.py and the experiments'
+# arms (models/experiments/assignment.py) both check versions with it.
+VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
 # C0 and C1 control characters, DEL, and UTF-16 surrogates (which no UTF-8 text can hold).

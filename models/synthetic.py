@@ -63,22 +63,32 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def generate(n_users: int = 1000, n_items: int = 500, seed: int = 0, **kwargs) -> Dataset:
-    """Generates users, items and timestamped events.
+@dataclass(frozen=True)
+class World:
+    """The truth behind the events: tastes, popularity and the users' and items' features.
 
-    Args:
-        n_users: number of users.
-        n_items: number of items.
-        seed: random seed.
-        **kwargs: any other field of SyntheticConfig.
-
-    Returns:
-        A Dataset whose interactions are sorted by timestamp.
+    Attributes:
+        user_vec: [n_users, dim] unit latent tastes.
+        item_vec: [n_items, dim] unit latent item vectors; affinity = user_vec @ item_vec.T.
+        popularity: [n_items] power-law popularity (unnormalised).
+        category, item_created: [n_items] category index and creation time of each item.
+        tags: per item, its tags joined by `|`.
+        age, country, signup: [n_users] age bucket and country indices, signup time.
     """
-    cfg = SyntheticConfig(n_users=n_users, n_items=n_items, seed=seed, **kwargs)
-    rng = np.random.default_rng(cfg.seed)
-    end_ts = START_TS + cfg.days * SECONDS_PER_DAY
 
+    user_vec: np.ndarray
+    item_vec: np.ndarray
+    popularity: np.ndarray
+    category: np.ndarray
+    item_created: np.ndarray
+    tags: list
+    age: np.ndarray
+    country: np.ndarray
+    signup: np.ndarray
+
+
+def _world(cfg: SyntheticConfig, rng: np.random.Generator) -> World:
+    end_ts = START_TS + cfg.days * SECONDS_PER_DAY
     centroids = _unit(rng.normal(size=(cfg.n_categories, cfg.dim)))
     category = rng.integers(0, cfg.n_categories, cfg.n_items)
     item_vec = _unit(centroids[category] + 0.5 * rng.normal(size=(cfg.n_items, cfg.dim)))
@@ -101,6 +111,40 @@ def generate(n_users: int = 1000, n_items: int = 500, seed: int = 0, **kwargs) -
     user_vec = _unit(centroids[fav] + 0.6 * rng.normal(size=(cfg.n_users, cfg.dim)))
     signup = np.where(rng.random(cfg.n_users) < cfg.new_user_share,
                       rng.integers(START_TS, end_ts - SECONDS_PER_DAY, cfg.n_users), START_TS)
+
+    return World(user_vec, item_vec, popularity, category, item_created, tags, age, country,
+                 signup)
+
+
+def latent_world(n_users: int = 1000, n_items: int = 500, seed: int = 0, **kwargs) -> World:
+    """The latent truth `generate` draws its events from, for the same arguments.
+
+    Simulations (benchmarks/experiments.py) let users act with probabilities from it, so the
+    better of two answers is known.
+    """
+    cfg = SyntheticConfig(n_users=n_users, n_items=n_items, seed=seed, **kwargs)
+    return _world(cfg, np.random.default_rng(cfg.seed))
+
+
+def generate(n_users: int = 1000, n_items: int = 500, seed: int = 0, **kwargs) -> Dataset:
+    """Generates users, items and timestamped events.
+
+    Args:
+        n_users: number of users.
+        n_items: number of items.
+        seed: random seed.
+        **kwargs: any other field of SyntheticConfig.
+
+    Returns:
+        A Dataset whose interactions are sorted by timestamp.
+    """
+    cfg = SyntheticConfig(n_users=n_users, n_items=n_items, seed=seed, **kwargs)
+    rng = np.random.default_rng(cfg.seed)
+    end_ts = START_TS + cfg.days * SECONDS_PER_DAY
+    w = _world(cfg, rng)
+    category, tags, age, country = w.category, w.tags, w.age, w.country
+    item_vec, popularity, item_created = w.item_vec, w.popularity, w.item_created
+    user_vec, signup = w.user_vec, w.signup
 
     n_events = np.maximum(
         1, rng.lognormal(np.log(cfg.events_per_user) - 0.5, 1.0, cfg.n_users).astype(int))

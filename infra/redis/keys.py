@@ -34,8 +34,8 @@ import re
 
 import redis
 
-# infra.bundle.new_version's names ("20250101T000000Z-1a2b") and short test names ("v1").
-VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+from models.rows import VERSION_RE  # one rule, also for experiments' arms (models/experiments/)
+
 _GLOB = re.compile(r"([*?\[\]\\])")
 
 
