@@ -174,7 +174,10 @@ class _EvaluateCommand(click.Command):
 
 @main.command(cls=_EvaluateCommand, context_settings=CONTEXT)
 @_opt("--dataset", envvar="RECSYS_DATASET", required=True,
-      help="movielens:PATH, parquet:PATH, csv:PATH or synthetic:users=N,items=M,seed=S.")
+      help="csv:PATH or parquet:PATH: what `recsys nightly --input` takes, a folder in the "
+           "input layout (interactions.*, optional users.*, items.*; docs/SCHEMA.md, \"The "
+           "input folder\"; `recsys sample-data DIR` writes one) or a file or glob; "
+           "movielens:PATH; or synthetic:users=N,items=M,seed=S.")
 @_opt("--models", envvar="RECSYS_MODELS", default="popularity,recent_popularity,item_knn,mf",
       help="Comma-separated models to evaluate (listed below). Peers: ease, and als and bpr "
            "with `pip install 'recsys[peers]'`.")
@@ -202,31 +205,20 @@ def evaluate(ctx, dataset, models, json_path, report_dir) -> None:
     click.echo(json.dumps(report, indent=1))
 
 
-@main.command(context_settings=CONTEXT)
-@_opt("--out", envvar="RECSYS_GENERATE_OUT", required=True,
-      help="Folder to write interactions/users/items.parquet to.")
-@_opt("--users", envvar="RECSYS_GENERATE_USERS", default=1000, type=int, help="Users.")
-@_opt("--items", envvar="RECSYS_GENERATE_ITEMS", default=500, type=int, help="Items.")
-@_opt("--seed", envvar="RECSYS_GENERATE_SEED", default=0, type=int, help="Seed.")
-def generate(out, users, items, seed) -> None:
-    """Write a synthetic dataset in the input schema (docs/SCHEMA.md)."""
-    from app.demo import write_dataset
-    from models.synthetic import generate as make
-
-    click.echo(json.dumps(write_dataset(make(users, items, seed), out)))
-
-
 @main.command("sample-data", context_settings=CONTEXT)
 @click.argument("out")
 @_opt("--users", envvar="RECSYS_SAMPLE_USERS", default=1000, type=int, help="Users.")
 @_opt("--items", envvar="RECSYS_SAMPLE_ITEMS", default=500, type=int, help="Items.")
 @_opt("--seed", envvar="RECSYS_SAMPLE_SEED", default=0, type=int, help="Seed.")
-def sample_data(out, users, items, seed) -> None:
-    """Write a small dataset in the input layout: OUT/interactions.csv, users.csv, items.csv
-    (docs/QUICKSTART.md)."""
+@_opt("--format", "fmt", envvar="RECSYS_SAMPLE_FORMAT", default="csv",
+      type=click.Choice(["csv", "parquet"]), help="File format of the three tables.")
+def sample_data(out, users, items, seed, fmt) -> None:
+    """Write a synthetic dataset in the input layout: OUT/interactions.csv, users.csv,
+    items.csv (--format parquet: .parquet), items with one to two '|'-separated categories
+    (docs/SCHEMA.md, "Synthetic data")."""
     from app.sample_data import write_sample
 
-    for name, table in write_sample(out, users, items, seed).items():
+    for name, table in write_sample(out, users, items, seed, fmt).items():
         click.echo(f"{table['path']}: {table['rows']} {name}")
 
 

@@ -1,9 +1,11 @@
 """`recsys sample-data DIR`: a small dataset in the input layout, to try the project on a fresh
-clone before exporting your own data (docs/QUICKSTART.md).
+clone before exporting your own data (docs/QUICKSTART.md), or to upload to a bucket
+(docs/DEPLOY.md). The project's one synthetic-data command.
 
-    recsys sample-data mydata     # mydata/interactions.csv, users.csv, items.csv
+    recsys sample-data mydata                      # mydata/interactions.csv, users.csv, items.csv
+    recsys sample-data mydata --format parquet     # mydata/interactions.parquet, ...
 
-The tables are models/synthetic.py's, written as CSV the way an export of a shop or a catalogue
+The tables are models/synthetic.py's, written the way an export of a shop or a catalogue
 would look: epoch-second timestamps, one row per event, and items with readable categories,
 several per item ("Comedy|Drama", `|`-separated), which the nightly job loads into Redis for
 the `?category=` filters (docs/SCHEMA.md).
@@ -25,6 +27,7 @@ GENRES = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Documenta
           "Animation", "Thriller", "Western", "Musical", "Crime")
 SECOND_GENRE_SHARE = 0.4  # items that get a second category besides their cluster's
 TABLES = ("interactions", "users", "items")
+FORMATS = ("csv", "parquet")
 
 
 def named_categories(items: pd.DataFrame, seed: int) -> pd.Series:
@@ -54,18 +57,27 @@ def sample_dataset(n_users: int, n_items: int, seed: int) -> Dataset:
     return Dataset(data.interactions.drop(columns="weight"), data.users, items, name=data.name)
 
 
-def write_sample(out: str, n_users: int, n_items: int, seed: int) -> dict:
-    """Writes interactions.csv, users.csv and items.csv under `out`.
+def write_sample(out: str, n_users: int, n_items: int, seed: int, fmt: str = "csv") -> dict:
+    """Writes interactions, users and items under `out`, one file each.
+
+    Args:
+        fmt: "csv" (interactions.csv, ...) or "parquet" (interactions.parquet, ...); the
+            same rows either way.
 
     Returns:
         Table name -> {"path": the file written, "rows": its rows}.
     """
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r}: use one of {', '.join(FORMATS)}")
     Path(out).mkdir(parents=True, exist_ok=True)
     dataset = sample_dataset(n_users, n_items, seed)
     written = {}
     for name in TABLES:
         frame = getattr(dataset, name)
-        path = os.path.join(out, f"{name}.csv")
-        frame.to_csv(path, index=False)
+        path = os.path.join(out, f"{name}.{fmt}")
+        if fmt == "csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
         written[name] = {"path": path, "rows": len(frame)}
     return written

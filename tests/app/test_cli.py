@@ -10,7 +10,7 @@ from app.cli import main
 
 
 @pytest.mark.parametrize("command", ["nightly", "serve", "demo", "evaluate", "versions",
-                                     "rollback", "generate", "items"])
+                                     "rollback", "sample-data", "items"])
 def test_every_flag_has_help_and_an_env_var(command):
     result = CliRunner().invoke(main, [command, "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
@@ -25,9 +25,9 @@ def test_every_flag_has_help_and_an_env_var(command):
 
 def test_env_var_sets_a_flag(tmp_path):
     out = tmp_path / "gen"
-    result = CliRunner().invoke(main, ["generate"], env={
-        "RECSYS_GENERATE_OUT": str(out), "RECSYS_GENERATE_USERS": "30",
-        "RECSYS_GENERATE_ITEMS": "20"})
+    result = CliRunner().invoke(main, ["sample-data", str(out)], env={
+        "RECSYS_SAMPLE_USERS": "30", "RECSYS_SAMPLE_ITEMS": "20",
+        "RECSYS_SAMPLE_FORMAT": "parquet"})
     assert result.exit_code == 0, result.output
     import pandas as pd
 
