@@ -75,7 +75,7 @@ def shrink_check(sizes: dict[str, int], served_meta: dict | None,
         return None
     version = (served_meta or {}).get("version", "being served")
     return (f"the data shrank against the served version {version}: {'; '.join(shrunk)}, "
-            f"more than --max_shrink {max_shrink:.0%} (a model trained on a sliver would "
+            f"more than --max-shrink {max_shrink:.0%} (a model trained on a sliver would "
             "replace every list)")
 
 
@@ -104,12 +104,12 @@ def served_figure(served: dict | None) -> float | None:
 
 
 def _too_few(n_cases: int, window: float | None, min_cases: int, served: dict | None) -> str:
-    first = ("; no version is served yet: --force_publish publishes this first one "
+    first = ("; no version is served yet: --force-publish publishes this first one "
              "without a verdict" if served is None else "")
     where = f"the last {window:.0%} of the time range" if window else "the validation window"
-    return (f"only {n_cases} validation case(s) in {where}, fewer than --gate_min_cases "
+    return (f"only {n_cases} validation case(s) in {where}, fewer than --gate-min-cases "
             f"{min_cases}: too few to tell the model from popularity (more data or a wider "
-            f"window: --gate_window; with --model served the last of its windows){first}")
+            f"window: --gate-window; with --model served the last of its windows){first}")
 
 
 def too_few_cases(clean: pd.DataFrame, window: float, min_cases: int = MIN_CASES,
@@ -117,7 +117,7 @@ def too_few_cases(clean: pd.DataFrame, window: float, min_cases: int = MIN_CASES
     """The refusal of a run whose last `window` share of time holds fewer than `min_cases`
     validation cases (warm + fresh), before anything is trained; None if it holds enough."""
     if min_cases < 1:
-        raise ValueError(f"--gate_min_cases={min_cases}: use a number >= 1 (--skip_gate "
+        raise ValueError(f"--gate-min-cases={min_cases}: use a number >= 1 (--skip-gate "
                          "skips the evaluation)")
     cases = build_cases(temporal_split(clean, quantile=1.0 - window))
     n_cases = len(cases.warm) + len(cases.fresh)

@@ -2,10 +2,11 @@
 
 Each field carries its flag's default, help, choices and environment variable. Both entry
 points are generated from them: `python -m batch.nightly` (Beam's `PipelineOptions`,
-underscored flags: batch.nightly.NightlyOptions, through `add_argparse_args`) and `recsys
-nightly` (click, dashed flags, each with its environment variable: app/cli.py), which hands
-its values to the one parser as `--name=value`. A flag added here appears in both, with the
-same default.
+underscored flags, dashed ones taken too: batch.nightly.NightlyOptions, through
+`add_argparse_args`) and `recsys nightly` (click, dashed flags, each with its environment
+variable: app/cli.py), which hands its values to the one parser as `--name=value`. A flag
+added here appears in both, with the same default. The job's messages name a flag by its
+dashed spelling, which both entry points take (`--max-shrink`).
 
 This module imports neither Beam nor pandas: `recsys` builds its commands from it at start.
 """
@@ -113,17 +114,17 @@ class NightlyConfig:
 
     def __post_init__(self):
         if self.list_max_age_days < 0:
-            raise ValueError(f"--list_max_age_days={self.list_max_age_days}: use a number of "
+            raise ValueError(f"--list-max-age-days={self.list_max_age_days}: use a number of "
                              "days >= 0 (0 recomputes every list)")
         if not 0 <= self.max_shrink <= 1:
-            raise ValueError(f"--max_shrink={self.max_shrink}: use a share in [0, 1] (0.5 "
+            raise ValueError(f"--max-shrink={self.max_shrink}: use a share in [0, 1] (0.5 "
                              "refuses a run with less than half the served version's users, "
                              "items or events)")
         if self.gate_min_cases < 1:
-            raise ValueError(f"--gate_min_cases={self.gate_min_cases}: use a number >= 1 "
-                             "(--skip_gate skips the evaluation)")
+            raise ValueError(f"--gate-min-cases={self.gate_min_cases}: use a number >= 1 "
+                             "(--skip-gate skips the evaluation)")
         if self.shard_size < 1:
-            raise ValueError(f"--shard_size={self.shard_size}: use a number of users >= 1")
+            raise ValueError(f"--shard-size={self.shard_size}: use a number of users >= 1")
 
     @classmethod
     def from_flags(cls, flags: Mapping[str, Any]) -> NightlyConfig:
@@ -137,7 +138,8 @@ class NightlyConfig:
         # The Redis URL holds a password: deployments pass it as REDIS_URL, not as a flag that
         # runners show in their consoles.
         values["redis_url"] = values["redis_url"] or os.environ.get("REDIS_URL")
-        missing = [f"--{f.name}" for f in fields() if f.default is REQUIRED and not values[f.name]]
+        missing = [flag_names(f)[-1] for f in fields()
+                   if f.default is REQUIRED and not values[f.name]]
         if missing:
             raise ValueError(f"missing required flag(s) {missing}; see `recsys nightly --help`")
         return cls(**{name: value for name, value in values.items() if value is not None})
@@ -153,14 +155,23 @@ def envvar(f: dataclasses.Field) -> str:
     return f.metadata["envvar"] or f"RECSYS_{f.name.upper()}"
 
 
+def flag_names(f: dataclasses.Field) -> list[str]:
+    """The spellings the job takes for a field's flag: `--shard_size` (Beam's style) and
+    `--shard-size` (`recsys nightly`'s), so that the job's messages, which name the dashed
+    one, are right for both entry points."""
+    return list(dict.fromkeys([f"--{f.name}", f"--{f.name.replace('_', '-')}"]))
+
+
 def add_argparse_args(parser: argparse.ArgumentParser) -> None:
-    """NightlyConfig's fields as underscored flags (`--shard_size`, ...), not argparse-required:
-    every PipelineOptions in the process parses them; `from_flags` checks."""
+    """NightlyConfig's fields as flags (`--shard_size` or `--shard-size`, ...), not
+    argparse-required: every PipelineOptions in the process parses them; `from_flags` checks."""
     for f in fields():
         if f.metadata["type"] is bool:
-            parser.add_argument(f"--{f.name}", action="store_true", help=f.metadata["help"])
+            parser.add_argument(*flag_names(f), dest=f.name, action="store_true",
+                                help=f.metadata["help"])
             continue
-        parser.add_argument(f"--{f.name}", type=f.metadata["type"], choices=f.metadata["choices"],
+        parser.add_argument(*flag_names(f), dest=f.name, type=f.metadata["type"],
+                            choices=f.metadata["choices"],
                             default=None if f.default is REQUIRED else f.default,
                             help=f.metadata["help"])
 

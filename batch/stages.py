@@ -173,8 +173,8 @@ def refuse_shrink(config: NightlyConfig, sizes: dict[str, int],
     if shrink:
         if not config.force_publish:
             raise QualityGateError(f"run refused: {shrink}; nothing was published (check "
-                                   "--input; use --force_publish if the data really shrank)")
-        log.warning("--force_publish: publishing although %s", shrink)
+                                   "--input; use --force-publish if the data really shrank)")
+        log.warning("--force-publish: publishing although %s", shrink)
     return shrink
 
 
@@ -201,10 +201,10 @@ def refuse_unless_forced(gate: GateResult, force: bool) -> None:
     log.info("quality gate: %s", gate.as_dict())
     if not gate.passed and not force:
         raise QualityGateError(f"quality gate failed: {gate.reason}; nothing was published "
-                               "(use --force_publish to publish anyway, --skip_gate to skip "
+                               "(use --force-publish to publish anyway, --skip-gate to skip "
                                "the gate)")
     if not gate.passed:
-        log.warning("--force_publish: publishing although the quality gate failed: %s",
+        log.warning("--force-publish: publishing although the quality gate failed: %s",
                     gate.reason)
 
 

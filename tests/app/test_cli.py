@@ -80,3 +80,43 @@ def test_evaluate_refuses_an_unknown_model_before_loading_the_dataset(tmp_path):
 
     assert result.exit_code == 2, result.output  # a usage error, not a missing dataset
     assert "unknown model(s) ['nope']" in result.output and "'popularity'" in result.output
+
+
+def _refusals() -> list[str]:
+    """The nightly job's own refusals: bad flags, the shrink check, the quality gate."""
+    from batch import gate, stages
+    from batch.gate import QualityGateError
+    from batch.options import NightlyConfig
+
+    config = NightlyConfig(input="x", redis_url="r")
+    served = {"version": "v1", "users_published": 400, "items_with_events": 90,
+              "valid_events": 9000}
+    calls = [lambda: NightlyConfig.from_flags({}),
+             lambda: stages.refuse_shrink(config, {"users": 10, "items_with_events": 90,
+                                                   "valid_events": 9000}, served),
+             lambda: stages.refuse_unless_forced(gate.GateResult(
+                 None, None, None, 3, False, gate._too_few(3, 0.1, 50, None)), False),
+             lambda: gate.too_few_cases(None, 0.1, min_cases=0)]
+    calls += [lambda v=v: NightlyConfig(input="x", redis_url="r", **v) for v in (
+        {"list_max_age_days": -1}, {"max_shrink": 2}, {"gate_min_cases": 0}, {"shard_size": 0})]
+    messages = []
+    for call in calls:
+        with pytest.raises((ValueError, QualityGateError)) as error:
+            call()
+        messages.append(str(error.value))
+    return messages
+
+
+def test_the_jobs_refusals_name_flags_both_entry_points_take():
+    """`python -m batch.nightly` and `recsys nightly` print the same refusal; every flag it
+    names is one that both take (the gate once said --max_shrink, which recsys nightly
+    refuses, and docs/ARCHITECTURE.md quoted it)."""
+    parser = argparse.ArgumentParser()
+    from batch.options import add_argparse_args
+
+    add_argparse_args(parser)
+    job = set(parser._option_string_actions)
+    cli = {o for p in main.commands["nightly"].params for o in p.opts}
+    named = {flag for m in _refusals() for flag in re.findall(r"--[a-z][\w-]*", m)} - {"--help"}
+    assert {"--max-shrink", "--gate-min-cases", "--force-publish", "--skip-gate"} <= named
+    assert sorted(named - job) == [] and sorted(named - cli) == []

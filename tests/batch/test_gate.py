@@ -132,7 +132,7 @@ def test_hardening_04_gate_refuses_too_few_validation_cases(data):
     sliver = data.sort_values("timestamp").tail(10)  # the old gate passed: "gate skipped"
     gate = quality_gate(sliver, MFConfig(dim=4, epochs=1), None, served=None)
     assert not gate.passed and gate.cases < 50 and gate.ndcg is None
-    assert "fewer than --gate_min_cases 50" in gate.reason
+    assert "fewer than --gate-min-cases 50" in gate.reason
     assert "no version is served yet" in gate.reason
     served = quality_gate(sliver, MFConfig(dim=4, epochs=1), None, {"gate": {"ndcg@10": 0.2}})
     assert not served.passed and "no version is served" not in served.reason
@@ -208,7 +208,7 @@ def test_hardening_04_a_sliver_of_the_data_cannot_replace_the_served_version(nig
 def test_hardening_04_first_run_with_the_gate_and_too_few_cases_is_refused(nightly_100):
     path, argv, data, lists = nightly_100
     data.sort_values("timestamp").tail(10).to_parquet(path)
-    with pytest.raises(QualityGateError, match="fewer than --gate_min_cases 50.*no version is "
+    with pytest.raises(QualityGateError, match="fewer than --gate-min-cases 50.*no version is "
                                                "served yet.*nothing was published"):
         run(argv)
     assert lists.current() is None and not list(lists.r.scan_iter("recsys:v:*"))

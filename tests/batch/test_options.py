@@ -48,17 +48,30 @@ def test_redis_url_comes_from_the_environment_and_missing_flags_are_named(monkey
     assert NightlyConfig.from_flags(parse(["--input=x"])).redis_url == "redis://env:6379/0"
     monkeypatch.delenv("REDIS_URL")
     with pytest.raises(ValueError, match=r"missing required flag\(s\) \['--input', "
-                                         r"'--redis_url'\]"):
+                                         r"'--redis-url'\]"):
         NightlyConfig.from_flags(parse([]))
 
 
 @pytest.mark.parametrize("flag, message", [
     ("--list_max_age_days=-1", "number of days >= 0"),
     ("--max_shrink=1.5", r"share in \[0, 1\]"),
-    ("--gate_min_cases=0", "--skip_gate skips the evaluation"),
+    ("--gate_min_cases=0", "--skip-gate skips the evaluation"),
     ("--shard_size=0", "number of users >= 1"),
 ])
 def test_out_of_range_flags_fail_when_the_config_is_built(flag, message):
     with pytest.raises(ValueError, match=message):
         NightlyConfig.from_flags(parse(["--input=x", "--redis_url=r", flag]))
 
+
+
+def test_the_job_takes_both_spellings_of_a_flag():
+    """Its messages name the dashed one (`recsys nightly`'s): `python -m batch.nightly`
+    takes it as well as its own underscored one."""
+    dashed = parse(["--input=x", "--redis-url=r", "--max-shrink=0.3", "--gate-min-cases=7",
+                    "--skip-gate"])
+    underscored = parse(["--input=x", "--redis_url=r", "--max_shrink=0.3", "--gate_min_cases=7",
+                         "--skip_gate"])
+    assert dashed == underscored
+    config = NightlyConfig.from_flags(dashed)
+    assert (config.redis_url, config.max_shrink, config.gate_min_cases, config.skip_gate) == (
+        "r", 0.3, 7, True)
