@@ -13,7 +13,14 @@ import logging
 import numpy as np
 
 from models.finite import NonFiniteError, require_finite
-from models.ranker import FEATURES, RankerConfig, RankerModel, RankingData, ndcg_of_scores
+from models.ranker import (
+    FEATURES,
+    RankerConfig,
+    RankerModel,
+    RankingData,
+    ndcg_of_scores,
+    net_scores,
+)
 from models.ranker_net import RankerNet
 from models.training import EpochBatches, FusedAdam, fit_early_stopping
 
@@ -52,7 +59,7 @@ def fit_members(train: RankingData, config: RankerConfig, epochs: int, seeds: li
     batches = RankingBatches(train.X, train.y, train.mask, keep, rngs, config.batch_size)
 
     def validate(net: RankerNet) -> float:
-        return ndcg_of_scores(net(monitor.X.astype(np.float32)).numpy(), monitor)
+        return ndcg_of_scores(net_scores(net, monitor.X), monitor)
 
     history, kept = fit_early_stopping(net, batches, epochs,
                                        None if monitor is None else validate, config.patience,
