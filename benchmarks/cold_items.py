@@ -13,12 +13,12 @@ are right; `--sweep` re-scores the fitted `served` model with other rule setting
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 
 import numpy as np
 
+from benchmarks.output import emit
 from models.evaluation import Split, build_cases, recommend_cases, score_lists, temporal_split
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     report = run(args.users, args.items, args.share, args.models.split(","), args.seed,
                  args.sweep)
-    text = json.dumps(report, indent=1)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    print(text)  # noqa: T201 - the benchmark's output
+    emit(report, args.json)
     return report
 
 

@@ -40,6 +40,7 @@ from collections import Counter
 import numpy as np
 from tqdm import tqdm
 
+from benchmarks.output import write_json
 from benchmarks.serving import publish_lists
 
 log = logging.getLogger("benchmarks.events")
@@ -443,10 +444,7 @@ def main(argv=None) -> int:
                 users=args.users, items=args.items, workers=args.workers,
                 threads=args.threads, drain_batch=args.drain_batch, seed=args.seed)
             log.info("%s checks: %s", name, result[name]["checks"])
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+    write_json(result, args.json)
     for name, r in result.items():
         print(summary(name, r))
     return 0 if all(r["checks"]["passed"] for r in result.values()) else 1

@@ -27,13 +27,13 @@ srm_detection_rate, and the settings and side figures) and prints one summary li
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from benchmarks.output import write_json
 from models.experiments.stats import (
     fixed_sample_size,
     msprt_p_values,
@@ -188,9 +188,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         parser.error("--users-per-arm must be at least --days")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     report = run(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(json.dumps(report, indent=1) + "\n")
+    write_json(report, args.json)
     for line in summary(report):
         print(line)  # noqa: T201 - the benchmark's output
     return report

@@ -12,12 +12,13 @@ total and the precompute's milliseconds per published user.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import resource
 import tempfile
 import time
+
+from benchmarks.output import emit
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -56,10 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
                                               / max(1, summary["users_refreshed"]), 3),
               "index": summary["index"],
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
-    print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    emit(result, args.json)
     return result
 
 

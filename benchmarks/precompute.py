@@ -14,7 +14,6 @@ Then MEMORY USAGE of a sample of the written keys against the K × 6 bytes paylo
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import tempfile
@@ -22,6 +21,8 @@ import time
 
 import numpy as np
 from tqdm import tqdm
+
+from benchmarks.output import emit
 
 log = logging.getLogger("benchmarks.precompute")
 
@@ -118,10 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     result["redis_overhead"] = round(result["redis_bytes_per_user"]
                                      / result["payload_bytes_per_user"], 3)
-    print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    emit(result, args.json)
     return result
 
 

@@ -28,12 +28,13 @@ average is reported beside the figures (the timings of a shared machine are only
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 
 import numpy as np
+
+from benchmarks.output import emit
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -67,10 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             run(args, ds, config, tmp, out)
     out["load_average_after"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(out, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    emit(out, args.json)
     return out
 
 

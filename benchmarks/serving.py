@@ -43,6 +43,7 @@ import time
 
 import numpy as np
 
+from benchmarks.output import write_json
 from benchmarks.serving_load import (
     balanced,
     cpu_seconds,
@@ -356,10 +357,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     result = run(args)
+    write_json(result, args.json)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
         log.info("wrote %s", args.json)
     target = args.plot or (os.path.splitext(args.json)[0] + ".png" if args.json else None)
     if target:

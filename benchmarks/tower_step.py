@@ -12,12 +12,13 @@ fixed cost per fit (sampling, compiling, the final item vectors) = t20 - 20 ms/s
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+
+from benchmarks.output import emit
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             report["runs"].append({"batch_size": bs, "xla": xla, "ms_per_step": ms,
                                    "fixed_seconds_per_fit": seconds[20] - 20 * ms / 1000})
             log.info("%s", report["runs"][-1])
-    text = json.dumps(report, indent=1)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    print(text)  # noqa: T201 - the benchmark's output
+    emit(report, args.json)
     return report
 
 

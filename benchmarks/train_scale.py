@@ -24,6 +24,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from benchmarks.output import emit
+
 log = logging.getLogger(__name__)
 
 
@@ -164,11 +166,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             continue
         report["models"].append(json.loads(out.stdout.strip().splitlines()[-1]))
         log.info("%s", report["models"][-1])
-    text = json.dumps(report, indent=1)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    print(text)  # noqa: T201 - the benchmark's output
+    emit(report, args.json)
     return report
 
 

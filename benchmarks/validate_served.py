@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import json
 import logging
 from collections.abc import Sequence
 
 import numpy as np
 
+from benchmarks.output import write_json
 from evaluation.registry import MODEL_REGISTRY
 from models.evaluation import (
     Split,
@@ -126,9 +126,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             print(f"{origin:>8}", _row(label, [m]))
     for label in next(iter(report.values())):
         print(f"{'mean':>8}", _row(label, [res[label] for res in report.values()]))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"overrides": args.overrides, "report": report}, f, indent=1)
+    write_json({"overrides": args.overrides, "report": report}, args.json)
     return report
 
 
