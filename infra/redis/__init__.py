@@ -9,5 +9,7 @@
     event_stream.py  EventStream: POST /events appends to the stream and to each user's
                      recent history; infra/events_log.py drains the stream into Parquet.
     item_filters.py  ItemFilters: items that must not be recommended and item categories.
+    experiments.py   Experiments: A/B experiments' definitions and states (draft, running,
+                     stopped); the running ones in one small hash.
     codec.py         the bytes of one list (no Redis).
 """

@@ -21,6 +21,10 @@ Key layout (NS = namespace, "recsys" by default; see docs/ARCHITECTURE.md):
   NS:items:category      hash: item id -> its categories, `|`-separated (for the  item_filters.py
                          category filter)
   NS:items:rev           counter bumped by every change of the two above           item_filters.py
+  NS:exp:defs            hash: experiment name -> JSON record (definition, state,  experiments.py
+                         draft/running/stopped, timestamps)
+  NS:exp:running         hash: name -> JSON definition of each running experiment  experiments.py
+                         (what the functions read, one HGETALL)
 
 A version (VER) matches VERSION_RE: letters, digits, `.`, `_`, `-`, so no key separator and
 no glob character can come with it. Key patterns are built only from the namespace and a
@@ -69,6 +73,8 @@ class Keys:
         self.items_unavailable = f"{ns}:items:unavailable"
         self.items_category = f"{ns}:items:category"
         self.items_rev = f"{ns}:items:rev"
+        self.experiments = f"{ns}:exp:defs"
+        self.experiments_running = f"{ns}:exp:running"
 
     def version(self, version: str) -> str:
         """The prefix of every key of `version`: NS:v:VER."""
