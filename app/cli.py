@@ -14,6 +14,7 @@ import sys
 import click
 
 from app import console
+from app.experiments_cli import experiment
 from batch import options as nightly_options
 
 CONTEXT = {"show_default": True, "max_content_width": 100}
@@ -313,6 +314,8 @@ def _redis(call, consequence: str):
         raise click.ClickException(f"Redis error ({e}); {consequence}. Check --redis-url "
                                    "(REDIS_URL) and that Redis is reachable from here.") from None
 
+
+main.add_command(experiment)  # recsys experiment …: app/experiments_cli.py
 
 if __name__ == "__main__":
     sys.exit(main())
