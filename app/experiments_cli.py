@@ -3,7 +3,7 @@
 The definition's rules are models/experiments/assignment.py's, the store is
 infra/redis/experiments.py; a refusal is one `Error:` line and exit status 1 (app/console.py's
 OneLineErrors, the group this one is registered in). What is not built yet: serving the arms,
-impressions, the report (issue 18).
+impressions, the report (docs/EXPERIMENTS.md).
 """
 
 from __future__ import annotations
