@@ -9,6 +9,7 @@ Every id goes through models.rows.clean_id, the id rule of every validator.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
 
 from functions.body import BadRequest
@@ -288,9 +289,10 @@ def rule(r) -> dict:
     return field(metadata={"rule": r})
 
 
-
+@functools.cache
 def rules(model: type) -> dict:
-    """{field name: its rule} of a request model, in declaration order."""
+    """{field name: its rule} of a request model, in declaration order (read once per model:
+    `read` runs for every request and every event of a batch)."""
     return {f.name: f.metadata["rule"] for f in fields(model)}
 
 
