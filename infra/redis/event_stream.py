@@ -88,16 +88,75 @@ def _encode_event(n: int, event: dict) -> bytes:
                          "surrogate); nothing was stored") from None
 
 
-class EventStream(Namespaced):
+class DrainableStream(Namespaced):
+    """A Redis stream drained through a consumer group (infra/events_log.py): ensure_group,
+    claim, read, ack. Subclasses name the stream (`stream`): NS:events here, NS:impressions in
+    impressions.py.
+
+    Contract: an entry leaves the stream only when a consumer acknowledges it (ack), and an
+    entry read but not acknowledged stays pending for the next reader (claim).
+    """
+
+    stream: str
+
+    def ensure_group(self, group: str) -> None:
+        """Creates the consumer group (from the stream's start) unless it exists."""
+        try:
+            self.r.xgroup_create(self.stream, group, id="0", mkstream=True)
+        except redis.ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+    def last_id(self) -> str:
+        """The id of the newest entry in the stream ("0-0" when it is empty)."""
+        newest = self.r.xrevrange(self.stream, count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    def read(self, group: str, consumer: str, count: int,
+             after: str = ">") -> list[tuple[str, dict | None]]:
+        """Entries for `consumer`: new ones (after=">") or its own pending ones after an id.
+
+        Returns:
+            [(stream id, {field: value} or None for an entry deleted while pending)], oldest
+            first.
+        """
+        reply = self.r.xreadgroup(group, consumer, {self.stream: after}, count=count)
+        entries = reply[0][1] if reply else []
+        # surrogateescape: bytes that are not UTF-8 (written to the stream by hand) reach the
+        # drain's validator, which dead-letters them, instead of stalling every drain.
+        return [(i.decode(), None if f is None else {k.decode(errors="surrogateescape"):
+                                                    v.decode(errors="surrogateescape")
+                                                    for k, v in f.items()})
+                for i, f in entries]
+
+    def claim(self, group: str, consumer: str, count: int) -> int:
+        """Moves every pending entry of other consumers of `group` to `consumer`."""
+        claimed, start = 0, "0-0"
+        while True:
+            start, entries, *_ = self.r.xautoclaim(self.stream, group, consumer, 0,
+                                                   start_id=start, count=count)
+            claimed += len(entries)
+            if start in (b"0-0", "0-0"):
+                return claimed
+
+    def ack(self, group: str, ids: list[str]) -> None:
+        """Acknowledges entries and deletes them from the stream, in one transaction."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.xack(self.stream, group, *ids)
+        pipe.xdel(self.stream, *ids)
+        pipe.execute()
+
+
+class EventStream(DrainableStream):
     """The stream of ingested events and each user's recent items.
 
     Contract: a batch is appended whole or not at all; an event id is stored once within the
-    dedup TTL; an entry leaves the stream only when a consumer acknowledges it (ack), and an
-    entry read but not acknowledged stays pending for the next reader (claim).
+    dedup TTL; draining as DrainableStream.
     """
 
     def __init__(self, client: redis.Redis, namespace: str = "recsys"):
         super().__init__(client, namespace)
+        self.stream = self.keys.events
         self._append = self.r.register_script(_APPEND)
 
     # Ingesting (POST /events) ---------------------------------------------------------------
@@ -143,51 +202,3 @@ class EventStream(Namespaced):
     def history(self, user_id: str, n: int = 50) -> list[str]:
         """The user's `n` most recent item ids, oldest first."""
         return [x.decode() for x in self.r.lrange(self.keys.hist(user_id), 0, n - 1)][::-1]
-
-    # Draining (infra/events_log.py) ---------------------------------------------------------
-    def ensure_group(self, group: str) -> None:
-        """Creates the consumer group (from the stream's start) unless it exists."""
-        try:
-            self.r.xgroup_create(self.keys.events, group, id="0", mkstream=True)
-        except redis.ResponseError as e:
-            if "BUSYGROUP" not in str(e):
-                raise
-
-    def last_id(self) -> str:
-        """The id of the newest entry in the stream ("0-0" when it is empty)."""
-        newest = self.r.xrevrange(self.keys.events, count=1)
-        return newest[0][0].decode() if newest else "0-0"
-
-    def read(self, group: str, consumer: str, count: int,
-             after: str = ">") -> list[tuple[str, dict | None]]:
-        """Entries for `consumer`: new ones (after=">") or its own pending ones after an id.
-
-        Returns:
-            [(stream id, {field: value} or None for an entry deleted while pending)], oldest
-            first.
-        """
-        reply = self.r.xreadgroup(group, consumer, {self.keys.events: after}, count=count)
-        entries = reply[0][1] if reply else []
-        # surrogateescape: bytes that are not UTF-8 (written to the stream by hand) reach the
-        # drain's validator, which dead-letters them, instead of stalling every drain.
-        return [(i.decode(), None if f is None else {k.decode(errors="surrogateescape"):
-                                                    v.decode(errors="surrogateescape")
-                                                    for k, v in f.items()})
-                for i, f in entries]
-
-    def claim(self, group: str, consumer: str, count: int) -> int:
-        """Moves every pending entry of other consumers of `group` to `consumer`."""
-        claimed, start = 0, "0-0"
-        while True:
-            start, entries, *_ = self.r.xautoclaim(self.keys.events, group, consumer, 0,
-                                                   start_id=start, count=count)
-            claimed += len(entries)
-            if start in (b"0-0", "0-0"):
-                return claimed
-
-    def ack(self, group: str, ids: list[str]) -> None:
-        """Acknowledges entries and deletes them from the stream, in one transaction."""
-        pipe = self.r.pipeline(transaction=True)
-        pipe.xack(self.keys.events, group, *ids)
-        pipe.xdel(self.keys.events, *ids)
-        pipe.execute()

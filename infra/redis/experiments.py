@@ -2,9 +2,10 @@
 
 `recsys experiment create|start|stop|list` writes them; the functions will read `running()`
 (one HGETALL of one small hash). Keys (keys.py): NS:exp:defs holds every experiment, name ->
-JSON record (definition, state, timestamps); NS:exp:running holds the running ones, name ->
-JSON definition. Names are hash fields, never part of a key, so no name can reach a key or a
-pattern; they follow the definition's rules (models/experiments/assignment.py).
+JSON record (definition, state, timestamps); NS:exp:running holds the running one, name ->
+JSON definition: one experiment runs at a time, so every request follows at most one and no
+user is in two tests at once. Names are hash fields, never part of a key, so no name can
+reach a key or a pattern; they follow the definition's rules (models/experiments/assignment.py).
 
 An arm's version must be published (NS:versions, read through ServedLists.versions) when the
 experiment is created and again when it starts; `current` always is.
@@ -88,6 +89,11 @@ class Experiments(Namespaced):
             exp = Experiment.from_dict(record["experiment"])
             if action == "start":
                 self._check_published(exp, pipe)
+                others = [k.decode() for k in pipe.hkeys(self.keys.experiments_running)]
+                if others:
+                    raise ValueError(f"experiment {others[0]!r} is running; one experiment "
+                                     f"runs at a time (each user follows one), so stop it "
+                                     f"before starting {name!r}")
             record.update(state=after, **{stamp: _now()})
             pipe.multi()
             pipe.hset(self.keys.experiments, name, json.dumps(record))
@@ -98,7 +104,7 @@ class Experiments(Namespaced):
             return record
 
         return self.r.transaction(change, self.keys.experiments, self.keys.versions,
-                                  value_from_callable=True)
+                                  self.keys.experiments_running, value_from_callable=True)
 
     def _check_published(self, exp: Experiment, client=None) -> None:
         published = set(ServedLists(client or self.r, self.keys.namespace).versions())

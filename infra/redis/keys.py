@@ -24,7 +24,9 @@ Key layout (NS = namespace, "recsys" by default; see docs/ARCHITECTURE.md):
   NS:exp:defs            hash: experiment name -> JSON record (definition, state,  experiments.py
                          draft/running/stopped, timestamps)
   NS:exp:running         hash: name -> JSON definition of each running experiment  experiments.py
-                         (what the functions read, one HGETALL)
+                         (what the functions read, one HGETALL; at most one runs)
+  NS:impressions         stream of served answers (recommendation id, user, arm,   impressions.py
+                         version, items…), drained like NS:events into Parquet
 
 A version (VER) matches VERSION_RE: letters, digits, `.`, `_`, `-`, so no key separator and
 no glob character can come with it. Key patterns are built only from the namespace and a
@@ -75,6 +77,7 @@ class Keys:
         self.items_rev = f"{ns}:items:rev"
         self.experiments = f"{ns}:exp:defs"
         self.experiments_running = f"{ns}:exp:running"
+        self.impressions = f"{ns}:impressions"
 
     def version(self, version: str) -> str:
         """The prefix of every key of `version`: NS:v:VER."""

@@ -92,3 +92,17 @@ def test_hostile_names_stay_hash_fields(redis_client, name):
     assert list(store.running()) == [name]
     assert sorted(k.decode() for k in redis_client.keys("*")) == [
         "t:exp:defs", "t:exp:running", "t:versions"]
+
+
+def test_one_experiment_runs_at_a_time(redis_client):
+    _publish(redis_client, "t", "v2")
+    store = Experiments(redis_client, "t")
+    store.create(_exp(name="first"))
+    store.create(_exp(name="second"))
+    store.start("first")
+    with pytest.raises(ValueError, match="'first' is running; one experiment runs at a time"):
+        store.start("second")
+    assert store.get("second")["state"] == "draft" and list(store.running()) == ["first"]
+    store.stop("first")
+    store.start("second")
+    assert list(store.running()) == ["second"]
