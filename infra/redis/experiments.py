@@ -8,7 +8,10 @@ user is in two tests at once. Names are hash fields, never part of a key, so no 
 reach a key or a pattern; they follow the definition's rules (models/experiments/assignment.py).
 
 An arm's version must be published (NS:versions, read through ServedLists.versions) when the
-experiment is created and again when it starts; `current` always is.
+experiment is created and again when it starts; `current` always is. `promote` ends a running
+experiment by making one arm's version the served one (NS:current) in the same transaction,
+and `record_decision` keeps the decisions taken on an experiment (a canary check's, with their
+figures) on its record. ServedLists.expire_old never expires a running experiment's versions.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from infra.redis.lists import ServedLists
 from models.experiments.assignment import CURRENT, Experiment
 
 DRAFT, RUNNING, STOPPED = "draft", "running", "stopped"
+MAX_DECISIONS = 500  # kept per experiment, newest last: three weeks of hourly checks
 _NEXT = {"start": (DRAFT, RUNNING, "started_at"), "stop": (RUNNING, STOPPED, "stopped_at")}
 
 
@@ -59,6 +63,78 @@ class Experiments(Namespaced):
         """running → stopped (for good: a stopped experiment does not restart)."""
         return self._move(name, "stop")
 
+    def promote(self, name: str, arm: str) -> dict:
+        """Stops the running experiment `name` with `arm` as the winner: NS:current becomes the
+        arm's version in the same transaction (an arm serving `current` flips nothing).
+
+        Every user moves from their arm to the promoted version at once; no request can see the
+        experiment stopped while `current` still names the old version.
+
+        Returns:
+            The stopped record, with `promoted_arm` and `promoted_version` (the version now
+            current).
+
+        Raises:
+            ValueError: no such experiment, it is not running, it has no arm `arm`, or the arm's
+                version is no longer published (nothing changes).
+        """
+
+        def change(pipe: redis.client.Pipeline) -> dict:
+            record = self._record(pipe, name)
+            if record["state"] != RUNNING:
+                raise ValueError(f"experiment {name!r} is {record['state']}; only a running "
+                                 "experiment can be promoted")
+            exp = Experiment.from_dict(record["experiment"])
+            arms = {a.name: a for a in exp.arms}
+            if arm not in arms:
+                raise ValueError(f"experiment {name!r} has no arm {str(arm)[:80]!r}; its arms: "
+                                 f"{', '.join(arms)}")
+            version = arms[arm].version
+            if version == CURRENT:
+                current = pipe.get(self.keys.current)
+                version = current.decode() if current is not None else None
+            elif pipe.zscore(self.keys.versions, version) is None:
+                raise ValueError(f"arm {arm!r} of experiment {name!r} serves version {version!r}, "
+                                 "which is no longer published (see `recsys versions`); "
+                                 "nothing was promoted")
+            record.update(state=STOPPED, stopped_at=_now(), promoted_arm=arm,
+                          promoted_version=version)
+            pipe.multi()
+            pipe.hset(self.keys.experiments, name, json.dumps(record))
+            pipe.hdel(self.keys.experiments_running, name)
+            if arms[arm].version != CURRENT:
+                pipe.set(self.keys.current, version)
+            return record
+
+        return self.r.transaction(change, self.keys.experiments, self.keys.versions,
+                                  self.keys.experiments_running, self.keys.current,
+                                  value_from_callable=True)
+
+    def record_decision(self, name: str, decision: dict) -> dict:
+        """Appends `decision` (JSON-ready: action, reasons, figures, …) to the `decisions` of
+        experiment `name`'s record, stamped with `at`; keeps the newest MAX_DECISIONS.
+
+        Returns:
+            The decision as recorded.
+
+        Raises:
+            ValueError: no such experiment.
+            TypeError: `decision` is not a JSON-ready dict.
+        """
+        if not isinstance(decision, dict):
+            raise TypeError("record_decision takes a dict (e.g. Decision.to_dict())")
+        entry = {"at": _now(), **decision}
+        json.dumps(entry)  # not JSON-ready: TypeError before anything is written
+
+        def change(pipe: redis.client.Pipeline) -> dict:
+            record = self._record(pipe, name)
+            record["decisions"] = [*record.get("decisions", []), entry][-MAX_DECISIONS:]
+            pipe.multi()
+            pipe.hset(self.keys.experiments, name, json.dumps(record))
+            return entry
+
+        return self.r.transaction(change, self.keys.experiments, value_from_callable=True)
+
     def get(self, name: str) -> dict | None:
         """The record of `name` (experiment, state, created_at, started_at, stopped_at)."""
         raw = self.r.hget(self.keys.experiments, name)
@@ -78,11 +154,7 @@ class Experiments(Namespaced):
         before, after, stamp = _NEXT[action]
 
         def change(pipe: redis.client.Pipeline) -> dict:
-            raw = pipe.hget(self.keys.experiments, name)
-            if raw is None:
-                raise ValueError(f"no experiment named {str(name)[:80]!r}; see `recsys "
-                                 "experiment list`")
-            record = json.loads(raw)
+            record = self._record(pipe, name)
             if record["state"] != before:
                 raise ValueError(f"experiment {name!r} is {record['state']}; only a {before} "
                                  f"experiment can {action} ({DRAFT} → {RUNNING} → {STOPPED})")
@@ -105,6 +177,13 @@ class Experiments(Namespaced):
 
         return self.r.transaction(change, self.keys.experiments, self.keys.versions,
                                   self.keys.experiments_running, value_from_callable=True)
+
+    def _record(self, client, name: str) -> dict:
+        raw = client.hget(self.keys.experiments, name)
+        if raw is None:
+            raise ValueError(f"no experiment named {str(name)[:80]!r}; see `recsys experiment "
+                             "list`")
+        return json.loads(raw)
 
     def _check_published(self, exp: Experiment, client=None) -> None:
         published = set(ServedLists(client or self.r, self.keys.namespace).versions())

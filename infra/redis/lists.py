@@ -5,10 +5,12 @@ lists it carries over), then flips the pointer in one Lua step that first checks
 wrote (flip); it expires old versions (expire_old) and, at its start, deletes the keys of
 versions that failed before their flip (drop_unpublished). The functions read the pointer
 (current_and_rev) and a user's list with their recent history (read_user). Keys: keys.py.
+expire_old keeps `current` and every version a running experiment serves (in_use).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -23,13 +25,14 @@ from infra.redis.keys import VERSION_RE, Namespaced, check_version, mark_started
 log = logging.getLogger(__name__)
 
 # Flip only if the shards' counts add up to the expected number of users; a flipped version
-# leaves the started record (KEYS[4]) in the same step.
+# leaves the started record (KEYS[4]) in the same step. ARGV[4] = "0" publishes without moving
+# the pointer (a canary: an experiment serves the version to some users).
 _FLIP = """
 local total = 0
 local vals = redis.call('HVALS', KEYS[2])
 for _, v in ipairs(vals) do total = total + tonumber(v) end
 if total ~= tonumber(ARGV[2]) then return total end
-redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[4] == '1' then redis.call('SET', KEYS[1], ARGV[1]) end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('SREM', KEYS[4], ARGV[1])
 return -1
@@ -129,15 +132,19 @@ class ServedLists(Namespaced):
         return copied
 
     # The pointer ----------------------------------------------------------------------------
-    def flip(self, version: str, expected_users: int) -> None:
+    def flip(self, version: str, expected_users: int, move_current: bool = True) -> None:
         """Points `current` at `version` if its shards wrote `expected_users`; raises otherwise.
 
         One Lua step: the count check, `SET current`, `ZADD versions` and the version's exit
         from the started record. Write the run's summary (BuildRecords.put_summary) first.
+        With `move_current=False` the version is published (checked, in NS:versions, out of
+        NS:started) but `current` stays: an experiment serves it to its share of users (a
+        canary), and `recsys rollback` or Experiments.promote can point `current` at it later.
         """
         written = self._flip(keys=[self.keys.current, self.keys.shards(check_version(version)),
                                    self.keys.versions, self.keys.started],
-                             args=[version, expected_users, time.time()])
+                             args=[version, expected_users, time.time(),
+                                   "1" if move_current else "0"])
         if written != -1:
             raise RuntimeError(f"version {version}: shards wrote {written} users, expected "
                                f"{expected_users}; the pointer was not moved")
@@ -167,6 +174,20 @@ class ServedLists(Namespaced):
         pipe.get(self.keys.items_rev)
         current, rev = pipe.execute()
         return (current.decode() if current is not None else None), int(rev or 0)
+
+    def serving_state(self) -> tuple[str | None, int, dict[str, bytes], set[str]]:
+        """What a function instance checks every few seconds, in one round trip: the `current`
+        pointer, the item filters' revision, the running experiments (NS:exp:running, name ->
+        JSON definition as stored by infra/redis/experiments.py, parsed by the caller) and the
+        published versions (NS:versions: an arm whose version left it was expired)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(self.keys.current)
+        pipe.get(self.keys.items_rev)
+        pipe.hgetall(self.keys.experiments_running)
+        pipe.zrange(self.keys.versions, 0, -1)
+        current, rev, running, published = pipe.execute()
+        return ((current.decode() if current is not None else None), int(rev or 0),
+                {k.decode(): v for k, v in running.items()}, {v.decode() for v in published})
 
     def get_list(self, version: str, user_id: str) -> tuple[np.ndarray, np.ndarray] | None:
         """The user's list in `version` as ([k] int32 items, [k] float32 scores), or None."""
@@ -239,16 +260,54 @@ class ServedLists(Namespaced):
         return dropped
 
     def expire_old(self, keep: int) -> list[str]:
-        """Deletes the keys of published versions beyond the newest `keep` (never current)."""
-        current, dropped = self.current(), []
+        """Deletes the keys of published versions beyond the newest `keep`, except `current`
+        and the versions a running experiment serves (`in_use`), so that neither stopping nor
+        rolling back an experiment leaves a user without a list.
+
+        Each version leaves NS:versions and joins NS:started in one transaction that watches
+        the pointer and the running experiments, before any key goes: from then on no
+        experiment can start on it nor `recsys rollback` point at it, and a deletion cut short
+        is finished by the next drop_unpublished.
+        """
+        dropped = []
         for version in self.versions()[:-keep] if keep > 0 else []:
-            if version == current:
-                continue
             if not VERSION_RE.fullmatch(version):
                 log.warning("NS:versions holds a malformed version %r; not expired (remove "
                             "it by hand: its keys cannot be matched safely)", version)
                 continue
-            self._unlink_version(version)
-            self.r.zrem(self.keys.versions, version)
-            dropped.append(version)
+            if self._retire(version):
+                self._unlink_version(version)
+                self.r.srem(self.keys.started, version)
+                dropped.append(version)
         return dropped
+
+    def in_use(self, client=None) -> set[str] | None:
+        """`current` and every version named by an arm of a running experiment (NS:exp:running);
+        None if a running definition cannot be read (then nothing may be expired)."""
+        client = client or self.r
+        current = client.get(self.keys.current)
+        used = {current.decode()} if current is not None else set()
+        for name, raw in client.hgetall(self.keys.experiments_running).items():
+            try:
+                used.update(arm["version"] for arm in json.loads(raw)["arms"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("running experiment %r has an unreadable definition; no version is "
+                            "expired while it runs", name)
+                return None
+        return used
+
+    def _retire(self, version: str) -> bool:
+        """Moves a version not in use from NS:versions to NS:started (one transaction);
+        False if it is in use (kept)."""
+
+        def change(pipe: redis.client.Pipeline) -> bool:
+            used = self.in_use(pipe)
+            if used is None or version in used:
+                return False
+            pipe.multi()
+            pipe.zrem(self.keys.versions, version)
+            pipe.sadd(self.keys.started, version)
+            return True
+
+        return self.r.transaction(change, self.keys.current, self.keys.experiments_running,
+                                  self.keys.versions, value_from_callable=True)

@@ -106,3 +106,138 @@ def test_one_experiment_runs_at_a_time(redis_client):
     store.stop("first")
     store.start("second")
     assert list(store.running()) == ["second"]
+
+
+# Promotion, decisions and expiry (the canary's side) --------------------------------------
+def _lists_with(redis_client, ns, *versions):
+    """ServedLists with each version published (one user u0, fill n), the last one current."""
+    import numpy as np
+
+    from infra.redis.lists import ServedLists
+
+    lists = ServedLists(redis_client, ns)
+    for n, v in enumerate(versions, 1):
+        lists.write_shard(v, "0", ["u0"], np.full((1, 3), n, np.int64), np.ones((1, 3)))
+        lists.flip(v, 1)
+    return lists
+
+
+def _canary(name="canary-v2", control="v1", canary="v2", share=1000):
+    return experiment(name, [{"name": "control", "version": control, "allocation": 10000 - share},
+                             {"name": "canary", "version": canary, "allocation": share}], name)
+
+
+def test_promote_stops_the_experiment_and_flips_current_in_one_step(redis_client):
+    lists = _lists_with(redis_client, "t", "v1", "v2")
+    lists.rollback("v1")
+    store = Experiments(redis_client, "t")
+    store.create(_canary())
+    store.start("canary-v2")
+    record = store.promote("canary-v2", "canary")
+    assert record["state"] == "stopped" and record["promoted_arm"] == "canary"
+    assert record["promoted_version"] == "v2" and record["stopped_at"]
+    assert lists.current() == "v2" and store.running() == {}
+    assert store.get("canary-v2") == record
+
+
+def test_promoting_a_current_arm_flips_nothing(redis_client):
+    lists = _lists_with(redis_client, "t", "v1", "v2")
+    store = Experiments(redis_client, "t")
+    store.create(_exp(treatment="v1"))
+    store.start("ab")
+    record = store.promote("ab", "control")
+    assert record["promoted_version"] == "v2" and lists.current() == "v2"
+    assert store.running() == {}
+
+
+@pytest.mark.parametrize("case, match", [
+    ("draft", "'canary-v2' is draft; only a running experiment can be promoted"),
+    ("arm", "has no arm 'treatment'; its arms: control, canary"),
+    ("expired", "serves version 'v2', which is no longer published"),
+    ("missing", "no experiment named 'nope'"),
+])
+def test_a_refused_promotion_changes_nothing(redis_client, case, match):
+    lists = _lists_with(redis_client, "t", "v1", "v2")
+    lists.rollback("v1")
+    store = Experiments(redis_client, "t")
+    store.create(_canary())
+    if case != "draft":
+        store.start("canary-v2")
+    if case == "expired":
+        redis_client.zrem("t:versions", "v2")
+    before = {k: redis_client.dump(k) for k in redis_client.keys("*")}
+    with pytest.raises(ValueError, match=match):
+        store.promote("nope" if case == "missing" else "canary-v2",
+                      "treatment" if case == "arm" else "canary")
+    assert {k: redis_client.dump(k) for k in redis_client.keys("*")} == before
+
+
+def test_a_stopped_experiment_is_not_promoted(redis_client):
+    lists = _lists_with(redis_client, "t", "v1", "v2")
+    lists.rollback("v1")
+    store = Experiments(redis_client, "t")
+    store.create(_canary())
+    store.start("canary-v2")
+    store.stop("canary-v2")  # e.g. rolled back by an earlier check: current stays
+    with pytest.raises(ValueError, match="is stopped"):
+        store.promote("canary-v2", "canary")
+    assert lists.current() == "v1"
+
+
+def test_decisions_are_kept_on_the_record_newest_last(redis_client, monkeypatch):
+    import infra.redis.experiments as module
+
+    _publish(redis_client, "t", "v2")
+    store = Experiments(redis_client, "t")
+    store.create(_exp())
+    monkeypatch.setattr(module, "MAX_DECISIONS", 3)
+    for n in range(5):
+        store.record_decision("ab", {"action": "wait", "figures": {"n": n}})
+    decisions = store.get("ab")["decisions"]
+    assert [d["figures"]["n"] for d in decisions] == [2, 3, 4]
+    assert all(d["at"] and d["action"] == "wait" for d in decisions)
+    with pytest.raises(ValueError, match="no experiment named 'zz'"):
+        store.record_decision("zz", {"action": "wait"})
+    with pytest.raises(TypeError):
+        store.record_decision("ab", {"action": object()})
+    assert len(store.get("ab")["decisions"]) == 3
+
+
+def test_expiry_keeps_current_and_every_running_arms_version(redis_client):
+    lists = _lists_with(redis_client, "t", "v1", "v2", "v3", "v4", "v5")
+    lists.rollback("v2")
+    store = Experiments(redis_client, "t")
+    store.create(_canary("canary-v3", control="v1", canary="v3"))
+    store.start("canary-v3")
+    # keep=1 would leave v5 only; v2 is current, v1 and v3 are the running canary's arms.
+    assert lists.expire_old(keep=1) == ["v4"]
+    assert lists.versions() == ["v1", "v2", "v3", "v5"]
+    assert all(lists.get_list(v, "u0") is not None for v in ("v1", "v2", "v3", "v5"))
+    assert lists.get_list("v4", "u0") is None
+    assert redis_client.smembers("t:started") == set()
+    # Rolled back (stopped): every user is back on current (v2), which kept its lists; the
+    # arms' versions expire once nothing serves them.
+    store.stop("canary-v3")
+    assert lists.expire_old(keep=1) == ["v1", "v3"]
+    assert lists.versions() == ["v2", "v5"] and lists.get_list("v2", "u0") is not None
+
+
+def test_an_unreadable_running_definition_expires_nothing(redis_client):
+    lists = _lists_with(redis_client, "t", "v1", "v2", "v3")
+    redis_client.hset("t:exp:running", "broken", "{not json")
+    assert lists.expire_old(keep=1) == []
+    assert lists.versions() == ["v1", "v2", "v3"]
+
+
+def test_an_expiry_cut_short_is_finished_by_drop_unpublished(redis_client, monkeypatch):
+    lists = _lists_with(redis_client, "t", "v1", "v2")
+    monkeypatch.setattr(lists, "_unlink_version", lambda version: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        lists.expire_old(keep=1)
+    # Out of NS:versions before its keys went: nothing can start on v1 or roll back to it.
+    assert lists.versions() == ["v2"] and redis_client.smembers("t:started") == {b"v1"}
+    with pytest.raises(ValueError, match="never published"):
+        lists.rollback("v1")
+    monkeypatch.undo()
+    assert lists.drop_unpublished() == ["v1"]
+    assert lists.get_list("v1", "u0") is None and lists.get_list("v2", "u0") is not None
