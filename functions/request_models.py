@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from functions.cursor import MAX_CURSOR_CHARS
 from functions.field_rules import Checked, Id, IdMap, Ids, Integer, Objects, Scalars, Text, rule
-from models.rows import DEFAULT_EVENT_WEIGHTS, MAX_WEIGHT, TS_MAX, TS_MIN
+from models.rows import DEFAULT_EVENT_WEIGHTS, MAX_VALUE, MAX_WEIGHT, TS_MAX, TS_MIN
 
 MAX_RECOMMENDATION_ID_CHARS = 64  # the functions make 32 hex characters
 MAX_LIST = 500  # ids per list of a /recommend request
@@ -54,6 +54,10 @@ class Event:
     weight: float = rule(Checked({"type": "number", "minimum": 0, "maximum": MAX_WEIGHT}))
     event_id: str = rule(Id("Idempotency key: a resent id is stored once."))
     recommendation_id: str = rule(Id(max_chars=MAX_RECOMMENDATION_ID_CHARS))
+    value: float = rule(Checked({
+        "type": "number", "minimum": 0, "maximum": MAX_VALUE,
+        "description": "A purchase's amount (shop currency): the experiments' value per user "
+                       "and average order value."}))
 
 
 @dataclass(frozen=True)

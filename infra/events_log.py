@@ -1,142 +1,118 @@
-"""Drains the ingested events (Redis stream NS:events) into Parquet files in the artifact store.
+"""Drains the ingested events (NS:events) and the served answers (NS:impressions) into Parquet.
 
     python -c "from infra.events_log import drain_events; from infra.store import open_store;
     from infra.redis.event_stream import EventStream; print(drain_events(
     EventStream.from_url('redis://...'), open_store('./artifacts')))"
 
-The nightly job calls `drain_events` before it reads its input. Each batch of stream entries
-becomes `events/<first id>_<last id>.parquet` in the interactions schema (docs/SCHEMA.md), and
-only once that file is written and read back are the entries acknowledged and deleted from the
-stream. A crash between the two loses nothing: the entries stay pending in the consumer group and
-the next drain reads them again. It duplicates nothing either: entries whose stream ids fall in a
-file already written are acknowledged without being written again, and event ids repeated
-inside a batch are written once. `read_events_log` reads the files back, dropping any event id
-seen twice.
+The nightly job calls `drain_events` before it reads its input: each batch of stream entries
+becomes `events/<first id>_<last id>.parquet` in the interactions schema (docs/SCHEMA.md) plus
+the events' `recommendation_id` and `value`, acknowledged in Redis only once the file is written
+and read back (infra/stream_log.py: nothing lost, nothing twice, one drain at a time).
+`read_events_log` reads the files back, dropping any event id seen twice. No entry can stall
+the drain: one that fails validation (models/rows.py: the rules of `POST /events`) or cannot be
+written as a row goes to `events/dead/<first id>_<last id>.parquet` with its reason.
 
-No entry can stall the drain: one that fails validation (models/rows.py: the rules of
-`POST /events`, docs/SCHEMA.md) or cannot be written as a row goes to
-`events/dead/<first id>_<last id>.parquet` with its reason, and is acknowledged with its batch.
+`drain_impressions` does the same for the impression stream (infra/redis/impressions.py) into
+`impressions/<first id>_<last id>.parquet` (IMPRESSIONS_SCHEMA; each recommendation id once,
+bad entries to `impressions/dead/`), and `read_impressions_log` reads them back; the nightly
+drains both, `recsys experiment report` too. One machinery serves both streams (`StreamLog`
+says what differs: folder, schema, entry check, the id written once).
 """
 
 from __future__ import annotations
 
-import io
-import logging
-from bisect import bisect_right
+import json
+import math
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from infra.parquet import STREAM_DEAD_SCHEMA, parquet_bytes
 from infra.redis.event_stream import EventStream
+from infra.redis.impressions import ImpressionStream
 from infra.store import ArtifactStore
-from models.rows import clean_id, validate_interaction
-
-log = logging.getLogger(__name__)
+from infra.stream_log import StreamLog, drain, read_log
+from models.rows import VERSION_RE, clean_id, validate_interaction
 
 EVENTS_SCHEMA = pa.schema([
     ("user_id", pa.string()), ("item_id", pa.string()), ("timestamp", pa.int64()),
     ("event_type", pa.string()), ("weight", pa.float64()), ("event_id", pa.string()),
-    ("recommendation_id", pa.string()), ("stream_id", pa.string())])
+    ("recommendation_id", pa.string()), ("value", pa.float64()), ("stream_id", pa.string())])
+# infra/redis/impressions.py's FIELDS, typed; experiment and arm are "" outside an experiment.
+IMPRESSIONS_SCHEMA = pa.schema([
+    ("recommendation_id", pa.string()), ("user_id", pa.string()), ("experiment", pa.string()),
+    ("arm", pa.string()), ("version", pa.string()), ("items", pa.list_(pa.string())),
+    ("source", pa.string()), ("status", pa.int64()), ("latency_ms", pa.float64()),
+    ("ts_ms", pa.int64()), ("stream_id", pa.string())])
+MAX_ITEMS = 10_000  # items of one logged answer (an answer holds at most max_k)
+MAX_LATENCY_MS = 3_600_000.0
+TS_MS_MAX = 4_102_444_800_000  # 2100-01-01 UTC, as models/rows.TS_MAX
 
 
-def _sid(stream_id: str) -> tuple[int, int]:
-    ms, _, seq = stream_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _written_ranges(store: ArtifactStore, prefix: str) -> list[tuple[tuple, tuple]]:
-    """The stream-id ranges of the batch files already in the store, sorted."""
-    ranges = []
-    for key in store.list(prefix):
-        name = key[len(prefix) + 1:]
-        if "/" in name or not name.endswith(".parquet"):
-            continue
-        first, _, last = name.removesuffix(".parquet").partition("_")
-        try:
-            ranges.append((_sid(first), _sid(last)))
-        except ValueError:
-            continue
-    return sorted(ranges)
-
-
-def _covered(sid: tuple, ranges: list, starts: list) -> bool:
-    n = bisect_right(starts, sid) - 1
-    return n >= 0 and ranges[n][0] <= sid <= ranges[n][1]
-
-
-def _check_entry(sid: str, fields: dict) -> tuple[dict | None, str | None]:
-    """One stream entry as an events row, or (None, reason)."""
-    try:
-        row, reason = validate_interaction(fields)
-        if row is None:
+def _check_event(sid: str, fields: dict) -> tuple[dict | None, str | None]:
+    """One NS:events entry as an events row, or (None, reason)."""
+    row, reason = validate_interaction(fields)
+    if row is None:
+        return None, reason
+    extra = {}
+    for name in ("event_id", "recommendation_id"):
+        extra[name], reason = clean_id(fields.get(name), name)
+        if reason and not reason.startswith("missing"):
             return None, reason
-        extra = {}
-        for name in ("event_id", "recommendation_id"):
-            extra[name], reason = clean_id(fields.get(name), name)
-            if reason and not reason.startswith("missing"):
+    return {"value": None, **row, "event_id": extra["event_id"] or f"stream:{sid}",
+            "stream_id": sid, "recommendation_id": extra["recommendation_id"]}, None
+
+
+def _number(fields: dict, name: str, low: float, high: float, integer: bool):
+    text = fields.get(name, "")
+    try:
+        number = int(text) if integer else float(text)
+    except (TypeError, ValueError, OverflowError):
+        return None, f"{name} is not a{'n integer' if integer else ' number'}"
+    if not (math.isfinite(number) and low <= number <= high):
+        return None, f"{name} out of range [{low:g}, {high:g}]"
+    return number, None
+
+
+def _check_impression(sid: str, fields: dict) -> tuple[dict | None, str | None]:
+    """One NS:impressions entry as an impressions row, or (None, reason)."""
+    row = {"stream_id": sid}
+    for name in ("recommendation_id", "user_id"):
+        row[name], reason = clean_id(fields.get(name), name)
+        if reason:
+            return None, reason
+    for name in ("experiment", "arm", "source"):
+        text = fields.get(name, "")
+        if text.strip():
+            text, reason = clean_id(text, name)
+            if reason:
                 return None, reason
-        return {**row, "event_id": extra["event_id"] or f"stream:{sid}", "stream_id": sid,
-                "recommendation_id": extra["recommendation_id"]}, None
-    except Exception as e:  # no entry may stop the drain
-        return None, f"invalid entry ({type(e).__name__})"
-
-
-def _writable(rows: list[dict], dead: list[dict], schema: pa.Schema) -> list[dict]:
-    """The rows Parquet can hold; any other goes to `dead` (the whole batch is tried first)."""
+        row[name] = text.strip()
+    row["version"] = fields.get("version", "")
+    if row["version"] and not VERSION_RE.fullmatch(row["version"]):
+        return None, "malformed version"
     try:
-        pa.Table.from_pylist(rows, schema=schema)
-        return rows
-    except Exception:  # find the rows at fault below
-        pass
-    ok = []
-    for row in rows:
-        try:
-            pa.Table.from_pylist([row], schema=schema)
-            ok.append(row)
-        except Exception as e:  # this row cannot be stored as it is
-            dead.append({"stream_id": row["stream_id"],
-                         "reason": f"cannot be written as a row ({type(e).__name__})",
-                         "row": _repr(row)})
-    return ok
+        items = json.loads(fields.get("items", ""))
+    except ValueError:
+        return None, "items is not a JSON array"
+    if not isinstance(items, list) or len(items) > MAX_ITEMS:
+        return None, f"items is not a JSON array of at most {MAX_ITEMS} ids"
+    row["items"] = []
+    for item in items:
+        text, reason = clean_id(item, "item_id")
+        if reason:
+            return None, f"items: {reason}"
+        row["items"].append(text)
+    for name, low, high, integer in (("status", 100, 599, True),
+                                     ("latency_ms", 0, MAX_LATENCY_MS, False),
+                                     ("ts_ms", 0, TS_MS_MAX - 1, True)):
+        row[name], reason = _number(fields, name, low, high, integer)
+        if reason:
+            return None, reason
+    return row, None
 
 
-def _repr(value) -> str:
-    """Text any Parquet file can hold: repr escapes lone surrogates and control characters."""
-    try:
-        return repr(value)
-    except Exception as e:  # a __repr__ that raises
-        return f"<unprintable {type(value).__name__}: {type(e).__name__}>"
-
-
-def _put_durably(store: ArtifactStore, key: str, data: bytes) -> None:
-    store.put_bytes(key, data)
-    if store.get_bytes(key) != data:
-        raise OSError(f"{key}: the file read back differs from the one written")
-
-
-def _write_batch(store: ArtifactStore, prefix: str, entries: list, stats: dict) -> None:
-    """Writes one batch's valid events (and dead letters, if any) under its id range."""
-    rows, dead, ids = [], [], set()
-    for sid, fields in entries:
-        row, reason = _check_entry(sid, fields)
-        if row is None:
-            dead.append({"stream_id": sid, "reason": reason, "row": _repr(fields)})
-            continue
-        if row["event_id"] in ids:
-            stats["duplicates"] += 1
-            continue
-        ids.add(row["event_id"])
-        rows.append(row)
-    rows = _writable(rows, dead, EVENTS_SCHEMA)
-    batch = f"{entries[0][0]}_{entries[-1][0]}"
-    if dead:
-        _put_durably(store, f"{prefix}/dead/{batch}.parquet",
-                     parquet_bytes(dead, STREAM_DEAD_SCHEMA))
-        stats["dead"] += len(dead)
-    _put_durably(store, f"{prefix}/{batch}.parquet", parquet_bytes(rows, EVENTS_SCHEMA))
-    stats["files"].append(f"{prefix}/{batch}.parquet")
-    stats["events"] += len(rows)
+EVENTS = StreamLog("events", EVENTS_SCHEMA, _check_event, "event_id", "events")
+IMPRESSIONS = StreamLog("impressions", IMPRESSIONS_SCHEMA, _check_impression,
+                        "recommendation_id", "impressions")
 
 
 def drain_events(stream: EventStream, store: ArtifactStore, *, group: str = "nightly",
@@ -144,8 +120,9 @@ def drain_events(stream: EventStream, store: ArtifactStore, *, group: str = "nig
                  prefix: str = "events") -> dict:
     """Moves the events ingested so far from the Redis stream into Parquet files.
 
-    Entries added while it runs are left for the next drain. Run one drain at a time: it takes
-    over the pending entries of every other consumer of `group`.
+    Entries added while it runs are left for the next drain. Drains of one namespace take
+    turns (the lock NS:drain:lock); each takes over the pending entries of every other
+    consumer of `group`, which only a drain that died can have left.
 
     Args:
         stream: the event stream (its namespace's NS:events).
@@ -159,45 +136,33 @@ def drain_events(stream: EventStream, store: ArtifactStore, *, group: str = "nig
         {"files": [keys written], "events": rows written, "duplicates": repeated event ids
         skipped, "dead": invalid entries written to <prefix>/dead/, "already_written": entries
         found in an earlier file, "acknowledged": entries acknowledged and deleted}.
+
+    Raises:
+        TimeoutError: another drain of the namespace held the lock for 10 minutes.
     """
-    stream.ensure_group(group)
-    stream.claim(group, consumer, batch_size)
-    until = _sid(stream.last_id())
-    ranges = _written_ranges(store, prefix)
-    starts = [r[0] for r in ranges]
-    stats = {"files": [], "events": 0, "duplicates": 0, "dead": 0, "already_written": 0,
-             "acknowledged": 0}
-    after = "0-0"  # first this consumer's pending entries (an earlier drain died), then new ones
-    while True:
-        entries = stream.read(group, consumer, batch_size, after)
-        if not entries and after != ">":
-            after = ">"
-            continue
-        if after != ">":
-            after = entries[-1][0]
-        keep = [(sid, f) for sid, f in entries if _sid(sid) <= until]
-        # Entries deleted while pending, or in a file of an earlier drain: acknowledge only.
-        fresh = [(sid, f) for sid, f in keep if f is not None
-                 and not _covered(_sid(sid), ranges, starts)]
-        stats["already_written"] += sum(f is not None for _, f in keep) - len(fresh)
-        if fresh:
-            _write_batch(store, prefix, fresh, stats)
-        if keep:
-            stream.ack(group, [sid for sid, _ in keep])
-            stats["acknowledged"] += len(keep)
-        if after == ">" and (len(keep) < len(entries) or len(entries) < batch_size):
-            break  # newer entries stay pending for the next drain
-    log.info("drained events: %s", {k: v for k, v in stats.items() if k != "files"})
-    return stats
+    return drain(stream, store, EVENTS, group=group, consumer=consumer,
+                 batch_size=batch_size, prefix=prefix)
+
+
+def drain_impressions(stream: ImpressionStream, store: ArtifactStore, *, group: str = "nightly",
+                      consumer: str = "drain", batch_size: int = 50_000,
+                      prefix: str = "impressions") -> dict:
+    """Moves the logged answers from NS:impressions into `<prefix>/<first>_<last>.parquet`
+    (IMPRESSIONS_SCHEMA), as `drain_events` does for events: the same guarantees and
+    arguments; the stats count rows under "impressions", repeated recommendation ids under
+    "duplicates"."""
+    return drain(stream, store, IMPRESSIONS, group=group, consumer=consumer,
+                 batch_size=batch_size, prefix=prefix)
 
 
 def read_events_log(store: ArtifactStore, prefix: str = "events"):
-    """All drained events as one pandas DataFrame, each event id once (first file wins)."""
-    import pandas as pd
+    """All drained events as one pandas DataFrame, each event id once (first file wins).
+    Files written before the `value` column existed read it as null."""
+    df = read_log(store, EVENTS, prefix)
+    return df if "value" in df else df.assign(value=float("nan"))
 
-    keys = [k for k in store.list(prefix) if k.endswith(".parquet")
-            and "/" not in k[len(prefix) + 1:]]
-    if not keys:
-        return EVENTS_SCHEMA.empty_table().to_pandas()
-    frames = [pq.read_table(io.BytesIO(store.get_bytes(k))).to_pandas() for k in sorted(keys)]
-    return pd.concat(frames, ignore_index=True).drop_duplicates("event_id", keep="first")
+
+def read_impressions_log(store: ArtifactStore, prefix: str = "impressions"):
+    """All drained impressions (IMPRESSIONS_SCHEMA) as one pandas DataFrame, each
+    recommendation id once (first file wins); `items` holds lists of item ids."""
+    return read_log(store, IMPRESSIONS, prefix)

@@ -31,6 +31,7 @@ TS_MIN = 0  # 1970-01-01T00:00:00Z, inclusive
 TS_MAX = 4_102_444_800  # 2100-01-01T00:00:00Z, exclusive: epoch milliseconds fall outside
 MAX_WEIGHT = 1000.0  # 200x the largest default event weight (purchase: 5); see docs/SCHEMA.md
 MAX_NUMBER_CHARS = 64  # a timestamp or weight written as text longer than this is not one
+MAX_VALUE = 1_000_000_000.0  # an event's `value` (a purchase's amount); see docs/SCHEMA.md
 
 # Reason strings (stable: dead-letter files, Beam counters and HTTP 400 bodies use them).
 TS_UNPARSEABLE = "unparseable timestamp"
@@ -40,6 +41,9 @@ EVENT_UNKNOWN = "unknown event_type"
 WEIGHT_NON_NUMERIC = "non-numeric weight"
 WEIGHT_NEGATIVE = "negative weight"
 WEIGHT_OUT_OF_RANGE = f"weight out of range [0, {MAX_WEIGHT:g}]"
+VALUE_NON_NUMERIC = "non-numeric value"
+VALUE_NEGATIVE = "negative value"
+VALUE_OUT_OF_RANGE = f"value out of range [0, {MAX_VALUE:.0f}]"
 
 # A version's name: infra.bundle.new_version's ("20250101T000000Z-1a2b") and short test names
 # ("v1"); no Redis key separator, no glob character. infra/redis/keys.py and the experiments'
@@ -208,6 +212,38 @@ def parse_timestamp(value) -> tuple[int | None, str | None]:
     return None, TS_UNPARSEABLE
 
 
+def value_failures(value) -> tuple[tuple[str, Any], ...]:
+    """The checks of an event's `value` (a purchase's amount), as `weight_failures`."""
+    return ((VALUE_NON_NUMERIC, (value != value) | (abs(value) == math.inf)),
+            (VALUE_NEGATIVE, value < 0), (VALUE_OUT_OF_RANGE, value > MAX_VALUE))
+
+
+def _parse_number(value, failures) -> tuple[float | None, str | None]:
+    """A number in the range `failures` checks (weight_failures, value_failures): from a
+    number or a string holding one; (None, None) when missing; (None, the first failed
+    reason) otherwise."""
+    non_numeric, negative, too_big = (reason for reason, _ in failures(0.0))
+    if isinstance(value, str):
+        text, number = _text_number(value)
+        if not text:
+            return None, None
+        if number is None:
+            return None, non_numeric
+    elif is_missing(value):
+        return None, None
+    elif _is_bool(value) or not isinstance(value, numbers.Real):
+        return None, non_numeric
+    elif isinstance(value, numbers.Integral):
+        number = int(value)  # compared exactly, before any rounding to float
+    else:
+        try:
+            number = float(value)
+        except OverflowError:
+            return None, negative if value < 0 else too_big
+    reason = _first_failure(failures(number))
+    return (None, reason) if reason else (float(number) + 0.0, None)  # -0.0 -> 0.0
+
+
 def parse_weight(value) -> tuple[float | None, str | None]:
     """A weight: a number, or a string holding one, with 0 <= weight <= MAX_WEIGHT.
 
@@ -216,25 +252,14 @@ def parse_weight(value) -> tuple[float | None, str | None]:
         WEIGHT_NON_NUMERIC (bool, text that is no number, inf, "nan"), WEIGHT_NEGATIVE or
         WEIGHT_OUT_OF_RANGE.
     """
-    if isinstance(value, str):
-        text, number = _text_number(value)
-        if not text:
-            return None, None
-        if number is None:
-            return None, WEIGHT_NON_NUMERIC
-    elif is_missing(value):
-        return None, None
-    elif _is_bool(value) or not isinstance(value, numbers.Real):
-        return None, WEIGHT_NON_NUMERIC
-    elif isinstance(value, numbers.Integral):
-        number = int(value)  # compared exactly, before any rounding to float
-    else:
-        try:
-            number = float(value)
-        except OverflowError:
-            return None, WEIGHT_NEGATIVE if value < 0 else WEIGHT_OUT_OF_RANGE
-    reason = _first_failure(weight_failures(number))
-    return (None, reason) if reason else (float(number) + 0.0, None)  # -0.0 -> 0.0
+    return _parse_number(value, weight_failures)
+
+
+def parse_value(value) -> tuple[float | None, str | None]:
+    """An event's `value` (a purchase's amount, in the shop's currency): as `parse_weight`,
+    with 0 <= value <= MAX_VALUE and the reasons VALUE_NON_NUMERIC, VALUE_NEGATIVE and
+    VALUE_OUT_OF_RANGE."""
+    return _parse_number(value, value_failures)
 
 
 def clean_event_type(value, event_weights: Mapping[str, float] | None = DEFAULT_EVENT_WEIGHTS
@@ -260,9 +285,11 @@ def validate_interaction(
 
     Returns:
         (clean_row, None) for a valid row, with ids as str, timestamp as int seconds,
-        event_type as str or None and weight as float or None; (None, reason) otherwise, the
-        reason of the first failing field in the order user_id, item_id, timestamp,
-        event_type, weight.
+        event_type as str or None and weight as float or None, and `value` (float) only when
+        the row has one; (None, reason) otherwise, the reason of the first failing field in
+        the order user_id, item_id, timestamp, event_type, weight, value. `value` is an
+        event's field (the experiments' reports read it from the events log), not a training
+        column: models.schema.validate_batch ignores it.
     """
     user_id, reason = clean_id(row.get("user_id"), "user_id")
     if reason:
@@ -279,5 +306,9 @@ def validate_interaction(
     weight, reason = parse_weight(row.get("weight"))
     if reason:
         return None, reason
-    return {"user_id": user_id, "item_id": item_id, "timestamp": ts,
-            "event_type": event_type, "weight": weight}, None
+    value, reason = parse_value(row.get("value"))
+    if reason:
+        return None, reason
+    clean = {"user_id": user_id, "item_id": item_id, "timestamp": ts,
+             "event_type": event_type, "weight": weight}
+    return (clean if value is None else {**clean, "value": value}), None

@@ -27,6 +27,8 @@ Key layout (NS = namespace, "recsys" by default; see docs/ARCHITECTURE.md):
                          (what the functions read, one HGETALL; at most one runs)
   NS:impressions         stream of served answers (recommendation id, user, arm,   impressions.py
                          version, items…), drained like NS:events into Parquet
+  NS:drain:lock          string with a TTL: a drain of NS:events or NS:impressions  stream_log.py
+                         is running (redis-py Lock; drains take turns)
 
 A version (VER) matches VERSION_RE: letters, digits, `.`, `_`, `-`, so no key separator and
 no glob character can come with it. Key patterns are built only from the namespace and a
@@ -78,6 +80,7 @@ class Keys:
         self.experiments = f"{ns}:exp:defs"
         self.experiments_running = f"{ns}:exp:running"
         self.impressions = f"{ns}:impressions"
+        self.drain_lock = f"{ns}:drain:lock"
 
     def version(self, version: str) -> str:
         """The prefix of every key of `version`: NS:v:VER."""

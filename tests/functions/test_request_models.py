@@ -70,5 +70,5 @@ def test_the_document_states_the_configured_settings():
     assert (k["schema"]["maximum"], events["maxItems"], events["minItems"]) == (7, 3, 1)
     assert set(events["items"]["properties"]) == {
         "user_id", "item_id", "event_type", "timestamp", "weight", "event_id",
-        "recommendation_id"}
+        "recommendation_id", "value"}
     assert rules(RecommendRequest)["k"].parse(None, "k", LIMITS) == 10  # the default

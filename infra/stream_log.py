@@ -1,0 +1,208 @@
+"""Draining a Redis stream into Parquet files in the artifact store: the machinery that
+infra/events_log.py uses for both logs (NS:events and NS:impressions), each described by a
+`StreamLog` (folder, schema, entry check, the column written once).
+
+Each batch of stream entries becomes `<prefix>/<first id>_<last id>.parquet`, and only once that
+file is written and read back are the entries acknowledged and deleted from the stream. A crash
+between the two loses nothing: the entries stay pending in the consumer group and the next drain
+reads them again. It duplicates nothing either: entries whose stream ids fall in a file already
+written are acknowledged without being written again, and a key repeated inside a batch is
+written once. An entry that fails its check or cannot be written as a row goes to
+`<prefix>/dead/<first id>_<last id>.parquet` with its reason (STREAM_DEAD_SCHEMA). Drains of a
+namespace take turns under a Redis lock (NS:drain:lock, redis-py's Lock with a lease renewed
+after every batch), so a report's drain beside the nightly's neither writes an entry twice nor
+takes over entries the other is working on.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from infra.parquet import STREAM_DEAD_SCHEMA, parquet_bytes
+from infra.redis.event_stream import DrainableStream
+from infra.store import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+LOCK_SECONDS = 900  # the drain lock's lease, renewed after every batch
+
+
+def _sid(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _written_ranges(store: ArtifactStore, prefix: str) -> list[tuple[tuple, tuple]]:
+    """The stream-id ranges of the batch files already in the store, sorted."""
+    ranges = []
+    for key in store.list(prefix):
+        name = key[len(prefix) + 1:]
+        if "/" in name or not name.endswith(".parquet"):
+            continue
+        first, _, last = name.removesuffix(".parquet").partition("_")
+        try:
+            ranges.append((_sid(first), _sid(last)))
+        except ValueError:
+            continue
+    return sorted(ranges)
+
+
+def _covered(sid: tuple, ranges: list, starts: list) -> bool:
+    n = bisect_right(starts, sid) - 1
+    return n >= 0 and ranges[n][0] <= sid <= ranges[n][1]
+
+
+@dataclass(frozen=True)
+class StreamLog:
+    """What differs between the drained streams' logs.
+
+    Attributes:
+        prefix: the folder of the files in the store (dead letters in <prefix>/dead/).
+        schema: the files' schema.
+        check: (stream id, fields) -> (row, None) or (None, reason).
+        key: the column whose value is written once (a repeat inside a batch is skipped, and
+            the reader keeps its first row).
+        noun: the stats' count of rows written ("events", "impressions").
+    """
+
+    prefix: str
+    schema: pa.Schema
+    check: Callable[[str, dict], tuple[dict | None, str | None]]
+    key: str
+    noun: str
+
+
+def _check_entry(spec: StreamLog, sid: str, fields: dict) -> tuple[dict | None, str | None]:
+    try:
+        return spec.check(sid, fields)
+    except Exception as e:  # no entry may stop the drain
+        return None, f"invalid entry ({type(e).__name__})"
+
+
+def _writable(rows: list[dict], dead: list[dict], schema: pa.Schema) -> list[dict]:
+    """The rows Parquet can hold; any other goes to `dead` (the whole batch is tried first)."""
+    try:
+        pa.Table.from_pylist(rows, schema=schema)
+        return rows
+    except Exception:  # find the rows at fault below
+        pass
+    ok = []
+    for row in rows:
+        try:
+            pa.Table.from_pylist([row], schema=schema)
+            ok.append(row)
+        except Exception as e:  # this row cannot be stored as it is
+            dead.append({"stream_id": row["stream_id"],
+                         "reason": f"cannot be written as a row ({type(e).__name__})",
+                         "row": _repr(row)})
+    return ok
+
+
+def _repr(value) -> str:
+    """Text any Parquet file can hold: repr escapes lone surrogates and control characters."""
+    try:
+        return repr(value)
+    except Exception as e:  # a __repr__ that raises
+        return f"<unprintable {type(value).__name__}: {type(e).__name__}>"
+
+
+def _put_durably(store: ArtifactStore, key: str, data: bytes) -> None:
+    store.put_bytes(key, data)
+    if store.get_bytes(key) != data:
+        raise OSError(f"{key}: the file read back differs from the one written")
+
+
+def _write_batch(store: ArtifactStore, spec: StreamLog, prefix: str, entries: list,
+                 stats: dict) -> None:
+    """Writes one batch's valid rows (and dead letters, if any) under its id range."""
+    rows, dead, ids = [], [], set()
+    for sid, fields in entries:
+        row, reason = _check_entry(spec, sid, fields)
+        if row is None:
+            dead.append({"stream_id": sid, "reason": reason, "row": _repr(fields)})
+            continue
+        if row[spec.key] in ids:
+            stats["duplicates"] += 1
+            continue
+        ids.add(row[spec.key])
+        rows.append(row)
+    rows = _writable(rows, dead, spec.schema)
+    batch = f"{entries[0][0]}_{entries[-1][0]}"
+    if dead:
+        _put_durably(store, f"{prefix}/dead/{batch}.parquet",
+                     parquet_bytes(dead, STREAM_DEAD_SCHEMA))
+        stats["dead"] += len(dead)
+    _put_durably(store, f"{prefix}/{batch}.parquet", parquet_bytes(rows, spec.schema))
+    stats["files"].append(f"{prefix}/{batch}.parquet")
+    stats[spec.noun] += len(rows)
+
+
+def drain(stream: DrainableStream, store: ArtifactStore, spec: StreamLog, *,
+          group: str = "nightly", consumer: str = "drain", batch_size: int = 50_000,
+          prefix: str | None = None, lock_wait: float = 600.0) -> dict:
+    """`drain_events` for any drained stream, `spec` saying what its log holds."""
+    prefix = prefix or spec.prefix
+    name = stream.keys.drain_lock
+    lock = stream.r.lock(name, timeout=LOCK_SECONDS, blocking_timeout=lock_wait)
+    if not lock.acquire():
+        raise TimeoutError(f"another drain held {name} for {lock_wait:g} s (a nightly job or "
+                           "a report draining the streams); retry when it is done")
+    try:
+        stats = _drain(stream, store, spec, prefix, group, consumer, batch_size, lock)
+    finally:
+        try:
+            lock.release()
+        except Exception as e:  # expired or Redis gone: the lease runs out on its own
+            log.warning("drain lock not released: %s", e)
+    log.info("drained %s: %s", spec.noun, {k: v for k, v in stats.items() if k != "files"})
+    return stats
+
+
+def _drain(stream, store, spec, prefix, group, consumer, batch_size, lock) -> dict:
+    stream.ensure_group(group)
+    stream.claim(group, consumer, batch_size)
+    until = _sid(stream.last_id())
+    ranges = _written_ranges(store, prefix)
+    starts = [r[0] for r in ranges]
+    stats = {"files": [], spec.noun: 0, "duplicates": 0, "dead": 0, "already_written": 0,
+             "acknowledged": 0}
+    after = "0-0"  # first this consumer's pending entries (an earlier drain died), then new ones
+    while True:
+        entries = stream.read(group, consumer, batch_size, after)
+        if not entries and after != ">":
+            after = ">"
+            continue
+        if after != ">":
+            after = entries[-1][0]
+        keep = [(sid, f) for sid, f in entries if _sid(sid) <= until]
+        # Entries deleted while pending, or in a file of an earlier drain: acknowledge only.
+        fresh = [(sid, f) for sid, f in keep if f is not None
+                 and not _covered(_sid(sid), ranges, starts)]
+        stats["already_written"] += sum(f is not None for _, f in keep) - len(fresh)
+        if fresh:
+            _write_batch(store, spec, prefix, fresh, stats)
+        if keep:
+            stream.ack(group, [sid for sid, _ in keep])
+            stats["acknowledged"] += len(keep)
+        lock.extend(LOCK_SECONDS, replace_ttl=True)
+        if after == ">" and (len(keep) < len(entries) or len(entries) < batch_size):
+            return stats  # newer entries stay pending for the next drain
+
+
+def read_log(store: ArtifactStore, spec: StreamLog, prefix: str):
+    import pandas as pd
+
+    keys = [k for k in store.list(prefix) if k.endswith(".parquet")
+            and "/" not in k[len(prefix) + 1:]]
+    if not keys:
+        return spec.schema.empty_table().to_pandas()
+    frames = [pq.read_table(io.BytesIO(store.get_bytes(k))).to_pandas() for k in sorted(keys)]
+    df = pd.concat(frames, ignore_index=True).drop_duplicates(spec.key, keep="first")
+    return df.reset_index(drop=True)

@@ -1,0 +1,44 @@
+"""An event's optional `value` (a purchase's amount, read by the experiments' report): checked by
+POST /events (a bad one is rejected naming `value`), carried through the stream into the events
+log's `value` column."""
+
+import pytest
+
+from infra.events_log import drain_events, read_events_log
+from infra.redis.event_stream import EventStream
+from infra.store import LocalStore
+from tests.functions.conftest import make_app
+
+KEY = {"X-API-Key": "secret"}
+
+
+@pytest.fixture
+def app(redis_url, tmp_path):
+    env = {"REDIS_URL": redis_url, "RECSYS_STORE": str(tmp_path / "store"),
+           "RECSYS_NAMESPACE": "val", "RECSYS_API_KEY": "secret", "RECSYS_ADMIN_KEY": "admin",
+           "RECSYS_RECOMMEND_KEY": None}
+    return make_app(env).test_client()
+
+
+@pytest.mark.parametrize("value,reason", [
+    (-1, "negative value"), ("ten", "non-numeric value"), (True, "non-numeric value"),
+    ("inf", "non-numeric value"), (1e10, "value out of range [0, 1000000000]"),
+    ([3], "non-numeric value")])
+def test_a_bad_value_is_rejected_naming_value(app, value, reason):
+    r = app.post("/events", headers=KEY, json={"events": [
+        {"user_id": "u", "item_id": "i", "event_type": "purchase", "value": value}]})
+    assert r.status_code == 400
+    assert r.get_json()["rejected"] == [{"index": 0, "reason": reason}]
+
+
+def test_a_value_reaches_the_events_log(app, redis_client, tmp_path):
+    r = app.post("/events", headers=KEY, json={"events": [
+        {"user_id": "u", "item_id": "i", "event_type": "purchase", "value": "12.5",
+         "recommendation_id": "r1", "event_id": "p1"},
+        {"user_id": "u", "item_id": "j", "event_type": "click", "event_id": "c1"}]})
+    assert r.status_code == 200, r.get_json()
+    store = LocalStore(str(tmp_path / "log"))
+    drain_events(EventStream(redis_client, "val"), store)
+    log = read_events_log(store).set_index("event_id")
+    assert log.loc["p1", "value"] == 12.5 and log.loc["p1", "recommendation_id"] == "r1"
+    assert log["value"].isna()["c1"]  # no value: null
