@@ -30,6 +30,9 @@ runs once between them. Users whose interactions did not change keep the served 
 (copied inside Redis) until it is --list_max_age_days old (batch/carry_over.py). The `current`
 pointer flips only after Redis confirms every shard (computed or copied) wrote its users, so a
 failed or killed run leaves the served version untouched; rerunning publishes.
+With --canary PERCENT the version is published but `current` stays: the experiment
+canary-<version> serves it to PERCENT % of users until `recsys canary check` promotes or rolls
+it back (batch/canary.py); refused before any work while another experiment runs.
 An items table with a `category` (`Comedy|Drama`: several) or `available` column is checked
 with the input and loaded into the live item filters only once the run published.
 """
@@ -47,7 +50,7 @@ from contextlib import contextmanager
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from batch import stages
+from batch import canary, stages
 from batch.carry_over import carry_over
 from batch.gate import data_sizes
 from batch.options import NightlyConfig, add_argparse_args
@@ -85,7 +88,8 @@ def run(argv: list[str] | None = None) -> dict:
     Raises:
         QualityGateError: the new model regressed, the gate had too few validation cases or
             the data shrank against the served version (nothing published).
-        ValueError / SchemaError: bad flags or input (nothing published); NonFiniteError (a
+        ValueError / SchemaError: bad flags or input, or --canary while an experiment runs
+            (nothing published); NonFiniteError (a
             ValueError): the trained model holds NaN or inf (nothing published).
     """
     argv = sys.argv[1:] if argv is None else argv
@@ -96,6 +100,7 @@ def run(argv: list[str] | None = None) -> dict:
     kind_config = kind.config(dataclasses.asdict(config))
     weights = parse_event_weights(config.event_weights)
     targets = stages.open_targets(config)
+    canary.refuse_while_running(config.canary, targets.lists)  # before any work
     version, clock = new_version(), Stopwatch()
 
     with clock("drain_events"):

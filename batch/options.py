@@ -28,6 +28,8 @@ REQUIRED = dataclasses.MISSING
 MIN_CASES = 50
 # A run may lose at most half of the served version's users, items or events.
 MAX_SHRINK = 0.5
+# A canary is a minority of users; past half it is the A/B test of `recsys experiment`.
+MAX_CANARY = 50
 
 
 def flag(default: Any = REQUIRED, help: str = "", *, of: type | None = None,
@@ -109,6 +111,11 @@ class NightlyConfig:
     force_publish: bool = flag(False, "Publish even if the quality gate or the shrink check "
                                       "refuses.")
     skip_gate: bool = flag(False, "Do not evaluate the quality gate (MF: saves one training).")
+    canary: int = flag(0, "Publish the new version to this whole percentage of users only "
+                          "(1..50; 0 = to everyone): `current` stays, and the experiment "
+                          "canary-<version> serves the new version to that share and the "
+                          "current one to the rest, until `recsys canary check` promotes or "
+                          "rolls it back. Refused while another experiment runs.")
     no_drain_events: bool = flag(False, "Do not drain the events ingested by the functions "
                                         "into <store>/events/ and train on them.")
 
@@ -123,6 +130,9 @@ class NightlyConfig:
         if self.gate_min_cases < 1:
             raise ValueError(f"--gate-min-cases={self.gate_min_cases}: use a number >= 1 "
                              "(--skip-gate skips the evaluation)")
+        if not (self.canary == 0 or 1 <= self.canary <= MAX_CANARY):
+            raise ValueError(f"--canary={self.canary}: use a whole percentage of users from 1 "
+                             f"to {MAX_CANARY} (0 publishes to everyone)")
         if self.shard_size < 1:
             raise ValueError(f"--shard-size={self.shard_size}: use a number of users >= 1")
 

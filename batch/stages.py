@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import redis
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from batch import canary
 from batch.carry_over import ListPlan
 from batch.gate import GateResult, QualityGateError, decide, shrink_check, too_few_cases
 from batch.options import NightlyConfig
@@ -246,19 +247,29 @@ def _default_to_both_cores(options: PipelineOptions, argv: list[str]) -> None:
 
 def publish(config: NightlyConfig, targets: Targets, version: str, plan: ListPlan,
             n_users: int, summary: dict) -> dict:
-    """Records the lists' build record and the summary, flips `current` (raises unless every
-    shard wrote), expires old versions and writes `runs/<version>/summary.json`.
+    """Records the lists' build record and the summary, publishes the version (raises unless
+    every shard wrote), expires old versions and writes `runs/<version>/summary.json`.
+
+    The version becomes `current`, or with --canary (and a version served already) it is
+    published without moving `current` and the experiment canary-<version> serves it to that
+    share of users (batch/canary.py).
 
     Returns:
-        The summary with `expired_versions`.
+        The summary with `canary` (batch/canary.plan) and `expired_versions`.
     """
+    trial = canary.plan(config.canary, targets.lists.current(), version)
+    summary = {**summary, "canary": trial}
     targets.builds.put_built(version, plan.built_at, plan.fingerprints)  # the next run's plan
     targets.builds.put_summary(version, summary)
-    targets.lists.flip(version, n_users)  # raises unless every shard wrote
+    serve_all = trial is None or trial["experiment"] is None
+    targets.lists.flip(version, n_users, move_current=serve_all)  # raises unless all wrote
+    if not serve_all:
+        canary.start(targets.lists, trial)
     summary = {**summary, "expired_versions": targets.lists.expire_old(config.keep_versions)}
     targets.store.put_bytes(f"runs/{version}/summary.json",
                             json.dumps(summary, indent=1).encode())
-    log.info("published version %s", version)
+    log.info("published version %s%s", version,
+             "" if serve_all else f" to {trial['percent']}% of users ({trial['experiment']})")
     return summary
 
 
