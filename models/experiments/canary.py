@@ -11,9 +11,11 @@ in this order, the first that applies wins:
    **rollback**: users do not reach the arms in the allocated shares, so the assignment or the
    logging is broken and no figure of the run can be trusted; the safe side is the version
    everyone had (the control still has its lists: ServedLists.expire_old keeps them);
-3. the primary metric (CTR) significantly worse: the canary's interval of the difference
-   (canary − control; the report's always-valid interval, which stays valid however often the
-   check looks) lies entirely below 0 → **rollback**;
+3. the primary metric (CTR) significantly worse: the difference canary − control is below 0
+   and significant by the report's always-valid p-value (the mSPRT's, which stays valid
+   however often the check looks: an hourly check does not inflate false rollbacks) →
+   **rollback**. The report's interval (Newcombe's) holds for one look only, so it is shown
+   in the reasons but does not decide;
 4. every arm has `min_users` users, the guardrails hold and CTR is not significantly worse →
    **promote** (NS:current flips to the canary's version);
 5. otherwise → **wait** for the next check.
@@ -57,8 +59,8 @@ def decide(report: Mapping, *, canary_arm: str = "canary", min_users: int = MIN_
     Args:
         report: `experiment_report`'s dict: "control" (arm name), "arms" (arm -> "users",
             "impressions", "ctr", …), "differences" (arm -> metric -> "difference", "ci_low",
-            "ci_high", "p_value", "significant"), "guardrails" (arm -> "ok", "breaches"),
-            "srm" ("p_value", "flagged").
+            "ci_high", "p_value" (always-valid), "significant" (that p-value < alpha)),
+            "guardrails" (arm -> "ok", "breaches"), "srm" ("p_value", "flagged").
         canary_arm: the arm serving the new version.
         min_users: users every arm needs before a promotion.
         min_impressions: impressions the canary needs before its guardrails decide.
@@ -105,11 +107,12 @@ def decide(report: Mapping, *, canary_arm: str = "canary", min_users: int = MIN_
         return decision(ROLLBACK, f"sample-ratio mismatch (p = {_g(srm.get('p_value'))}): "
                                   "users do not reach the arms in their shares, so the "
                                   "assignment or the logging is broken")
-    high = difference.get("ci_high")
-    if high is not None and high < 0:
+    diff, high = difference.get("difference"), difference.get("ci_high")
+    if diff is not None and diff < 0 and difference.get("significant"):
         return decision(ROLLBACK, f"{metric} significantly worse: {canary_arm} − {control} = "
-                                  f"{_g(difference.get('difference'))}, interval "
-                                  f"[{_g(difference.get('ci_low'))}, {_g(high)}] below 0")
+                                  f"{_g(diff)} (always-valid p = "
+                                  f"{_g(difference.get('p_value'))}; interval "
+                                  f"[{_g(difference.get('ci_low'))}, {_g(high)}])")
     short = {arm: n for arm, n in users.items() if n < min_users}
     waits = [f"fewer than {min_users} users per arm yet ("
              + ", ".join(f"{arm} has {n}" for arm, n in short.items()) + ")"] if short else []
@@ -117,13 +120,13 @@ def decide(report: Mapping, *, canary_arm: str = "canary", min_users: int = MIN_
         waits.append(f"{canary_arm} has {impressions} impressions, fewer than the "
                      f"{min_impressions} its guardrails need"
                      + (f" (pending breaches: {'; '.join(breaches)})" if breaches else ""))
-    if not difference:
+    if diff is None:
         waits.append(f"no {metric} difference in the report yet")
     if waits:
         return decision(WAIT, *waits)
     return decision(PROMOTE, f"{min_users}+ users per arm, guardrails hold, {metric} not "
-                             f"significantly worse ({canary_arm} − {control} = "
-                             f"{_g(difference.get('difference'))}, interval "
+                             f"significantly worse ({canary_arm} − {control} = {_g(diff)}, "
+                             f"always-valid p = {_g(difference.get('p_value'))}; interval "
                              f"[{_g(difference.get('ci_low'))}, {_g(high)}])")
 
 

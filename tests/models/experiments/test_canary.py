@@ -36,7 +36,9 @@ def _report(**changes):
 def test_enough_users_guardrails_holding_and_ctr_not_worse_promote():
     d = decide(HEALTHY)
     assert d.action == PROMOTE
-    assert "not significantly worse" in d.reasons[0] and "[-0.012, 0.014]" in d.reasons[0]
+    assert d.reasons == ["1000+ users per arm, guardrails hold, ctr not significantly worse "
+                         "(canary − control = 0.001, always-valid p = 0.9; interval "
+                         "[-0.012, 0.014])"]
     assert d.figures["users"] == {"control": 10_800, "canary": 1_200}
     assert d.figures["ctr_difference"]["ci_high"] == 0.014
     json.dumps(d.to_dict())  # recordable as it is
@@ -74,17 +76,24 @@ def test_ctr_significantly_worse_rolls_back_as_soon_as_seen():
                        "arms.canary.users": 300})  # before the minimum sample
     d = decide(worse)
     assert d.action == ROLLBACK
-    assert d.reasons == ["ctr significantly worse: canary − control = -0.03, interval "
-                         "[-0.05, -0.004] below 0"]
-    # Worse but not significantly (the interval reaches 0): a promotion, given the sample.
-    assert decide(_report(**{"differences.canary.ctr.difference": -0.004,
-                             "differences.canary.ctr.ci_high": 0.0})).action == PROMOTE
+    assert d.reasons == ["ctr significantly worse: canary − control = -0.03 (always-valid "
+                         "p = 0.01; interval [-0.05, -0.004])"]
+    # Worse but not significantly by the always-valid p-value: a promotion, given the sample,
+    # even though the one-look interval lies below 0 (an hourly check must not act on it).
+    assert decide(_report(**{"differences.canary.ctr": {
+        "difference": -0.02, "ci_low": -0.04, "ci_high": -0.001, "p_value": 0.2,
+        "significant": False}})).action == PROMOTE
+    # Significantly better is not worse.
+    assert decide(_report(**{"differences.canary.ctr.significant": True})).action == PROMOTE
 
 
 @pytest.mark.parametrize("changes, reason", [
     ({"arms.canary.users": 999}, "fewer than 1000 users per arm yet (canary has 999)"),
     ({"arms.control.users": 5}, "(control has 5)"),
     ({"differences": {}}, "no ctr difference in the report yet"),
+    ({"differences.canary.ctr": {"difference": None, "ci_low": None, "ci_high": None,
+                                 "p_value": None, "significant": False}},
+     "no ctr difference in the report yet"),  # the report's empty difference
     ({"arms": {"control": {"users": 3000}}}, "canary has 0"),  # no traffic on the canary yet
 ])
 def test_too_little_data_waits(changes, reason):
