@@ -14,6 +14,7 @@ import sys
 import click
 
 from app import console
+from app.canary_cli import canary
 from app.experiments_cli import experiment
 from batch import options as nightly_options
 
@@ -316,6 +317,7 @@ def _redis(call, consequence: str):
 
 
 main.add_command(experiment)  # recsys experiment …: app/experiments_cli.py
+main.add_command(canary)  # recsys canary check: app/canary_cli.py
 
 if __name__ == "__main__":
     sys.exit(main())

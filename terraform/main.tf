@@ -142,5 +142,11 @@ module "batch" {
   paused      = var.nightly_paused
   max_workers = var.dataflow_max_workers
 
+  # Canary rollouts: each night's version to a share of users, checked every hour.
+  extra_parameters      = var.nightly_canary_percent > 0 ? { canary = tostring(var.nightly_canary_percent) } : {}
+  canary_check_schedule = var.canary_check_schedule
+  canary_check_paused   = var.nightly_paused
+  canary_min_users      = var.canary_min_users
+
   depends_on = [module.iam, module.secrets]
 }

@@ -82,3 +82,8 @@ output "admin_job" {
   description = "Cloud Run job for `recsys` commands inside the network (rollback, versions)."
   value       = module.batch.admin_job
 }
+
+output "canary_check_job" {
+  description = "Cloud Run job running `recsys canary check`; the scheduler runs it on canary_check_schedule."
+  value       = module.batch.canary_check_job
+}

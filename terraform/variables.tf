@@ -135,6 +135,29 @@ variable "nightly_paused" {
   default     = false
 }
 
+variable "nightly_canary_percent" {
+  type        = number
+  description = "0: each nightly run serves its version to everyone. 1..50: it serves the new version to that percentage of users only (`recsys nightly --canary`), until the canary check promotes or rolls it back."
+  default     = 0
+
+  validation {
+    condition     = var.nightly_canary_percent >= 0 && var.nightly_canary_percent <= 50 && floor(var.nightly_canary_percent) == var.nightly_canary_percent
+    error_message = "nightly_canary_percent must be a whole percentage from 0 to 50."
+  }
+}
+
+variable "canary_check_schedule" {
+  type        = string
+  description = "Cron schedule of `recsys canary check` (promote, roll back or keep the running canary), read in nightly_time_zone."
+  default     = "0 * * * *"
+}
+
+variable "canary_min_users" {
+  type        = number
+  description = "Users every arm of a canary needs before the canary check may promote it."
+  default     = 1000
+}
+
 variable "recommendations_per_user" {
   type        = number
   description = "Length of the list published per user (the nightly job's k)."

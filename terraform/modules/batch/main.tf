@@ -1,7 +1,8 @@
 # The nightly job: a Dataflow Flex Template (one image that is both the template launcher and
-# the workers' SDK container) launched by Cloud Scheduler through the Dataflow REST API, plus a
-# Cloud Run job on the same image for one-off commands inside the network (`recsys rollback`,
-# `recsys items`).
+# the workers' SDK container) launched by Cloud Scheduler through the Dataflow REST API, plus
+# Cloud Run jobs on the same image inside the network: `admin` for one-off commands (`recsys
+# rollback`, `recsys items`) and `canary-check`, which Cloud Scheduler runs every hour
+# (`recsys canary check`: promote, roll back or wait on the running canary).
 
 locals {
   repository_url = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.main.repository_id}"
@@ -11,8 +12,14 @@ locals {
 
   secret_version = { for key, id in var.secret_ids : key => "projects/${var.project_id}/secrets/${id}/versions/latest" }
 
-  # The admin job gets the environment the launcher sets up for the pipeline.
+  # The Cloud Run jobs get the environment the launcher sets up for the pipeline.
   store_environment = merge({ RECSYS_STORE = var.store_uri }, var.s3_environment)
+
+  # The Cloud Run jobs on the image: name suffix -> the `recsys` arguments they run.
+  run_jobs = {
+    admin          = ["--help"]
+    "canary-check" = ["canary", "check", "--min-users", tostring(var.canary_min_users)]
+  }
 
   # Flex Template spec, written by Terraform instead of `gcloud dataflow flex-template build`.
   template_spec = {
@@ -196,14 +203,19 @@ resource "google_cloud_scheduler_job" "main" {
   depends_on = [google_storage_bucket_iam_member.scheduler]
 }
 
-# One-off commands against the deployed Redis and store, from inside the network:
+# `recsys` commands against the deployed Redis and store, from inside the network. admin, for
+# one-off commands:
 #   gcloud run jobs execute <prefix>-admin --region R --args=rollback,VERSION --wait
 #   gcloud run jobs execute <prefix>-admin --region R --args=items,--unavailable,SKU --wait
 #   gcloud run jobs execute <prefix>-admin --region R --args=items,--items,s3://B/recsys/items.csv
+# canary-check, run by its scheduler job below (its arguments fixed: the scheduler may run it,
+# not change what it does).
 resource "google_cloud_run_v2_job" "main" {
+  for_each = local.run_jobs
+
   project             = var.project_id
   location            = var.region
-  name                = "${var.name_prefix}-admin"
+  name                = "${var.name_prefix}-${each.key}"
   labels              = var.labels
   deletion_protection = false
 
@@ -223,7 +235,7 @@ resource "google_cloud_run_v2_job" "main" {
       containers {
         image   = local.image
         command = ["recsys"]
-        args    = ["--help"]
+        args    = each.value
 
         resources {
           limits = {
@@ -261,4 +273,51 @@ resource "google_cloud_run_v2_job" "main" {
   }
 
   depends_on = [google_artifact_registry_repository_iam_member.batch_reader]
+}
+
+# The admin job was the module's only Cloud Run job before canary-check joined it.
+moved {
+  from = google_cloud_run_v2_job.main
+  to   = google_cloud_run_v2_job.main["admin"]
+}
+
+# The scheduler may run the canary-check job (run.jobs.run), not change it nor run it with
+# other arguments (that needs run.jobs.runWithOverrides, which run.invoker lacks).
+resource "google_cloud_run_v2_job_iam_member" "scheduler" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_job.main["canary-check"].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${var.scheduler_service_account_email}"
+}
+
+# `recsys canary check` on canary_check_schedule: builds the running canary's report, then
+# promotes it, rolls it back or waits (docs/EXPERIMENTS.md); with no canary running it says so
+# and exits 0. No retries: the next check is one schedule away, and a run that timed out may
+# still be running.
+resource "google_cloud_scheduler_job" "canary_check" {
+  project          = var.project_id
+  region           = var.region
+  name             = "${var.name_prefix}-canary-check"
+  description      = "Runs the canary-check Cloud Run job: promote, roll back or keep the running canary"
+  schedule         = var.canary_check_schedule
+  time_zone        = var.time_zone
+  paused           = var.canary_check_paused
+  attempt_deadline = "180s"
+
+  retry_config {
+    retry_count = 0
+  }
+
+  http_target {
+    http_method = "POST"
+    uri         = "https://run.googleapis.com/v2/projects/${var.project_id}/locations/${var.region}/jobs/${google_cloud_run_v2_job.main["canary-check"].name}:run"
+
+    oauth_token {
+      service_account_email = var.scheduler_service_account_email
+      scope                 = "https://www.googleapis.com/auth/cloud-platform"
+    }
+  }
+
+  depends_on = [google_cloud_run_v2_job_iam_member.scheduler]
 }

@@ -30,5 +30,15 @@ output "dataflow_job_name" {
 
 output "admin_job" {
   description = "Name of the Cloud Run job that runs `recsys` commands inside the network."
-  value       = google_cloud_run_v2_job.main.name
+  value       = google_cloud_run_v2_job.main["admin"].name
+}
+
+output "canary_check_job" {
+  description = "Name of the Cloud Run job running `recsys canary check` (`gcloud run jobs execute NAME --region REGION --wait` checks now)."
+  value       = google_cloud_run_v2_job.main["canary-check"].name
+}
+
+output "canary_check_scheduler_job" {
+  description = "Name of the Cloud Scheduler job that runs the canary check on canary_check_schedule."
+  value       = google_cloud_scheduler_job.canary_check.name
 }

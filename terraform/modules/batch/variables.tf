@@ -114,6 +114,29 @@ variable "paused" {
   default     = false
 }
 
+variable "canary_check_schedule" {
+  type        = string
+  description = "Cron schedule of `recsys canary check` (promote, roll back or keep the running canary), in time_zone."
+  default     = "0 * * * *"
+}
+
+variable "canary_check_paused" {
+  type        = bool
+  description = "Create the canary check's scheduler job paused (the canary-check job can still be run by hand)."
+  default     = false
+}
+
+variable "canary_min_users" {
+  type        = number
+  description = "Users every arm of a canary needs before `recsys canary check` may promote it (--min-users)."
+  default     = 1000
+
+  validation {
+    condition     = var.canary_min_users >= 1 && floor(var.canary_min_users) == var.canary_min_users
+    error_message = "canary_min_users must be a whole number of users, at least 1."
+  }
+}
+
 variable "machine_type" {
   type        = string
   description = "Machine type of the Dataflow workers."
