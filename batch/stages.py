@@ -34,11 +34,12 @@ from batch.transforms import (
     user_shards,
 )
 from infra.bundle import BundleWriter
-from infra.events_log import drain_events
+from infra.events_log import drain_events, drain_impressions
 from infra.items_admin import ItemChanges, ItemsError, table_changes
 from infra.parquet import DEAD_SCHEMA, parquet_bytes
 from infra.redis.builds import BuildRecords
 from infra.redis.event_stream import EventStream
+from infra.redis.impressions import ImpressionStream
 from infra.redis.item_filters import ItemFilters
 from infra.redis.lists import ServedLists
 from infra.sources import read_features, resolve_input
@@ -103,6 +104,7 @@ def gather_inputs(config: NightlyConfig, targets: Targets) -> Inputs:
         return Inputs(layout.interactions, None, users, items)
     store = targets.store
     drained = drain_events(targets.events, store)
+    drain_impressions(ImpressionStream(targets.events.r, config.namespace), store)  # reports
     return Inputs(layout.interactions + [
         f"{store.uri}/{key}" for key in store.list("events")
         if key.endswith(".parquet") and not key.startswith("events/dead/")],

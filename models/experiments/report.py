@@ -131,7 +131,8 @@ def experiment_report(exp: Experiment, impressions: pd.DataFrame, events: pd.Dat
     winner = _winner(arms, differences, rails, srm.mismatch)
     report = {
         "experiment": exp.name, "control": control, "primary_metric": PRIMARY,
-        "started_ms": start, "now_ms": now_ms, "alpha": alpha, "test": TEST,
+        "started_ms": start, "now_ms": now_ms, "alpha": alpha, "min_lift": min_lift,
+        "test": TEST,
         "arms": {a.name: _arm_dict(a.version, a.allocation, final[a.name]) for a in exp.arms},
         "differences": differences,
         "srm": {"p_value": srm.p_value, "flagged": srm.mismatch,

@@ -10,7 +10,9 @@ import pytest
 
 from batch.nightly import run
 from infra.bundle import list_bundles, read_bundle
+from infra.events_log import read_impressions_log
 from infra.redis.event_stream import EventStream
+from infra.redis.impressions import ImpressionStream
 from infra.redis.lists import ServedLists
 from infra.store import LocalStore
 from models.schema import SchemaError
@@ -128,8 +130,14 @@ def test_events_posted_since_the_last_run_are_drained_and_trained_on(tmp_path, r
     EventStream(redis_client).append([{"user_id": "arrived-today", "item_id": i,
                                        "event_type": "click", "timestamp": now + n,
                                        "event_id": f"e{n}"} for n, i in enumerate(items)])
+    ImpressionStream(redis_client).add([{  # an answer served: drained for the reports too
+        "recommendation_id": "0" * 32, "user_id": "arrived-today", "experiment": "",
+        "arm": "", "version": "v", "items": [str(items[0])], "source": "popular",
+        "status": 200, "latency_ms": 3.0, "ts_ms": now * 1000}])
     summary = run(argv)
     assert summary["events_drained"]["events"] == 3
+    assert redis_client.xlen("recsys:impressions") == 0
+    assert len(read_impressions_log(LocalStore(str(tmp_path / "store")))) == 1
     assert summary["valid_events"] == len(tiny_dataset.interactions) + 3
     got = lists.get_list(summary["version"], "arrived-today")
     assert got is not None and len(got[0]) == 5
