@@ -73,7 +73,7 @@ ALERTS: tuple[Alert, ...] = (
           f'max({m("recsys_nightly_gate_ndcg")}{{model="popularity"}})',
           "0m", "ticket", "The last candidate model did not beat popularity",
           "On the quality gate's validation window the trained model's NDCG@10 was not above "
-          "popularity's: the run was refused (or forced through with --force_publish)."),
+          "popularity's: the run was refused (or forced through with --force-publish)."),
     Alert("RecsysRecommendLatencyHigh",
           f"{_RECOMMEND_P99} > {P99_TARGET_SECONDS}",
           "10m", "page", f"/recommend p99 above {P99_TARGET_SECONDS * 1000:g} ms",
