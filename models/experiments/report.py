@@ -94,7 +94,8 @@ class Guardrails:
 def experiment_report(exp: Experiment, impressions: pd.DataFrame, events: pd.DataFrame, *,
                       started_ms: int | None, now_ms: int, alpha: float = 0.05,
                       guardrails: Guardrails = Guardrails(), min_lift: float = MIN_LIFT) -> dict:
-    """The report of `exp` over the logs (the keys: docs/EXPERIMENTS.md, *Reading the report*).
+    """The report of `exp` over the logs (the keys are the module docstring's; reading it:
+    docs/EXPERIMENTS.md, *Impressions, attribution and the report*).
 
     Args:
         exp: the experiment; its first arm is the control.
