@@ -42,3 +42,14 @@ def test_a_value_reaches_the_events_log(app, redis_client, tmp_path):
     log = read_events_log(store).set_index("event_id")
     assert log.loc["p1", "value"] == 12.5 and log.loc["p1", "recommendation_id"] == "r1"
     assert log["value"].isna()["c1"]  # no value: null
+
+
+def test_a_bad_value_written_to_the_stream_by_hand_is_dead_lettered(redis_client, tmp_path):
+    stream, store = EventStream(redis_client, "val"), LocalStore(str(tmp_path / "dl"))
+    stream.append([{"user_id": "u", "item_id": "i", "timestamp": 5, "event_id": "ok"}])
+    redis_client.xadd("val:events", {"user_id": "u", "item_id": "i", "timestamp": "5",
+                                     "value": "-3"})
+    stats = drain_events(stream, store)
+    assert stats["events"] == 1 and stats["dead"] == 1
+    log = read_events_log(store)
+    assert log["event_id"].tolist() == ["ok"] and log["value"].isna().all()

@@ -133,3 +133,11 @@ def test_no_data_yet_is_a_report_not_an_error():
     r = experiment_report(EXP, imps, evs, started_ms=T0, now_ms=T0 + 1000)
     assert r["winner"] is None and r["arms"]["control"]["users"] == 0
     assert r["arms"]["control"]["ctr"] is None and not r["srm"]["flagged"]
+
+
+def test_a_significantly_worse_arm_makes_the_control_the_winner():
+    imps, evs = _world(4000, {"control": 0.16, "treatment": 0.10}, seed=4)
+    r = experiment_report(EXP, imps, evs, started_ms=T0, now_ms=T0 + 10 * DAY_MS)
+    d = r["differences"]["treatment"]["ctr"]
+    assert d["significant"] and d["difference"] < 0 and d["ci_high"] < 0
+    assert r["winner"] == "control" and r["verdict"].startswith("control (the control) is")
