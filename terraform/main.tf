@@ -150,3 +150,12 @@ module "batch" {
 
   depends_on = [module.iam, module.secrets]
 }
+
+module "monitoring" {
+  source = "./modules/monitoring"
+
+  project_id            = var.project_id
+  name_prefix           = local.name_prefix
+  labels                = local.labels
+  notification_channels = var.alert_notification_channels
+}

@@ -87,3 +87,13 @@ output "canary_check_job" {
   description = "Cloud Run job running `recsys canary check`; the scheduler runs it on canary_check_schedule."
   value       = module.batch.canary_check_job
 }
+
+output "monitoring_dashboard" {
+  description = "Id of the Cloud Monitoring dashboard (docs/OPERATIONS.md)."
+  value       = module.monitoring.dashboard_id
+}
+
+output "alert_policies" {
+  description = "Cloud Monitoring alert policies keyed by alert (docs/OPERATIONS.md has one section per alert)."
+  value       = module.monitoring.alert_policies
+}

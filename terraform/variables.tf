@@ -163,3 +163,9 @@ variable "recommendations_per_user" {
   description = "Length of the list published per user (the nightly job's k)."
   default     = 100
 }
+
+variable "alert_notification_channels" {
+  type        = list(string)
+  description = "Notification channels the alert policies notify (docs/OPERATIONS.md), as ids projects/PROJECT/notificationChannels/ID; [] opens incidents in the console only."
+  default     = []
+}
