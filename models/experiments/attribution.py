@@ -108,6 +108,10 @@ def arm_figures(impressions: pd.DataFrame, attributed: pd.DataFrame, activity: p
     act = activity[activity["user_id"].isin(eligible.index) & (activity["t_ms"] <= until_ms)]
     gap = act["t_ms"].to_numpy() - eligible.reindex(act["user_id"]).to_numpy()
     returned = set(act["user_id"][(gap >= DAY_MS) & (gap <= RETENTION_DAYS * DAY_MS)])
+    pairs = imp[["arm", "user_id"]].drop_duplicates()
+    pairs = pairs.assign(eligible=pairs["user_id"].isin(set(eligible.index)),
+                         returned=pairs["user_id"].isin(returned))
+    retention = pairs[pairs["eligible"]].groupby("arm")["returned"].agg(["sum", "size"])
     out = {}
     for arm in arms:
         a_imp = imp[imp["arm"] == arm]
@@ -115,7 +119,6 @@ def arm_figures(impressions: pd.DataFrame, attributed: pd.DataFrame, activity: p
         users = a_imp["user_id"].unique()
         buys = a_att[a_att["event_type"].isin(CONVERSION_TYPES)]
         per_user = buys.groupby("user_id")["value"].sum()
-        a_eligible = eligible.index.intersection(users)
         n = len(a_imp)
         out[arm] = ArmFigures(
             users=len(users), impressions=n,
@@ -123,8 +126,8 @@ def arm_figures(impressions: pd.DataFrame, attributed: pd.DataFrame, activity: p
             buyers=int(buys["user_id"].nunique()), purchases=len(buys),
             value=float(buys["value"].sum()),
             user_values=per_user.reindex(users, fill_value=0.0).to_numpy(float),
-            retained=sum(u in returned for u in a_eligible),
-            retention_eligible=len(a_eligible),
+            retained=int(retention["sum"].get(arm, 0)),
+            retention_eligible=int(retention["size"].get(arm, 0)),
             latency_p99_ms=float(np.percentile(a_imp["latency_ms"], 99)) if n else None,
             error_rate=float((a_imp["status"] >= 500).mean()) if n else None,
             fallback_rate=float(a_imp["source"].isin(FALLBACK_SOURCES).mean()) if n else None)

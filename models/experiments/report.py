@@ -119,6 +119,9 @@ def experiment_report(exp: Experiment, impressions: pd.DataFrame, events: pd.Dat
                 (imp["ts_ms"].min() if len(imp) else now_ms))
     attributed = attribute(imp, events, now_ms=now_ms)
     activity = activity_times(impressions, events)
+    users = pd.Index(activity["user_id"].unique())  # ids as integer codes: fast isin, groupby
+    imp, attributed, activity = (df.assign(user_id=users.get_indexer(df["user_id"]))
+                                 for df in (imp, attributed, activity))
     looks = list(range(start + DAY_MS, now_ms, DAY_MS)) + [now_ms]
     figures = [arm_figures(imp, attributed, activity, arms, until_ms=t) for t in looks]
     final = figures[-1]
