@@ -1,5 +1,9 @@
 """The fallback chain of /recommend: cache -> on_demand -> popular, under the live filters.
 
+The chain runs within one version: the user's arm's in a running experiment, else the current
+one (functions/arms.py); its nightly list, on-demand scorer and popular items are that
+version's.
+
 Every source sees the same exclusions: the items the user touched since the nightly run (their
 recent-history list plus the request's `events`), unavailable items, the request's `exclude`,
 the items served on earlier pages (the cursor: functions/cursor.py), and, with a `category`
@@ -16,6 +20,7 @@ import numpy as np
 import redis
 
 from functions import metrics
+from functions.arms import Route
 from functions.cursor import MAX_SERVED, encode_cursor
 from functions.filters import Filters
 from functions.loaded import Loaded
@@ -37,23 +42,31 @@ class Query:
 
 @dataclass
 class Answer:
-    version: str
+    version: str  # the version that served the answer (the arm's, in an experiment)
     source: str  # cache | on_demand | popular | fallback: where the list starts
     items: list[tuple[str, float | None]]
     filled_by: list[str]  # later sources that topped the list up
     next_cursor: str | None
+    experiment: str = ""  # "" outside an experiment
+    arm: str = ""
 
 
-def recommend(s: Serving, q: Query, cursor_key: bytes | None = None) -> Answer:
+def recommend(s: Serving, q: Query, cursor_key: bytes | None = None,
+              route: Route | None = None) -> Answer:
     """Runs the chain for one request; the next page's cursor is signed with `cursor_key`
     (None: no next_cursor).
+
+    Args:
+        route: the user's version and arm (None: asked of `s`).
 
     Raises:
         BadRequest: a category no served item has (the message names the field).
         NoBundleError: nothing is published (or loadable) yet.
         redis.RedisError: Redis failed before any bundle was loaded.
     """
-    loaded = s.state()
+    if route is None:
+        route = s.route(q.user_id)
+    loaded = route.loaded
     degraded, raw, hist = not s.breaker.up(), None, []
     if not degraded:
         try:
@@ -70,7 +83,7 @@ def recommend(s: Serving, q: Query, cursor_key: bytes | None = None) -> Answer:
         popular = [i for i in popular if not cats.isdisjoint(flt.category.get(i, ()))]
     if degraded:
         metrics.FALLBACKS.inc("redis_down")
-        return _answer(loaded, q, "fallback", [], _popular(popular, q.k, blocked, flt),
+        return _answer(route, q, "fallback", [], _popular(popular, q.k, blocked, flt),
                        cursor_key)
     index = loaded.item_index
     blocked_idx = {index[i] for i in blocked if i in index} if blocked else set()
@@ -91,7 +104,7 @@ def recommend(s: Serving, q: Query, cursor_key: bytes | None = None) -> Answer:
         if got:
             out, sources = out + got, sources + ["popular"]
     source = sources[0] if sources else "popular"
-    return _answer(loaded, q, source, sources[1:], out, cursor_key)
+    return _answer(route, q, source, sources[1:], out, cursor_key)
 
 
 def _on_demand(loaded: Loaded, q: Query, history: list[str], blocked_idx: set,
@@ -131,9 +144,10 @@ def _popular(popular: list[str], k: int, blocked: set, flt: Filters
     return [(i, None) for i in fill([], popular, k, exclude)]
 
 
-def _answer(loaded: Loaded, q: Query, source: str, filled_by: list[str],
+def _answer(route: Route, q: Query, source: str, filled_by: list[str],
             items: list, cursor_key: bytes | None) -> Answer:
     served = q.served + [i for i, _ in items]
     more = len(items) == q.k and len(served) < MAX_SERVED and cursor_key is not None
-    return Answer(loaded.version, source, items, filled_by,
-                  encode_cursor(cursor_key, q.user_id, served) if more else None)
+    return Answer(route.loaded.version, source, items, filled_by,
+                  encode_cursor(cursor_key, q.user_id, served) if more else None,
+                  route.experiment, route.arm)

@@ -11,7 +11,9 @@ refuses to start on a setting that cannot mean what it says); the current versio
 loads at import too, so the first request finds it ready.
 
 No body is read past its size limit (413), bad input is a 400 naming the field, and no answer
-carries a traceback (docs/SERVING.md, limits and errors).
+carries a traceback (docs/SERVING.md, limits and errors). In a running experiment a user gets
+their arm's version (functions/arms.py), and every /recommend answer is logged as an
+impression off the request path (functions/impression_log.py; RECSYS_IMPRESSIONS=0 stops it).
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ import redis
 from functions import chain, metrics
 from functions.body import BadRequest, read_body
 from functions.cursor import CursorKey, CursorKeyUnavailable
+from functions.impression_log import ImpressionLog, record
 from functions.loaded import NoBundleError
 from functions.openapi import document
 from functions.params import event_batch, item_changes, query
 from functions.serving import Serving
 from functions.settings import Settings
+from infra.redis.impressions import ImpressionStream
+from models.rows import clean_id
 
 log = logging.getLogger("recsys.functions")
 # One JSON line per request on stdout, which Cloud Logging parses. This logger's level switches
@@ -51,6 +56,8 @@ try:
     SERVING.state()  # cold start: load the current bundle and its tower before any request
 except (NoBundleError, redis.RedisError) as e:
     log.warning("no bundle loaded at start (%s); the first request retries", e)
+IMPRESSIONS = (ImpressionLog(ImpressionStream(SERVING.lists.r, SETTINGS.namespace))
+               if SETTINGS.impressions else None)
 CURSORS = CursorKey(SETTINGS.cursor_secret, SERVING.lists.r, f"{SETTINGS.namespace}:cursor_secret")
 try:
     CURSORS.load()
@@ -117,6 +124,8 @@ def _observed(path: str, handler, request: flask.Request) -> flask.Response:
     seconds = time.perf_counter() - started
     source = info.get("source", "-")
     metrics.REQUEST_SECONDS.observe(seconds, path, source)
+    if IMPRESSIONS is not None and "user_id" in info:
+        _impression(info, response.status_code, seconds)
     if requests_log.isEnabledFor(logging.INFO):
         status, extra = response.status_code, info.get("extra")
         method = _quote(request.environ.get("REQUEST_METHOD", "?"))[1:-1]
@@ -129,6 +138,16 @@ def _observed(path: str, handler, request: flask.Request) -> flask.Response:
     return response
 
 
+def _impression(info: dict, status: int, seconds: float) -> None:
+    """Queues the impression of a /recommend answer that has a user (any status)."""
+    ok = status == 200
+    IMPRESSIONS.add(record(
+        info.get("recommendation_id") or os.urandom(16).hex(), info["user_id"],
+        info.get("experiment", ""), info.get("arm", ""), info.get("version"),
+        info.get("items", []) if ok else [], info.get("source", "error") if ok else "error",
+        status, 1000 * seconds, int(time.time() * 1000)))
+
+
 # recommend ------------------------------------------------------------------------------------
 def _recommend(request: flask.Request, info: dict) -> flask.Response:
     if SETTINGS.recommend_key is not None and not _key_ok(request, SETTINGS.recommend_key):
@@ -136,24 +155,40 @@ def _recommend(request: flask.Request, info: dict) -> flask.Response:
                            "RECSYS_RECOMMEND_KEY)")
     try:
         q = query(request, SETTINGS.max_k, SETTINGS.max_body_bytes, _cursor_key())
-    except CursorKeyUnavailable as e:
+    except (BadRequest, CursorKeyUnavailable) as e:
+        user_id, _ = clean_id(request.args.get("user_id"), "user_id")  # for the impression
+        if user_id is not None:
+            info["user_id"] = user_id
+        if isinstance(e, BadRequest):
+            raise
         return _error(503, str(e), {"Retry-After": "5"})
+    info["user_id"] = q.user_id
     try:
-        answer = chain.recommend(SERVING, q, _cursor_key())
+        route = SERVING.route(q.user_id)
+        info.update(version=route.loaded.version, experiment=route.experiment, arm=route.arm)
+        answer = chain.recommend(SERVING, q, _cursor_key(), route)
     except NoBundleError as e:
         return _error(503, str(e), {"Retry-After": "60"})
     except redis.RedisError:
         return _error(503, "Redis is unreachable and no bundle is loaded yet", {"Retry-After": "5"})
     rid = os.urandom(16).hex()
-    info.update(source=answer.source, version=answer.version,
-                extra={"recommendation_id": rid, "items": len(answer.items)})
+    ids = [i for i, _ in answer.items]
+    extra = {"recommendation_id": rid, "items": len(ids)}
+    if answer.experiment:
+        extra.update(experiment=answer.experiment, arm=answer.arm)
+    info.update(source=answer.source, recommendation_id=rid, items=ids, extra=extra)
     metrics.RECOMMENDATIONS.inc(answer.source)
+    metrics.IMPRESSIONS.inc(answer.version, answer.arm or "current")
+    if answer.experiment:
+        metrics.EXPERIMENT_REQUESTS.inc(answer.experiment, answer.arm)
     # Written out by hand: a third faster than json over a dict per item (docs/SERVING.md).
     items = ",".join([f'{{"item_id":{_quote(i)},"score":{"null" if s is None else f"{s:.4f}"}}}'
                       for i, s in answer.items])
     cursor = "null" if answer.next_cursor is None else f'"{answer.next_cursor}"'
+    arm = (f'"experiment":{_quote(answer.experiment)},"arm":{_quote(answer.arm)}'
+           if answer.experiment else '"experiment":null,"arm":null')
     return flask.Response(
-        f'{{"user_id":{_quote(q.user_id)},"model_version":{_quote(answer.version)},'
+        f'{{"user_id":{_quote(q.user_id)},"model_version":{_quote(answer.version)},{arm},'
         f'"source":"{answer.source}","filled_by":{_encode(answer.filled_by)},'
         f'"recommendation_id":"{rid}","next_cursor":{cursor},"items":[{items}]}}',
         mimetype="application/json")

@@ -11,6 +11,12 @@ answers it, so run one worker with threads where the numbers must add up (docs/S
     recsys_cache_hit_ratio                   hits / lookups since the process started
     recsys_fallbacks_total{reason}           degraded answers (redis_down, ...)
     recsys_events_total{result}              events stored / duplicate / rejected / unavailable
+    recsys_impressions_total{version,arm}    /recommend answers with a recommendation_id, by the
+                                             version that served them and arm (`current`
+                                             outside an experiment)
+    recsys_experiment_requests_total{experiment,arm}  answers inside a running experiment
+    recsys_impressions_dropped_total         impressions the writer dropped (queue full while
+                                             Redis was down, or refused): impression_log.py
 """
 
 from __future__ import annotations
@@ -92,6 +98,14 @@ CACHE_LOOKUPS = Counter("recsys_cache_lookups_total", "Nightly-list lookups by r
                         ("result",))
 FALLBACKS = Counter("recsys_fallbacks_total", "Degraded answers by reason.", ("reason",))
 EVENTS = Counter("recsys_events_total", "Posted events by result.", ("result",))
+IMPRESSIONS = Counter("recsys_impressions_total", "Recommendation lists served with a "
+                      "recommendation_id, by version and arm (arm `current` outside "
+                      "experiments).", ("version", "arm"))
+EXPERIMENT_REQUESTS = Counter("recsys_experiment_requests_total", "Answers of /recommend inside "
+                              "a running experiment, by experiment and arm.",
+                              ("experiment", "arm"))
+IMPRESSIONS_DROPPED = Counter("recsys_impressions_dropped_total", "Impressions not recorded "
+                              "(the impression stream refused or failed them).")
 
 
 def render() -> str:
@@ -99,7 +113,8 @@ def render() -> str:
     hits, misses = CACHE_LOOKUPS.value("hit"), CACHE_LOOKUPS.value("miss")
     ratio = hits / (hits + misses) if hits + misses else 0.0
     lines = []
-    for metric in (REQUEST_SECONDS, RECOMMENDATIONS, CACHE_LOOKUPS, FALLBACKS, EVENTS):
+    for metric in (REQUEST_SECONDS, RECOMMENDATIONS, CACHE_LOOKUPS, FALLBACKS, EVENTS,
+                   IMPRESSIONS, EXPERIMENT_REQUESTS, IMPRESSIONS_DROPPED):
         lines += metric.render()
     lines += ["# HELP recsys_cache_hit_ratio Cache hits / lookups since the process started.",
               "# TYPE recsys_cache_hit_ratio gauge", f"recsys_cache_hit_ratio {ratio:.6f}"]

@@ -62,13 +62,24 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
                 "Error": {"type": "object", "required": ["error"],
                           "properties": {"error": {"type": "string"}}},
                 "Recommendations": {"type": "object", "required": [
-                    "user_id", "items", "source", "model_version", "recommendation_id"],
+                    "user_id", "items", "source", "model_version", "recommendation_id",
+                    "experiment", "arm"],
                     "properties": {
-                        "user_id": {"type": "string"}, "model_version": {"type": "string"},
+                        "user_id": {"type": "string"},
+                        "model_version": {"type": "string", "description": (
+                            "The version that served the answer: the user's arm's in a "
+                            "running experiment, else the current one.")},
+                        "experiment": {"type": "string", "nullable": True, "description": (
+                            "The running experiment the user is in; null outside one.")},
+                        "arm": {"type": "string", "nullable": True, "description": (
+                            "The user's arm of `experiment` (a hash of its salt and the "
+                            "user id); null outside an experiment.")},
                         "source": {"type": "string",
                                    "enum": ["cache", "on_demand", "popular", "fallback"]},
                         "filled_by": {"type": "array", "items": {"type": "string"}},
-                        "recommendation_id": {"type": "string"},
+                        "recommendation_id": {"type": "string", "description": (
+                            "This answer's id (32 hex characters), also its impression's: "
+                            "send it with the events the answer led to.")},
                         "next_cursor": {"type": "string", "nullable": True},
                         "items": {"type": "array", "items": {
                             "type": "object", "required": ["item_id", "score"], "properties": {

@@ -1,8 +1,9 @@
-"""The version pointer cache: the pointer and the filters' revision are read from Redis
-together, at most every `pointer_ttl` seconds (RECSYS_POINTER_TTL_S).
+"""The version pointer cache: the pointer, the filters' revision and the running experiment are
+read from Redis together, at most every `pointer_ttl` seconds (RECSYS_POINTER_TTL_S).
 
-The cached value is what was served after the last good read (the loaded version and its
-filters' revision), so between reads a request costs no pointer round trip at all.
+The cached value is what was served after the last good read (the loaded version, its
+filters' revision and the experiment's plan: functions/arms.py), so between reads a request
+costs no pointer round trip at all.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ class PointerCache:
     """Reads (current version, filters revision) and says when to read them again.
 
     Args:
-        read: returns (the current version or None, the item filters' revision), e.g.
-            infra.redis.lists.ServedLists.current_and_rev.
+        read: returns what to act on, e.g. infra.redis.lists.ServedLists.serving_state (the
+            current version or None, the item filters' revision, the running experiments,
+            the published versions).
         ttl: seconds a good read stays fresh (0: read on every request).
     """
 
@@ -27,8 +29,8 @@ class PointerCache:
         """Whether the last confirmed read, if any, is at most `ttl` seconds before `now`."""
         return now - self._checked <= self.ttl
 
-    def read(self) -> tuple[str | None, int]:
-        """(version, revision) from Redis; raises redis.RedisError when it fails."""
+    def read(self) -> tuple:
+        """What `read` returns, from Redis; raises redis.RedisError when it fails."""
         return self._read()
 
     def confirm(self, now: float) -> None:

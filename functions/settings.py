@@ -37,6 +37,18 @@ def _number(name: str, default: str, kind: type, minimum: float):
     return value
 
 
+def _switch(name: str, default: bool) -> bool:
+    text = os.environ.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={text[:40]!r} is not a switch; set it to 1 or 0 (on or off), or "
+                     f"unset it (default {int(default)})")
+
+
 def check_secret(name: str, value: str | None, min_chars: int = MIN_SECRET_CHARS) -> None:
     """Raises ValueError if `value` cannot work as the secret named by `name`.
 
@@ -85,6 +97,7 @@ class Settings:
     redis_timeout: float = 0.5
     redis_retry: float = 1.0
     faiss_threads: int = 1
+    impressions: bool = True  # log every /recommend answer to NS:impressions
 
     def __post_init__(self):
         # Write and admin keys: only their form (short ones are warned about below).
@@ -128,4 +141,5 @@ class Settings:
                                                 int, 1024),
                    redis_timeout=_number("RECSYS_REDIS_TIMEOUT_S", "0.5", float, 0.001),
                    redis_retry=_number("RECSYS_REDIS_RETRY_S", "1", float, 0),
-                   faiss_threads=_number("RECSYS_FAISS_THREADS", "1", int, 1))
+                   faiss_threads=_number("RECSYS_FAISS_THREADS", "1", int, 1),
+                   impressions=_switch("RECSYS_IMPRESSIONS", True))

@@ -4,7 +4,8 @@ The nightly job writes a new version's lists (write_shard from its shards, copy_
 lists it carries over), then flips the pointer in one Lua step that first checks every shard
 wrote (flip); it expires old versions (expire_old) and, at its start, deletes the keys of
 versions that failed before their flip (drop_unpublished). The functions read the pointer
-(current_and_rev) and a user's list with their recent history (read_user). Keys: keys.py.
+(current_and_rev; serving_state adds the running experiment and the published versions) and a
+user's list with their recent history (read_user). Keys: keys.py.
 expire_old keeps `current` and every version a running experiment serves (in_use).
 """
 

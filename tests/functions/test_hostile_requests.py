@@ -108,7 +108,7 @@ def test_an_unexpected_error_answers_without_a_traceback(client, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(Serving, "state", broken)
+    monkeypatch.setattr(Serving, "refresh", broken)  # under state() and route()
     body = _fine(app.get("/recommend?user_id=u"), 500, "internal error")
     assert "secret internals" not in body["error"]
 

@@ -1,0 +1,182 @@
+"""Experiments' arms served by /recommend (functions/arms.py): the real nightly's version as
+current and a second version published beside it (its lists the same users' lists reversed,
+so an answer shows which version served it), on a real redis-server, through the functions
+app; the impressions of those answers in NS:impressions."""
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+import redis
+
+from infra.bundle import read_bundle
+from infra.redis.experiments import Experiments
+from infra.redis.lists import ServedLists
+from infra.store import LocalStore
+from models.experiments.assignment import experiment
+from tests.functions.conftest import make_app
+
+NS = "arms"
+V2, GONE = "v2-arms", "v3-no-bundle"
+
+
+@pytest.fixture(scope="module")
+def versions(published, tmp_path_factory):
+    """Namespace `arms` of db 1: the nightly's version current, V2 (a copy of its bundle whose
+    lists are reversed) and GONE (lists, no bundle) published beside it; yields (env, client,
+    current version, users)."""
+    store, redis_url, summary = published
+    v1 = summary["version"]
+    root = tmp_path_factory.mktemp("arms") / "artifacts"
+    shutil.copytree(store, root)
+    shutil.copytree(root / "bundles" / v1, root / "bundles" / V2)
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(f"{NS}:*"):
+        client.delete(key)
+    src, lists = ServedLists(client, "pub"), ServedLists(client, NS)
+    users = [str(u) for u in read_bundle(LocalStore(str(root)), v1).user_ids]
+    got = [src.get_list(v1, u) for u in users]
+    items = np.stack([g[0] for g in got])
+    scores = np.stack([g[1] for g in got]).astype(np.float32)
+    lists.write_shard(v1, "0", users, items, scores)
+    lists.flip(v1, len(users))
+    for version in (V2, GONE):
+        lists.write_shard(version, "0", users, items[:, ::-1], scores)
+        lists.flip(version, len(users), move_current=False)
+    env = {"REDIS_URL": redis_url, "RECSYS_STORE": str(root), "RECSYS_NAMESPACE": NS,
+           "RECSYS_POINTER_TTL_S": "0", "RECSYS_RECOMMEND_KEY": None, "RECSYS_API_KEY": None}
+    yield env, client, v1, users
+    for key in client.scan_iter(f"{NS}:*"):
+        client.delete(key)
+
+
+@pytest.fixture
+def app(versions):
+    env, client, _, _ = versions
+    client.delete(f"{NS}:exp:defs", f"{NS}:exp:running", f"{NS}:impressions")
+    return make_app(env).test_client()
+
+
+def _start(client, name: str, b_version: str):
+    exp = experiment(name, [{"name": "A", "version": "current", "allocation": 5000},
+                            {"name": "B", "version": b_version, "allocation": 5000}], "s1")
+    store = Experiments(client, NS)
+    store.create(exp)
+    store.start(name)
+    return exp
+
+
+def _ids(body) -> list[str]:
+    return [i["item_id"] for i in body["items"]]
+
+
+def _impressions(client, since: float, n: int, timeout: float = 5.0) -> list[dict]:
+    """The first n entries of NS:impressions made after `since` (epoch s: an earlier test's
+    app may still be writing its own), waiting for the writer (every ~50 ms)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = [{k.decode(): v.decode() for k, v in fields.items()}
+               for _, fields in client.xrange(f"{NS}:impressions")]
+        got = [g for g in got if int(g["ts_ms"]) >= since * 1000]
+        if len(got) >= n or time.monotonic() > deadline:
+            return got[:n]
+        time.sleep(0.02)
+
+
+def test_users_get_their_arms_version_and_back_to_current_when_it_stops(app, versions):
+    env, client, v1, users = versions
+    before = {u: app.get(f"/recommend?user_id={u}&k=5").get_json() for u in users[:40]}
+    assert {b["model_version"] for b in before.values()} == {v1}
+    assert all(b["experiment"] is None and b["arm"] is None for b in before.values())
+    exp = _start(client, "ab", V2)
+    names = read_bundle(LocalStore(env["RECSYS_STORE"]), v1).item_ids.tolist()
+    arms = set()
+    for u in users[:40]:
+        arm = exp.arm_for(u).name
+        arms.add(arm)
+        body = app.get(f"/recommend?user_id={u}&k=5").get_json()
+        assert (body["experiment"], body["arm"], body["source"]) == ("ab", arm, "cache")
+        if arm == "A":
+            assert body["model_version"] == v1 and _ids(body) == _ids(before[u])
+        else:  # V2's own cached list: the user's list reversed
+            reversed_list = ServedLists(client, NS).get_list(V2, u)[0][:5]
+            assert body["model_version"] == V2
+            assert _ids(body) == [names[i] for i in reversed_list] != _ids(before[u])
+    assert arms == {"A", "B"}
+    Experiments(client, NS).stop("ab")
+    after = {u: app.get(f"/recommend?user_id={u}&k=5").get_json() for u in users[:40]}
+    assert all(b["model_version"] == v1 and b["experiment"] is None and
+               _ids(b) == _ids(before[u]) for u, b in after.items())
+
+
+def test_an_arm_without_a_bundle_or_expired_gets_current_not_a_500(app, versions):
+    _, client, v1, users = versions
+    exp = _start(client, "no-bundle", GONE)
+    b_users = [u for u in users if exp.arm_for(u).name == "B"][:5]
+    for u in b_users:
+        r = app.get(f"/recommend?user_id={u}&k=5")
+        assert r.status_code == 200
+        body = r.get_json()
+        assert (body["model_version"], body["arm"], body["source"]) == (v1, "B", "cache")
+    Experiments(client, NS).stop("no-bundle")
+    exp = _start(client, "expired", V2)
+    u = next(u for u in users if exp.arm_for(u).name == "B")
+    assert app.get(f"/recommend?user_id={u}&k=5").get_json()["model_version"] == V2
+    client.zrem(f"{NS}:versions", V2)  # expired under a running experiment
+    try:
+        body = app.get(f"/recommend?user_id={u}&k=5").get_json()
+        assert (body["model_version"], body["arm"]) == (v1, "B")
+    finally:
+        client.zadd(f"{NS}:versions", {V2: time.time()})
+        Experiments(client, NS).stop("expired")
+
+
+def test_every_answer_is_an_impression_with_its_arm_items_and_status(app, versions):
+    _, client, v1, users = versions
+    since = time.time()
+    exp = _start(client, "imp", V2)
+    u = next(u for u in users if exp.arm_for(u).name == "B")
+    body = app.get(f"/recommend?user_id={u}&k=4").get_json()
+    assert app.get(f"/recommend?user_id={u}&k=0").status_code == 400
+    assert app.get("/recommend?user_id=nobody&k=2&category=nope").status_code == 400
+    page = app.get("/metrics").get_data(as_text=True)
+    assert 'recsys_experiment_requests_total{experiment="imp",arm="B"} 1' in page
+    assert f'recsys_impressions_total{{version="{V2}",arm="B"}} ' in page  # (process-wide)
+    Experiments(client, NS).stop("imp")
+    outside = app.get("/recommend?user_id=nobody&k=2").get_json()
+    ok, bad_k, bad_category, plain = _impressions(client, since, 4)
+    assert ok == {"recommendation_id": body["recommendation_id"], "user_id": u,
+                  "experiment": "imp", "arm": "B", "version": V2,
+                  "items": json.dumps(_ids(body)), "source": "cache", "status": "200",
+                  "latency_ms": ok["latency_ms"], "ts_ms": ok["ts_ms"]}
+    assert 0 < float(ok["latency_ms"]) < 5000
+    assert abs(int(ok["ts_ms"]) - time.time() * 1000) < 60_000
+    assert (bad_k["user_id"], bad_k["status"], bad_k["source"], bad_k["items"]) == (
+        u, "400", "error", "[]")
+    assert len(bad_k["recommendation_id"]) == 32 and bad_k["experiment"] == ""
+    assert (bad_category["status"], bad_category["experiment"], bad_category["arm"]) == (
+        "400", "imp", "A" if exp.arm_for("nobody").name == "A" else "B")
+    assert (plain["experiment"], plain["arm"], plain["version"], plain["source"]) == (
+        "", "", v1, "popular")
+    assert plain["items"] == json.dumps(_ids(outside))
+
+
+def test_a_503_is_an_impression_and_the_switch_turns_them_off(versions):
+    env, client, _, _ = versions
+    client.delete("empty:impressions")
+    app = make_app({**env, "RECSYS_NAMESPACE": "empty"}).test_client()
+    assert app.get("/recommend?user_id=u1&k=2").status_code == 503  # nothing published
+    deadline = time.monotonic() + 5
+    while not client.xlen("empty:impressions") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (_, fields), = client.xrange("empty:impressions")
+    assert (fields[b"status"], fields[b"source"], fields[b"user_id"]) == (b"503", b"error",
+                                                                         b"u1")
+    client.delete(f"{NS}:impressions")
+    off = make_app({**env, "RECSYS_IMPRESSIONS": "0"}).test_client()
+    assert off.get("/recommend?user_id=u1&k=2").status_code == 200
+    time.sleep(0.2)
+    assert client.xlen(f"{NS}:impressions") == 0
+    client.delete("empty:impressions")

@@ -1,0 +1,75 @@
+"""The impression writer (functions/impression_log.py) against real redis-server processes:
+batches written, records kept while Redis is down and written once it is back, the oldest
+dropped (and counted) only when the queue is full, the rest sent at close."""
+
+import time
+
+import redis
+
+from functions import metrics
+from functions.impression_log import ImpressionLog, record
+from infra.redis.impressions import ImpressionStream
+from infra.redis_server import free_port, local_redis
+
+
+def _record(n: int) -> tuple:
+    return record(f"{n:032x}", f"u{n}", "", "", "v1", [f"i{n}", "i0"], "cache", 200, 1.5,
+                  1_700_000_000_000 + n)
+
+
+def _wait_len(client, n: int, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while client.xlen("t:impressions") < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return client.xlen("t:impressions")
+
+
+def test_records_are_written_in_order_with_every_field(redis_client):
+    writer = ImpressionLog(ImpressionStream(redis_client, "t"), batch=7)
+    for n in range(20):
+        writer.add(_record(n))
+    assert _wait_len(redis_client, 20) == 20
+    entries = redis_client.xrange("t:impressions")
+    first = {k.decode(): v.decode() for k, v in entries[0][1].items()}
+    assert first == {"recommendation_id": "0" * 32, "user_id": "u0", "experiment": "",
+                     "arm": "", "version": "v1", "items": '["i0", "i0"]', "source": "cache",
+                     "status": "200", "latency_ms": "1.500", "ts_ms": "1700000000000"}
+    assert [e[1][b"user_id"] for e in entries] == [f"u{n}".encode() for n in range(20)]
+    writer.close()
+
+
+def test_records_wait_while_redis_is_down_then_are_written(tmp_path):
+    port = free_port()
+    client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    writer = ImpressionLog(ImpressionStream(client, "t"), batch=4)
+    for n in range(10):
+        writer.add(_record(n))
+    deadline = time.monotonic() + 10
+    while not writer.failures and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert writer.failures and len(writer.queue) + len(writer._pending) == 10  # tried, kept
+    assert writer._thread.is_alive()
+    with local_redis(port) as url:
+        up = redis.Redis.from_url(url)
+        for n in range(10, 12):  # more while it comes back
+            writer.add(_record(n))
+        assert _wait_len(up, 12) == 12
+        users = [e[1][b"user_id"].decode() for e in up.xrange("t:impressions")]
+        assert sorted(users) == sorted(f"u{n}" for n in range(12))
+        writer.close()
+
+
+def test_a_full_queue_drops_the_oldest_and_counts_them(redis_client):
+    port = free_port()  # nothing listens: every try fails
+    client = redis.Redis(port=port, socket_timeout=0.2, socket_connect_timeout=0.2)
+    writer = ImpressionLog(ImpressionStream(client, "t"), max_queue=5, batch=100,
+                           flush_s=3600)  # the thread never takes a batch during the test
+    dropped = metrics.IMPRESSIONS_DROPPED.value()
+    for n in range(8):
+        writer.add(_record(n))
+    assert metrics.IMPRESSIONS_DROPPED.value() - dropped == 3
+    assert [r[1] for r in writer.queue] == [f"u{n}" for n in range(3, 8)]
+    writer.stream = ImpressionStream(redis_client, "t")  # Redis back: close sends the rest
+    writer.close()
+    users = [e[1][b"user_id"].decode() for e in redis_client.xrange("t:impressions")]
+    assert users == [f"u{n}" for n in range(3, 8)]
