@@ -5,7 +5,9 @@
 `recsys nightly --canary PERCENT` (batch/canary.py) starts the experiment canary-<version>;
 this command, run on a schedule (hourly in Terraform: terraform/modules/batch), drains the
 impressions and events and builds its report (infra/experiment_data.py,
-models/experiments/report.py), asks models/experiments/canary.decide, then acts:
+models/experiments/report.py), asks models/experiments/canary.decide (with NS:current, so a
+canary whose control is no longer current is stopped, never promoted over a newer version),
+then acts:
 
 - promote: Experiments.promote — the experiment stops and NS:current becomes the canary's
   version in one transaction;
@@ -72,15 +74,18 @@ def check_canary(client, namespace: str, store, *, min_users: int = MIN_USERS,
     report = experiment_report(running[name], data.impressions, data.events,
                                started_ms=_epoch_ms(record.get("started_at")),
                                now_ms=int(time.time() * 1000) if now_ms is None else now_ms)
+    lists = ServedLists(client, namespace)
+    served = lists.current()
     decision = decide(report, canary_arm=CANARY_ARM, min_users=min_users,
-                      min_impressions=min_impressions).to_dict()
+                      min_impressions=min_impressions, current=served).to_dict()
     try:
         if decision["action"] == PROMOTE:
-            decision["current"] = experiments.promote(name, CANARY_ARM)["promoted_version"]
+            decision["current"] = experiments.promote(name, CANARY_ARM,
+                                                      expected_current=served)["promoted_version"]
         else:
             if decision["action"] == ROLLBACK:
                 experiments.stop(name)
-            decision["current"] = ServedLists(client, namespace).current()
+            decision["current"] = lists.current()
     except ValueError as error:
         experiments.record_decision(name, {**decision, "error": str(error)})
         raise

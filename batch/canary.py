@@ -32,10 +32,16 @@ def experiments(lists: ServedLists) -> Experiments:
 
 
 def refuse_while_running(percent: int, lists: ServedLists) -> None:
-    """Raises ValueError if `--canary` is asked while an experiment runs (one at a time)."""
-    if not percent:
-        return
+    """Raises ValueError if `--canary` is asked while an experiment runs (one at a time);
+    without --canary, warns that a running canary keeps its arms' versions (the run moves
+    `current`, so the next `recsys canary check` stops that canary instead of promoting it)."""
     running = sorted(experiments(lists).running())
+    if not percent:
+        for name in (n for n in running if n.startswith(PREFIX)):
+            log.warning("experiment %s is running: its arms keep serving their versions, not "
+                        "this run's, until `recsys canary check` stops it (current will have "
+                        "moved, so it is stopped, not promoted)", name)
+        return
     if running:
         raise ValueError(f"--canary {percent}: experiment {running[0]!r} is running and one "
                          "experiment runs at a time; nothing was trained or published (wait "

@@ -63,20 +63,23 @@ class Experiments(Namespaced):
         """running → stopped (for good: a stopped experiment does not restart)."""
         return self._move(name, "stop")
 
-    def promote(self, name: str, arm: str) -> dict:
+    def promote(self, name: str, arm: str, *, expected_current: str | None = None) -> dict:
         """Stops the running experiment `name` with `arm` as the winner: NS:current becomes the
         arm's version in the same transaction (an arm serving `current` flips nothing).
 
         Every user moves from their arm to the promoted version at once; no request can see the
-        experiment stopped while `current` still names the old version.
+        experiment stopped while `current` still names the old version. `expected_current`
+        (a canary check's): refuse unless NS:current still names that version, checked in the
+        same transaction.
 
         Returns:
             The stopped record, with `promoted_arm` and `promoted_version` (the version now
             current).
 
         Raises:
-            ValueError: no such experiment, it is not running, it has no arm `arm`, or the arm's
-                version is no longer published (nothing changes).
+            ValueError: no such experiment, it is not running, it has no arm `arm`, the arm's
+                version is no longer published, or `current` is not `expected_current`
+                (nothing changes).
         """
 
         def change(pipe: redis.client.Pipeline) -> dict:
@@ -90,9 +93,13 @@ class Experiments(Namespaced):
                 raise ValueError(f"experiment {name!r} has no arm {str(arm)[:80]!r}; its arms: "
                                  f"{', '.join(arms)}")
             version = arms[arm].version
+            current = pipe.get(self.keys.current)
+            current = current.decode() if current is not None else None
+            if expected_current is not None and current != expected_current:
+                raise ValueError(f"current is {current}, not {expected_current}: it moved while "
+                                 f"experiment {name!r} was being decided; nothing was promoted")
             if version == CURRENT:
-                current = pipe.get(self.keys.current)
-                version = current.decode() if current is not None else None
+                version = current
             elif pipe.zscore(self.keys.versions, version) is None:
                 raise ValueError(f"arm {arm!r} of experiment {name!r} serves version {version!r}, "
                                  "which is no longer published (see `recsys versions`); "

@@ -4,6 +4,9 @@
 (models/experiments/report.py, `experiment_report`) and asks `decide` what to do. The rules,
 in this order, the first that applies wins:
 
+0. `current` (when given) is no longer the control arm's version: someone published or rolled
+   back since the canary started, so promoting would replace a newer choice with the canary →
+   **rollback** (the experiment stops; everyone gets `current`);
 1. a guardrail of the canary arm breached (latency p99, error or fallback rate; the report's
    `guardrails`), once the arm has `min_impressions` impressions → **rollback**: the new
    version hurts people now, whatever its clicks say;
@@ -53,7 +56,8 @@ class Decision:
 
 
 def decide(report: Mapping, *, canary_arm: str = "canary", min_users: int = MIN_USERS,
-           min_impressions: int = MIN_IMPRESSIONS, metric: str = PRIMARY) -> Decision:
+           min_impressions: int = MIN_IMPRESSIONS, metric: str = PRIMARY,
+           current: str | None = None) -> Decision:
     """The canary's fate from an experiment report (the module docstring gives the rules).
 
     Args:
@@ -65,6 +69,8 @@ def decide(report: Mapping, *, canary_arm: str = "canary", min_users: int = MIN_
         min_users: users every arm needs before a promotion.
         min_impressions: impressions the canary needs before its guardrails decide.
         metric: the primary metric, a rate whose interval is in "differences".
+        current: the version NS:current names now (None: not checked); compared with the
+            control arm's "version".
 
     Raises:
         ValueError: the report names no control arm (or names the canary), or a threshold is
@@ -99,6 +105,12 @@ def decide(report: Mapping, *, canary_arm: str = "canary", min_users: int = MIN_
     def decision(action: str, *reasons: str) -> Decision:
         return Decision(action, list(reasons), figures)
 
+    control_version = (arms.get(control) or {}).get("version")
+    if current is not None and control_version is not None and current != control_version:
+        figures["current"] = current
+        return decision(ROLLBACK, f"current moved to {current} since the canary started "
+                                  f"(its control serves {control_version}): promoting would "
+                                  f"replace {current}, so the canary stops and everyone gets it")
     breaches = figures["guardrails"]["breaches"]
     if (breaches or not figures["guardrails"]["ok"]) and impressions >= min_impressions:
         return decision(ROLLBACK, *[f"guardrail breached on arm {canary_arm!r}: {b}"

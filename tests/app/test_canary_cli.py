@@ -139,3 +139,16 @@ def test_a_failing_check_is_one_error_line(redis_url, tmp_path):
     bad = CliRunner().invoke(main, ["canary", "check", "--min-users", "0"],
                              env={"REDIS_URL": redis_url})
     assert bad.exit_code == 2 and "--min-users" in bad.output
+
+
+def test_a_canary_whose_control_is_no_longer_current_is_stopped(served, redis_client,
+                                                                redis_url, tmp_path):
+    lists, exp = served
+    _traffic(redis_client, exp)  # healthy: it would be promoted
+    lists.write_shard("v3", "0", USERS, np.full((len(USERS), 3), 3, np.int64),
+                      np.ones((len(USERS), 3)))
+    lists.flip("v3", len(USERS))  # a plain nightly run published v3 meanwhile
+    result = json.loads(_check(redis_url, tmp_path, "--min-users", "50", "--json"))
+    assert result["action"] == "rollback" and result["current"] == "v3"
+    assert result["reasons"][0].startswith("current moved to v3 since the canary started")
+    assert lists.current() == "v3" and Experiments(redis_client).running() == {}

@@ -159,3 +159,17 @@ def test_nightly_canary_on_the_tiny_data_then_promote(tmp_path, redis_url, redis
 
     store.promote(name, "canary")
     assert lists.current() == version and store.running() == {}
+
+
+def test_a_plain_run_warns_that_a_running_canary_keeps_its_versions(redis_client, caplog):
+    from batch import canary
+
+    lists = ServedLists(redis_client)
+    _write(lists, "v1")
+    lists.flip("v1", 12)
+    _write(lists, "v2", fill=2)
+    lists.flip("v2", 12, move_current=False)
+    canary.start(lists, canary.plan(10, "v1", "v2"))
+    with caplog.at_level("WARNING", "batch.nightly"):
+        canary.refuse_while_running(0, lists)  # no --canary: not refused
+    assert "experiment canary-v2 is running: its arms keep serving their versions" in caplog.text

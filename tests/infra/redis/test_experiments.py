@@ -241,3 +241,15 @@ def test_an_expiry_cut_short_is_finished_by_drop_unpublished(redis_client, monke
     monkeypatch.undo()
     assert lists.drop_unpublished() == ["v1"]
     assert lists.get_list("v1", "u0") is None and lists.get_list("v2", "u0") is not None
+
+
+def test_promote_with_an_expected_current_refuses_once_current_moved(redis_client):
+    lists = _lists_with(redis_client, "t", "v1", "v2", "v3")  # v3 current: published meanwhile
+    store = Experiments(redis_client, "t")
+    store.create(_canary())
+    store.start("canary-v2")
+    with pytest.raises(ValueError, match="current is v3, not v1: it moved while experiment "
+                                         "'canary-v2' was being decided"):
+        store.promote("canary-v2", "canary", expected_current="v1")
+    assert lists.current() == "v3" and list(store.running()) == ["canary-v2"]
+    assert store.promote("canary-v2", "canary", expected_current="v3")["promoted_version"] == "v2"

@@ -11,8 +11,8 @@ from models.experiments.canary import PROMOTE, ROLLBACK, WAIT, decide
 # interval of the difference [-0.012, 0.014] straddles 0, no breach, no SRM.
 HEALTHY = {
     "control": "control",
-    "arms": {"control": {"users": 10_800, "impressions": 40_000, "ctr": 0.100},
-             "canary": {"users": 1_200, "impressions": 4_400, "ctr": 0.101}},
+    "arms": {"control": {"version": "v1", "users": 10_800, "impressions": 40_000, "ctr": 0.100},
+             "canary": {"version": "v2", "users": 1_200, "impressions": 4_400, "ctr": 0.101}},
     "differences": {"canary": {"ctr": {"difference": 0.001, "ci_low": -0.012, "ci_high": 0.014,
                                        "p_value": 0.9, "significant": False}}},
     "guardrails": {"control": {"ok": True, "breaches": []},
@@ -85,6 +85,15 @@ def test_ctr_significantly_worse_rolls_back_as_soon_as_seen():
         "significant": False}})).action == PROMOTE
     # Significantly better is not worse.
     assert decide(_report(**{"differences.canary.ctr.significant": True})).action == PROMOTE
+
+
+def test_a_canary_whose_control_is_no_longer_current_is_stopped_not_promoted():
+    d = decide(HEALTHY, current="v3")  # a plain nightly run published v3 meanwhile
+    assert d.action == ROLLBACK and d.reasons == [
+        "current moved to v3 since the canary started (its control serves v1): promoting "
+        "would replace v3, so the canary stops and everyone gets it"]
+    assert d.figures["current"] == "v3"
+    assert decide(HEALTHY, current="v1").action == PROMOTE
 
 
 @pytest.mark.parametrize("changes, reason", [
