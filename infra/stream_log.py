@@ -197,12 +197,28 @@ def _drain(stream, store, spec, prefix, group, consumer, batch_size, lock) -> di
 
 
 def read_log(store: ArtifactStore, spec: StreamLog, prefix: str):
+    """Every file of the log (not its dead letters) as one DataFrame, each `spec.key` once
+    (the first file by name wins).
+
+    Raises:
+        OSError: a file is not a Parquet file of the log's columns (named, with the error).
+    """
     import pandas as pd
 
     keys = [k for k in store.list(prefix) if k.endswith(".parquet")
             and "/" not in k[len(prefix) + 1:]]
     if not keys:
         return spec.schema.empty_table().to_pandas()
-    frames = [pq.read_table(io.BytesIO(store.get_bytes(k))).to_pandas() for k in sorted(keys)]
+    frames = []
+    for key in sorted(keys):
+        try:
+            frame = pq.read_table(io.BytesIO(store.get_bytes(key))).to_pandas()
+        except (pa.ArrowException, OSError) as e:
+            raise OSError(f"{key}: not a readable Parquet file of the {spec.noun} log "
+                          f"({type(e).__name__}: {e}); move it out of {prefix}/") from None
+        if spec.key not in frame:
+            raise OSError(f"{key}: no {spec.key} column, not a file of the {spec.noun} log; "
+                          f"move it out of {prefix}/")
+        frames.append(frame)
     df = pd.concat(frames, ignore_index=True).drop_duplicates(spec.key, keep="first")
     return df.reset_index(drop=True)

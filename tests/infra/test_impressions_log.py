@@ -102,3 +102,10 @@ def test_drains_take_turns_under_the_lock(redis_client, tmp_path):
     EventStream(redis_client, "t").append([{"user_id": "u", "item_id": "i", "timestamp": 5}])
     assert drain_events(EventStream(redis_client, "t"), store)["events"] == 1
     assert redis_client.exists("t:drain:lock") == 0  # released
+
+
+def test_a_file_that_is_not_of_the_log_is_named(tmp_path):
+    store = LocalStore(str(tmp_path))
+    store.put_bytes("impressions/1-0_2-0.parquet", b"not parquet")
+    with pytest.raises(OSError, match=r"impressions/1-0_2-0.parquet: not a readable Parquet"):
+        read_impressions_log(store)
