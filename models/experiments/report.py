@@ -100,7 +100,8 @@ def experiment_report(exp: Experiment, impressions: pd.DataFrame, events: pd.Dat
     Args:
         exp: the experiment; its first arm is the control.
         impressions: IMPRESSIONS_SCHEMA rows (infra/events_log.py); only this experiment's,
-            from `started_ms` to `now_ms`, of its arms, count.
+            from `started_ms` to `now_ms`, of its arms, count, and not those answered 4xx
+            (a bad request says nothing of an arm; 5xx answers count, as errors).
         events: EVENTS_SCHEMA rows (timestamp in epoch seconds).
         started_ms: the experiment's start (None: its first impression).
         now_ms: the report's time: nothing later counts.
@@ -112,7 +113,8 @@ def experiment_report(exp: Experiment, impressions: pd.DataFrame, events: pd.Dat
     arms = [a.name for a in exp.arms]
     control = arms[0]
     imp = impressions[(impressions["experiment"] == exp.name) & impressions["arm"].isin(arms)
-                      & (impressions["ts_ms"] <= now_ms)]
+                      & (impressions["ts_ms"] <= now_ms)
+                      & ~impressions["status"].between(400, 499)]  # the client's errors
     if started_ms is not None:
         imp = imp[imp["ts_ms"] >= started_ms]
     start = int(started_ms if started_ms is not None else

@@ -39,7 +39,8 @@ def test_attribution_and_figures_worked_out_by_hand():
             _imp("r3", "c", "treatment", ["i3"], T0, latency=30.0, status=503,
                  source="popular"),
             _imp("r4", "a", "control", ["i9"], T0 + 3 * DAY_MS),  # a returns on day 3
-            _imp("rx", "z", "control", ["i1"], T0, exp="other")]  # another experiment
+            _imp("rx", "z", "control", ["i1"], T0, exp="other"),  # another experiment
+            _imp("r4xx", "y", "control", [], T0, status=400)]  # a bad request: not counted
     evs = [_ev("a", "i1", T0 + 1000, rid="r1"),                     # a click: counts
            _ev("a", "i2", T0 + 2000, "purchase", rid="r1", value=30.0),  # purchase: counts
            _ev("a", "i2", T0 + 9 * DAY_MS, "purchase", rid="r1", value=99.0),  # > 7 days
