@@ -23,6 +23,7 @@ import requests
 
 from infra.monitoring import __main__ as generate
 from infra.monitoring import alerts, catalogue, cloud_monitoring, grafana
+from infra.monitoring.exporters import make
 from tests.conftest import in_ci
 
 prometheus_client = pytest.importorskip("prometheus_client")
@@ -37,22 +38,16 @@ def _free_port() -> int:
 
 
 def fake_registry():
-    """Every catalogue metric with one series per closed label value (open labels: `v1`),
-    and a way to move the counters and histograms on between scrapes."""
+    """Every catalogue metric (made by infra/monitoring/exporters.py, as the functions and the
+    nightly will) with one series per closed label value (open labels: `v1`)."""
     registry = prometheus_client.CollectorRegistry()
-    kinds = {"counter": prometheus_client.Counter, "gauge": prometheus_client.Gauge,
-             "histogram": prometheus_client.Histogram}
     children = []
     for m in catalogue.METRICS:
-        extra = {"buckets": m.buckets} if m.buckets else {}
-        family = kinds[m.kind](m.name, m.help, m.labels, registry=registry, **extra)
-        values = [m.label_values(label) or ("v1",) for label in m.labels]
+        family = make(m, registry)
         combos = [()]
-        for choices in values:
-            combos = [(*c, v) for c in combos for v in choices]
-        for combo in combos:
-            child = family.labels(*combo) if m.labels else family
-            children.append((m, child))
+        for label in m.labels:
+            combos = [(*c, v) for c in combos for v in m.label_values(label) or ("v1",)]
+        children += [(m, family.labels(*combo) if m.labels else family) for combo in combos]
     return registry, children
 
 
