@@ -180,3 +180,24 @@ def test_a_503_is_an_impression_and_the_switch_turns_them_off(versions):
     time.sleep(0.2)
     assert client.xlen(f"{NS}:impressions") == 0
     client.delete("empty:impressions")
+
+
+def test_forked_workers_each_write_their_answers_and_lose_none_at_a_stop(versions, tmp_path):
+    import urllib.request
+
+    from tests.conftest import recsys_serve
+
+    env, client, _, users = versions
+    since = time.time()
+    exp = _start(client, "live", V2)
+    with recsys_serve({**env, "WORKERS": "2", "THREADS": "2"}, tmp_path / "serve.log") as (
+            url, _):
+        for u in users[:30]:
+            with urllib.request.urlopen(f"{url}/recommend?user_id={u}&k=3", timeout=10) as r:
+                assert r.status == 200
+    # Stopped (SIGTERM) right after the last answer: nothing a worker held is lost.
+    Experiments(client, NS).stop("live")
+    got = _impressions(client, since, 30, timeout=1)
+    assert sorted(g["user_id"] for g in got) == sorted(users[:30])
+    assert all(g["version"] == (V2 if exp.arm_for(g["user_id"]).name == "B" else g["version"])
+               and g["experiment"] == "live" for g in got)
