@@ -76,7 +76,7 @@ def table(records: list[dict]) -> str:
 
 @click.group(context_settings=CONTEXT)
 def experiment() -> None:
-    """A/B experiments between published versions: create a draft, start it, stop it."""
+    """A/B experiments between published versions: create, start, report, promote, stop."""
 
 
 @experiment.command(context_settings=CONTEXT)
