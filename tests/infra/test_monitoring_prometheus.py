@@ -24,6 +24,7 @@ import requests
 from infra.monitoring import __main__ as generate
 from infra.monitoring import alerts, catalogue, cloud_monitoring, grafana
 from infra.monitoring.exporters import make
+from infra.monitoring.plots import PrometheusError, legend, query_range, render
 from tests.conftest import in_ci
 
 prometheus_client = pytest.importorskip("prometheus_client")
@@ -171,8 +172,21 @@ def test_a_typo_in_promql_fails(prometheus):
         query(prometheus.url, "sum by (path (rate(recsys_requests_total[5m]))")
 
 
+def test_a_range_query_error_carries_prometheus_message(prometheus):
+    now = time.time()
+    with pytest.raises(PrometheusError, match="parse error"):
+        query_range(prometheus.url, "rate(recsys_requests_total[5m]", now - 60, now, 15)
+
+
+def test_legends_follow_grafana_templates():
+    labels = {"__name__": "x", "version": "v7", "arm": "canary"}
+    assert legend("{{version}} {{ arm }}", labels) == "v7 canary"
+    assert legend("__auto", labels) == "arm=canary,version=v7"
+    assert legend("", {}) == "value"
+
+
 @pytest.mark.slow
-def test_every_panel_has_data_once_the_catalogue_s_metrics_are_scraped(prometheus):
+def test_every_panel_has_data_once_the_catalogue_s_metrics_are_scraped(prometheus, tmp_path):
     _wait_for_samples(prometheus)
     got = query(prometheus.url, 'count by (__name__) ({__name__=~"recsys_.*"})')
     expected = {s for m in catalogue.METRICS for s in catalogue.exported_series(m)}
@@ -182,3 +196,9 @@ def test_every_panel_has_data_once_the_catalogue_s_metrics_are_scraped(prometheu
              if not query(prometheus.url, expr)]
 
     assert not empty, f"queries without data although every metric is exported: {empty}"
+    # The same panels as PNG plots (what docs/OPERATIONS.md shows from a real run).
+    end = time.time()
+    no_data = render(prometheus.url, tmp_path, end - 60, end, step=1)
+    assert {name: titles for name, titles in no_data.items() if titles} == {}
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(no_data)
+    assert len(no_data) == 6 and all((tmp_path / n).stat().st_size > 10_000 for n in no_data)
