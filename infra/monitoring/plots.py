@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     end = time.time()
     try:
         empty = render(args.prometheus, args.out, end - args.minutes * 60, end)
-    except (OSError, PrometheusError) as e:
+    except (OSError, ValueError, PrometheusError) as e:  # ValueError: an answer not JSON
         print(f"Error: {e}", file=sys.stderr)
         return 1
     for name, titles in empty.items():
