@@ -19,14 +19,23 @@ start as subprocesses under the same gunicorn settings (WORKERS/THREADS), and:
 - cached vs bare: wrk with a Lua script picking random warm users, alternating rounds of the
   two; the medians over rounds are reported. A round in which gunicorn's workers split the
   work unevenly (see serving_load.balanced) is run again, up to --retries times;
+- cached_experiment: the same rounds with an experiment running, 50/50 between `current` and
+  a second published version (the bundle copied under another version, the lists copied in
+  Redis, published without moving `current`, as a canary is), so half the users are served
+  the second version's cached lists; each such round gets a fresh experiment (started, then
+  stopped after it) and a warm-up after the servers' pointer TTL, in which they load the arm's
+  version. `ratio_to_cached` is its median req/s over the plain cached path's, same run;
 - fresh: an open-loop client at a fixed 50 requests/s (latency counted from the scheduled send
   time) over the fresh users, so /recommend ranks them on demand (served: a POST with the
   user's features, as a client knowing them sends it);
 - cold start: `recsys serve` process start to its first /recommend answer for a fresh user
   (bundle loaded, on-demand scorer ready); the median of --cold-starts starts, the first
   before the load, the others after it, with nothing else of the benchmark running.
-Prints one table of both kinds; --json writes {"kinds": {kind: {"cached", "bare", "fresh",
-"cold_start_s", "server", "bundle", "checks"}}, "settings", "checks"} and a latency plot.
+Every /recommend answer is an impression (functions/impression_log.py), as in production; the
+benchmark deletes NS:impressions after each round (nothing drains it here).
+Prints one table of both kinds; --json writes {"kinds": {kind: {"cached", "cached_experiment",
+"bare", "fresh", "cold_start_s", "server", "bundle", "checks"}}, "settings", "checks"} and a
+latency plot.
 """
 
 from __future__ import annotations
@@ -63,6 +72,10 @@ KINDS = ("mf", "served")
 # cores; what a request costs (towers, 256 candidates, the ranker) does not change.
 SERVED_CONFIG = '{"tower_epochs": 1, "windows": [0.9], "ranker": {"epochs": 1}}'
 FRESH_P99_MS, COLD_START_S = 25.0, 1.5  # issue 16's acceptance
+EXPERIMENT_RATIO = 0.8  # issue 18's: cached rps with an experiment running / without
+VERSION, SECOND = "bench-0001", "bench-0002"
+POINTER_TTL_S = 2.0  # the servers' RECSYS_POINTER_TTL_S (the default)
+SETTLE_S = 1.0  # idle seconds before each measured round
 
 
 # Bundles -------------------------------------------------------------------------------------
@@ -188,6 +201,39 @@ def seed_fresh(stream, popular: list[str], items: list[str], n_fresh: int, seed:
     return users
 
 
+def publish_second(lists, folder: str, n_users: int, user_ids) -> None:
+    """SECOND: VERSION's bundle copied under another name and its lists copied in Redis,
+    published without moving `current` (as `recsys nightly --canary` publishes)."""
+    from infra.redis.builds import BuildRecords
+
+    bundles = os.path.join(folder, "bundles")
+    shutil.copytree(os.path.join(bundles, VERSION), os.path.join(bundles, SECOND),
+                    dirs_exist_ok=True)
+    for lo in range(0, n_users, 10_000):
+        lists.copy_lists(VERSION, SECOND, str(lo), [str(u) for u in user_ids[lo:lo + 10_000]])
+    BuildRecords(lists.r, lists.keys.namespace).put_summary(
+        SECOND, {"version": SECOND, "users_published": n_users, "benchmark": True})
+    lists.flip(SECOND, n_users, move_current=False)
+
+
+def set_experiment(lists, name: str | None, running: str | None) -> str | None:
+    """Stops the experiment `running` (if any), starts `name` (if given: current vs SECOND at
+    50/50), waits out the servers' pointer TTL; returns the one now running."""
+    from infra.redis.experiments import Experiments
+    from models.experiments.assignment import experiment
+
+    store = Experiments(lists.r, lists.keys.namespace)
+    if running is not None:
+        store.stop(running)
+    if name is not None:
+        store.create(experiment(name, [
+            {"name": "control", "version": "current", "allocation": 5000},
+            {"name": "second", "version": SECOND, "allocation": 5000}], name))
+        store.start(name)
+    time.sleep(POINTER_TTL_S + 0.5)
+    return name
+
+
 # One kind's run ------------------------------------------------------------------------------
 def _median(rounds: list[dict]) -> dict:
     keys = ("rps", "p50_ms", "p99_ms", "server_cpu_us")
@@ -209,7 +255,7 @@ def prepare(kind: str, args, url: str, work: str) -> tuple[str, dict, list[str],
 
     folder = args.served_store if kind == "served" and args.served_store else \
         os.path.join(work, f"artifacts-{kind}")
-    store, version, lists = open_store(folder), "bench-0001", ServedLists.from_url(url, NS)
+    store, version, lists = open_store(folder), VERSION, ServedLists.from_url(url, NS)
     features = None
     if kind == "mf":
         model, _ = build_bundle(store, version, args.users, args.items, 32, args.seed)
@@ -219,6 +265,7 @@ def prepare(kind: str, args, url: str, work: str) -> tuple[str, dict, list[str],
         info, features = build_served(store, folder, version, args)
         info["lists_ms_per_user"] = publish_scored(lists, store, version, 100)
     bundle = read_bundle(store, version)
+    publish_second(lists, folder, len(bundle.user_ids), bundle.user_ids)
     info["bundle_mb"] = round(sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in
                                   os.walk(os.path.join(folder, "bundles", version))
                                   for f in fs) / 2**20, 1)
@@ -229,6 +276,7 @@ def prepare(kind: str, args, url: str, work: str) -> tuple[str, dict, list[str],
 
 def run_kind(kind: str, args, work: str) -> dict:
     """Everything measured for one kind's bundle, on a redis-server of its own."""
+    from infra.redis.lists import ServedLists
     from infra.redis_server import free_port, local_redis
 
     with local_redis() as url:
@@ -236,7 +284,7 @@ def run_kind(kind: str, args, work: str) -> dict:
         ids = write_ids(os.path.join(work, f"users-{kind}.txt"), warm)
         env = {"REDIS_URL": url, "RECSYS_STORE": folder, "RECSYS_NAMESPACE": NS,
                "WORKERS": str(args.workers), "THREADS": str(args.threads),
-               "RECSYS_BARE_PREFIX": f"{NS}:v:bench-0001:u:"}
+               "RECSYS_BARE_PREFIX": f"{NS}:v:{VERSION}:u:"}
         serve = [sys.executable, "-m", "app.cli", "serve"]
         bare = [sys.executable, "-m", "functions_framework", "--source", BARE_SOURCE,
                 "--target", "bare", "--host", "127.0.0.1"]
@@ -247,15 +295,27 @@ def run_kind(kind: str, args, work: str) -> dict:
                           os.path.join(work, f"bare-{kind}.log")) as (bare_url, _, bare_pid):
             targets = {"bare": (f"{bare_url}/?user_id=", bare_pid),
                        "cached": (f"{cached_url}/recommend?k=10&user_id=", pid)}
+            targets["cached_experiment"] = targets["cached"]
             for url_prefix, _ in targets.values():  # warm-up, not recorded
                 run_wrk(url_prefix, ids, 2, args.connections, work)
-            rounds, rerun = {"bare": [], "cached": []}, {"bare": 0, "cached": 0}
+            names = ("bare", "cached", "cached_experiment")
+            rounds, rerun = {n: [] for n in names}, dict.fromkeys(names, 0)
+            lists, running = ServedLists.from_url(url, NS), None
             for r in range(args.rounds):
-                for name in ("bare", "cached") if r % 2 == 0 else ("cached", "bare"):
+                for name in names if r % 2 == 0 else names[::-1]:
                     url_prefix, server = targets[name]
+                    if name != "bare" and (running is not None) != (name == "cached_experiment"):
+                        running = set_experiment(
+                            lists, f"bench-{r}" if running is None else None, running)
+                        run_wrk(url_prefix, ids, 1, args.connections, work)  # loads the arm
+                        check_answers(cached_url, warm[:40], running)
                     for attempt in range(args.retries + 1):
+                        # Settle: a worker still writing the last run's impressions would let
+                        # the other accept every connection of the next (serving_load.balanced).
+                        time.sleep(SETTLE_S)
                         got = run_wrk(url_prefix, ids, args.duration, args.connections, work,
                                       server, r)
+                        lists.r.delete(f"{NS}:impressions")  # nothing drains it here
                         log.info("%s round %d %s: %s", kind, r, name,
                                  {k: v for k, v in got.items() if k != "percentiles"})
                         if balanced(got["worker_cpu_shares"]) or attempt == args.retries:
@@ -264,6 +324,7 @@ def run_kind(kind: str, args, work: str) -> dict:
                         log.info("connections landed unevenly on the workers (CPU shares %s): "
                                  "run again", got["worker_cpu_shares"])
                     rounds[name].append(got)
+            set_experiment(lists, None, running)
             cpu = cpu_seconds(pid)
             fresh = open_loop(cached_url, [f"f{n}" for n in range(args.fresh_users)],
                               args.fresh_rate, args.fresh_seconds, features=features)
@@ -275,12 +336,38 @@ def run_kind(kind: str, args, work: str) -> dict:
                               os.path.join(work, f"serve-{kind}-{n}.log")) as (_, cold, _):
                 colds.append(cold)
         load["after"] = os.getloadavg()
+    experiment = _median(rounds["cached_experiment"])
     out = {"cached": _median(rounds["cached"]), "bare": _median(rounds["bare"]),
+           "cached_experiment": experiment,
            "fresh": fresh, "cold_start_s": round(statistics.median(colds), 3),
            "cold_starts_s": [round(c, 3) for c in colds], "server": server, "bundle": info,
            "load_average": load, "unbalanced_rounds_rerun": rerun}
+    experiment["ratio_to_cached"] = round(experiment["rps"] / out["cached"]["rps"], 3)
     out["checks"] = checks(out)
     return out
+
+
+def answered_by(base: str, users: list[str]) -> set[tuple]:
+    """The (experiment, model_version) pairs of the answers to `users` (one request each)."""
+    import urllib.request
+
+    seen = set()
+    for user in users:
+        with urllib.request.urlopen(f"{base}/recommend?k=10&user_id={user}", timeout=10) as r:
+            body = json.loads(r.read())
+        seen.add((body["experiment"], body["model_version"]))
+    return seen
+
+
+def check_answers(base: str, users: list[str], running: str | None) -> None:
+    """Raises unless the answers come from both arms' versions (`running`) or from the
+    current version alone (None): a round measures what it names."""
+    want = ({(running, VERSION), (running, SECOND)} if running is not None
+            else {(None, VERSION)})
+    seen = answered_by(base, users)
+    if seen != want:
+        raise RuntimeError(f"answers came from {sorted(seen, key=str)}, not "
+                           f"{sorted(want, key=str)}")
 
 
 def checks(r: dict) -> dict:
@@ -294,7 +381,9 @@ def checks(r: dict) -> dict:
             "fresh_ok": f["p99_ms"] <= FRESH_P99_MS and f["errors"] == 0
             and f["sources"].get("on_demand", 0) == f["requests"],
             "cold_start_ok": r["cold_start_s"] <= COLD_START_S,
-            "light_imports_ok": not r["server"]["heavy_modules_mapped"]}
+            "light_imports_ok": not r["server"]["heavy_modules_mapped"],
+            "experiment_rps_over_cached": r["cached_experiment"]["ratio_to_cached"],
+            "experiment_ok": r["cached_experiment"]["ratio_to_cached"] >= EXPERIMENT_RATIO}
 
 
 def run(args) -> dict:

@@ -29,7 +29,10 @@ def summary_table(result: dict) -> str:
         checks = r["checks"]
         flags = " ".join(f"{k}={'yes' if v else 'NO'}" for k, v in checks.items()
                          if k.endswith("_ok"))
-        f = r["fresh"]
+        f, e = r["fresh"], r["cached_experiment"]
+        lines.append(f"{kind}: cached with an experiment running (50/50, current vs a second "
+                     f"version): {e['rps']:,.0f} req/s, p50/p99 {e['p50_ms']:.1f} / "
+                     f"{e['p99_ms']:.1f} ms, ratio_to_cached {e['ratio_to_cached']}")
         lines.append(f"{kind}: {flags}; cached/bare req/s {checks['cached_rps_over_bare']}; "
                      f"fresh errors {f['errors']}, sources {f['sources']}; cold starts "
                      f"{r['cold_starts_s']} s; load average "
@@ -63,7 +66,8 @@ def plot(result: dict, path: str) -> None:
                        f"req/s, {result['settings']['items']:,} items",
                  xlabel="latency (ms)", ylabel="requests")
         left.legend()
-        for name, color in (("bare", "tab:gray"), ("cached", "tab:blue")):
+        for name, color in (("bare", "tab:gray"), ("cached", "tab:blue"),
+                            ("cached_experiment", "tab:purple")):
             rounds = r[name]["rounds"]
             mid = sorted(rounds, key=lambda x: x["rps"])[len(rounds) // 2]
             qs = sorted(mid["percentiles"])

@@ -59,6 +59,11 @@ def test_served_bundle_run_answers_fresh_users_on_demand_over_http(tmp_path):
     colds = served["cold_starts_s"]
     assert len(colds) == 2 and 0 < min(colds) <= served["cold_start_s"] <= max(colds) < 60
     assert served["cached"]["rps"] > 0
+    # The experiment rounds ran against both arms' versions (the run checks the answers).
+    experiment = served["cached_experiment"]
+    assert experiment["rps"] > 0 and experiment["ratio_to_cached"] == round(
+        experiment["rps"] / served["cached"]["rps"], 3)
+    assert "experiment_ok" in served["checks"]
     assert served["bundle"]["bundle_users"] <= 150 and served["bundle"]["items"] == 200
     assert "train_seconds" in served["bundle"] and served["server"]["processes"] == 3
     assert summary_table(result).splitlines()[2].startswith("served ")
