@@ -2,7 +2,8 @@
 
 A `Loaded` is made once per version (functions/swap.py) and replaced whole when the pointer
 moves, so a request that took the old one finishes on it; only its filters are replaced in
-place when their revision moves.
+place when their revision moves. An experiment's arm that serves another published version
+has a `Loaded` of its own beside the current one (functions/arms.py).
 """
 
 from __future__ import annotations

@@ -111,6 +111,21 @@ def test_users_get_their_arms_version_and_back_to_current_when_it_stops(app, ver
                _ids(b) == _ids(before[u]) for u, b in after.items())
 
 
+def test_any_user_id_the_request_rules_take_gets_an_arm(app, versions):
+    _, client, v1, _ = versions
+    exp = _start(client, "ids", V2)
+    try:
+        for sent, user in ((7, "7"), (12.0, "12"), ("  ü-名前 ", "ü-名前"), ("x" * 256, "x" * 256)):
+            r = app.post("/recommend", json={"user_id": sent, "k": 2})
+            assert r.status_code == 200, r.get_json()
+            body = r.get_json()
+            assert (body["user_id"], body["arm"]) == (user, exp.arm_for(user).name)
+            assert body["model_version"] == (V2 if body["arm"] == "B" else v1)
+        assert app.post("/recommend", json={"user_id": "a\x00b"}).status_code == 400
+    finally:
+        Experiments(client, NS).stop("ids")
+
+
 def test_an_arm_without_a_bundle_or_expired_gets_current_not_a_500(app, versions):
     _, client, v1, users = versions
     exp = _start(client, "no-bundle", GONE)
