@@ -55,6 +55,10 @@ class Plan:
         self._routes = {} if experiment is None else {
             name: Route(loaded, experiment.name, name) for name, loaded in arms.items()}
 
+    def arms(self) -> dict[str, str]:
+        """Arm name -> the version serving it ({} outside an experiment)."""
+        return {name: r.loaded.version for name, r in self._routes.items()}
+
     def route(self, user_id: str) -> Route:
         """The user's route: their arm's version inside the experiment, else the current one.
 

@@ -263,16 +263,19 @@ def events(request: flask.Request) -> flask.Response:
 # health, admin, metrics, openapi ----------------------------------------------------------------
 def _health(request: flask.Request, info: dict) -> flask.Response:
     try:
-        loaded = SERVING.state()
+        plan = SERVING.refresh()
     except NoBundleError as e:
         return _json({"status": "no_bundle", "error": str(e)}, 503, {"Retry-After": "60"})
     except redis.RedisError as e:
         return _json({"status": "degraded", "error": f"redis: {e}"}, 503, {"Retry-After": "5"})
+    loaded = plan.current
     info["version"] = loaded.version
     up = SERVING.breaker.up()
+    experiment = None if plan.experiment is None else {"name": plan.experiment.name,
+                                                        "arms": plan.arms()}
     return _json({"status": "ok" if up else "degraded", "redis": "ok" if up else "down",
                   "model_version": loaded.version, "items": len(loaded.bundle.item_ids),
-                  "on_demand": loaded.on_demand})
+                  "on_demand": loaded.on_demand, "experiment": experiment})
 
 
 def health(request: flask.Request) -> flask.Response:

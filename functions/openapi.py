@@ -124,7 +124,14 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
             "/health": {"get": {
                 "summary": "The served version.", "operationId": "health",
                 "responses": {"200": _json({"type": "object", "required": ["status"],
-                                            "properties": {"status": {"type": "string"}}},
+                                            "properties": {"status": {"type": "string"},
+                                                           "experiment": {
+                                                               "type": "object",
+                                                               "nullable": True,
+                                                               "description": (
+                                                                   "The running experiment: "
+                                                                   "name and arms (arm -> the "
+                                                                   "version serving it).")}}},
                                            "Answers are possible (maybe degraded)."),
                               "503": _json({"type": "object"}, "No bundle yet.", RETRY),
                               **_errors(413)}}},

@@ -129,6 +129,8 @@ def test_any_user_id_the_request_rules_take_gets_an_arm(app, versions):
 def test_an_arm_without_a_bundle_or_expired_gets_current_not_a_500(app, versions):
     _, client, v1, users = versions
     exp = _start(client, "no-bundle", GONE)
+    assert app.get("/health").get_json()["experiment"] == {"name": "no-bundle",
+                                                           "arms": {"A": v1, "B": v1}}
     b_users = [u for u in users if exp.arm_for(u).name == "B"][:5]
     for u in b_users:
         r = app.get(f"/recommend?user_id={u}&k=5")
@@ -139,6 +141,7 @@ def test_an_arm_without_a_bundle_or_expired_gets_current_not_a_500(app, versions
     exp = _start(client, "expired", V2)
     u = next(u for u in users if exp.arm_for(u).name == "B")
     assert app.get(f"/recommend?user_id={u}&k=5").get_json()["model_version"] == V2
+    assert app.get("/health").get_json()["experiment"]["arms"] == {"A": v1, "B": V2}
     client.zrem(f"{NS}:versions", V2)  # expired under a running experiment
     try:
         body = app.get(f"/recommend?user_id={u}&k=5").get_json()
