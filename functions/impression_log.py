@@ -128,8 +128,9 @@ class ImpressionLog:
                     "impressions not written (%s): %d in hand, %d queued; retrying until "
                     "Redis answers", e, len(self._pending), len(self.queue))
                 return False
-            except ValueError as e:  # a malformed record: never retried, never blocking
-                log.error("impressions refused by the stream (%s); %d dropped", e,
+            except Exception as e:  # a malformed record (ValueError): never retried, never
+                # blocking, and the thread lives on
+                log.error("impressions refused by the stream (%r); %d dropped", e,
                           len(self._pending))
                 metrics.IMPRESSIONS_DROPPED.inc(amount=len(self._pending))
             else:
