@@ -80,6 +80,8 @@ def _event(raw, now: int) -> tuple[dict | None, str | None]:
     if not event_id:  # derived from the content: a resent event gets the same id
         key = "\x1f".join(str(clean[c]) for c in ("user_id", "item_id", "event_type",
                                                    "timestamp", "weight"))
+        if clean.get("value") is not None:  # only then: older events keep their ids
+            key += f"\x1fvalue={clean['value']!r}"
         event_id = "h" + hashlib.sha1(key.encode()).hexdigest()[:24]
     clean["event_id"] = event_id
     if raw.get("recommendation_id") is not None:

@@ -53,3 +53,13 @@ def test_a_bad_value_written_to_the_stream_by_hand_is_dead_lettered(redis_client
     assert stats["events"] == 1 and stats["dead"] == 1
     log = read_events_log(store)
     assert log["event_id"].tolist() == ["ok"] and log["value"].isna().all()
+
+
+def test_two_purchases_differing_only_in_value_are_two_events(app):
+    # Without an event_id, an event's id is derived from its content: the value is part of it.
+    base = {"user_id": "u", "item_id": "i", "event_type": "purchase", "timestamp": 1_750_000_000}
+    r = app.post("/events", headers=KEY, json={"events": [{**base, "value": 10},
+                                                          {**base, "value": 25}]})
+    assert r.status_code == 200 and r.get_json()["stored"] == 2, r.get_json()
+    again = app.post("/events", headers=KEY, json={"events": [{**base, "value": 25}]})
+    assert again.get_json()["duplicates"] == 1  # a resent one is still recognised
