@@ -8,9 +8,12 @@ salt = the experiment's name). `recsys canary check` (app/canary_cli.py) later p
 (NS:current flips to it) or rolls it back (the experiment stops, everyone is on the control,
 whose lists ServedLists.expire_old keeps while the experiment runs).
 
-One experiment runs at a time, so a canary run is refused before any work while another
-runs (`refuse_while_running`). With nothing served yet there is nothing to compare against:
-the run publishes to everyone and says so.
+One experiment runs at a time, so a canary run is refused before any work while an A/B test
+(any experiment not named `canary-*`) runs (`refuse_while_running`). A canary still undecided
+from an earlier night does not block the night: once this run's version is published, the old
+canary is stopped (its decision recorded as `superseded`, its users back on the control) and
+the new one starts, so a slow check never leaves everyone on ever older lists. With nothing
+served yet there is nothing to compare against: the run publishes to everyone and says so.
 """
 
 from __future__ import annotations
@@ -42,11 +45,15 @@ def refuse_while_running(percent: int, lists: ServedLists) -> None:
                         "this run's, until `recsys canary check` stops it (current will have "
                         "moved, so it is stopped, not promoted)", name)
         return
-    if running:
-        raise ValueError(f"--canary {percent}: experiment {running[0]!r} is running and one "
+    tests = [n for n in running if not n.startswith(PREFIX)]
+    if tests:
+        raise ValueError(f"--canary {percent}: experiment {tests[0]!r} is running and one "
                          "experiment runs at a time; nothing was trained or published (wait "
-                         "for `recsys canary check` to decide, or `recsys experiment stop "
-                         f"{running[0]}`)")
+                         "for it to end, or `recsys experiment stop "
+                         f"{tests[0]}`)")
+    for name in running:
+        log.info("canary %s is still undecided: once this run publishes, its canary "
+                 "supersedes it", name)
 
 
 def plan(percent: int, served: str | None, version: str) -> dict | None:
@@ -86,6 +93,7 @@ def start(lists: ServedLists, canary: dict) -> dict:
     store = experiments(lists)
     try:
         store.create(exp)
+        _supersede(store, canary["canary"])
         record = store.start(exp.name)
     except ValueError as e:
         raise RuntimeError(f"version {canary['canary']} is published but serves nobody: the "
@@ -96,3 +104,18 @@ def start(lists: ServedLists, canary: dict) -> dict:
              "until `recsys canary check` decides", canary["canary"], canary["percent"],
              exp.name, canary["control"])
     return record
+
+
+def _supersede(store: Experiments, version: str) -> None:
+    """Stops every running canary-* experiment (an earlier night's, still undecided), recording
+    why; its users go back to its control, whose lists were kept while it ran."""
+    for name in sorted(n for n in store.running() if n.startswith(PREFIX)):
+        try:
+            store.record_decision(name, {"action": "superseded", "reasons": [
+                f"the next night's canary ({version}) replaces it before a decision"]})
+            store.stop(name)
+        except ValueError as e:  # stopped meanwhile (a check decided): nothing to do
+            log.info("canary %s: %s", name, e)
+            continue
+        log.warning("canary %s was still undecided: stopped, superseded by %s's canary", name,
+                    version)

@@ -32,7 +32,8 @@ pointer flips only after Redis confirms every shard (computed or copied) wrote i
 failed or killed run leaves the served version untouched; rerunning publishes.
 With --canary PERCENT the version is published but `current` stays: the experiment
 canary-<version> serves it to PERCENT % of users until `recsys canary check` promotes or rolls
-it back (batch/canary.py); refused before any work while another experiment runs.
+it back (batch/canary.py); an undecided earlier canary is superseded once the version is
+published, and the run is refused before any work while an A/B test runs.
 An items table with a `category` (`Comedy|Drama`: several) or `available` column is checked
 with the input and loaded into the live item filters only once the run published.
 """
@@ -85,6 +86,9 @@ class Stopwatch:
 def run(argv: list[str] | None = None) -> dict:
     """Runs the whole nightly job; returns (and logs) the JSON summary.
 
+    With --pushgateway the run pushes its metrics once it published, and what it got to with
+    `recsys_nightly_success 0` when it fails (`push_metrics`).
+
     Raises:
         QualityGateError: the new model regressed, the gate had too few validation cases or
             the data shrank against the served version (nothing published).
@@ -96,17 +100,38 @@ def run(argv: list[str] | None = None) -> dict:
     options = PipelineOptions(argv)
     # Bad flags fail here, before any work.
     config = NightlyConfig.from_flags(options.view_as(NightlyOptions).get_all_options())
+    clock = Stopwatch()
+    so_far = {"seconds": clock.seconds}  # what a failed run measured, for its push
+    try:
+        summary, targets, item_filters = _publish(config, options, argv, clock, so_far)
+    except Exception as error:
+        so_far["gate"] = so_far.get("gate") or getattr(error, "gate", None)
+        push_metrics(config.pushgateway, so_far, succeeded=False)
+        raise
+    push_metrics(config.pushgateway, summary, succeeded=True)  # published, whatever follows
+    return stages.load_item_filters(targets, item_filters, summary)
+
+
+def _publish(config: NightlyConfig, options: PipelineOptions, argv: list[str],
+             clock: Stopwatch, so_far: dict) -> tuple[dict, stages.Targets, object]:
+    """The stages up to the publish; `so_far` gets the dead letters and the gate's figures
+    as soon as they are known.
+
+    Returns:
+        (summary, targets, the items table's filter changes to load).
+    """
     kind = kinds.get(config.model)
     kind_config = kind.config(dataclasses.asdict(config))
     weights = parse_event_weights(config.event_weights)
     targets = stages.open_targets(config)
     canary.refuse_while_running(config.canary, targets.lists)  # before any work
-    version, clock = new_version(), Stopwatch()
+    version = new_version()
 
     with clock("drain_events"):
         inputs = stages.gather_inputs(config, targets)
     with clock("validate"):
         rows = stages.validate(config, inputs.paths, weights, options, targets.store, version)
+    so_far["dead_letters"] = rows.dead_letters
     data = stages.training_data(kind, inputs, rows.clean, weights)
     item_filters = stages.item_filter_changes(inputs.items)  # loaded once published
 
@@ -127,11 +152,13 @@ def run(argv: list[str] | None = None) -> dict:
         fit = kind.fit(data, kind_config, window)  # the one training, its validation inside
     if window is not None:
         gate = stages.judge(config, fit.validation, served_meta, window)
+    so_far["gate"] = gate.as_dict() if gate else None
 
     with clock("export"):
         manifest = stages.export_bundle(kind, fit, targets.store, version, config.k,
-                                        {"gate": gate.as_dict() if gate else None})
+                                        {"gate": so_far["gate"]})
     n_users = manifest["users"]
+    so_far["index"] = manifest["index"]
 
     with clock("carry_over"):
         plan, refreshed = carry_over(targets.lists, targets.builds, targets.store, rows.clean,
@@ -148,11 +175,36 @@ def run(argv: list[str] | None = None) -> dict:
                "valid_events": len(rows.clean), "dead_letters": rows.dead_letters,
                "events_drained": inputs.drained,
                "bundle": f"{config.store}/bundles/{version}", "index": manifest["index"],
-               "gate": gate.as_dict() if gate else None,
+               "gate": so_far["gate"],
                "shrink": shrink,  # null unless --force_publish overrode the shrink check
                "seconds": {k: round(v, 3) for k, v in clock.seconds.items()}}
     summary = stages.publish(config, targets, version, plan, n_users, summary)
-    return stages.load_item_filters(targets, item_filters, summary)
+    return summary, targets, item_filters
+
+
+def push_metrics(gateway: str | None, summary: dict, *, succeeded: bool) -> None:
+    """Pushes a run's summary as the recsys_nightly_* metrics (infra/monitoring/exporters.py)
+    to the Pushgateway `gateway` (None: no push). A push that fails is logged: the metrics
+    never fail the run (a missing push shows as RecsysNoPublish).
+
+    Args:
+        summary: the published run's summary, or what a failed run measured (`seconds`,
+            `dead_letters`, `gate`, `index`).
+        succeeded: whether the run published.
+    """
+    if not gateway:
+        return
+    summary = {**summary, "seconds": {k: round(v, 3) for k, v in
+                                      (summary.get("seconds") or {}).items()}}
+    try:  # prometheus_client only where a run pushes
+        from infra.monitoring.exporters import nightly_registry, push_nightly
+
+        registry = nightly_registry(summary, succeeded=succeeded, finished_at=time.time())
+        push_nightly(gateway, registry, succeeded=succeeded)
+    except Exception as e:  # noqa: BLE001 (whatever the push raises, the run's outcome stands)
+        log.warning("the run's metrics were not pushed to the Pushgateway %s: %s", gateway, e)
+        return
+    log.info("pushed the run's metrics (success %d) to the Pushgateway %s", succeeded, gateway)
 
 
 def _help() -> None:

@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 REQUIRED = dataclasses.MISSING
 # With fewer validation cases the gate's NDCG@10 is noise: per-case NDCG@10 has a standard
@@ -115,9 +116,15 @@ class NightlyConfig:
                           "(1..50; 0 = to everyone): `current` stays, and the experiment "
                           "canary-<version> serves the new version to that share and the "
                           "current one to the rest, until `recsys canary check` promotes or "
-                          "rolls it back. Refused while another experiment runs.")
+                          "rolls it back. An undecided earlier canary is superseded; "
+                          "refused while an A/B test runs.")
     no_drain_events: bool = flag(False, "Do not drain the events ingested by the functions "
                                         "into <store>/events/ and train on them.")
+    pushgateway: str | None = flag(None, "Prometheus Pushgateway (HOST:PORT or http(s)://URL) "
+                                         "the run pushes its summary to as the "
+                                         "recsys_nightly_* metrics, after a publish and after a "
+                                         "failure (docs/OPERATIONS.md); a failed push is logged "
+                                         "and never fails the run. Unset: no push.")
 
     def __post_init__(self):
         if self.list_max_age_days < 0:
@@ -135,6 +142,9 @@ class NightlyConfig:
                              f"to {MAX_CANARY} (0 publishes to everyone)")
         if self.shard_size < 1:
             raise ValueError(f"--shard-size={self.shard_size}: use a number of users >= 1")
+        if self.pushgateway is not None and not _is_http_address(self.pushgateway):
+            raise ValueError(f"--pushgateway={self.pushgateway!r}: use HOST:PORT or an "
+                             "http(s):// URL of a Pushgateway (e.g. localhost:9091)")
 
     @classmethod
     def from_flags(cls, flags: Mapping[str, Any]) -> NightlyConfig:
@@ -153,6 +163,17 @@ class NightlyConfig:
         if missing:
             raise ValueError(f"missing required flag(s) {missing}; see `recsys nightly --help`")
         return cls(**{name: value for name, value in values.items() if value is not None})
+
+
+def _is_http_address(value: str) -> bool:
+    """HOST[:PORT][/path] or http(s)://HOST[:PORT][/path], as prometheus_client's push takes."""
+    try:
+        parts = urlsplit(value if "://" in value else f"http://{value}")
+        parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(
+        c.isspace() for c in value)
 
 
 def fields() -> tuple[dataclasses.Field, ...]:

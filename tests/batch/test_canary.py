@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from batch import stages
+from batch import canary, stages
 from batch.carry_over import ListPlan
 from batch.nightly import run
 from batch.options import NightlyConfig
@@ -173,3 +173,21 @@ def test_a_plain_run_warns_that_a_running_canary_keeps_its_versions(redis_client
     with caplog.at_level("WARNING", "batch.nightly"):
         canary.refuse_while_running(0, lists)  # no --canary: not refused
     assert "experiment canary-v2 is running: its arms keep serving their versions" in caplog.text
+
+
+def test_an_undecided_canary_is_superseded_by_the_next_nights(tmp_path, redis_url, redis_client):
+    cfg = _config(tmp_path, redis_url, canary=10)
+    targets = stages.open_targets(cfg)
+    _write(targets.lists, "v1")
+    targets.lists.flip("v1", 12)
+    _write(targets.lists, "v2", fill=2)
+    stages.publish(cfg, targets, "v2", _plan(), 12, {"version": "v2"})
+    store = Experiments(redis_client)
+    assert list(store.running()) == ["canary-v2"]
+    canary.refuse_while_running(10, targets.lists)  # a canary does not block the night
+    _write(targets.lists, "v3", fill=3)
+    summary = stages.publish(cfg, targets, "v3", _plan(), 12, {"version": "v3"})
+    assert list(store.running()) == ["canary-v3"] and targets.lists.current() == "v1"
+    assert summary["canary"]["control"] == "v1"
+    old = store.get("canary-v2")
+    assert old["state"] == "stopped" and old["decisions"][-1]["action"] == "superseded"
