@@ -47,7 +47,7 @@ from models.experiments.attribution import (
     attribute,
 )
 from models.experiments.stats import (
-    msprt_p_values,
+    plug_in_p_values,
     proportion_differences,
     sample_ratio,
     sequential_sample_size,
@@ -177,8 +177,7 @@ def _differences(figures: list[dict], arm: str, control: str, alpha: float,
                                       {arm: n, control: nc}, control, alpha)
         series = [[getattr(x[who], k) for x in figures]
                   for who, k in ((control, succ), (control, trials), (arm, succ), (arm, trials))]
-        tau = max(d.control_rate * min_lift, 1e-4)
-        p = float(msprt_p_values(*series, tau=tau)[-1])
+        p = float(plug_in_p_values(*series, min_lift=min_lift))
         out[metric] = _difference(d.difference, d.ci_low, d.ci_high, p, d.p_value, alpha)
     out["value_per_user"] = _value_difference(figures, arm, control, alpha, min_lift)
     return out

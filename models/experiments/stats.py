@@ -137,6 +137,26 @@ def msprt_p_values(successes_a, trials_a, successes_b, trials_b, tau: float) -> 
     return np.minimum.accumulate(p, axis=-1)
 
 
+def plug_in_p_values(successes_a, trials_a, successes_b, trials_b,
+                     min_lift: float) -> np.ndarray:
+    """The always-valid p-value a report gives at its last look: msprt_p_values over every look
+    so far with tau = `min_lift` × arm A's rate at that last look (a plug-in; at least 1e-4),
+    what models/experiments/report.py prints each day and benchmarks/experiments.py checks.
+
+    Args:
+        successes_a, trials_a, successes_b, trials_b: [..., looks] cumulative counts.
+        min_lift: the smallest relative change worth detecting.
+
+    Returns:
+        [...] the p-value at the last look.
+    """
+    a, na = np.asarray(successes_a, float), np.asarray(trials_a, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(na[..., -1:] > 0, a[..., -1:] / na[..., -1:], 0.0)
+    tau = np.maximum(rate * min_lift, 1e-4)
+    return msprt_p_values(a, na, successes_b, trials_b, tau)[..., -1]
+
+
 def confidence_sequence(successes_a, trials_a, successes_b, trials_b, tau: float,
                         alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """The always-valid (1 - alpha) interval of rate B - rate A at each look (mSPRT inverted).
