@@ -201,11 +201,15 @@ def judge(config: NightlyConfig, validation: dict | None, served_meta: dict | No
 
 
 def refuse_unless_forced(gate: GateResult, force: bool) -> None:
+    """Raises QualityGateError on a failed gate unless forced; the error's `gate` holds the
+    verdict's figures (`GateResult.as_dict`), which the failed run's metrics push."""
     log.info("quality gate: %s", gate.as_dict())
     if not gate.passed and not force:
-        raise QualityGateError(f"quality gate failed: {gate.reason}; nothing was published "
-                               "(use --force-publish to publish anyway, --skip-gate to skip "
-                               "the gate)")
+        error = QualityGateError(f"quality gate failed: {gate.reason}; nothing was published "
+                                 "(use --force-publish to publish anyway, --skip-gate to skip "
+                                 "the gate)")
+        error.gate = gate.as_dict()
+        raise error
     if not gate.passed:
         log.warning("--force-publish: publishing although the quality gate failed: %s",
                     gate.reason)

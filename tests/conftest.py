@@ -183,3 +183,80 @@ def recsys_serve(env: dict, log, timeout: float = 90):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def monitoring_binary(*names: str) -> str:
+    """The path of a Prometheus tool (Debian's `prometheus`, `prometheus-pushgateway`; .ci/run
+    installs them); skips the test without it, except under CI=true, where it fails."""
+    for name in names:
+        if shutil.which(name):
+            return shutil.which(name)
+    message = f"{names[0]} not found: apt-get install {names[0]} (.ci/run does)"
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: a missing binary fails instead of skipping)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def pushgateway(tmp_path):
+    """A real Pushgateway on a free loopback port; yields its address (HOST:PORT)."""
+    import subprocess
+    import time
+
+    import requests
+
+    from infra.redis_server import free_port
+
+    binary = monitoring_binary("prometheus-pushgateway", "pushgateway")
+    address = f"127.0.0.1:{free_port()}"
+    process = subprocess.Popen(
+        [binary, f"--web.listen-address={address}",
+         f"--persistence.file={tmp_path / 'pushgateway.data'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if requests.get(f"http://{address}/-/ready", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+            time.sleep(0.05)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _cluster_or_skip() -> None:
+    """Skips (fails under CI=true) a cluster test where redis-server/redis-cli are missing."""
+    if shutil.which("redis-server") and shutil.which("redis-cli"):
+        return
+    message = ("no redis-server/redis-cli for the Redis Cluster tests: apt-get install "
+               "redis-server (`make test` does)")
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: a missing Redis fails instead of skipping)",
+                    pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url():
+    """A real 3-node Redis Cluster for the session (infra.redis_server.local_redis_cluster):
+    its `redis+cluster://` URL. Tests that kill a node start their own (`own_redis_cluster`)."""
+    _cluster_or_skip()
+    from infra.redis_server import local_redis_cluster
+
+    with local_redis_cluster() as (url, _):
+        yield url
+
+
+@pytest.fixture
+def own_redis_cluster():
+    """A 3-node Redis Cluster of the test's own: (URL, [server processes]) to kill one."""
+    _cluster_or_skip()
+    from infra.redis_server import local_redis_cluster
+
+    with local_redis_cluster() as cluster:
+        yield cluster

@@ -1,14 +1,10 @@
 """infra/monitoring/exporters.py: prometheus_client metrics from the catalogue, the nightly's
 summary as metrics, and its pushes to a real Pushgateway (Debian's `prometheus-pushgateway`,
-installed by .ci/run; skipped without it, except under CI=true): a failed night keeps the last
-publish time of the night before, so RecsysNoPublish measures from the last real publish."""
+installed by .ci/run; skipped without it, except under CI=true: tests/conftest.py's
+`pushgateway`): a failed night keeps the last publish time of the night before, so
+RecsysNoPublish measures from the last real publish."""
 
 from __future__ import annotations
-
-import shutil
-import socket
-import subprocess
-import time
 
 import pytest
 import requests
@@ -19,7 +15,6 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 
 from infra.monitoring import catalogue  # noqa: E402
 from infra.monitoring.exporters import nightly_registry, push_nightly, register  # noqa: E402
-from tests.conftest import in_ci  # noqa: E402
 
 SUMMARY = {"version": "20261128T040203Z-1666", "users_published": 1000, "users_refreshed": 212,
            "users_carried_over": 788, "dead_letters": {"unknown event_type": 3},
@@ -77,39 +72,6 @@ def test_a_failed_run_has_no_timestamps_nor_an_unmeasured_recall():
     assert value("recsys_nightly_stage_seconds", {"stage": "validate"}) is None
     assert value("recsys_nightly_stage_seconds", {"stage": "drain_events"}) == 0.5
     assert value("recsys_nightly_gate_ndcg", {"model": "candidate"}) is None
-
-
-@pytest.fixture
-def pushgateway(tmp_path):
-    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
-    if binary is None:
-        message = ("prometheus-pushgateway not found: apt-get install prometheus-pushgateway "
-                   "(.ci/run does)")
-        if in_ci():
-            pytest.fail(f"{message} (CI=true: a missing Pushgateway fails instead of skipping)")
-        pytest.skip(message)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}",
-         f"--persistence.file={tmp_path / 'pushgateway.data'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if requests.get(f"http://{address}/-/ready", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-            time.sleep(0.05)
-        yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def _pushed(address: str) -> dict[tuple, float]:
