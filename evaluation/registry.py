@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from models.baselines import ItemKNN, Popularity, RecentPopularity
 from models.evaluation import Recommender
+from models.graphsage_fit import GraphSAGERecommender
 from models.mf import MFConfig
 from models.peers import PEERS, missing_requirement
 from models.retrieval import MFRecommender
@@ -27,6 +28,7 @@ MODEL_REGISTRY: dict[str, Callable[[], Recommender]] = {
     "mf_bpr": lambda: MFRecommender(MFConfig(objective="bpr")),
     "two_tower": TwoTowerRecommender,
     "served": ServedRecommender,
+    "graphsage": GraphSAGERecommender,
     **PEERS,
 }
 
