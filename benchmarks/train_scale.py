@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 def scale_factories() -> dict:
     """Model name -> factory with the settings used at 100k users x 20k items."""
     from evaluation.registry import MODEL_REGISTRY
+    from models.graphsage import GraphSAGEConfig
+    from models.graphsage_fit import GraphSAGERecommender
     from models.mf import MFConfig
     from models.ranker import RankerConfig
     from models.retrieval import MFRecommender
@@ -43,6 +45,7 @@ def scale_factories() -> dict:
     # Each MF epoch is 20M examples (4M pairs and 4 negatives each): 305 steps of 65,536, about
     # the step count of the default MF on MovieLens 100K. A tower epoch samples 1M examples
     # (32 per user at most); the served model cuts one ranker window instead of three.
+    # GraphSAGE samples its epochs as the tower does (each example's neighbours sampled).
     tower = TwoTowerConfig(batch_size=1024, max_per_user=32, max_examples=1_000_000, epochs=4,
                            patience=1)
     return {**MODEL_REGISTRY,
@@ -50,7 +53,10 @@ def scale_factories() -> dict:
             "two_tower": lambda: TwoTowerRecommender(tower),
             "served": lambda: ServedRecommender(ServedConfig(
                 tower=tower, ranker=RankerConfig(neighbours=100), windows=(0.9,),
-                max_cases=3000))}
+                max_cases=3000)),
+            "graphsage": lambda: GraphSAGERecommender(GraphSAGEConfig(
+                batch_size=1024, max_per_user=32, max_examples=1_000_000, epochs=4,
+                patience=1))}
 
 
 def peak_rss_mb() -> float:
@@ -139,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--events", type=int, default=5_000_000)
-    parser.add_argument("--models", default="popularity,item_knn,mf,two_tower,served")
+    parser.add_argument("--models",
+                        default="popularity,item_knn,mf,two_tower,served,graphsage")
     parser.add_argument("--workdir", default=None, help="where the Parquet files go")
     parser.add_argument("--small", action="store_true", help="the models' default settings")
     parser.add_argument("--eval-cases", type=int, default=2000,
