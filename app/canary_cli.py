@@ -141,11 +141,10 @@ def canary() -> None:
               help="Redis holding the lists, the experiments and the streams.")
 def check(min_users, min_impressions, as_json, store, namespace, redis_url) -> None:
     """Promote the running canary, roll it back or wait (docs/EXPERIMENTS.md, Canary)."""
-    import redis
-
+    from infra.redis.client import connect
     from infra.store import open_store
 
-    result = check_canary(redis.Redis.from_url(redis_url), namespace, open_store(store),
+    result = check_canary(connect(redis_url), namespace, open_store(store),
                           min_users=min_users, min_impressions=min_impressions)
     click.echo(json.dumps(result, indent=1, default=str) if as_json
                else "\n".join(lines(result)))

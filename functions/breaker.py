@@ -13,7 +13,8 @@ import time
 import redis
 
 log = logging.getLogger(__name__)
-OUTAGE = (redis.ConnectionError, redis.TimeoutError)  # errors that open the breaker
+# Errors that open the breaker; a Redis Cluster that lost a node answers CLUSTERDOWN.
+OUTAGE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError)
 
 
 class RedisBreaker:

@@ -2,7 +2,9 @@
 infra/events_log.py uses for both logs (NS:events and NS:impressions), each described by a
 `StreamLog` (folder, schema, entry check, the column written once).
 
-Each batch of stream entries becomes `<prefix>/<first id>_<last id>.parquet`, and only once that
+Each batch of stream entries becomes `<prefix>/<first id>_<last id>.parquet` (in a Redis
+Cluster, whose events stream per bucket, `<first id>_<last id>.b<bucket>.parquet`: ids are
+compared within one stream only), and only once that
 file is written and read back are the entries acknowledged and deleted from the stream. A crash
 between the two loses nothing: the entries stay pending in the consumer group and the next drain
 reads them again. It duplicates nothing either: entries whose stream ids fall in a file already
@@ -39,14 +41,19 @@ def _sid(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _written_ranges(store: ArtifactStore, prefix: str) -> list[tuple[tuple, tuple]]:
-    """The stream-id ranges of the batch files already in the store, sorted."""
+def _written_ranges(store: ArtifactStore, prefix: str,
+                    tag: str = "") -> list[tuple[tuple, tuple]]:
+    """The stream-id ranges of the batch files already in the store from the stream tagged
+    `tag` ("" for a namespace's only stream; "b<i>" for a cluster's bucket i), sorted."""
     ranges = []
     for key in store.list(prefix):
         name = key[len(prefix) + 1:]
         if "/" in name or not name.endswith(".parquet"):
             continue
-        first, _, last = name.removesuffix(".parquet").partition("_")
+        name, _, file_tag = name.removesuffix(".parquet").partition(".")
+        if file_tag != tag:
+            continue
+        first, _, last = name.partition("_")
         try:
             ranges.append((_sid(first), _sid(last)))
         except ValueError:
@@ -120,7 +127,7 @@ def _put_durably(store: ArtifactStore, key: str, data: bytes) -> None:
 
 
 def _write_batch(store: ArtifactStore, spec: StreamLog, prefix: str, entries: list,
-                 stats: dict) -> None:
+                 stats: dict, tag: str = "") -> None:
     """Writes one batch's valid rows (and dead letters, if any) under its id range."""
     rows, dead, ids = [], [], set()
     for sid, fields in entries:
@@ -134,7 +141,7 @@ def _write_batch(store: ArtifactStore, spec: StreamLog, prefix: str, entries: li
         ids.add(row[spec.key])
         rows.append(row)
     rows = _writable(rows, dead, spec.schema)
-    batch = f"{entries[0][0]}_{entries[-1][0]}"
+    batch = f"{entries[0][0]}_{entries[-1][0]}" + (f".{tag}" if tag else "")
     if dead:
         _put_durably(store, f"{prefix}/dead/{batch}.parquet",
                      parquet_bytes(dead, STREAM_DEAD_SCHEMA))
@@ -155,7 +162,11 @@ def drain(stream: DrainableStream, store: ArtifactStore, spec: StreamLog, *,
         raise TimeoutError(f"another drain held {name} for {lock_wait:g} s (a nightly job or "
                            "a report draining the streams); retry when it is done")
     try:
-        stats = _drain(stream, store, spec, prefix, group, consumer, batch_size, lock)
+        stats = {"files": [], spec.noun: 0, "duplicates": 0, "dead": 0, "already_written": 0,
+                 "acknowledged": 0}
+        parts = stream.parts()  # a cluster's event streams, one per bucket
+        for tag, part in parts if len(parts) > 1 else [("", stream)]:
+            _drain(part, store, spec, prefix, group, consumer, batch_size, lock, stats, tag)
     finally:
         try:
             lock.release()
@@ -165,14 +176,12 @@ def drain(stream: DrainableStream, store: ArtifactStore, spec: StreamLog, *,
     return stats
 
 
-def _drain(stream, store, spec, prefix, group, consumer, batch_size, lock) -> dict:
+def _drain(stream, store, spec, prefix, group, consumer, batch_size, lock, stats, tag) -> None:
     stream.ensure_group(group)
     stream.claim(group, consumer, batch_size)
     until = _sid(stream.last_id())
-    ranges = _written_ranges(store, prefix)
+    ranges = _written_ranges(store, prefix, tag)
     starts = [r[0] for r in ranges]
-    stats = {"files": [], spec.noun: 0, "duplicates": 0, "dead": 0, "already_written": 0,
-             "acknowledged": 0}
     after = "0-0"  # first this consumer's pending entries (an earlier drain died), then new ones
     while True:
         entries = stream.read(group, consumer, batch_size, after)
@@ -187,13 +196,13 @@ def _drain(stream, store, spec, prefix, group, consumer, batch_size, lock) -> di
                  and not _covered(_sid(sid), ranges, starts)]
         stats["already_written"] += sum(f is not None for _, f in keep) - len(fresh)
         if fresh:
-            _write_batch(store, spec, prefix, fresh, stats)
+            _write_batch(store, spec, prefix, fresh, stats, tag)
         if keep:
             stream.ack(group, [sid for sid, _ in keep])
             stats["acknowledged"] += len(keep)
         lock.extend(LOCK_SECONDS, replace_ttl=True)
         if after == ">" and (len(keep) < len(entries) or len(entries) < batch_size):
-            return stats  # newer entries stay pending for the next drain
+            return  # newer entries stay pending for the next drain
 
 
 def read_log(store: ArtifactStore, spec: StreamLog, prefix: str):

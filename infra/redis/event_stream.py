@@ -10,23 +10,31 @@ client may resend a batch. The drain side reads the stream through the consumer 
 
 from __future__ import annotations
 
+import copy
 import json
 
 import redis
 
 from infra.redis.keys import Namespaced
 
-# Per event (ARGV[4..], JSON [event_id or "", user_id, item_id, field, value, ...]): skip it if
-# its id was seen within the TTL, else XADD it and push the item on the user's history.
-# Redis does not undo a script's writes when it fails part way, so every entry is decoded and
-# checked, and every key's type too, before the first write: a bad batch writes nothing.
+# Per event n (ARGV[3 + n], JSON [event_id or "", user_id, item_id, field, value, ...]; its
+# history key KEYS[2n], its dedup key KEYS[2n + 1]; KEYS[1] the stream): skip it if its id was
+# seen within the TTL, else XADD it and push the item on the user's history. Every key is
+# declared (in a Redis Cluster they share one slot: keys.py). ARGV[3] is the JSON array of the
+# events' positions in the caller's batch, for the errors. Redis does not undo a script's
+# writes when it fails part way, so every entry is decoded and checked, and every key's type
+# too, before the first write: a bad batch writes nothing.
 _APPEND = """
+local at = cjson.decode(ARGV[3])
 local function bad(n, why)
-  return redis.error_reply('event ' .. (n - 4) .. ': ' .. why .. '; nothing was stored')
+  return redis.error_reply('event ' .. at[n - 3] .. ': ' .. why .. '; nothing was stored')
 end
 local function type_ok(key, want)
   local t = redis.call('TYPE', key)['ok']
   return t == 'none' or t == want
+end
+if #KEYS ~= 1 + 2 * (#ARGV - 3) then
+  return redis.error_reply('expected a stream key and two keys per event; nothing was stored')
 end
 if not type_ok(KEYS[1], 'stream') then
   return redis.error_reply(KEYS[1] .. ' is not a stream; nothing was stored')
@@ -41,24 +49,23 @@ for n = 4, #ARGV do
   for f = 1, #e do
     if type(e[f]) ~= 'string' then return bad(n, 'entry ' .. f .. ' is not a string') end
   end
-  if not type_ok(ARGV[1] .. ':hist:' .. e[2], 'list') then
+  if not type_ok(KEYS[2 * (n - 3)], 'list') then
     return bad(n, 'the history key of its user is not a list')
   end
   events[#events + 1] = e
 end
 local out = {}
-for _, e in ipairs(events) do
+for i, e in ipairs(events) do
   local fresh = true
   if e[1] ~= '' then
-    fresh = redis.call('SET', ARGV[1] .. ':eid:' .. e[1], '1', 'NX', 'EX', ARGV[3])
+    fresh = redis.call('SET', KEYS[2 * i + 1], '1', 'NX', 'EX', ARGV[2])
   end
   if fresh then
     local fields = {}
     for f = 4, #e do fields[#fields + 1] = e[f] end
     out[#out + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
-    local hist = ARGV[1] .. ':hist:' .. e[2]
-    redis.call('LPUSH', hist, e[3])
-    redis.call('LTRIM', hist, 0, tonumber(ARGV[2]) - 1)
+    redis.call('LPUSH', KEYS[2 * i], e[3])
+    redis.call('LTRIM', KEYS[2 * i], 0, tonumber(ARGV[1]) - 1)
   else
     out[#out + 1] = false
   end
@@ -98,6 +105,11 @@ class DrainableStream(Namespaced):
     """
 
     stream: str
+
+    def parts(self) -> list[tuple[str, DrainableStream]]:
+        """What a drain reads, as (file tag, stream): ("", self) for one stream; a stream
+        sharded over a cluster's buckets (EventStream) gives one per shard, tagged "b<i>"."""
+        return [("", self)]
 
     def ensure_group(self, group: str) -> None:
         """Creates the consumer group (from the stream's start) unless it exists."""
@@ -159,6 +171,17 @@ class EventStream(DrainableStream):
         self.stream = self.keys.events
         self._append = self.r.register_script(_APPEND)
 
+    def parts(self) -> list[tuple[str, DrainableStream]]:
+        """One (tag, stream) per event stream: NS:events alone, or each bucket's in a cluster."""
+        if len(self.keys.event_streams) == 1:
+            return [("", self)]
+        views = []
+        for i, name in enumerate(self.keys.event_streams):
+            view = copy.copy(self)
+            view.stream = name
+            views.append((f"b{i}", view))
+        return views
+
     # Ingesting (POST /events) ---------------------------------------------------------------
     def append(self, events: list[dict], history_len: int = 50,
                dedup_ttl: int = 86_400) -> list[str | None]:
@@ -189,15 +212,45 @@ class EventStream(DrainableStream):
             redis.ConnectionError, redis.TimeoutError: the reply was lost; the batch may or
                 may not be stored (all or nothing). Resending is safe for events with an
                 `event_id`: stored ones are skipped as duplicates.
+
+        In a Redis Cluster the events go to their users' buckets (keys.py), one script per
+        bucket: each event is still stored whole (stream, history, dedup key) or not at all
+        and a resent one is skipped, but a batch over several buckets is all or nothing per
+        bucket should Redis fail between two of them (resend it: the stored are skipped).
         """
         if not events:
             return []
         if int(history_len) < 1 or int(dedup_ttl) < 1:
             raise ValueError(f"history_len={history_len}, dedup_ttl={dedup_ttl}: use >= 1")
         args = [_encode_event(n, e) for n, e in enumerate(events)]
-        out = self._append(keys=[self.keys.events],
-                           args=[self.keys.namespace, history_len, dedup_ttl, *args])
-        return [x.decode() if x is not None else None for x in out]
+        groups: dict[int, list[int]] = {}  # bucket -> positions (one group on one server)
+        for n, e in enumerate(events):
+            groups.setdefault(self.keys.bucket(str(e["user_id"])), []).append(n)
+        if len(groups) > 1:
+            self._check_histories(events)
+        out: list[str | None] = [None] * len(events)
+        for bucket, at in groups.items():
+            keys = [self.keys.event_streams[bucket]]
+            for n in at:
+                user, eid = str(events[n]["user_id"]), str(events[n].get("event_id") or "")
+                keys += [self.keys.hist(user), self.keys.event_id(user, eid) if eid
+                         else self.keys.hist(user)]
+            stored = self._append(keys=keys, args=[history_len, dedup_ttl, json.dumps(at),
+                                                   *(args[n] for n in at)])
+            for n, x in zip(at, stored, strict=True):
+                out[n] = x.decode() if x is not None else None
+        return out
+
+    def _check_histories(self, events: list[dict]) -> None:
+        """Refuses a batch over several buckets (a cluster) before any of them is stored when
+        a user's history key is not a list (each bucket's script checks again)."""
+        pipe = self.r.pipeline(transaction=False)
+        for e in events:
+            pipe.type(self.keys.hist(str(e["user_id"])))
+        for n, t in enumerate(pipe.execute()):
+            if t not in (b"none", b"list", "none", "list"):
+                raise redis.ResponseError(f"event {n}: the history key of its user is not a "
+                                          "list; nothing was stored")
 
     def history(self, user_id: str, n: int = 50) -> list[str]:
         """The user's `n` most recent item ids, oldest first."""

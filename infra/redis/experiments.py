@@ -7,7 +7,7 @@ JSON definition: one experiment runs at a time, so every request follows at most
 user is in two tests at once. Names are hash fields, never part of a key, so no name can
 reach a key or a pattern; they follow the definition's rules (models/experiments/assignment.py).
 
-An arm's version must be published (NS:versions, read through ServedLists.versions) when the
+An arm's version must be published (NS:versions) when the
 experiment is created and again when it starts; `current` always is. `promote` ends a running
 experiment by making one arm's version the served one (NS:current) in the same transaction,
 and `record_decision` keeps the decisions taken on an experiment (a canary check's, with their
@@ -22,7 +22,6 @@ import time
 import redis
 
 from infra.redis.keys import Namespaced
-from infra.redis.lists import ServedLists
 from models.experiments.assignment import CURRENT, Experiment
 
 DRAFT, RUNNING, STOPPED = "draft", "running", "stopped"
@@ -193,7 +192,8 @@ class Experiments(Namespaced):
         return json.loads(raw)
 
     def _check_published(self, exp: Experiment, client=None) -> None:
-        published = set(ServedLists(client or self.r, self.keys.namespace).versions())
+        client = client or self.r
+        published = {v.decode() for v in client.zrange(self.keys.versions, 0, -1)}
         for i, arm in enumerate(exp.arms):
             if arm.version != CURRENT and arm.version not in published:
                 raise ValueError(f"arms[{i}].version {arm.version!r} (arm {arm.name!r}) is not "

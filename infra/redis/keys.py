@@ -30,18 +30,34 @@ Key layout (NS = namespace, "recsys" by default; see docs/ARCHITECTURE.md):
   NS:drain:lock          string with a TTL: a drain of NS:events or NS:impressions  stream_log.py
                          is running (redis-py Lock; drains take turns)
 
+In a Redis Cluster (client.py: a redis+cluster:// URL) the same keys carry hash tags, so every
+script and transaction touches one slot: each `NS:` above that is not per user becomes `{NS}:`
+(the pointer, versions, started record, a version's shards/meta/built, experiments, item filters,
+impressions, drain lock: one slot, so the flip, rollback, expiry and promote stay single
+atomic steps), and each per-user key becomes `{NS:J}:` with J the hash tag of the user's bucket
+(BUCKETS of them, spread evenly over the slots): `{NS:J}:v:VER:u:USER`, `{NS:J}:hist:USER`,
+`{NS:J}:eid:EVENT_ID` (the bucket of the event's user) and one event stream per bucket,
+`{NS:J}:events`. So a user's lists of every version share a slot (COPY carries them over), an
+event's dedup key, history and stream shard share one (its script stays all-or-nothing), and
+users spread over the cluster. One server keeps the names above: an existing deployment moves
+to a cluster by a fresh nightly publish there (lists and filters are rebuilt from the artifact
+store); drain the events first.
+
 A version (VER) matches VERSION_RE: letters, digits, `.`, `_`, `-`, so no key separator and
 no glob character can come with it. Key patterns are built only from the namespace and a
-checked version, escaped all the same (Keys.version_pattern); never from a user, item or
+checked version, escaped all the same (Keys.version_patterns); never from a user, item or
 event id.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 
 import redis
+from redis.crc import key_slot
 
+from infra.redis.client import connect, is_cluster
 from models.rows import VERSION_RE  # one rule, also for experiments' arms (models/experiments/)
 
 _GLOB = re.compile(r"([*?\[\]\\])")
@@ -65,15 +81,52 @@ def glob_escape(text: str) -> str:
     return _GLOB.sub(r"\\\1", text)
 
 
-class Keys:
-    """The key names of one namespace (the table above); ids go in as they are."""
+BUCKETS = 64  # slots a cluster spreads each namespace's per-user keys and event streams over
 
-    def __init__(self, namespace: str = "recsys"):
-        ns = self.namespace = namespace
+
+def bucket_of(user_id: str, buckets: int = BUCKETS) -> int:
+    """The bucket of a user (CRC-32 of the UTF-8 id): their lists, history, event dedup keys
+    and event stream shard share it, so each event's script and each read touch one slot."""
+    return zlib.crc32(str(user_id).encode("utf-8", "surrogatepass")) % buckets
+
+
+def _bucket_tags(namespace: str, buckets: int) -> list[str]:
+    """A hash tag per bucket, `NS:J`, J chosen so bucket i's slot is in the i-th of `buckets`
+    equal slot ranges: nodes holding equal slot ranges (as `redis-cli --cluster create` and
+    rebalancing make them) hold equal numbers of buckets."""
+    tags: list[str | None] = [None] * buckets
+    j, left = 0, buckets
+    while left:
+        tag = f"{namespace}:{j}"
+        i = key_slot(tag.encode()) * buckets // 16384
+        if tags[i] is None:
+            tags[i], left = tag, left - 1
+        j += 1
+    return tags  # type: ignore[return-value]
+
+
+class Keys:
+    """The key names of one namespace (the table above); ids go in as they are.
+
+    With `cluster=True` the names carry hash tags (docs/ARCHITECTURE.md, "Redis key layout"):
+    the namespace's shared keys `{NS}:...` in one slot (the pointer, versions, started record,
+    shard counts, summaries, experiments, item filters, impressions), and every per-user key
+    `{NS:J}:...` in its user's bucket (lists of every version, history, event dedup keys, the
+    bucket's event stream). Single-server names are unchanged.
+    """
+
+    def __init__(self, namespace: str = "recsys", cluster: bool = False,
+                 buckets: int = BUCKETS):
+        if cluster and ("{" in namespace or "}" in namespace):
+            raise ValueError(f"namespace {namespace!r}: no '{{' or '}}' in a Redis Cluster "
+                             "namespace (they would change its hash tags)")
+        self.namespace, self.cluster = namespace, cluster
+        self.buckets = buckets if cluster else 1
+        ns = f"{{{namespace}}}" if cluster else namespace
+        self.shared = ns
         self.current = f"{ns}:current"
         self.versions = f"{ns}:versions"
         self.started = f"{ns}:started"
-        self.events = f"{ns}:events"
         self.items_unavailable = f"{ns}:items:unavailable"
         self.items_category = f"{ns}:items:category"
         self.items_rev = f"{ns}:items:rev"
@@ -81,47 +134,77 @@ class Keys:
         self.experiments_running = f"{ns}:exp:running"
         self.impressions = f"{ns}:impressions"
         self.drain_lock = f"{ns}:drain:lock"
+        self._tags = ([f"{{{t}}}" for t in _bucket_tags(namespace, buckets)] if cluster
+                      else [namespace])
+        # The event streams, one per bucket (a single NS:events on one server).
+        self.event_streams = [f"{t}:events" for t in self._tags]
+        self.events = self.event_streams[0]
+
+    def _user_prefix(self, user_id: str) -> str:
+        return self._tags[bucket_of(user_id, self.buckets)] if self.cluster else self.namespace
+
+    def bucket(self, user_id: str) -> int:
+        """The bucket (index into event_streams) of `user_id`; 0 on one server."""
+        return bucket_of(user_id, self.buckets) if self.cluster else 0
 
     def version(self, version: str) -> str:
-        """The prefix of every key of `version`: NS:v:VER."""
-        return f"{self.namespace}:v:{version}"
+        """The prefix of the version's shared keys: NS:v:VER ({NS}:v:VER in a cluster)."""
+        return f"{self.shared}:v:{version}"
 
-    def version_pattern(self, version: str) -> str:
-        """A SCAN pattern matching every key of `version` and nothing else (checked, escaped)."""
-        return glob_escape(f"{self.version(check_version(version))}:") + "*"
+    def version_patterns(self, version: str) -> list[str]:
+        """SCAN patterns matching every key of `version` (checked, escaped); in a cluster
+        they may match more, so keep only keys for which `is_version_key` holds."""
+        check_version(version)
+        if not self.cluster:
+            return [glob_escape(f"{self.version(version)}:") + "*"]
+        ns = glob_escape(self.namespace)
+        return [glob_escape(f"{self.version(version)}:") + "*",
+                f"\\{{{ns}:*\\}}:v:{glob_escape(version)}:*"]
+
+    def is_version_key(self, key: bytes, version: str) -> bool:
+        """True if `key` (as SCAN returns it) is a key of `version` in this namespace."""
+        text = key.decode("utf-8", "surrogateescape")
+        return any(text.startswith(f"{t}:v:{version}:") for t in
+                   ([self.shared, *self._tags] if self.cluster else [self.namespace]))
 
     def shards(self, version: str) -> str:
-        return f"{self.namespace}:v:{version}:shards"
+        return f"{self.shared}:v:{version}:shards"
 
     def user(self, version: str, user_id: str) -> str:
         """The key of a user's list in `version`."""
-        return f"{self.namespace}:v:{version}:u:{user_id}"
+        return f"{self._user_prefix(user_id)}:v:{version}:u:{user_id}"
 
     def meta(self, version: str) -> str:
-        return f"{self.namespace}:v:{version}:meta"
+        return f"{self.shared}:v:{version}:meta"
 
     def built(self, version: str) -> str:
-        return f"{self.namespace}:v:{version}:built"
+        return f"{self.shared}:v:{version}:built"
 
     def hist(self, user_id: str) -> str:
         """The key of a user's recent history (a Redis list)."""
-        return f"{self.namespace}:hist:{user_id}"
+        return f"{self._user_prefix(user_id)}:hist:{user_id}"
+
+    def event_id(self, user_id: str, event_id: str) -> str:
+        """The dedup key of an event id (in the bucket of the event's user in a cluster)."""
+        return f"{self._user_prefix(user_id)}:eid:{event_id}"
 
 
 class Namespaced:
     """A Redis client and the keys of one namespace: what every store here is built on.
 
     Stores of one namespace may share a client (and so its connection pool):
-    `EventStream(lists.r, lists.keys.namespace)`.
+    `EventStream(lists.r, lists.keys.namespace)`. The client may be a redis.Redis or a
+    RedisCluster (client.connect picks one from the URL); the keys follow it.
     """
 
     def __init__(self, client: redis.Redis, namespace: str = "recsys"):
-        self.r, self.keys = client, Keys(namespace)
+        self.r, self.keys = client, Keys(namespace, cluster=is_cluster(client))
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "recsys", **kwargs):
-        """A store on a new client for `url`; `kwargs` go to redis.Redis.from_url."""
-        return cls(redis.Redis.from_url(url, **kwargs), namespace)
+        """A store on a new client for `url` (client.connect: redis:// or redis+cluster://);
+        `kwargs` go to the client's from_url."""
+        return cls(connect(url, **kwargs), namespace)
 
 
 def mark_started(client: redis.Redis, keys: Keys, version: str) -> None:

@@ -83,11 +83,10 @@ class ServedLists(Namespaced):
             Number of users written.
         """
         mark_started(self.r, self.keys, version)
-        prefix = f"{self.keys.version(version)}:u:"
         values = encode_lists(items, scores)
         for lo in range(0, len(values), batch):
-            self.r.mset({prefix + str(u): v for u, v in
-                         zip(user_ids[lo:lo + batch], values[lo:lo + batch], strict=True)})
+            self._mset({self.keys.user(version, str(u)): v for u, v in
+                        zip(user_ids[lo:lo + batch], values[lo:lo + batch], strict=True)})
         # Recorded last: a shard counts only once all its lists are in Redis.
         self.r.hset(self.keys.shards(version), shard, len(user_ids))
         return len(user_ids)
@@ -98,7 +97,9 @@ class ServedLists(Namespaced):
 
         Each batch's lists and its count (field `<shard>:<n>` of dst's shards hash) are written
         in one atomic step, so the flip's check covers copied users as it covers computed ones
-        and `drop_unpublished` finds every copy of a failed run.
+        and `drop_unpublished` finds every copy of a failed run. In a Redis Cluster the count
+        is written once the batch's lists are in (as write_shard's): the lists live in their
+        users' slots, the count in the pointer's.
 
         Args:
             user_ids: [n] user ids.
@@ -116,9 +117,25 @@ class ServedLists(Namespaced):
             users = [str(u) for u in user_ids[lo:lo + batch]]
             src_keys = [self.keys.user(src, u) for u in users]
             dst_keys = [self.keys.user(dst, u) for u in users]
-            if item_map is None:  # COPY in a script: ~1.3x a pipeline of COPYs, and atomic
+            if item_map is None and self.keys.cluster:
+                # Each user's lists share their bucket's slot: COPYs grouped per node by the
+                # cluster pipeline, then the count (in the pointer's slot), as write_shard.
+                pipe = self.r.pipeline(transaction=False)
+                for s, d in zip(src_keys, dst_keys, strict=True):
+                    pipe.copy(s, d, replace=True)
+                done = np.array(pipe.execute(), bool)
+                self.r.hset(shards, f"{shard}:{n}", int(done.sum()))
+            elif item_map is None:  # COPY in a script: ~1.3x a pipeline of COPYs, and atomic
                 done = np.array(self._copy(keys=[shards, *src_keys, *dst_keys],
                                            args=[f"{shard}:{n}"]), bool)
+            elif self.keys.cluster:
+                values = self.r.mget_nonatomic(src_keys)
+                done = np.array([v is not None for v in values], bool)
+                if done.any():
+                    self._mset(dict(zip([k for k, ok in zip(dst_keys, done, strict=True) if ok],
+                                        remap_lists([v for v in values if v is not None],
+                                                    item_map), strict=True)))
+                self.r.hset(shards, f"{shard}:{n}", int(done.sum()))
             else:
                 values = self.r.mget(src_keys)
                 done = np.array([v is not None for v in values], bool)
@@ -131,6 +148,13 @@ class ServedLists(Namespaced):
                 pipe.execute()
             copied[lo:lo + len(users)] = done
         return copied
+
+    def _mset(self, mapping: dict) -> None:
+        """MSET, split per slot and grouped per node in a cluster (mset_nonatomic)."""
+        if self.keys.cluster:
+            self.r.mset_nonatomic(mapping)
+        else:
+            self.r.mset(mapping)
 
     # The pointer ----------------------------------------------------------------------------
     def flip(self, version: str, expected_users: int, move_current: bool = True) -> None:
@@ -205,6 +229,12 @@ class ServedLists(Namespaced):
         third of the call's time (benchmarks/serving.py); a connection that fails is
         dropped and the next call opens a new one.
         """
+        if self.keys.cluster:  # both keys in the user's bucket: one node, one round trip
+            pipe = self.r.pipeline(transaction=False)
+            pipe.get(self.keys.user(version, user_id))
+            pipe.lrange(self.keys.hist(user_id), 0, n - 1)
+            raw, hist = pipe.execute()
+            return raw, hist
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
@@ -225,11 +255,14 @@ class ServedLists(Namespaced):
     def _unlink_version(self, version: str) -> int:
         """Deletes every key of a checked version (NS:v:VER:*); returns how many."""
         deleted, batch = 0, []
-        for key in self.r.scan_iter(self.keys.version_pattern(version), count=10_000):
-            batch.append(key)
-            if len(batch) == 1000:
-                deleted += self.r.unlink(*batch)
-                batch = []
+        for pattern in self.keys.version_patterns(version):  # on every primary of a cluster
+            for key in self.r.scan_iter(pattern, count=10_000):
+                if not self.keys.is_version_key(key, version):
+                    continue  # a cluster pattern matched another key: leave it
+                batch.append(key)
+                if len(batch) == 1000:
+                    deleted += self.r.unlink(*batch)  # split per slot in a cluster
+                    batch = []
         return deleted + (self.r.unlink(*batch) if batch else 0)
 
     def drop_unpublished(self) -> list[str]:
