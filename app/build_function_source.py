@@ -30,7 +30,8 @@ PACKAGES = ("functions", "models", "infra")
 ENTRY_POINTS = ("recommend", "events", "health", "admin_items")  # the Terraform entry points
 # Always installed for the functions; must be declared in pyproject.toml. pandas: models/
 # imports it at module level (schema, vocab, mf).
-SERVING_DEPENDENCIES = ("functions-framework", "redis", "boto3", "numpy", "faiss-cpu", "pandas")
+SERVING_DEPENDENCIES = ("functions-framework", "redis", "boto3", "numpy", "faiss-cpu", "pandas",
+                        "prometheus-client")
 # Light runtimes of the on-demand path, installed when pyproject.toml declares them; scipy
 # and threadpoolctl: the served scorer's neighbour sums and BLAS limit (models/features.py).
 OPTIONAL_SERVING_DEPENDENCIES = ("ai-edge-litert", "onnxruntime", "scipy", "threadpoolctl")

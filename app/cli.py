@@ -9,7 +9,9 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 
 import click
 
@@ -119,18 +121,30 @@ def nightly(ctx, runner, json_path, beam_args, **flags) -> None:
 @_opt("--host", envvar="HOST", default="127.0.0.1", help="Address to listen on.")
 @_opt("--port", envvar="PORT", default=8080, type=int, help="Port to listen on.")
 def serve(store, redis_url, namespace, api_key, host, port) -> None:
-    """Serve /recommend, /events and /health with functions-framework's HTTP server."""
+    """Serve /recommend, /events and /health with functions-framework's HTTP server.
+
+    Its gunicorn workers (WORKERS, THREADS) share one /metrics: their values go to a fresh
+    folder (PROMETHEUS_MULTIPROC_DIR, made here, removed when the server stops) that a scrape
+    adds up (functions/metrics.py)."""
     os.environ.update({"RECSYS_STORE": store, "REDIS_URL": redis_url,
                        "RECSYS_NAMESPACE": namespace})
     if api_key:
         os.environ["RECSYS_API_KEY"] = api_key
-    import functions_framework
-    from functions_framework._http import create_server
+    owner, folder = os.getpid(), tempfile.mkdtemp(prefix="recsys-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # before prometheus_client is imported
+    try:
+        import functions_framework
+        from functions_framework._http import create_server
 
-    source = os.path.join(os.path.dirname(os.path.dirname(__file__)), "functions", "main.py")
-    app = functions_framework.create_app("router", source)
-    click.echo(f"serving on http://{host}:{port} (recommend, events, health)", err=True)
-    create_server(app, debug=False).run(host, port)
+        from functions.metrics import worker_exited
+
+        source = os.path.join(os.path.dirname(os.path.dirname(__file__)), "functions", "main.py")
+        app = functions_framework.create_app("router", source)
+        click.echo(f"serving on http://{host}:{port} (recommend, events, health)", err=True)
+        create_server(app, debug=False, child_exit=worker_exited).run(host, port)
+    finally:
+        if os.getpid() == owner:  # a gunicorn worker leaves through here too: not its folder
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @main.command(context_settings=CONTEXT)

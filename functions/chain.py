@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import redis
 
-from functions import metrics
 from functions.arms import Route
 from functions.cursor import MAX_SERVED, encode_cursor
 from functions.filters import Filters
@@ -82,13 +81,13 @@ def recommend(s: Serving, q: Query, cursor_key: bytes | None = None,
         cats = set(q.categories)
         popular = [i for i in popular if not cats.isdisjoint(flt.category.get(i, ()))]
     if degraded:
-        metrics.FALLBACKS.inc("redis_down")
+        s.record.fallback("redis_down")
         return _answer(route, q, "fallback", [], _popular(popular, q.k, blocked, flt),
                        cursor_key)
     index = loaded.item_index
     blocked_idx = {index[i] for i in blocked if i in index} if blocked else set()
     out, sources = [], []
-    metrics.CACHE_LOOKUPS.inc("hit" if raw is not None else "miss")
+    s.record.cache_lookup(raw is not None)
     if raw is not None:
         out = _from_cache(raw, q, blocked_idx, flt, loaded.item_names)
     if out:

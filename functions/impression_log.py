@@ -27,7 +27,6 @@ import weakref
 
 import redis
 
-from functions import metrics
 from infra.redis.impressions import FIELDS, ImpressionStream
 
 log = logging.getLogger(__name__)
@@ -51,14 +50,17 @@ class ImpressionLog:
 
     Args:
         stream: where the impressions go.
+        dropped: called with the number of records dropped (the metric; None: not counted).
         max_queue: records held at most (the oldest are dropped beyond).
         batch: records per round trip at most.
         flush_s: seconds between two sends at most.
     """
 
     def __init__(self, stream: ImpressionStream, max_queue: int = MAX_QUEUE,
-                 batch: int = BATCH, flush_s: float = FLUSH_S):
+                 batch: int = BATCH, flush_s: float = FLUSH_S, dropped=None):
         self.stream, self.batch, self.flush_s = stream, batch, flush_s
+        self._count_dropped = dropped or (lambda n: None)
+        self.dropped = 0  # records this process dropped (the queue full or refused)
         self.queue: collections.deque = collections.deque(maxlen=max_queue)
         self._pid = None  # the process whose thread runs
         self._thread: threading.Thread | None = None
@@ -75,11 +77,11 @@ class ImpressionLog:
             self._start()
         queue = self.queue
         if len(queue) == queue.maxlen:  # the append below drops the oldest
-            metrics.IMPRESSIONS_DROPPED.inc()
-            dropped = int(metrics.IMPRESSIONS_DROPPED.value())
-            if dropped == 1 or dropped % 10_000 == 0:
+            self.dropped += 1
+            self._count_dropped(1)
+            if self.dropped == 1 or self.dropped % 10_000 == 0:
                 log.error("impression queue full (%d records: Redis down or slow); dropping "
-                          "the oldest, %d so far", queue.maxlen, dropped)
+                          "the oldest, %d so far", queue.maxlen, self.dropped)
         queue.append(values)
         if len(queue) == 1 or len(queue) >= self.batch:  # the first record or a full batch
             self._wake.set()
@@ -132,7 +134,8 @@ class ImpressionLog:
                 # blocking, and the thread lives on
                 log.error("impressions refused by the stream (%r); %d dropped", e,
                           len(self._pending))
-                metrics.IMPRESSIONS_DROPPED.inc(amount=len(self._pending))
+                self.dropped += len(self._pending)
+                self._count_dropped(len(self._pending))
             else:
                 if self.failures:
                     log.warning("impressions written again after %d failed tries",

@@ -1,121 +1,259 @@
-"""Prometheus metrics of one function instance, in the text exposition format (`GET /metrics`).
+"""The functions' Prometheus metrics (`GET /metrics`), kept by prometheus_client.
 
-Written here rather than taken from prometheus_client so the functions add no dependency and
-the cached path pays one lock per observation. Each process keeps its own values, as an
-instance of Cloud Run does; with several gunicorn workers a scrape reads the worker that
-answers it, so run one worker with threads where the numbers must add up (docs/SERVING.md).
+Every name, type, label set and bucket is infra/monitoring/catalogue.py's (made by
+infra/monitoring/exporters.make), so the dashboard, the alerts and this code cannot drift.
+Handlers record through a `Recorder` (one per serving state: functions/serving.py), which does
+nothing when RECSYS_METRICS=0.
 
-    recsys_request_seconds{path,source}      histogram of handler latency
-    recsys_recommendations_total{source}     answers of /recommend by source
-    recsys_cache_lookups_total{result}       nightly-list lookups: hit / miss
-    recsys_cache_hit_ratio                   hits / lookups since the process started
-    recsys_fallbacks_total{reason}           degraded answers (redis_down, ...)
-    recsys_events_total{result}              events stored / duplicate / rejected / unavailable
-    recsys_impressions_total{version,arm}    /recommend answers with a recommendation_id, by the
-                                             version that served them and arm (`current`
-                                             outside an experiment)
-    recsys_experiment_requests_total{experiment,arm}  answers inside a running experiment
-    recsys_impressions_dropped_total         impressions the writer dropped (queue full while
-                                             Redis was down, or refused): impression_log.py
+Workers add up. Under `recsys serve` (gunicorn) PROMETHEUS_MULTIPROC_DIR names a fresh folder
+that app/cli.py makes before prometheus_client is first imported and removes at exit: each
+worker writes its values to files of its own there, and a scrape, whichever worker answers it,
+adds up every worker's files (prometheus_client's MultiProcessCollector), those of workers that
+have exited too; `worker_exited` is gunicorn's child_exit hook (mark_process_dead). Without the
+variable (tests, a Cloud Function's single process) the values live in the process.
+
+Three gauges are worked out at scrape time by the answering worker (`ScrapeCollector`), not
+kept: recsys_ingestion_lag_seconds (the age of NS:events' first entry: the drain acknowledges
+and deletes what it has written, so the first entry is the oldest undrained one; 0 when the
+stream is empty), recsys_served_version_info (1 for the version `current` names, 0 for those
+this process served before) and recsys_served_version_age_seconds (from the version's publish
+time, its score in NS:versions). The lag and the publish time cost one round trip per scrape,
+skipped while the Redis breaker is open; when Redis fails the lag is simply absent (the page
+still answers 200) and the age comes from the last publish time read.
+
+Attribution (recsys_attributed_events_total{version}): a recommendation_id is 24 random hex
+digits and `version_tag(version)`, 8 hex digits of a hash of the version that served the list
+(`new_recommendation_id`). /events maps an event's id back through the published versions
+(`version_of`), with no lookup: an id that maps to no published version (forged, or its
+version expired) counts as version="unknown" (docs/SERVING.md).
 """
 
 from __future__ import annotations
 
-import threading
-from bisect import bisect_left
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterable
 
-BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.values import ValueClass
 
+from infra.monitoring.catalogue import METRICS
+from infra.monitoring.exporters import make
 
-def _escape(value) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+log = logging.getLogger(__name__)
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SCRAPED = ("recsys_ingestion_lag_seconds", "recsys_served_version_info",
+           "recsys_served_version_age_seconds")
+UNKNOWN = "unknown"  # the version of an id that maps to no published version
+TAG_CHARS = 8
+KEPT_VERSIONS = 3  # earlier versions a process still reports as served_version_info 0
+_MAX_CHILDREN = 10_000  # label sets whose child is cached (versions, arms: a handful)
 
+if os.environ.get(MULTIPROC_ENV) and not getattr(ValueClass, "_multiprocess", False):
+    raise RuntimeError(f"{MULTIPROC_ENV} was set after prometheus_client was imported, so each "
+                       "worker would count alone: set it before the first import (recsys serve "
+                       "does)")
 
-def _labels(names: tuple[str, ...], values: tuple) -> str:
-    if not names:
-        return ""
-    return "{" + ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)) + "}"
-
-
-class Counter:
-    def __init__(self, name: str, doc: str, labels: tuple[str, ...] = ()):
-        self.name, self.doc, self.label_names = name, doc, labels
-        self._values: dict[tuple, float] = {}
-        self._lock = threading.Lock()
-
-    def inc(self, *labels: str, amount: float = 1.0) -> None:
-        with self._lock:
-            self._values[labels] = self._values.get(labels, 0.0) + amount
-
-    def value(self, *labels: str) -> float:
-        return self._values.get(labels, 0.0)
-
-    def render(self) -> list[str]:
-        out = [f"# HELP {self.name} {self.doc}", f"# TYPE {self.name} counter"]
-        for labels, v in sorted(self._values.items()):
-            out.append(f"{self.name}{_labels(self.label_names, labels)} {v:g}")
-        return out
-
-
-class Histogram:
-    def __init__(self, name: str, doc: str, labels: tuple[str, ...] = (),
-                 buckets: tuple[float, ...] = BUCKETS):
-        self.name, self.doc, self.label_names, self.buckets = name, doc, labels, buckets
-        self._series: dict[tuple, list] = {}  # labels -> [bucket counts..., +Inf, sum]
-        self._lock = threading.Lock()
-
-    def observe(self, seconds: float, *labels: str) -> None:
-        slot = bisect_left(self.buckets, seconds)
-        with self._lock:
-            series = self._series.get(labels)
-            if series is None:
-                series = self._series[labels] = [0] * (len(self.buckets) + 1) + [0.0]
-            series[slot] += 1
-            series[-1] += seconds
-
-    def count(self, *labels: str) -> int:
-        series = self._series.get(labels)
-        return sum(series[:-1]) if series else 0
-
-    def render(self) -> list[str]:
-        out = [f"# HELP {self.name} {self.doc}", f"# TYPE {self.name} histogram"]
-        names = (*self.label_names, "le")
-        for labels, series in sorted(self._series.items()):
-            running = 0
-            for le, n in zip((*self.buckets, "+Inf"), series[:-1], strict=True):
-                running += n
-                out.append(f"{self.name}_bucket{_labels(names, (*labels, le))} {running}")
-            out.append(f"{self.name}_count{_labels(self.label_names, labels)} {running}")
-            out.append(f"{self.name}_sum{_labels(self.label_names, labels)} {series[-1]:.6f}")
-        return out
+REGISTRY = CollectorRegistry()  # this process's values (multiprocess: also in its files)
+FAMILIES = {m.name: make(m, REGISTRY) for m in METRICS
+            if m.exporter == "functions" and m.name not in SCRAPED}
+_CATALOGUE = {m.name: m for m in METRICS}
+_children: dict[tuple, object] = {}
 
 
-REQUEST_SECONDS = Histogram("recsys_request_seconds", "Handler latency in seconds.",
-                            ("path", "source"))
-RECOMMENDATIONS = Counter("recsys_recommendations_total", "Answers of /recommend by source.",
-                          ("source",))
-CACHE_LOOKUPS = Counter("recsys_cache_lookups_total", "Nightly-list lookups by result.",
-                        ("result",))
-FALLBACKS = Counter("recsys_fallbacks_total", "Degraded answers by reason.", ("reason",))
-EVENTS = Counter("recsys_events_total", "Posted events by result.", ("result",))
-IMPRESSIONS = Counter("recsys_impressions_total", "Recommendation lists served with a "
-                      "recommendation_id, by version and arm (arm `current` outside "
-                      "experiments).", ("version", "arm"))
-EXPERIMENT_REQUESTS = Counter("recsys_experiment_requests_total", "Answers of /recommend inside "
-                              "a running experiment, by experiment and arm.",
-                              ("experiment", "arm"))
-IMPRESSIONS_DROPPED = Counter("recsys_impressions_dropped_total", "Impressions not recorded "
-                              "(the impression stream refused or failed them).")
+def _child(name: str, labels: tuple[str, ...]):
+    key = (name, labels)
+    child = _children.get(key)
+    if child is None:
+        child = FAMILIES[name].labels(*labels)
+        if len(_children) < _MAX_CHILDREN:
+            _children[key] = child
+    return child
 
 
-def render() -> str:
-    """All metrics in Prometheus' text format (version 0.0.4)."""
-    hits, misses = CACHE_LOOKUPS.value("hit"), CACHE_LOOKUPS.value("miss")
-    ratio = hits / (hits + misses) if hits + misses else 0.0
-    lines = []
-    for metric in (REQUEST_SECONDS, RECOMMENDATIONS, CACHE_LOOKUPS, FALLBACKS, EVENTS,
-                   IMPRESSIONS, EXPERIMENT_REQUESTS, IMPRESSIONS_DROPPED):
-        lines += metric.render()
-    lines += ["# HELP recsys_cache_hit_ratio Cache hits / lookups since the process started.",
-              "# TYPE recsys_cache_hit_ratio gauge", f"recsys_cache_hit_ratio {ratio:.6f}"]
-    return "\n".join(lines) + "\n"
+class Recorder:
+    """What the handlers record; every method does nothing when `on` is False.
+
+    Args:
+        on: record (RECSYS_METRICS, default on; off only to measure what recording costs).
+    """
+
+    def __init__(self, on: bool = True):
+        self.on = on
+
+    def request(self, path: str, code: int, source: str, seconds: float) -> None:
+        """One answer of a handler (`path` of catalogue.PATHS), its status and latency."""
+        if self.on:
+            _child("recsys_requests_total", (path, str(code))).inc()
+            _child("recsys_request_seconds", (path, source)).observe(seconds)
+
+    def recommendation(self, source: str, version: str, arm: str, experiment: str) -> None:
+        """One /recommend answer: its source, and its impression by version and arm."""
+        if self.on:
+            _child("recsys_recommendations_total", (source,)).inc()
+            _child("recsys_impressions_total", (version, arm or "current")).inc()
+            if experiment:
+                _child("recsys_experiment_requests_total", (experiment, arm)).inc()
+
+    def cache_lookup(self, hit: bool) -> None:
+        if self.on:
+            _child("recsys_cache_lookups_total", ("hit" if hit else "miss",)).inc()
+
+    def fallback(self, reason: str) -> None:
+        if self.on:
+            _child("recsys_fallbacks_total", (reason,)).inc()
+
+    def events(self, result: str, n: int) -> None:
+        """`n` posted events of one result (stored, duplicate, rejected, unavailable)."""
+        if self.on and n:
+            _child("recsys_events_total", (result,)).inc(n)
+
+    def attributed(self, version: str, event_type: str, n: int = 1) -> None:
+        if self.on and n:
+            _child("recsys_attributed_events_total", (version, event_type)).inc(n)
+
+    def impressions_dropped(self, n: int = 1) -> None:
+        if self.on and n:
+            FAMILIES["recsys_impressions_dropped_total"].inc(n)
+
+
+def sample(name: str, labels: dict | None = None) -> float | None:
+    """This process's own value of a kept metric (tests; not the instance's sum)."""
+    return REGISTRY.get_sample_value(name, labels or {})
+
+
+# Recommendation ids carrying their version -----------------------------------------------------
+def version_tag(version: str) -> str:
+    """8 hex digits of a hash of `version` (the last part of its recommendation ids)."""
+    return hashlib.blake2b(version.encode(), digest_size=TAG_CHARS // 2).hexdigest()
+
+
+def new_recommendation_id(version: str) -> str:
+    """A fresh recommendation id (32 hex digits) whose last 8 name `version`'s tag."""
+    return os.urandom(12).hex() + version_tag(version)
+
+
+class VersionTags:
+    """Maps recommendation ids back to the published version whose tag they end with."""
+
+    def __init__(self):
+        self._versions: frozenset[str] = frozenset()
+        self._by_tag: dict[str, str] = {}
+
+    def version_of(self, rid: str, published: Iterable[str]) -> str:
+        """The published version that served `rid`, or "unknown"."""
+        if not isinstance(published, frozenset):
+            published = frozenset(published)
+        if published != self._versions:  # a new publish or expiry: a handful of hashes
+            self._by_tag = {version_tag(v): v for v in published}
+            self._versions = published
+        return self._by_tag.get(rid[-TAG_CHARS:], UNKNOWN) if len(rid) == 32 else UNKNOWN
+
+
+# Scrape -----------------------------------------------------------------------------------------
+class ScrapeCollector:
+    """The gauges worked out at scrape time from the serving state (see the module's doc).
+
+    Args:
+        serving: the instance's functions.serving.Serving (its refresh(), breaker, lists and
+            events stores).
+    """
+
+    def __init__(self, serving):
+        self.serving = serving
+        self.published_at: dict[str, float] = {}  # version -> publish time (NS:versions)
+        self.served: list[str] = []  # versions this process served, the newest last
+
+    def collect(self):
+        version = self._current()
+        first_ms, published = self._read(version)
+        now = time.time()
+        if first_ms is not None:
+            yield self._gauge("recsys_ingestion_lag_seconds",
+                              max(0.0, now - first_ms / 1000) if first_ms else 0.0)
+        if version is None:
+            return
+        if version not in self.served:
+            self.served = [*self.served, version][-(KEPT_VERSIONS + 1):]
+        m = _CATALOGUE["recsys_served_version_info"]
+        info = GaugeMetricFamily(m.name, m.help, labels=m.labels)
+        for v in self.served:
+            info.add_metric([v], 1.0 if v == version else 0.0)
+        yield info
+        if published is not None:
+            self.published_at = {version: published}
+        if version in self.published_at:
+            yield self._gauge("recsys_served_version_age_seconds",
+                              max(0.0, now - self.published_at[version]))
+
+    @staticmethod
+    def _gauge(name: str, value: float) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, _CATALOGUE[name].help, value=value)
+
+    def _current(self) -> str | None:
+        try:
+            return self.serving.refresh().current.version
+        except Exception as e:  # nothing published or loadable yet, Redis down: no version
+            log.debug("no served version for /metrics: %s", e)
+            return None
+
+    def _read(self, version: str | None) -> tuple[int | None, float | None]:
+        """(the first entry's time in ms, 0 for none; the version's publish time), or Nones
+        when Redis is not asked or fails."""
+        s = self.serving
+        if not s.breaker.up():
+            return None, None
+        try:
+            pipe = s.lists.r.pipeline(transaction=False)
+            pipe.xrange(s.events.stream, count=1)
+            if version is not None:
+                pipe.zscore(s.lists.keys.versions, version)
+            first, *score = pipe.execute()
+        except Exception as e:  # redis.RedisError, or a stream key of another type
+            log.warning("ingestion lag not read for /metrics: %s", e)
+            return None, None
+        first_ms = int(first[0][0].split(b"-")[0]) if first else 0
+        return first_ms, (float(score[0]) if score and score[0] is not None else None)
+
+
+class _Kept:
+    """This instance's kept values: every worker's files, or this process's registry (less
+    its `_created` series, which the files do not keep: one page in both modes)."""
+
+    def collect(self):
+        path = os.environ.get(MULTIPROC_ENV)
+        if path:
+            yield from MultiProcessCollector(None, path).collect()
+            return
+        for family in REGISTRY.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
+
+
+class Page:
+    """What one scrape reads: the kept values and the scrape-time gauges."""
+
+    def __init__(self, scraped: ScrapeCollector | None):
+        self.collectors = [_Kept()] + ([scraped] if scraped is not None else [])
+
+    def collect(self):
+        for collector in self.collectors:
+            yield from collector.collect()
+
+
+def page(scraped: ScrapeCollector | None) -> bytes:
+    """The text exposition (format 0.0.4) of one scrape."""
+    return generate_latest(Page(scraped))
+
+
+def worker_exited(server, worker) -> None:
+    """gunicorn's child_exit hook: prometheus_client's bookkeeping of a dead worker."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        mark_process_dead(worker.pid, path)

@@ -21,6 +21,7 @@ from functions.arms import ArmPlanner, Plan, Route
 from functions.breaker import RedisBreaker
 from functions.filters import FilterReloader
 from functions.loaded import Loaded, NoBundleError
+from functions.metrics import Recorder, VersionTags
 from functions.pointer import PointerCache
 from functions.settings import Settings
 from functions.swap import BundleSwap, Busy
@@ -34,7 +35,8 @@ class Serving:
     """What the handlers go through: `route(user_id)` for the version (and experiment's arm) to
     serve a user, `state()` for the current version, `fetch` for a user's list and history,
     `breaker` for whether to call Redis at all; the Redis stores (one client) `lists`, `events`
-    (POST /events) and `items` (/admin/items)."""
+    (POST /events) and `items` (/admin/items); `record` for the metrics (functions/metrics.py)
+    and `version_of` for the version a recommendation_id names."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -49,6 +51,9 @@ class Serving:
         self.filters = FilterReloader(self.items.read)
         self.planner = ArmPlanner(self.swap)
         self.plan: Plan | None = None
+        self.published: frozenset[str] = frozenset()  # NS:versions at the last pointer read
+        self.record = Recorder(settings.metrics)
+        self._tags = VersionTags()
 
     def state(self) -> Loaded:
         """The current version (the pointer's), loading its bundle when it moves.
@@ -78,6 +83,7 @@ class Serving:
             return plan
         try:
             version, rev, running, published = self.pointer.read()
+            self.published = frozenset(published)
             if version is None and plan is not None:
                 return plan  # the pointer was deleted by hand: keep what is loaded
             if version is None:
@@ -99,6 +105,11 @@ class Serving:
         self.plan = plan
         self.pointer.confirm(now)
         return plan
+    def version_of(self, recommendation_id: str) -> str:
+        """The published version that served a recommendation_id, or "unknown" (forged, or
+        its version expired): functions/metrics.py, attribution."""
+        return self._tags.version_of(recommendation_id, self.published)
+
     def fetch(self, version: str, user_id: str) -> tuple[bytes | None, list[str]]:
         """One round trip: (the user's nightly list, their recent items, oldest first)."""
         raw, hist = self.lists.read_user(version, user_id, self.settings.history_len)

@@ -98,6 +98,7 @@ class Settings:
     redis_retry: float = 1.0
     faiss_threads: int = 1
     impressions: bool = True  # log every /recommend answer to NS:impressions
+    metrics: bool = True  # record the Prometheus metrics (RECSYS_METRICS=0: off, for benchmarks)
 
     def __post_init__(self):
         # Write and admin keys: only their form (short ones are warned about below).
@@ -142,4 +143,5 @@ class Settings:
                    redis_timeout=_number("RECSYS_REDIS_TIMEOUT_S", "0.5", float, 0.001),
                    redis_retry=_number("RECSYS_REDIS_RETRY_S", "1", float, 0),
                    faiss_threads=_number("RECSYS_FAISS_THREADS", "1", int, 1),
-                   impressions=_switch("RECSYS_IMPRESSIONS", True))
+                   impressions=_switch("RECSYS_IMPRESSIONS", True),
+                   metrics=_switch("RECSYS_METRICS", True))

@@ -46,7 +46,8 @@ def repo(tmp_path) -> Path:
     (tmp_path / "pyproject.toml").write_text(
         "[project]\nname = 'x'\nversion = '0'\n"
         "dependencies = ['apache-beam>=2.60', 'tensorflow>=2.16', 'faiss-cpu>=1.8', "
-        "'redis>=5.0', 'boto3>=1.34', 'numpy>=1.26', 'pandas>=2.1', 'functions-framework>=3.5']\n"
+        "'redis>=5.0', 'boto3>=1.34', 'numpy>=1.26', 'pandas>=2.1', 'functions-framework>=3.5', "
+        "'prometheus-client>=0.20']\n"
         "[project.optional-dependencies]\nlite = ['ai-edge-litert>=1.0']\n"
     )
     for package in bfs.PACKAGES:
@@ -90,6 +91,7 @@ def test_archive_holds_packages_entry_module_and_serving_requirements(repo, tmp_
         "numpy>=1.26",
         "faiss-cpu>=1.8",
         "pandas>=2.1",
+        "prometheus-client>=0.20",
         "ai-edge-litert>=1.0",
     ]
     tree = ast.parse(main_py)

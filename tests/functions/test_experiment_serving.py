@@ -160,8 +160,8 @@ def test_every_answer_is_an_impression_with_its_arm_items_and_status(app, versio
     assert app.get(f"/recommend?user_id={u}&k=0").status_code == 400
     assert app.get("/recommend?user_id=nobody&k=2&category=nope").status_code == 400
     page = app.get("/metrics").get_data(as_text=True)
-    assert 'recsys_experiment_requests_total{experiment="imp",arm="B"} 1' in page
-    assert f'recsys_impressions_total{{version="{V2}",arm="B"}} ' in page  # (process-wide)
+    assert 'recsys_experiment_requests_total{arm="B",experiment="imp"} 1.0' in page
+    assert f'recsys_impressions_total{{arm="B",version="{V2}"}} ' in page  # (process-wide)
     Experiments(client, NS).stop("imp")
     outside = app.get("/recommend?user_id=nobody&k=2").get_json()
     ok, bad_k, bad_category, plain = _impressions(client, since, 4)
