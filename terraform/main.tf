@@ -32,6 +32,12 @@ module "cache" {
   labels               = local.labels
   redis_tier           = var.redis_tier
   redis_memory_size_gb = var.redis_memory_size_gb
+
+  # The cache kind and, for a cluster, its size (environments/<env>.tfvars; docs/DEPLOY.md).
+  cache_type                = var.cache_type
+  redis_cluster_shard_count = var.redis_cluster_shard_count
+  redis_cluster_node_type   = var.redis_cluster_node_type
+  deletion_protection       = !var.force_destroy
 }
 
 module "storage" {

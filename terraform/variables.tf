@@ -27,6 +27,21 @@ variable "redis_memory_size_gb" {
   description = "Memorystore memory in GiB."
 }
 
+variable "cache_type" {
+  type        = string
+  description = "instance: Memorystore for Redis (redis_tier, redis_memory_size_gb; RDB snapshots). cluster: Memorystore for Redis Cluster (redis_cluster_*; AOF, a replica per shard). docs/DEPLOY.md says which acknowledged events each can lose."
+}
+
+variable "redis_cluster_shard_count" {
+  type        = number
+  description = "Shards of the Redis Cluster when cache_type is cluster (docs/SCALING.md sizes them)."
+}
+
+variable "redis_cluster_node_type" {
+  type        = string
+  description = "Node type of the Redis Cluster when cache_type is cluster, e.g. REDIS_HIGHMEM_MEDIUM."
+}
+
 variable "recommend_min_instances" {
   type        = number
   description = "Warm instances of recommend (0 allows cold starts)."

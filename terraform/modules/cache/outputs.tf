@@ -14,22 +14,27 @@ output "vpc_connector_id" {
 }
 
 output "redis_host" {
-  description = "Private IP address of the Redis instance."
-  value       = google_redis_instance.main.host
+  description = "Private IP address of the Redis instance, or of the cluster's discovery endpoint."
+  value       = local.redis_host
 }
 
 output "redis_port" {
-  description = "TLS port of the Redis instance (6378 with in-transit encryption)."
-  value       = google_redis_instance.main.port
+  description = "TLS port of the Redis instance (6378 with in-transit encryption) or of the cluster's discovery endpoint."
+  value       = local.redis_port
 }
 
 output "redis_instance" {
-  description = "Name of the Memorystore instance."
-  value       = google_redis_instance.main.name
+  description = "Name of the Memorystore instance or cluster."
+  value       = local.instance != null ? local.instance.name : local.cluster.name
+}
+
+output "cache_type" {
+  description = "instance (Memorystore for Redis, RDB snapshots) or cluster (Memorystore for Redis Cluster, AOF, replicas)."
+  value       = var.cache_type
 }
 
 output "redis_url" {
-  description = "REDIS_URL for redis-py: rediss://:AUTH@HOST:PORT/0 with the instance CA inlined. Goes to Secret Manager, never to plain env."
+  description = "REDIS_URL for redis-py: rediss://:AUTH@HOST:PORT/0 (instance) or rediss+cluster://HOST:PORT/0 (cluster) with the CA inlined. Goes to Secret Manager, never to plain env."
   value       = local.redis_url
   sensitive   = true
 }

@@ -82,3 +82,87 @@ variable "redis_reserved_ip_range" {
   description = "Optional /29 range for the Redis instance inside the network; null lets the service pick an unused one."
   default     = null
 }
+
+variable "redis_rdb_snapshot_period" {
+  type        = string
+  description = "How often the instance (cache_type instance) writes an RDB snapshot: ONE_HOUR, SIX_HOURS, TWELVE_HOURS or TWENTY_FOUR_HOURS. A restart or failure loses what came after the last one."
+  default     = "ONE_HOUR"
+
+  validation {
+    condition     = contains(["ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"], var.redis_rdb_snapshot_period)
+    error_message = "redis_rdb_snapshot_period must be ONE_HOUR, SIX_HOURS, TWELVE_HOURS or TWENTY_FOUR_HOURS."
+  }
+}
+
+variable "cache_type" {
+  type        = string
+  description = "instance: Memorystore for Redis (redis_tier, RDB snapshots). cluster: Memorystore for Redis Cluster (shards with replicas, AOF persistence), the production cache once the users' lists outgrow one node."
+  default     = "instance"
+
+  validation {
+    condition     = contains(["instance", "cluster"], var.cache_type)
+    error_message = "cache_type must be instance or cluster."
+  }
+}
+
+variable "redis_cluster_shard_count" {
+  type        = number
+  description = "Shards of the cluster (cache_type cluster): bytes per user x users / usable memory of one node, rounded up (docs/SCALING.md)."
+  default     = 3
+}
+
+variable "redis_cluster_replica_count" {
+  type        = number
+  description = "Replicas per shard (cache_type cluster), 0 to 2; at least 1 for failover."
+  default     = 1
+
+  validation {
+    condition     = var.redis_cluster_replica_count >= 0 && var.redis_cluster_replica_count <= 2
+    error_message = "redis_cluster_replica_count must be 0, 1 or 2."
+  }
+}
+
+variable "redis_cluster_node_type" {
+  type        = string
+  description = "Node type of the cluster (cache_type cluster): REDIS_SHARED_CORE_NANO, REDIS_STANDARD_SMALL, REDIS_HIGHMEM_MEDIUM or REDIS_HIGHMEM_XLARGE."
+  default     = "REDIS_HIGHMEM_MEDIUM"
+
+  validation {
+    condition     = contains(["REDIS_SHARED_CORE_NANO", "REDIS_STANDARD_SMALL", "REDIS_HIGHMEM_MEDIUM", "REDIS_HIGHMEM_XLARGE"], var.redis_cluster_node_type)
+    error_message = "redis_cluster_node_type must be REDIS_SHARED_CORE_NANO, REDIS_STANDARD_SMALL, REDIS_HIGHMEM_MEDIUM or REDIS_HIGHMEM_XLARGE."
+  }
+}
+
+variable "redis_aof_append_fsync" {
+  type        = string
+  description = "When the cluster's AOF is fsynced: ALWAYS (before each reply: a machine crash loses no acknowledged write) or EVERYSEC (up to a second of them on a machine crash; faster writes). docs/DEPLOY.md."
+  default     = "ALWAYS"
+
+  validation {
+    condition     = contains(["ALWAYS", "EVERYSEC"], var.redis_aof_append_fsync)
+    error_message = "redis_aof_append_fsync must be ALWAYS or EVERYSEC (NO leaves it to the kernel: up to ~30 s lost)."
+  }
+}
+
+variable "redis_cluster_authorization_mode" {
+  type        = string
+  description = "AUTH_MODE_DISABLED (only clients inside the network reach the cluster, over TLS) or AUTH_MODE_IAM_AUTH (an IAM access token as the password, which the clients do not fetch yet)."
+  default     = "AUTH_MODE_DISABLED"
+
+  validation {
+    condition     = contains(["AUTH_MODE_DISABLED", "AUTH_MODE_IAM_AUTH"], var.redis_cluster_authorization_mode)
+    error_message = "redis_cluster_authorization_mode must be AUTH_MODE_DISABLED or AUTH_MODE_IAM_AUTH."
+  }
+}
+
+variable "redis_psc_cidr" {
+  type        = string
+  description = "Range of the subnetwork holding the cluster's Private Service Connect endpoints (cache_type cluster)."
+  default     = "10.10.1.0/28"
+}
+
+variable "deletion_protection" {
+  type        = bool
+  description = "Refuse to delete the cluster (cache_type cluster) until this is turned off."
+  default     = true
+}
