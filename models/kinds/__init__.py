@@ -31,7 +31,8 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-KINDS = {"mf": "models.kinds.mf", "served": "models.kinds.served"}  # name -> module with KIND
+KINDS = {"mf": "models.kinds.mf", "served": "models.kinds.served",
+         "graphsage": "models.kinds.graphsage"}  # name -> module with KIND
 POPULAR = 1000  # items of a bundle's popular.json
 
 
