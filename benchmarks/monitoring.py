@@ -1,0 +1,347 @@
+"""The monitored system for real, and the dashboard's rows drawn from it (docs/OPERATIONS.md).
+
+    python -m benchmarks.monitoring --out docs/monitoring --seconds 60
+
+Starts a redis-server, a Pushgateway and two real nightly runs on tiny synthetic data (MF, the
+gate on, one dead letter; the second a 50 % canary, so an experiment runs) that push their
+metrics; then `recsys serve` with two gunicorn workers, scraped by a real Prometheus with the
+Pushgateway (infra/monitoring/recsys.rules.yml loaded). Eight client threads send every kind of
+traffic (`drive`): warm users (cache), fresh users with recent items (on_demand) and without
+(popular), clicks and purchases carrying a served `recommendation_id`, duplicate resends and
+rejected events, and, in the middle, a Redis pause (`CLIENT PAUSE`) that makes /recommend fall
+back and /events answer 503. Then each dashboard row is rendered as a PNG
+(infra/monitoring/plots.py) and the panels without data are named.
+tests/infra/test_monitoring_e2e.py runs the same system and checks it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import redis
+
+from infra.redis_server import free_port, local_redis
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ROOT / "infra" / "monitoring" / "recsys.rules.yml"
+SCRAPE_SECONDS = 1.0
+THREADS = 8
+
+
+@dataclass
+class System:
+    """The running system: its addresses and the data it serves."""
+
+    url: str  # recsys serve
+    prometheus: str
+    pushgateway: str
+    redis_url: str
+    serve: subprocess.Popen
+    users: list[str]
+    items: list[str]
+    summaries: list[dict]
+
+
+@dataclass
+class Tally:
+    """What the clients sent and got, counted on their side."""
+
+    requests: Counter = field(default_factory=Counter)  # path -> answers received
+    sources: Counter = field(default_factory=Counter)  # /recommend 200 answers by source
+    events: Counter = field(default_factory=Counter)  # by result, as recsys_events_total
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def binary(*names: str) -> str:
+    """The path of the first of `names` on PATH.
+
+    Raises:
+        RuntimeError: none is installed (the message says how to install it).
+    """
+    for name in names:
+        if shutil.which(name):
+            return shutil.which(name)
+    raise RuntimeError(f"{names[0]} not found: apt-get install {names[0]}")
+
+
+def call(tally: Tally, path: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+    """One request; every answer received (whatever its status) is counted under `path`."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            status, text = answer.status, answer.read()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read()
+    with tally.lock:
+        tally.requests[path] += 1
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, {}
+
+
+def _wait_ready(url: str, process: subprocess.Popen, what: str, log_file: Path,
+                tally: Tally | None = None, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if tally is None:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    if answer.status == 200:
+                        return
+            elif call(tally, "health", url)[0] == 200:
+                return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start: {log_file.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _process(args: list[str], log_file: Path, env: dict | None = None
+             ) -> Iterator[subprocess.Popen]:
+    with open(log_file, "w") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def nightly_input(folder: Path) -> tuple[Path, list[str], list[str]]:
+    """Tiny synthetic interactions (120 users, 60 items) plus one row of an unknown event
+    type (a dead letter); returns (file, user ids, item ids)."""
+    from models.synthetic import generate
+
+    data = generate(n_users=120, n_items=60, seed=3, events_per_user=15).interactions
+    bad = data.iloc[:1].assign(event_type="teleport")
+    path = folder / "interactions.parquet"
+    pd.concat([data, bad], ignore_index=True).to_parquet(path)
+    return (path, sorted({str(u) for u in data["user_id"]}),
+            sorted({str(i) for i in data["item_id"]}))
+
+
+def run_nightlies(path: Path, store: Path, redis_url: str, pushgateway: str) -> list[dict]:
+    """Two real nightly runs that push their metrics: one to everyone, then a 50 % canary."""
+    from batch.nightly import run
+
+    argv = [f"--input={path}", f"--store={store}", f"--redis_url={redis_url}", "--model=mf",
+            "--epochs=2", "--dim=8", "--k=20", "--shard_size=60", "--gate_min_cases=1",
+            "--force_publish", "--direct_running_mode=in_memory",
+            f"--pushgateway={pushgateway}"]
+    return [run(argv), run([*argv, "--canary=50"])]
+
+
+def _prometheus_config(folder: Path, serve: str, pushgateway: str) -> Path:
+    path = folder / "prometheus.yml"
+    path.write_text(json.dumps({  # YAML is a superset of JSON
+        "global": {"scrape_interval": f"{int(SCRAPE_SECONDS * 1000)}ms",
+                   "evaluation_interval": f"{int(SCRAPE_SECONDS * 1000)}ms"},
+        "rule_files": [str(RULES)],
+        "scrape_configs": [
+            {"job_name": "recsys", "static_configs": [{"targets": [serve]}]},
+            {"job_name": "pushgateway", "honor_labels": True,
+             "static_configs": [{"targets": [pushgateway]}]}]}))
+    return path
+
+
+@contextlib.contextmanager
+def monitored_system(folder: Path, tally: Tally) -> Iterator[System]:
+    """Everything of the module docstring up and published; stopped on exit."""
+    prometheus_bin = binary("prometheus")
+    pushgateway_bin = binary("prometheus-pushgateway", "pushgateway")
+    pushgateway, serve_port, prometheus_port = (f"127.0.0.1:{free_port()}", free_port(),
+                                                free_port())
+    with contextlib.ExitStack() as stack:
+        redis_url = stack.enter_context(local_redis())
+        gateway = stack.enter_context(_process(
+            [pushgateway_bin, f"--web.listen-address={pushgateway}"], folder / "pushgateway.log"))
+        _wait_ready(f"http://{pushgateway}/-/ready", gateway, "pushgateway",
+                    folder / "pushgateway.log")
+        path, users, items = nightly_input(folder)
+        summaries = run_nightlies(path, folder / "store", redis_url, pushgateway)
+        env = {**os.environ, "REDIS_URL": redis_url, "RECSYS_STORE": str(folder / "store"),
+               "RECSYS_NAMESPACE": "recsys", "WORKERS": "2", "THREADS": "4",
+               "RECSYS_REQUEST_LOG": "0"}
+        for key in ("RECSYS_API_KEY", "RECSYS_RECOMMEND_KEY", "RECSYS_ADMIN_KEY"):
+            env.pop(key, None)
+        serve = stack.enter_context(_process(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(serve_port)],
+            folder / "serve.log", env))
+        url = f"http://127.0.0.1:{serve_port}"
+        _wait_ready(f"{url}/health", serve, "recsys serve", folder / "serve.log", tally)
+        config = _prometheus_config(folder, f"127.0.0.1:{serve_port}", pushgateway)
+        prometheus = stack.enter_context(_process(
+            [prometheus_bin, f"--config.file={config}", f"--storage.tsdb.path={folder / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prometheus_port}"], folder / "prometheus.log"))
+        prometheus_url = f"http://127.0.0.1:{prometheus_port}"
+        _wait_ready(f"{prometheus_url}/-/ready", prometheus, "prometheus",
+                    folder / "prometheus.log")
+        yield System(url, prometheus_url, pushgateway, redis_url, serve, users, items,
+                     summaries)
+
+
+def _client(system: System, tally: Tally, seed: int, until: float) -> None:
+    """One client thread: a mix of every kind of request until `until`."""
+    rng, sent_batches, n = random.Random(seed), [], 0
+    while time.monotonic() < until:
+        n += 1
+        user = rng.choice(system.users)
+        query = {"user_id": user, "k": 5}
+        if n % 5 == 0:  # a fresh user with recent items: on_demand
+            query = {"user_id": f"fresh-{seed}-{n}", "k": 5,
+                     "events": ",".join(rng.sample(system.items, 3))}
+        elif n % 7 == 0:  # a fresh user with nothing: popular
+            query = {"user_id": f"new-{seed}-{n}", "k": 5}
+        status, answer = call(tally, "recommend",
+                              f"{system.url}/recommend?{urllib.parse.urlencode(query)}")
+        if status == 200:
+            with tally.lock:
+                tally.sources[answer["source"]] += 1
+        events = []
+        if status == 200 and answer.get("items") and n % 3 == 0:
+            kind = "purchase" if n % 6 == 0 else "click"
+            events.append({"user_id": query["user_id"], "event_type": kind,
+                           "item_id": answer["items"][0]["item_id"],
+                           "event_id": f"{kind}-{answer['recommendation_id']}",
+                           "recommendation_id": answer["recommendation_id"]})
+        if n % 11 == 0:  # rejected: an event type the system does not know
+            events.append({"user_id": user, "item_id": system.items[0],
+                           "event_type": "teleport", "event_id": f"bad-{seed}-{n}"})
+        if events:
+            _post_events(system, tally, events)
+            sent_batches.append(events)
+        if n % 13 == 0 and sent_batches:  # a resend: duplicates
+            _post_events(system, tally, rng.choice(sent_batches))
+        if n % 17 == 0:
+            call(tally, "health", f"{system.url}/health")
+        time.sleep(0.05)
+
+
+def _post_events(system: System, tally: Tally, events: list[dict]) -> None:
+    status, answer = call(tally, "events", f"{system.url}/events", {"events": events})
+    with tally.lock:  # SERVING.md, POST /events: what each answer says of its batch
+        tally.events["rejected"] += len(answer.get("rejected") or [])
+        if status == 503:
+            tally.events["unavailable"] += len(answer.get("event_ids") or [])
+        else:
+            tally.events["stored"] += answer.get("stored") or 0
+            tally.events["duplicate"] += answer.get("duplicates") or 0
+
+
+def drive(system: System, tally: Tally, seconds: float, outage: float = 3.0) -> None:
+    """THREADS clients for `seconds`; Redis pauses for `outage` seconds halfway through."""
+    until = time.monotonic() + seconds
+    threads = [threading.Thread(target=_client, args=(system, tally, seed, until))
+               for seed in range(THREADS)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds / 2)
+    log.info("pausing Redis for %.1f s", outage)
+    redis.Redis.from_url(system.redis_url).execute_command("CLIENT", "PAUSE",
+                                                           int(outage * 1000), "ALL")
+    for t in threads:
+        t.join()
+
+
+def query(prometheus: str, expr: str) -> list[dict]:
+    """An instant query's result; RuntimeError with Prometheus' message on a bad query."""
+    url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            body = json.load(answer)
+    except urllib.error.HTTPError as e:
+        body = json.load(e)
+    if body.get("status") != "success":
+        raise RuntimeError(f"{expr}: {body.get('error')}")
+    return body["data"]["result"]
+
+
+def scraped_requests(prometheus: str) -> dict[str, int]:
+    """sum by (path) of recsys_requests_total: every worker's answers, as Prometheus has them."""
+    got = query(prometheus, 'sum by (path) (recsys_requests_total{job="recsys"})')
+    return {r["metric"]["path"]: int(float(r["value"][1])) for r in got}
+
+
+def settle(prometheus: str, tally: Tally, timeout: float = 60) -> dict[str, int]:
+    """Waits until Prometheus' request counts equal the clients' (or `timeout`), then two more
+    scrapes (rates need them); returns the last counts."""
+    deadline = time.monotonic() + timeout
+    while (got := scraped_requests(prometheus)) != dict(tally.requests):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(SCRAPE_SECONDS / 2)
+    time.sleep(2 * SCRAPE_SECONDS + 0.5)
+    return got
+
+
+def panels_without_data(prometheus: str) -> list[tuple[str, str]]:
+    """(title, expression) of every dashboard query (infra/monitoring/panels.py) that returns
+    nothing now."""
+    from infra.monitoring.panels import all_queries
+
+    return [(title, expr) for title, expr in all_queries() if not query(prometheus, expr)]
+
+
+def worker_pids_with_counters(serve_pid: int) -> list[int]:
+    """The gunicorn workers (children of `recsys serve`) that map a prometheus_client counter
+    file of their own (multiprocess mode: counter_<pid>.db), i.e. that counted something."""
+    children = Path(f"/proc/{serve_pid}/task/{serve_pid}/children").read_text().split()
+    return [int(pid) for pid in children
+            if f"counter_{pid}.db" in Path(f"/proc/{pid}/maps").read_text()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.monitoring",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "monitoring",
+                        help="folder for the PNG files (default docs/monitoring)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="traffic duration")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from infra.monitoring.plots import render
+
+    tally = Tally()
+    with tempfile.TemporaryDirectory(prefix="recsys-monitoring-") as tmp, \
+            monitored_system(Path(tmp), tally) as system:
+        started = time.time()
+        time.sleep(5 * SCRAPE_SECONDS)  # a few scrapes before the traffic
+        drive(system, tally, args.seconds)
+        scraped = settle(system.prometheus, tally)
+        empty = panels_without_data(system.prometheus)
+        render(system.prometheus, args.out, started, time.time(), step=SCRAPE_SECONDS)
+    print(json.dumps({"sent": dict(tally.requests), "scraped": scraped,
+                      "sources": dict(tally.sources), "events": dict(tally.events),
+                      "panels_without_data": [title for title, _ in empty]}))
+    return 0 if scraped == dict(tally.requests) and not empty else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
