@@ -25,6 +25,8 @@ start as subprocesses under the same gunicorn settings (WORKERS/THREADS), and:
   the second version's cached lists; each such round gets a fresh experiment (started, then
   stopped after it) and a warm-up after the servers' pointer TTL, in which they load the arm's
   version. `ratio_to_cached` is its median req/s over the plain cached path's, same run;
+- metrics: the cached path with the Prometheus metrics recorded vs RECSYS_METRICS=0, two more
+  servers in alternating rounds (benchmarks/serving_metrics.py); `ratio` on / off >= 0.9;
 - fresh: an open-loop client at a fixed 50 requests/s (latency counted from the scheduled send
   time) over the fresh users, so /recommend ranks them on demand (served: a POST with the
   user's features, as a client knowing them sends it);
@@ -34,7 +36,8 @@ start as subprocesses under the same gunicorn settings (WORKERS/THREADS), and:
 Every /recommend answer is an impression (functions/impression_log.py), as in production; the
 benchmark deletes NS:impressions after each round (nothing drains it here).
 Prints one table of both kinds; --json writes {"kinds": {kind: {"cached", "cached_experiment",
-"bare", "fresh", "cold_start_s", "server", "bundle", "checks"}}, "settings", "checks"} and a
+"bare", "metrics", "fresh", "cold_start_s", "server", "bundle", "checks"}}, "settings",
+"checks"} and a
 latency plot.
 """
 
@@ -52,6 +55,7 @@ import time
 
 import numpy as np
 
+from benchmarks import serving_metrics
 from benchmarks.output import write_json
 from benchmarks.serving_experiment import (
     VERSION,
@@ -306,12 +310,15 @@ def run_kind(kind: str, args, work: str) -> dict:
             with start_server(serve, env, free_port(), "/recommend?user_id=f0&k=10",
                               os.path.join(work, f"serve-{kind}-{n}.log")) as (_, cold, _):
                 colds.append(cold)
+        metrics = serving_metrics.measure(env, ids, args, work, kind,
+                                          lambda: lists.r.delete(f"{NS}:impressions"))
         load["after"] = os.getloadavg()
     experiment = _median(rounds["cached_experiment"])
     out = {"cached": _median(rounds["cached"]), "bare": _median(rounds["bare"]),
            "cached_experiment": experiment,
            "fresh": fresh, "cold_start_s": round(statistics.median(colds), 3),
            "cold_starts_s": [round(c, 3) for c in colds], "server": server, "bundle": info,
+           "metrics": metrics,
            "load_average": load, "unbalanced_rounds_rerun": rerun}
     experiment["ratio_to_cached"] = round(experiment["rps"] / out["cached"]["rps"], 3)
     out["checks"] = checks(out)
@@ -331,7 +338,8 @@ def checks(r: dict) -> dict:
             "cold_start_ok": r["cold_start_s"] <= COLD_START_S,
             "light_imports_ok": not r["server"]["heavy_modules_mapped"],
             "experiment_rps_over_cached": r["cached_experiment"]["ratio_to_cached"],
-            "experiment_ok": r["cached_experiment"]["ratio_to_cached"] >= EXPERIMENT_RATIO}
+            "experiment_ok": r["cached_experiment"]["ratio_to_cached"] >= EXPERIMENT_RATIO,
+            "metrics_on_over_off": r["metrics"]["ratio"], "metrics_ok": r["metrics"]["ok"]}
 
 
 def run(args) -> dict:

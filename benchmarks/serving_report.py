@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.serving_load import PERCENTILES
+from benchmarks.serving_metrics import summary_line
 
 COLUMNS = ("kind", "cached req/s", "cached p50/p99 ms", "bare req/s", "bare p50/p99 ms",
            "fresh req/s", "fresh p50/p99 ms", "cold start s", "RSS MB", "heavy modules")
@@ -33,6 +34,7 @@ def summary_table(result: dict) -> str:
         lines.append(f"{kind}: cached with an experiment running (50/50, current vs a second "
                      f"version): {e['rps']:,.0f} req/s, p50/p99 {e['p50_ms']:.1f} / "
                      f"{e['p99_ms']:.1f} ms, ratio_to_cached {e['ratio_to_cached']}")
+        lines.append(summary_line(kind, r["metrics"]))
         lines.append(f"{kind}: {flags}; cached/bare req/s {checks['cached_rps_over_bare']}; "
                      f"fresh errors {f['errors']}, sources {f['sources']}; cold starts "
                      f"{r['cold_starts_s']} s; load average "

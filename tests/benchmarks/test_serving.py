@@ -64,6 +64,13 @@ def test_served_bundle_run_answers_fresh_users_on_demand_over_http(tmp_path):
     assert experiment["rps"] > 0 and experiment["ratio_to_cached"] == round(
         experiment["rps"] / served["cached"]["rps"], 3)
     assert "experiment_ok" in served["checks"]
+    # Metrics on vs off (RECSYS_METRICS=0), alternating rounds; the on server counted them all.
+    metrics = served["metrics"]
+    assert metrics["rps_on"] > 0 and metrics["rps_off"] > 0
+    assert metrics["ratio"] == round(metrics["rps_on"] / metrics["rps_off"], 3)
+    assert metrics["recorded"]["counted"] >= metrics["recorded"]["answered_by_wrk"] > 0
+    assert served["checks"]["metrics_ok"] == (metrics["ratio"] >= 0.9)
+    assert "metrics on" in summary_table(result)
     assert served["bundle"]["bundle_users"] <= 150 and served["bundle"]["items"] == 200
     assert "train_seconds" in served["bundle"] and served["server"]["processes"] == 3
     assert summary_table(result).splitlines()[2].startswith("served ")
