@@ -13,11 +13,12 @@ have exited too; `worker_exited` is gunicorn's child_exit hook (mark_process_dea
 variable (tests, a Cloud Function's single process) the values live in the process.
 
 Three gauges are worked out at scrape time by the answering worker (`ScrapeCollector`), not
-kept: recsys_ingestion_lag_seconds (the age of NS:events' first entry: the drain acknowledges
-and deletes what it has written, so the first entry is the oldest undrained one; 0 when the
-stream is empty), recsys_served_version_info (1 for the version `current` names, 0 for those
-this process served before) and recsys_served_version_age_seconds (from the version's publish
-time, its score in NS:versions). The lag and the publish time cost one round trip per scrape,
+kept: recsys_ingestion_lag_seconds (the age of the oldest first entry of the event streams,
+NS:events or a cluster's per-bucket ones: the drain acknowledges and deletes what it has
+written, so a stream's first entry is its oldest undrained one; 0 when they are empty),
+recsys_served_version_info (1 for the version `current` names, 0 for those this process
+served before) and recsys_served_version_age_seconds (from the version's publish time, its
+score in NS:versions). The lag and the publish time cost one round trip per scrape,
 skipped while the Redis breaker is open; when Redis fails the lag is simply absent (the page
 still answers 200) and the age comes from the last publish time read.
 
@@ -209,17 +210,20 @@ class ScrapeCollector:
         s = self.serving
         if not s.breaker.up():
             return None, None
+        streams = s.events.keys.event_streams  # NS:events, or one per bucket in a cluster
         try:
             pipe = s.lists.r.pipeline(transaction=False)
-            pipe.xrange(s.events.stream, count=1)
+            for stream in streams:
+                pipe.xrange(stream, count=1)
             if version is not None:
                 pipe.zscore(s.lists.keys.versions, version)
-            first, *score = pipe.execute()
+            replies = pipe.execute()
         except Exception as e:  # redis.RedisError, or a stream key of another type
             log.warning("ingestion lag not read for /metrics: %s", e)
             return None, None
-        first_ms = int(first[0][0].split(b"-")[0]) if first else 0
-        return first_ms, (float(score[0]) if score and score[0] is not None else None)
+        firsts = [int(r[0][0].split(b"-")[0]) for r in replies[:len(streams)] if r]
+        score = replies[len(streams)] if version is not None else None
+        return min(firsts, default=0), (float(score) if score is not None else None)
 
 
 class _Kept:
