@@ -12,7 +12,7 @@ from models.graphsage import GraphSAGEConfig, GraphSAGEModel
 from models.graphsage_graph import Graph, sample_neighbours
 from models.tower_data import prepare
 
-FAST = GraphSAGEConfig(dim=8, hidden=16, history=8, user_fanout=4, item_fanout=4, epochs=20,
+FAST = GraphSAGEConfig(dim=8, hidden=16, history=8, user_fanout=4, item_fanout=4, epochs=8,
                        batch_size=64, learning_rate=0.02, validation=0.0, max_per_user=None)
 
 
