@@ -144,17 +144,17 @@ class VersionTags:
     """Maps recommendation ids back to the published version whose tag they end with."""
 
     def __init__(self):
-        self._versions: frozenset[str] = frozenset()
-        self._by_tag: dict[str, str] = {}
+        self._map: tuple[frozenset[str], dict[str, str]] = (frozenset(), {})
 
     def version_of(self, rid: str, published: Iterable[str]) -> str:
         """The published version that served `rid`, or "unknown"."""
         if not isinstance(published, frozenset):
             published = frozenset(published)
-        if published != self._versions:  # a new publish or expiry: a handful of hashes
-            self._by_tag = {version_tag(v): v for v in published}
-            self._versions = published
-        return self._by_tag.get(rid[-TAG_CHARS:], UNKNOWN) if len(rid) == 32 else UNKNOWN
+        versions, by_tag = self._map  # one read: threads may swap it meanwhile
+        if published != versions:  # a new publish or expiry: a handful of hashes
+            by_tag = {version_tag(v): v for v in published}
+            self._map = (published, by_tag)
+        return by_tag.get(rid[-TAG_CHARS:], UNKNOWN) if len(rid) == 32 else UNKNOWN
 
 
 # Scrape -----------------------------------------------------------------------------------------
