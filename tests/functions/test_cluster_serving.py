@@ -78,3 +78,12 @@ def test_serving_chain_and_a_node_killed_during_reads(own_redis_cluster, tiny_da
             sources.append(r.get_json()["source"])
     assert "fallback" in sources or "popular" in sources, set(sources)
     assert app.get("/health").status_code in (200, 503)
+
+
+def test_a_cluster_unreachable_at_start_is_a_503_not_a_crash(tmp_path):
+    from infra.redis_server import free_port
+
+    url = f"redis+cluster://127.0.0.1:{free_port()}"
+    app = make_app(_env(url, str(tmp_path / "artifacts"))).test_client()
+    r = app.get("/recommend?user_id=1")
+    assert r.status_code == 503 and r.headers["Retry-After"] == "5"
