@@ -1,6 +1,6 @@
 """The monitored system for real, and the dashboard's rows drawn from it (docs/OPERATIONS.md).
 
-    python -m benchmarks.monitoring --out docs/monitoring --seconds 60
+    python -m benchmarks.monitoring --out docs/monitoring [--seconds 360 --think 0.2 --json F]
 
 Starts a redis-server, a Pushgateway and two real nightly runs on tiny synthetic data (MF, the
 gate on, one dead letter; the second a 50 % canary, so an experiment runs) that push their
@@ -208,8 +208,9 @@ def monitored_system(folder: Path, tally: Tally) -> Iterator[System]:
                      summaries)
 
 
-def _client(system: System, tally: Tally, seed: int, until: float) -> None:
-    """One client thread: a mix of every kind of request until `until`."""
+def _client(system: System, tally: Tally, seed: int, until: float, think: float) -> None:
+    """One client thread: a mix of every kind of request until `until`, `think` seconds
+    apart."""
     rng, sent_batches, n = random.Random(seed), [], 0
     while time.monotonic() < until:
         n += 1
@@ -232,7 +233,7 @@ def _client(system: System, tally: Tally, seed: int, until: float) -> None:
                            "item_id": answer["items"][0]["item_id"],
                            "event_id": f"{kind}-{answer['recommendation_id']}",
                            "recommendation_id": answer["recommendation_id"]})
-        if n % 11 == 0:  # rejected: an event type the system does not know
+        if n % 37 == 0:  # rejected (under the alert's 10 %): an unknown event type
             events.append({"user_id": user, "item_id": system.items[0],
                            "event_type": "teleport", "event_id": f"bad-{seed}-{n}"})
         if events:
@@ -242,7 +243,7 @@ def _client(system: System, tally: Tally, seed: int, until: float) -> None:
             _post_events(system, tally, rng.choice(sent_batches))
         if n % 17 == 0:
             call(tally, "health", f"{system.url}/health")
-        time.sleep(0.05)
+        time.sleep(think)
 
 
 def _post_events(system: System, tally: Tally, events: list[dict]) -> None:
@@ -256,10 +257,12 @@ def _post_events(system: System, tally: Tally, events: list[dict]) -> None:
             tally.events["duplicate"] += answer.get("duplicates") or 0
 
 
-def drive(system: System, tally: Tally, seconds: float, outage: float = 3.0) -> None:
-    """THREADS clients for `seconds`; Redis pauses for `outage` seconds halfway through."""
+def drive(system: System, tally: Tally, seconds: float, outage: float = 3.0,
+          think: float = 0.05) -> None:
+    """THREADS clients for `seconds`, each waiting `think` seconds between requests; Redis
+    pauses for `outage` seconds halfway through."""
     until = time.monotonic() + seconds
-    threads = [threading.Thread(target=_client, args=(system, tally, seed, until))
+    threads = [threading.Thread(target=_client, args=(system, tally, seed, until, think))
                for seed in range(THREADS)]
     for t in threads:
         t.start()
@@ -323,7 +326,11 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "monitoring",
                         help="folder for the PNG files (default docs/monitoring)")
-    parser.add_argument("--seconds", type=float, default=60.0, help="traffic duration")
+    parser.add_argument("--seconds", type=float, default=360.0,
+                        help="traffic duration (the panels' rates are over 5 minutes)")
+    parser.add_argument("--think", type=float, default=0.2,
+                        help="seconds each of the 8 clients waits between requests")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from infra.monitoring.plots import render
@@ -333,13 +340,16 @@ def main(argv: list[str] | None = None) -> int:
             monitored_system(Path(tmp), tally) as system:
         started = time.time()
         time.sleep(5 * SCRAPE_SECONDS)  # a few scrapes before the traffic
-        drive(system, tally, args.seconds)
+        drive(system, tally, args.seconds, think=args.think)
         scraped = settle(system.prometheus, tally)
         empty = panels_without_data(system.prometheus)
         render(system.prometheus, args.out, started, time.time(), step=SCRAPE_SECONDS)
-    print(json.dumps({"sent": dict(tally.requests), "scraped": scraped,
-                      "sources": dict(tally.sources), "events": dict(tally.events),
-                      "panels_without_data": [title for title, _ in empty]}))
+    figures = {"sent": dict(tally.requests), "scraped": scraped,
+               "sources": dict(tally.sources), "events": dict(tally.events),
+               "panels_without_data": [title for title, _ in empty]}
+    print(json.dumps(figures))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
     return 0 if scraped == dict(tally.requests) and not empty else 1
 
 

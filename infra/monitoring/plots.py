@@ -76,8 +76,10 @@ def _draw(ax, panel: Panel, series: list[tuple[str, list, list]]) -> None:
         return
     for name, times, values in series:
         ax.plot(times, values, label=name, linewidth=1, marker="." if len(values) < 3 else None)
-    if panel.unit == "percentunit":
-        ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    if panel.unit == "percentunit":  # decimals as the range needs (not "1% 1% 1%")
+        from matplotlib.ticker import PercentFormatter
+
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     elif panel.unit in ("s", "reqps"):
         ax.set_ylabel({"s": "seconds", "reqps": "per second"}[panel.unit], fontsize=8)
     ax.tick_params(labelsize=7)
