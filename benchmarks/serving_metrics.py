@@ -5,9 +5,12 @@ Two `recsys serve` of the same bundle and Redis under the same gunicorn settings
 default), one with RECSYS_METRICS=0; wrk rounds over random warm users alternate between them
 in one run, each round settled and rerun when gunicorn split its connections unevenly, as the
 other cached rounds are. `ratio` is the median req/s with metrics on over the median with them
-off (issue 19: >= 0.9). The metrics-on server's /metrics is scraped after the rounds: its
-`recsys_requests_total` must cover every /recommend answered (so the rounds measured recording,
-in multiprocess mode across the workers), and the other's must say it records nothing.
+off (issue 19: >= 0.9); `paired_ratio` is the median of each round's on/off pair (run back
+to back, so a slow drift of the machine's load cancels), `cpu_ratio` the servers' CPU time per
+request off over on (what other load disturbs least). The metrics-on server's /metrics is
+scraped after the rounds: its `recsys_requests_total` must cover every /recommend answered (so
+the rounds measured recording, in multiprocess mode across the workers), and the other's must
+say it records nothing.
 """
 
 from __future__ import annotations
@@ -89,9 +92,14 @@ def measure(env: dict, ids_file: str, args, work: str, kind: str, clear) -> dict
         recorded, off_page = recorded_requests(_page(on_url)), _page(off_url)
     on, off = _median(rounds["on"]), _median(rounds["off"])
     ratio = round(on["rps"] / off["rps"], 3)
+    # Each round's on/off pair ran back to back: their ratios cancel slow drifts of the load.
+    paired = round(statistics.median(a["rps"] / b["rps"] for a, b in
+                                     zip(rounds["on"], rounds["off"], strict=True)), 3)
     # wrk counts the answers it read: the server may have answered a few more at a round's end.
     counted = recorded >= answered and "RECSYS_METRICS=0" in off_page
-    return {"rps_on": on["rps"], "rps_off": off["rps"], "ratio": ratio, "on": on, "off": off,
+    return {"rps_on": on["rps"], "rps_off": off["rps"], "ratio": ratio, "paired_ratio": paired,
+            "cpu_ratio": round(off["server_cpu_us"] / on["server_cpu_us"], 3), "on": on,
+            "off": off,
             "rounds": {n: [{k: v for k, v in g.items() if k != "percentiles"} for g in rs]
                        for n, rs in rounds.items()},
             "rerun": rerun, "recorded": {"answered_by_wrk": answered, "counted": recorded},
@@ -104,4 +112,5 @@ def summary_line(kind: str, m: dict) -> str:
             f"{m['rps_off']:,.0f} req/s (p99 {m['on']['p99_ms']:.1f} / {m['off']['p99_ms']:.1f}"
             f" ms, server CPU {m['on']['server_cpu_us']:.0f} / {m['off']['server_cpu_us']:.0f} "
             f"us per request): ratio {m['ratio']} (>= {METRICS_RATIO}: "
-            f"{'yes' if m['ok'] else 'NO'}); {m['recorded']['counted']:.0f} answers counted")
+            f"{'yes' if m['ok'] else 'NO'}), paired rounds {m['paired_ratio']}, CPU off/on "
+            f"{m['cpu_ratio']}; {m['recorded']['counted']:.0f} answers counted")

@@ -31,6 +31,7 @@ version expired) counts as version="unknown" (docs/SERVING.md).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -130,6 +131,7 @@ def sample(name: str, labels: dict | None = None) -> float | None:
 
 
 # Recommendation ids carrying their version -----------------------------------------------------
+@functools.lru_cache(maxsize=64)
 def version_tag(version: str) -> str:
     """8 hex digits of a hash of `version` (the last part of its recommendation ids)."""
     return hashlib.blake2b(version.encode(), digest_size=TAG_CHARS // 2).hexdigest()
