@@ -44,6 +44,7 @@ latency plot.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -393,6 +394,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--retries", type=int, default=3,
                         help="reruns of a round whose connections landed on one worker")
+    parser.add_argument("--cluster", action="store_true", help="instead: the cached path on a "
+                        "local 3-node Redis Cluster vs one redis-server (serving_cluster.py)")
     args = parser.parse_args(argv)
     args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     if not args.kinds or set(args.kinds) - set(KINDS):
@@ -401,6 +404,12 @@ def main(argv=None) -> int:
         parser.error("--cold-starts must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.cluster:  # imported by name: serving_cluster builds on this module's functions
+        serving_cluster = importlib.import_module("benchmarks.serving_cluster")
+        result = serving_cluster.run(args)
+        write_json(result, args.json)
+        print(serving_cluster.summary(result))
+        return 0
     result = run(args)
     write_json(result, args.json)
     if args.json:
