@@ -36,6 +36,9 @@ it back (batch/canary.py); an undecided earlier canary is superseded once the ve
 published, and the run is refused before any work while an A/B test runs.
 An items table with a `category` (`Comedy|Drama`: several) or `available` column is checked
 with the input and loaded into the live item filters only once the run published.
+With --pushgateway HOST:PORT the run pushes its summary as the recsys_nightly_* metrics once
+published, and what it measured with success 0 when it fails (`push_metrics`;
+docs/OPERATIONS.md, *Where the numbers come from*).
 """
 
 from __future__ import annotations
