@@ -97,10 +97,20 @@ def _post_events(system: System, tally: Tally, events: list[dict]) -> None:
 def drive(system: System, tally: Tally, seconds: float, outage: float = 3.0,
           think: float = 0.05) -> None:
     """THREADS clients for `seconds`, each waiting `think` seconds between requests; Redis
-    pauses for `outage` seconds halfway through."""
-    until = time.monotonic() + seconds
-    threads = [threading.Thread(target=_client, args=(system, tally, seed, until, think))
-               for seed in range(THREADS)]
+    pauses for `outage` seconds halfway through.
+
+    Raises:
+        RuntimeError: a request got no answer (a connection error, a timeout of 30 s).
+    """
+    until, failures = time.monotonic() + seconds, []
+
+    def client(seed: int) -> None:
+        try:
+            _client(system, tally, seed, until, think)
+        except Exception as e:  # noqa: BLE001 (a request without an answer: said below)
+            failures.append(f"client {seed}: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(THREADS)]
     for t in threads:
         t.start()
     time.sleep(seconds / 2)
@@ -109,6 +119,8 @@ def drive(system: System, tally: Tally, seconds: float, outage: float = 3.0,
                                                            int(outage * 1000), "ALL")
     for t in threads:
         t.join()
+    if failures:  # every request must get an answer, or "sent" and "answered" differ
+        raise RuntimeError(f"requests without an answer: {failures}")
 
 
 def query(prometheus: str, expr: str) -> list[dict]:
