@@ -90,16 +90,40 @@ class LazyCluster:
         @functools.wraps(attr)
         def call(*args, **kwargs):
             try:
-                return attr(*args, **kwargs)
+                out = attr(*args, **kwargs)
             except RedisClusterException as e:
                 raise redis.ConnectionError(f"Redis Cluster: {e}") from e
+            return _Pipeline(out) if isinstance(out, ClusterPipeline) else out
 
         return call
 
 
+class _Pipeline:
+    """A ClusterPipeline whose execute raises redis.ConnectionError for RedisClusterException
+    (as LazyCluster's calls do); everything else is the pipeline's."""
+
+    def __init__(self, pipe: ClusterPipeline):
+        self._pipe = pipe
+
+    def execute(self, *args, **kwargs):
+        try:
+            return self._pipe.execute(*args, **kwargs)
+        except RedisClusterException as e:
+            raise redis.ConnectionError(f"Redis Cluster: {e}") from e
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._pipe.reset()
+
+    def __getattr__(self, name):
+        return getattr(self._pipe, name)
+
+
 def is_cluster(client) -> bool:
     """True for a Redis Cluster client (LazyCluster, RedisCluster) or one of its pipelines."""
-    return isinstance(client, (LazyCluster, RedisCluster, ClusterPipeline))
+    return isinstance(client, (LazyCluster, RedisCluster, ClusterPipeline, _Pipeline))
 
 
 def is_cluster_url(url: str) -> bool:

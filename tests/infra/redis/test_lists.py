@@ -94,12 +94,12 @@ def test_read_user_keeps_a_connection_per_thread_and_replaces_a_broken_one(redis
 
     def other_thread():
         lists.read_user("v1", "u2")
-        names.append(lists._local.conn)
+        names.append(lists._local.conns[None])
 
     t = threading.Thread(target=other_thread)
     t.start()
     t.join()
-    assert names[0] is not lists._local.conn
+    assert names[0] is not lists._local.conns[None]
     redis_client.client_kill_filter(_type="normal", skipme=True)  # drops read_user's sockets
     with pytest.raises(redis.ConnectionError):
         lists.read_user("v1", "u1")
