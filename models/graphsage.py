@@ -63,7 +63,7 @@ class GraphSAGEConfig:
     epochs: int = 12
     batch_size: int = 512
     learning_rate: float = 0.003
-    temperature: float = 0.1
+    temperature: float = 0.05
     id_dropout: float = 0.2
     l2: float = 1e-4
     validation: float = 0.1
