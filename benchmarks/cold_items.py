@@ -2,10 +2,12 @@
 
     python -m benchmarks.cold_items --users 2000 --items 1000 --share 0.1 --json cold.json
     python -m benchmarks.cold_items --models two_tower,served --sweep new_item_slots=1
+    python -m benchmarks.cold_items --models two_tower,graphsage
 
 On synthetic data (models.synthetic), a random share of the train catalog loses all its train
 events; the items stay in the items table (features, `created_ts` before the cutoff), so the
-two-tower model indexes them with vectors from their feature tokens alone. Reports, per model,
+two-tower model indexes them with vectors from their feature tokens alone (GraphSAGE likewise:
+its layer 0 of an item without edges is its tokens' mean). Reports, per model,
 how often they appear in the top-10 lists of the temporal-holdout cases, and how often they
 are right; `--sweep` re-scores the fitted `served` model with other rule settings.
 """
