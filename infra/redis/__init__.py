@@ -12,4 +12,6 @@
     experiments.py   Experiments: A/B experiments' definitions and states (draft, running,
                      stopped); the running ones in one small hash.
     codec.py         the bytes of one list (no Redis).
+    client.py        connect(url): one server (redis://) or a Redis Cluster
+                     (redis+cluster://), for which keys.py tags the keys.
 """
