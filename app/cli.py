@@ -90,8 +90,9 @@ def _dashed(text: str) -> str:
 
 @main.command(context_settings={**CONTEXT, "ignore_unknown_options": True})
 @_nightly_flags
-@_opt("--runner", envvar="RECSYS_RUNNER", default="DirectRunner",
-      help="Beam runner (DirectRunner, DataflowRunner, PortableRunner, ...).")
+@_opt("--runner", envvar="RECSYS_RUNNER", default=nightly_options.DEFAULT_RUNNER,
+      help="Beam runner: FnApiRunner (local, named explicitly: Beam's DirectRunner first "
+           "tries to download Prism), DataflowRunner, FlinkRunner, PortableRunner, ...")
 @_opt("--json", "json_path", envvar="RECSYS_SUMMARY_JSON", default=None,
       help="Also write the run summary to this file.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)

@@ -52,12 +52,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from batch import canary, stages
 from batch.carry_over import carry_over
 from batch.gate import data_sizes
-from batch.options import NightlyConfig, add_argparse_args
+from batch.options import DEFAULT_RUNNER, NightlyConfig, add_argparse_args
 from infra.bundle import new_version
 from models import kinds
 from models.preprocess import parse_event_weights
@@ -101,6 +101,8 @@ def run(argv: list[str] | None = None) -> dict:
     """
     argv = sys.argv[1:] if argv is None else argv
     options = PipelineOptions(argv)
+    if options.view_as(StandardOptions).runner is None:
+        options.view_as(StandardOptions).runner = DEFAULT_RUNNER  # never Prism by surprise
     # Bad flags fail here, before any work.
     config = NightlyConfig.from_flags(options.view_as(NightlyOptions).get_all_options())
     clock = Stopwatch()

@@ -22,6 +22,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 REQUIRED = dataclasses.MISSING
+# The local runner, named explicitly: Beam's "DirectRunner" (2.77) first tries to fetch and run
+# the Prism runner, and only falls back to this one when that fails (offline), so the same
+# command ran on Prism with internet and on FnApiRunner without. FnApiRunner takes
+# --direct_running_mode and --direct_num_workers as the DirectRunner does.
+DEFAULT_RUNNER = "FnApiRunner"
+LOCAL_RUNNERS = frozenset({None, "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner",
+                           "SwitchingDirectRunner", "PrismRunner"})
+
+
+def is_local(runner: str | None) -> bool:
+    """Whether `runner` (a --runner value, None for Beam's default) runs on this machine."""
+    return runner in LOCAL_RUNNERS
 # With fewer validation cases the gate's NDCG@10 is noise: per-case NDCG@10 has a standard
 # deviation of ~0.25 on the synthetic data (0.26 / 0.22 at 300 / 1,000 users), so the mean of
 # 50 cases is known to +-0.035 (one standard error), already a quarter of a typical figure

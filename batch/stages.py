@@ -25,7 +25,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from batch import canary
 from batch.carry_over import ListPlan
 from batch.gate import GateResult, QualityGateError, decide, shrink_check, too_few_cases
-from batch.options import NightlyConfig
+from batch.options import NightlyConfig, is_local
 from batch.transforms import (
     Precompute,
     ReadInteractions,
@@ -119,7 +119,7 @@ def validate(config: NightlyConfig, paths: list[str], event_weights: dict[str, f
         ValueError: no row is valid.
     """
     with tempfile.TemporaryDirectory(prefix="recsys-nightly-") as tmp:
-        local = options.view_as(StandardOptions).runner in (None, "DirectRunner")
+        local = is_local(options.view_as(StandardOptions).runner)
         work_uri = tmp if local else f"{config.store}/runs/{version}/work"
         clean, dead = validate_stage(paths, event_weights, options, open_store(work_uri))
     if dead:
@@ -242,7 +242,7 @@ def precompute(config: NightlyConfig, options: PipelineOptions, argv: list[str],
 
 def _default_to_both_cores(options: PipelineOptions, argv: list[str]) -> None:
     """The DirectRunner runs shards in parallel processes unless the flags say otherwise."""
-    if options.view_as(StandardOptions).runner not in (None, "DirectRunner"):
+    if not is_local(options.view_as(StandardOptions).runner):
         return
     if any(a.startswith("--direct_running_mode") for a in argv):
         return

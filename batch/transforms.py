@@ -13,6 +13,7 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
+from batch.options import is_local
 from infra.sources import read_interaction_chunks
 from models.rows import DEFAULT_EVENT_WEIGHTS
 from models.schema import CLEAN_SCHEMA, validate_batch
@@ -185,7 +186,7 @@ def faiss_threads(options) -> int | None:
     shared among its parallel workers (processes or threads); one on other runners, whose
     Python workers run one SDK process per core. The pipeline option `--faiss_threads`
     (NightlyOptions) overrides it."""
-    if options.view_as(StandardOptions).runner not in (None, "DirectRunner"):
+    if not is_local(options.view_as(StandardOptions).runner):
         return 1
     workers = options.view_as(DirectOptions).direct_num_workers or 1
     return max(1, (os.cpu_count() or 1) // workers)

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
         bare_s = time.perf_counter() - t
 
         log.info("pipeline (%s)", args.mode)
-        options = PipelineOptions(["--runner=DirectRunner",
+        options = PipelineOptions(["--runner=FnApiRunner",
                                    f"--direct_running_mode={args.mode}",
                                    f"--direct_num_workers={args.workers}"])
         threads = args.faiss_threads or faiss_threads(options)

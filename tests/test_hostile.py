@@ -158,7 +158,7 @@ def world(tmp_path_factory, redis_url):
     common = [f"--store={store}", f"--redis_url={redis_url}", f"--namespace={NS}",
               "--model=mf", "--epochs=3",
               "--dim=8", "--k=20", "--shard_size=50", "--skip_gate",
-              "--runner=DirectRunner", "--direct_num_workers=1",
+              "--runner=FnApiRunner", "--direct_num_workers=1",
               "--direct_running_mode=in_memory"]
     first = _nightly([f"--input={base}", *common])
 

@@ -64,7 +64,7 @@ def test_a_breaching_canary_is_rolled_back_and_a_holding_one_promoted(
     store = tmp_path / "store"
     argv = [f"--input={path}", f"--store={store}", f"--redis_url={redis_url}", "--model=mf",
             "--epochs=1", "--dim=4", "--k=5", "--skip_gate", "--canary=10",
-            "--runner=DirectRunner", "--direct_running_mode=in_memory"]
+            "--runner=FnApiRunner", "--direct_running_mode=in_memory"]
     env = {"REDIS_URL": redis_url, "RECSYS_STORE": str(store), "RECSYS_NAMESPACE": "recsys",
            "RECSYS_POINTER_TTL_S": "0", "RECSYS_RECOMMEND_KEY": None, "RECSYS_API_KEY": None}
     lists, experiments = ServedLists(redis_client), Experiments(redis_client)

@@ -66,7 +66,7 @@ def test_an_ab_test_over_http_names_the_better_arm(tmp_path, redis_url, redis_cl
     tiny_dataset.interactions.to_parquet(path)
     store = str(tmp_path / "store")
     argv = [f"--input={path}", f"--store={store}", f"--redis_url={redis_url}", "--model=mf",
-            "--epochs=1", "--dim=4", "--k=10", "--skip_gate", "--runner=DirectRunner",
+            "--epochs=1", "--dim=4", "--k=10", "--skip_gate", "--runner=FnApiRunner",
             "--direct_running_mode=in_memory"]
     env = {"REDIS_URL": redis_url, "RECSYS_STORE": store, "RECSYS_NAMESPACE": "recsys",
            "RECSYS_POINTER_TTL_S": "0", "RECSYS_RECOMMEND_KEY": None, "RECSYS_API_KEY": None}

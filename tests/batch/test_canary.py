@@ -135,7 +135,7 @@ def test_nightly_canary_on_the_tiny_data_then_promote(tmp_path, redis_url, redis
     tiny_dataset.interactions.to_parquet(path)
     argv = [f"--input={path}", f"--store={tmp_path / 'store'}", f"--redis_url={redis_url}",
             "--model=mf", "--epochs=1", "--dim=4", "--k=5", "--skip_gate", "--canary=20",
-            "--runner=DirectRunner", "--direct_running_mode=in_memory"]
+            "--runner=FnApiRunner", "--direct_running_mode=in_memory"]
     lists, store = ServedLists(redis_client), Experiments(redis_client)
     first = run(argv)  # nothing served yet: to everyone
     assert lists.current() == first["version"] and first["canary"]["experiment"] is None

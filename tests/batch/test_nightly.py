@@ -181,3 +181,28 @@ def test_hardening_03_a_weight_past_float32_range_never_publishes_a_nan_model(
         assert summary["valid_events"] == len(data) - 1
     current = lists.current()
     assert all(len(lists.get_list(current, u)[0]) == 5 for u in users)  # no empty list
+
+
+@pytest.mark.slow
+def test_a_nightly_without_runner_flag_runs_fnapi_never_prism(tmp_path, redis_client,
+                                                              tiny_dataset, monkeypatch):
+    # Beam's DirectRunner first tries Prism (downloaded when online) and falls back to the
+    # FnApiRunner only when that fails: the job names its local runner so that it runs the same
+    # with or without internet.
+    from apache_beam.runners.portability import prism_runner
+
+    tried = []
+
+    def refuse(self, *args, **kwargs):
+        tried.append(type(self).__name__)
+        raise RuntimeError("Prism is not what the nightly runs")
+
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", refuse)
+    path = tmp_path / "interactions.parquet"
+    tiny_dataset.interactions.to_parquet(path)
+    url = redis_client.connection_pool.connection_kwargs
+    summary = run([f"--input={path}", f"--store={tmp_path / 'store'}",
+                   f"--redis_url=redis://{url['host']}:{url['port']}/0", "--model=mf",
+                   "--epochs=1", "--dim=4", "--k=5", "--skip_gate",
+                   "--direct_running_mode=in_memory"])
+    assert summary["users_published"] > 0 and tried == []

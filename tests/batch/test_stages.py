@@ -19,7 +19,7 @@ from models import kinds
 from models.kinds import mf
 from models.topk import brute_force_topk
 
-RUNNER = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
+RUNNER = ["--runner=FnApiRunner", "--direct_running_mode=in_memory"]
 
 
 def config(tmp_path, redis_url="redis://127.0.0.1:1/0", **flags) -> NightlyConfig:

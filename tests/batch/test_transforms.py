@@ -105,7 +105,7 @@ def test_hardening_14_a_malformed_csv_line_is_a_dead_letter_not_a_failed_run(tmp
                     "2,b\n"  # a field short
                     "3,c,1700000002,click\n"
                     "4,d,1700000003,view,extra\n")  # one too many
-    with beam.Pipeline(runner="DirectRunner") as p:
+    with beam.Pipeline(runner="FnApiRunner") as p:
         out = p | ReadInteractions([str(path)]) | ValidateInteractions()
         valid = out.valid | beam.FlatMap(lambda t: t.to_pylist()) | beam.Map(
             lambda r: (r["user_id"], r["item_id"], r["timestamp"], r["event_type"]))
@@ -138,7 +138,7 @@ def test_hardening_04_the_beam_path_applies_the_row_rules(tmp_path):
                     "u5,a,1700000000,1e39\n")
     out_of_range = ("timestamp out of range: expected epoch seconds from 1970-01-01 to before "
                     "2100-01-01 UTC (milliseconds?)")
-    with beam.Pipeline(runner="DirectRunner") as p:
+    with beam.Pipeline(runner="FnApiRunner") as p:
         out = p | ReadInteractions([str(lists), str(bools), str(text)]) | ValidateInteractions()
         valid = out.valid | beam.FlatMap(lambda t: t.to_pylist()) | beam.Map(
             lambda r: (r["user_id"], r["timestamp"], r["weight"]))
