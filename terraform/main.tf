@@ -148,6 +148,8 @@ module "batch" {
   paused      = var.nightly_paused
   max_workers = var.dataflow_max_workers
 
+  launcher_machine_type = var.nightly_launcher_machine_type
+
   # Canary rollouts: each night's version to a share of users, checked every hour.
   extra_parameters      = var.nightly_canary_percent > 0 ? { canary = tostring(var.nightly_canary_percent) } : {}
   canary_check_schedule = var.canary_check_schedule
@@ -164,4 +166,5 @@ module "monitoring" {
   name_prefix           = local.name_prefix
   labels                = local.labels
   notification_channels = var.alert_notification_channels
+  alerts_enabled        = var.alerts_enabled
 }

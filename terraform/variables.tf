@@ -47,6 +47,18 @@ variable "recommend_min_instances" {
   description = "Warm instances of recommend (0 allows cold starts)."
 }
 
+variable "nightly_launcher_machine_type" {
+  type        = string
+  description = "Machine type of the nightly's Flex Template launcher, where the model trains in memory (docs/SCALING.md gives the users each size holds)."
+  default     = "n2-highmem-4"
+}
+
+variable "alerts_enabled" {
+  type        = bool
+  description = "Whether the alert policies evaluate. Off by default: nothing carries the functions' and the nightly's metrics to Managed Prometheus yet (docs/OPERATIONS.md, Deployed), so RecsysNoPublish would page at once."
+  default     = false
+}
+
 variable "dataflow_max_workers" {
   type        = number
   description = "Ceiling of Dataflow workers for the nightly job."

@@ -54,6 +54,7 @@ locals {
         ipConfiguration      = "WORKER_IP_PRIVATE"
         sdkContainerImage    = local.image
         machineType          = var.machine_type
+        launcherMachineType  = var.launcher_machine_type
         maxWorkers           = var.max_workers
         additionalUserLabels = var.labels
       }

@@ -137,6 +137,12 @@ variable "canary_min_users" {
   }
 }
 
+variable "launcher_machine_type" {
+  type        = string
+  description = "Machine type of the Flex Template launcher, where training runs (docs/SCALING.md: about 1.3 KB per event and 71 KB per item of driver memory; Dataflow's default launcher, 3.75 GB, runs out near 200,000 users)."
+  default     = "n2-highmem-4"
+}
+
 variable "machine_type" {
   type        = string
   description = "Machine type of the Dataflow workers."
