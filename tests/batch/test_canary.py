@@ -153,12 +153,15 @@ def test_nightly_canary_on_the_tiny_data_then_promote(tmp_path, redis_url, redis
     assert all(lists.get_list(v, u) is not None for u, v in arms.items())  # no one without
     assert 0.05 < sum(v == version for v in arms.values()) / len(users) < 0.4
 
-    with pytest.raises(ValueError, match=f"experiment '{name}' is running"):
-        run(argv)
-    assert lists.versions() == [first["version"], version]
+    # The next night, the canary still undecided: its canary supersedes this one.
+    third = run(argv)
+    newer = f"canary-{third['version']}"
+    assert list(store.running()) == [newer] and third["canary"]["control"] == first["version"]
+    assert store.get(name)["decisions"][-1]["action"] == "superseded"
+    assert lists.current() == first["version"]
 
-    store.promote(name, "canary")
-    assert lists.current() == version and store.running() == {}
+    store.promote(newer, "canary")
+    assert lists.current() == third["version"] and store.running() == {}
 
 
 def test_a_plain_run_warns_that_a_running_canary_keeps_its_versions(redis_client, caplog):
