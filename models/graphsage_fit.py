@@ -26,6 +26,7 @@ from models.finite import require_finite
 from models.graphsage import GraphSAGEConfig, GraphSAGEModel
 from models.graphsage_graph import Graph, sample_neighbours
 from models.graphsage_net import GraphSAGENet
+from models.topk import ItemVectorRecommender
 from models.tower_data import TowerData, prepare
 from models.tower_fit import epoch_sample, epoch_size
 from models.training import EpochBatches, FusedAdam, fit_early_stopping
@@ -136,26 +137,11 @@ def train_graphsage(train: pd.DataFrame, users: pd.DataFrame | None = None,
     return fit_graphsage(data, Graph.build(data, train, event_weights), config, epochs)[0]
 
 
-class GraphSAGERecommender:
+class GraphSAGERecommender(ItemVectorRecommender):
     """GraphSAGE alone: the query from the history's items -> Faiss over item vectors."""
 
     name = "graphsage"
+    train = staticmethod(train_graphsage)
 
     def __init__(self, config: GraphSAGEConfig = GraphSAGEConfig()):
-        self.config = config
-
-    def fit(self, train, users=None, items=None) -> GraphSAGERecommender:
-        from models.topk import build_flat_index
-
-        self.model = train_graphsage(train, users, items, self.config)
-        self.index = build_flat_index(self.model.item_vectors)
-        return self
-
-    def recommend(self, user_ids, histories, k, fresh):
-        from models.topk import faiss_topk
-
-        items = self.model.data.items
-        seen = [items.lookup(h) for h in histories]
-        seen = [s[s >= 0] for s in seen]
-        I, _ = faiss_topk(self.index, self.model.queries(list(user_ids), seen), k, seen)
-        return [[str(items.ids[i]) for i in row if i >= 0] for row in I]
+        super().__init__(config)

@@ -167,3 +167,31 @@ def build_flat_index(xb: np.ndarray):
     index = faiss.IndexFlatIP(xb.shape[1])
     index.add(np.ascontiguousarray(xb, dtype=np.float32))
     return index
+
+
+class ItemVectorRecommender:
+    """A recommender of the evaluation over a model with item vectors and a query per user
+    (`model.item_vectors`, `model.queries(user_ids, seen)`, `model.data.items`): Faiss over the
+    item vectors, the history left out. Subclasses give `name` and `train(train, users, items,
+    config)`, which returns the model (two_tower, graphsage)."""
+
+    name: str
+
+    def __init__(self, config):
+        self.config = config
+
+    @staticmethod
+    def train(train, users, items, config):
+        raise NotImplementedError
+
+    def fit(self, train, users=None, items=None):
+        self.model = self.train(train, users, items, self.config)
+        self.index = build_flat_index(self.model.item_vectors)
+        return self
+
+    def recommend(self, user_ids, histories, k, fresh):
+        items = self.model.data.items
+        seen = [items.lookup(h) for h in histories]
+        seen = [s[s >= 0] for s in seen]
+        I, _ = faiss_topk(self.index, self.model.queries(list(user_ids), seen), k, seen)
+        return [[str(items.ids[i]) for i in row if i >= 0] for row in I]

@@ -17,6 +17,7 @@ import pandas as pd
 
 from models.evaluation import Cases, build_cases, temporal_split
 from models.finite import require_finite
+from models.topk import ItemVectorRecommender
 from models.tower_data import TowerData, prepare
 from models.towers import ID_ROWS, TOKEN_ROWS, TwoTower
 from models.training import EpochBatches, FusedAdam, fit_early_stopping
@@ -190,26 +191,11 @@ def train_two_tower(train: pd.DataFrame, users: pd.DataFrame | None = None,
     return fit_tower(prepare(train, users, items, config), config, epochs)[0]
 
 
-class TwoTowerRecommender:
+class TwoTowerRecommender(ItemVectorRecommender):
     """The two-tower model alone: user tower -> Faiss over item vectors -> rules."""
 
     name = "two_tower"
+    train = staticmethod(train_two_tower)
 
     def __init__(self, config: TwoTowerConfig = TwoTowerConfig()):
-        self.config = config
-
-    def fit(self, train, users=None, items=None) -> TwoTowerRecommender:
-        from models.topk import build_flat_index
-
-        self.model = train_two_tower(train, users, items, self.config)
-        self.index = build_flat_index(self.model.item_vectors)
-        return self
-
-    def recommend(self, user_ids, histories, k, fresh):
-        from models.topk import faiss_topk
-
-        items = self.model.data.items
-        seen = [items.lookup(h) for h in histories]
-        seen = [s[s >= 0] for s in seen]
-        I, _ = faiss_topk(self.index, self.model.queries(list(user_ids), seen), k, seen)
-        return [[str(items.ids[i]) for i in row if i >= 0] for row in I]
+        super().__init__(config)
