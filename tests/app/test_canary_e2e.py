@@ -4,7 +4,6 @@ at 10%, a real `recsys serve` answers simulated users over HTTP and takes their 
 the one that holds. Real Redis, real Beam (DirectRunner), real HTTP."""
 
 import json
-import urllib.request
 
 import pytest
 from click.testing import CliRunner
@@ -13,22 +12,11 @@ from app.cli import main
 from batch.nightly import run
 from infra.redis.experiments import Experiments
 from infra.redis.lists import ServedLists
+from tests.app.http_json import get_json as _get
+from tests.app.http_json import post_json as _post
 from tests.conftest import recsys_serve
 
 REQUESTS_PER_USER = 10  # the canary's ~12 users make ~120 answers: p99 is not one outlier
-
-
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as r:
-        assert r.status == 200
-        return json.loads(r.read())
-
-
-def _post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(url, json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as r:
-        return json.loads(r.read())
 
 
 def _traffic(env: dict, users: list[str], log) -> dict[str, list[dict]]:

@@ -10,7 +10,6 @@ put them last, so the treatment (version 2) is the better arm by construction.
 """
 
 import json
-import urllib.request
 
 import numpy as np
 import pytest
@@ -22,22 +21,11 @@ from infra.bundle import read_bundle
 from infra.redis.codec import decode_list, encode_list
 from infra.redis.lists import ServedLists
 from infra.store import open_store
+from tests.app.http_json import get_json as _get
+from tests.app.http_json import post_json as _post
 from tests.conftest import recsys_serve
 
 REQUESTS_PER_USER = 5
-
-
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as r:
-        assert r.status == 200
-        return json.loads(r.read())
-
-
-def _post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(url, json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as r:
-        return json.loads(r.read())
 
 
 def _rank_wanted(client, store: str, version: str, wanted: set, first: bool) -> int:
