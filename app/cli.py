@@ -190,11 +190,17 @@ class _EvaluateCommand(click.Command):
 
 
 @main.command(cls=_EvaluateCommand, context_settings=CONTEXT)
-@_opt("--dataset", envvar="RECSYS_DATASET", required=True,
+@_opt("--dataset", "datasets", envvar="RECSYS_DATASET", required=True, multiple=True,
       help="csv:PATH or parquet:PATH: what `recsys nightly --input` takes, a folder in the "
            "input layout (interactions.*, optional users.*, items.*; docs/SCHEMA.md, \"The "
            "input folder\"; `recsys sample-data DIR` writes one) or a file or glob; "
-           "movielens:PATH; or synthetic:users=N,items=M,seed=S.")
+           "movielens:PATH; or synthetic:users=N,items=M,seed=S. Repeat it (or separate "
+           "specs by commas) for several datasets in one report: a table each, then a summary.")
+@_opt("--protocol", envvar="RECSYS_EVAL_PROTOCOL", default="th",
+      type=click.Choice(["th", "loo-sampled"]),
+      help="th: temporal holdout (warm and fresh users; what we tune and gate on). "
+           "loo-sampled: each user's latest item ranked among 99 sampled negatives (HR@10, "
+           "NDCG@10; the NCF papers' protocol, to compare with published figures).")
 @_opt("--models", envvar="RECSYS_MODELS", default="popularity,recent_popularity,item_knn,mf",
       help="Comma-separated models to evaluate (listed below). Peers: ease, and als and bpr "
            "with `pip install 'recsys[peers]'`.")
@@ -204,13 +210,15 @@ class _EvaluateCommand(click.Command):
       help="Write report.md (what warm, fresh and the cutoff are, which model to ship, the "
            "table) and a plot to this folder.")
 @click.pass_context
-def evaluate(ctx, dataset, models, json_path, report_dir) -> None:
-    """Temporal-holdout evaluation of the given models: trained on the events before the
-    cutoff, scored on warm users (seen before it) and fresh ones (first seen after it). The
-    protocol: models/evaluation.py; our figures: docs/EVALUATION_RESULTS.md."""
+def evaluate(ctx, datasets, protocol, models, json_path, report_dir) -> None:
+    """Offline evaluation of the given models. Temporal holdout (default): trained on the
+    events before the cutoff, scored on warm users (seen before it) and fresh ones (first seen
+    after it); loo-sampled: each user's latest item among 99 sampled negatives. The
+    protocols: models/evaluation.py, models/evaluation_loo.py; our figures:
+    docs/EVALUATION_RESULTS.md."""
     with _quiet_libraries(ctx):
         from evaluation.registry import resolve_models
-        from evaluation.run import run_evaluation
+        from evaluation.run import run_evaluation, split_specs
         from infra.datasets import load_dataset
 
         names = [m for m in models.split(",") if m]
@@ -218,7 +226,9 @@ def evaluate(ctx, dataset, models, json_path, report_dir) -> None:
             resolve_models(names)  # before loading the dataset: a wrong name fails at once
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--models") from None
-        report = run_evaluation(load_dataset(dataset), names, json_path, report_dir)
+        loaded = [load_dataset(spec) for spec in split_specs(datasets)]  # all before any fit
+        report = run_evaluation(loaded[0] if len(loaded) == 1 else loaded, names, json_path,
+                                report_dir, protocol=protocol)
     click.echo(json.dumps(report, indent=1))
 
 

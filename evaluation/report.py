@@ -1,6 +1,7 @@
 """The reports of an offline evaluation: report.md (what the figures mean, which model to
-ship, one table row per model) and a plot of NDCG@10 against long-tail coverage, each written
-to a temporary name and then renamed."""
+ship, one table row per model, the candidate pools' recall; with several datasets a section
+each, then a summary) and a plot of NDCG@10 against long-tail coverage, each written to a
+temporary name and then renamed."""
 
 from __future__ import annotations
 
@@ -27,6 +28,19 @@ METRIC_COLUMNS = (
 )
 
 
+# Leave-one-out with sampled negatives: one segment, every user.
+LOO_COLUMNS = (
+    ("HR@10", lambda m: m["all"]["hr@10"]),
+    ("HR@10 95% CI", lambda m: m["all"]["hr@10_ci"]),
+    ("NDCG@10", lambda m: m["all"]["ndcg@10"]),
+    ("NDCG@10 95% CI", lambda m: m["all"]["ndcg@10_ci"]),
+    ("mean rank", lambda m: m["all"]["mean_rank"]),
+    ("coverage@10", lambda m: m["coverage@10"]),
+    ("long-tail cov.@10", lambda m: m["longtail_coverage@10"]),
+    ("train s", lambda m: m["train_seconds"]),
+)
+
+
 def write_atomic(path: str, text: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -45,22 +59,122 @@ def _fmt(value) -> str:
 
 
 def markdown_report(report: dict) -> str:
-    """A markdown page: what the split and the segments are, which model to ship, and one
-    table row per model."""
-    lines = [
-        f"# {report['dataset']}: {report['protocol']}",
-        "",
-        *reading_guide(report),
-        "",
-        *ship_advice(report["models"]),
-        "",
-        "| model | " + " | ".join(name for name, _ in METRIC_COLUMNS) + " |",
-        "|---|" + "---|" * len(METRIC_COLUMNS),
-    ]
-    for name, metrics in report["models"].items():
-        cells = [_fmt(get(metrics)) for _, get in METRIC_COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    """A markdown page: per dataset what the split and the segments are, which model to ship,
+    one table row per model and the candidate pools' recall; with several datasets
+    (`run_evaluation`'s {"datasets", "summary"}) a section each, then the summary."""
+    if "datasets" not in report:
+        lines = [f"# {report['dataset']}: {report['protocol']}", "", *dataset_section(report)]
+    else:
+        lines = [f"# {len(report['datasets'])} datasets: {report['protocol']}", ""]
+        for n, one in enumerate(report["datasets"], 1):
+            lines += [f"## {n}. {one['dataset']}", "", *dataset_section(one), ""]
+        lines += ["## Summary", "", *summary_table(report["summary"])]
     return "\n".join(lines) + "\n"
+
+
+def dataset_section(report: dict) -> list[str]:
+    """One dataset's guide, advice, metrics table and pool recall table (markdown lines)."""
+    if report["protocol"] == "loo-sampled":
+        lines = [*loo_guide(report), "", *metrics_table(report["models"], LOO_COLUMNS,
+                                                            ("hr@10", "ndcg@10"))]
+    else:
+        lines = [*reading_guide(report), "", *ship_advice(report["models"]), "",
+                 *metrics_table(report["models"], METRIC_COLUMNS, ("ndcg@10",))]
+    if report.get("pool_recall"):
+        lines += ["", *pool_table(report["pool_recall"])]
+    return lines
+
+
+def metrics_table(models: dict[str, dict], columns, ratios: tuple[str, ...]) -> list[str]:
+    """One row per model; with popularity among them, each `ratios` metric (of "all") over
+    popularity's too."""
+    pop = models.get("popularity")
+    extra = [(f"all {r.upper()} / popularity's",
+              lambda m, r=r: _ratio(m["all"][r], pop["all"][r])) for r in ratios] if pop else []
+    cols = [*columns[:-1], *extra, columns[-1]]
+    lines = ["| model | " + " | ".join(name for name, _ in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for name, metrics in models.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(get(metrics)) for _, get in cols) + " |")
+    return lines
+
+
+def _ratio(value, base):
+    return None if value is None or not base else value / base
+
+
+def loo_guide(report: dict) -> list[str]:
+    """What the leave-one-out protocol measured, with this run's counts: a markdown list."""
+    return [
+        f"- **Leave-one-out, sampled negatives**: each of {report['cases']['all']:,} users' "
+        f"latest item is held out and ranked among {report['negatives']} items they never "
+        f"touched, drawn from the {report['train_catalog']:,}-item train catalog (the same "
+        f"draw for every model); every model trains on the other {report['train_events']:,} "
+        "events and scores the candidates it is given.",
+        "- HR@10: the held-out item ranks in the top 10; NDCG@10 = 1 / log2(rank + 1) there; "
+        "ties count against it. Coverage: the items in any user's top 10 of their candidates.",
+        "- This protocol leaks time and samples the competition: it places our figures beside "
+        "published ones (NCF); choose models on the temporal holdout (`--protocol th`).",
+    ]
+
+
+def pool_table(recall: dict[str, dict]) -> list[str]:
+    """Share of the truth items reaching each candidate source, per model and segment."""
+    lines = ["Candidate pools: share of the truth items that reach each source's candidates "
+             "(\"pool\": their union), the most any ranking of them can find.", "",
+             "| model | source | warm | fresh | all |", "|---|---|---|---|---|"]
+    for name, segments in recall.items():
+        for source in segments["all"]:
+            lines.append(f"| {name} | {source} | " + " | ".join(
+                _fmt(segments[s][source]) for s in ("warm", "fresh", "all")) + " |")
+    return lines
+
+
+def summarize(reports: list[dict]) -> dict:
+    """Each model's headline figures on every dataset, over popularity's, and on how many
+    datasets it beats popularity.
+
+    Returns:
+        {"datasets": [name...], "metrics": [...], "models": {model: [{metric: value,
+        metric + "/popularity": ratio} per dataset]}, "above_popularity": {model: count}}.
+    """
+    metrics = ["ndcg@10", "hr@10", "coverage@10", "longtail_coverage@10"]
+    models: dict[str, list[dict]] = {}
+    above: dict[str, int] = {}
+    for report in reports:
+        pop = report["models"].get("popularity")
+        for name, m in report["models"].items():
+            row = {k: m["all"].get(k) if k in m["all"] else m.get(k) for k in metrics}
+            if pop is not None:
+                for k in ("ndcg@10", "hr@10"):
+                    row[f"{k}/popularity"] = _ratio(row[k], pop["all"][k])
+                beats = all(row[k] is not None and row[k] > pop["all"][k]
+                            for k in ("ndcg@10", "hr@10")) and name != "popularity"
+                above[name] = above.get(name, 0) + int(beats)
+            models.setdefault(name, []).append(row)
+    return {"datasets": [r["dataset"] for r in reports], "metrics": metrics, "models": models,
+            "above_popularity": above}
+
+
+def summary_table(summary: dict) -> list[str]:
+    """A row per model: all NDCG@10 (× popularity's) and coverage@10 per dataset, and on how
+    many datasets it beats popularity on both NDCG@10 and HR@10."""
+    names = summary["datasets"]
+    lines = ["| model | " + " | ".join(
+        f"{n}. {d} NDCG@10 (× pop.) | {n}. coverage@10 | {n}. long-tail cov.@10"
+        for n, d in enumerate(names, 1)) + " | above popularity |",
+        "|---|" + "---|" * (3 * len(names) + 1)]
+    for model, rows in summary["models"].items():
+        cells = []
+        for row in rows:
+            ratio = row.get("ndcg@10/popularity")
+            cells += [_fmt(row["ndcg@10"]) + (f" ({ratio:.2f}×)" if ratio else ""),
+                      _fmt(row["coverage@10"]), _fmt(row["longtail_coverage@10"])]
+        count = summary["above_popularity"].get(model)
+        cells.append("–" if count is None or model == "popularity"
+                     else f"{count} of {len(rows)}")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def reading_guide(report: dict) -> list[str]:
@@ -135,7 +249,8 @@ def plot_ndcg_vs_longtail(report: dict, path: str) -> None:
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5))
     ax.set_xlabel("long-tail coverage@10")
     ax.set_ylabel("NDCG@10 (all cases)")
-    ax.set_title(f"{report['dataset']}: {report['protocol']}, cutoff {report['cutoff']}")
+    when = f", cutoff {report['cutoff']}" if "cutoff" in report else ""
+    ax.set_title(f"{report['dataset']}: {report['protocol']}{when}")
     ax.grid(alpha=0.3)
     ax.margins(x=0.3, y=0.2)
     fig.tight_layout()

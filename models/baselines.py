@@ -59,6 +59,48 @@ def top_k_ids(items: Vocab, scores: np.ndarray, histories: list[list[str]], k: i
     return [list(items.ids[idx]) for idx in top_k_indices(scores, k)]
 
 
+def candidate_indices(items: Vocab, candidates: list[list[str]]) -> np.ndarray:
+    """[B, C] int64 indices of the candidates in `items`, -1 for unknown ids (each row C)."""
+    if not candidates:
+        return np.zeros((0, 0), np.int64)
+    return np.stack([items.lookup(row) for row in candidates])
+
+
+def scores_at(items: Vocab, scores: np.ndarray, candidates: list[list[str]]) -> np.ndarray:
+    """Scores of the candidates read from full-catalog scores.
+
+    Args:
+        items: the columns' vocabulary.
+        scores: [B, len(items)] scores.
+        candidates: B lists of C item ids.
+
+    Returns:
+        [B, C] float64, -inf where a candidate is not in `items`.
+    """
+    idx = candidate_indices(items, candidates)
+    got = np.take_along_axis(np.asarray(scores, np.float64), np.maximum(idx, 0), axis=1)
+    return np.where(idx >= 0, got, -np.inf)
+
+
+def dot_scores(items: Vocab, queries: np.ndarray, item_vectors: np.ndarray,
+               candidates: list[list[str]]) -> np.ndarray:
+    """Inner products of each query with its candidates' vectors (the retrieval score).
+
+    Args:
+        items: the vocabulary of `item_vectors`' rows.
+        queries: [B, d] user vectors.
+        item_vectors: [num_items, d].
+        candidates: B lists of C item ids.
+
+    Returns:
+        [B, C] float64, -inf where a candidate is not in `items`.
+    """
+    idx = candidate_indices(items, candidates)
+    vectors = np.asarray(item_vectors, np.float64)[np.maximum(idx, 0)]  # [B, C, d]
+    got = np.einsum("bd,bcd->bc", np.asarray(queries, np.float64), vectors)
+    return np.where(idx >= 0, got, -np.inf)
+
+
 class ScoredRecommender:
     """Base of the catalog-scoring recommenders (the baselines and models/peers.py): subclasses
     name their `config_class`, set `self.catalog` in fit and implement `scores`; `recommend`
@@ -85,9 +127,23 @@ class ScoredRecommender:
         """Returns: [num_users, num_items] scores over `self.catalog.ids`, higher is better."""
         raise NotImplementedError
 
+    def user_scores(self, user_ids: list[str], histories: list[list[str]], fresh: bool
+                    ) -> np.ndarray:
+        """`scores` for models that also read the user ids (warm users' own factors): what
+        `recommend` and `score` rank. Returns: [num_users, num_items]."""
+        return self.scores(histories, fresh)
+
     def recommend(self, user_ids: list[str], histories: list[list[str]], k: int,
                   fresh: bool) -> list[list[str]]:
-        return top_k_ids(self.catalog, self.scores(histories, fresh), histories, k)
+        return top_k_ids(self.catalog, self.user_scores(user_ids, histories, fresh),
+                         histories, k)
+
+    def score(self, user_ids: list[str], histories: list[list[str]],
+              candidates: list[list[str]], fresh: bool) -> np.ndarray:
+        """The catalog scores at the candidates (models.evaluation_loo.ScoringRecommender).
+        Returns: [num_users, C], -inf for an item outside the train catalog."""
+        return scores_at(self.catalog, self.user_scores(user_ids, histories, fresh),
+                         candidates)
 
 
 def _counts(train: pd.DataFrame, catalog: Vocab) -> np.ndarray:

@@ -246,6 +246,38 @@ def evaluate_model(model: Recommender, split: Split, cases: Cases, *,
     return {**result, "train_seconds": train_seconds}
 
 
+def pool_recall(model, cases: Cases) -> dict[str, dict[str, float | None]]:
+    """Share of the truth items that reach each candidate source's pool, per segment: what
+    ranking can find at best (issue 22). For models with `candidate_pools(cases)` (a list of
+    one segment's cases -> source name -> per-case arrays of item indices, "pool" their union)
+    and `item_ids` (the ids of those indices).
+
+    Returns:
+        {"warm" | "fresh" | "all": {source: sum |truth ∩ pool| / sum |truth|}}; None for a
+        segment without cases. A truth item the model does not know counts as missed.
+    """
+    ids = np.asarray(model.item_ids)
+    hits: dict[str, dict[str, int]] = {}  # source -> segment -> truth items in its pools
+    totals = {"warm": 0, "fresh": 0}
+    for segment, seg_cases in (("warm", cases.warm), ("fresh", cases.fresh)):
+        if not seg_cases:
+            continue
+        totals[segment] = sum(len(c.truth) for c in seg_cases)
+        for source, pools in model.candidate_pools(seg_cases).items():
+            if len(pools) != len(seg_cases):
+                raise ValueError(f"{model.name}: {len(pools)} {source} pools for "
+                                 f"{len(seg_cases)} cases")
+            hits.setdefault(source, {"warm": 0, "fresh": 0})[segment] = sum(
+                len(c.truth & set(ids[np.asarray(pool, np.int64)].astype(str)))
+                for c, pool in zip(seg_cases, pools, strict=True))
+    totals["all"] = totals["warm"] + totals["fresh"]
+    for h in hits.values():
+        h["all"] = h["warm"] + h["fresh"]
+    return {segment: {source: h[segment] / totals[segment] if totals[segment] else None
+                      for source, h in hits.items()}
+            for segment in ("warm", "fresh", "all")}
+
+
 def iso_utc(epoch_seconds: float) -> str:
     """ISO-8601 UTC ('Z'), with milliseconds only when the instant is fractional."""
     dt = datetime.fromtimestamp(epoch_seconds, tz=UTC)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
+from models.baselines import dot_scores
 from models.mf import MFConfig, MFModel, train_mf
 from models.topk import build_flat_index, faiss_topk
 
@@ -33,8 +35,9 @@ class MFRecommender:
         self.index = build_flat_index(self.model.item_vectors())
         return self
 
-    def recommend(self, user_ids: list[str], histories: list[list[str]], k: int,
-                  fresh: bool) -> list[list[str]]:
+    def _queries(self, user_ids: list[str], histories: list[list[str]], fresh: bool
+                 ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(query vectors [B, d], the histories' known item indices)."""
         m = self.model
         seen = [m.items.lookup(h) for h in histories]
         seen = [s[s >= 0] for s in seen]
@@ -42,5 +45,16 @@ class MFRecommender:
         if not fresh:
             known = m.users.lookup(user_ids)
             xq[known >= 0] = m.user_vectors()[known[known >= 0]]
+        return xq, seen
+
+    def recommend(self, user_ids: list[str], histories: list[list[str]], k: int,
+                  fresh: bool) -> list[list[str]]:
+        xq, seen = self._queries(user_ids, histories, fresh)
         I, _ = faiss_topk(self.index, xq, k, seen)
-        return [[str(m.items.ids[i]) for i in row if i >= 0] for row in I]
+        return [[str(self.model.items.ids[i]) for i in row if i >= 0] for row in I]
+
+    def score(self, user_ids: list[str], histories: list[list[str]],
+              candidates: list[list[str]], fresh: bool) -> np.ndarray:
+        """The retrieval score (user . item vector) of given items; -inf for unknown ones."""
+        xq, _ = self._queries(user_ids, histories, fresh)
+        return dot_scores(self.model.items, xq, self.model.item_vectors(), candidates)

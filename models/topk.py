@@ -195,3 +195,13 @@ class ItemVectorRecommender:
         seen = [s[s >= 0] for s in seen]
         I, _ = faiss_topk(self.index, self.model.queries(list(user_ids), seen), k, seen)
         return [[str(items.ids[i]) for i in row if i >= 0] for row in I]
+
+    def score(self, user_ids, histories, candidates, fresh):
+        """The retrieval score (query . item vector) of given items; -inf for unknown ones
+        (models.evaluation_loo.ScoringRecommender)."""
+        from models.baselines import dot_scores
+
+        items = self.model.data.items
+        seen = [items.lookup(h) for h in histories]
+        xq = self.model.queries(list(user_ids), [s[s >= 0] for s in seen])
+        return dot_scores(items, xq, self.model.item_vectors, candidates)
