@@ -11,7 +11,12 @@ in [a, b), exactly as `recsys evaluate` does on the test split; the origins' mea
 printed last. `--set field=value` (repeatable; `tower.` and `ranker.` reach the sub-configs)
 overrides the served config before fitting; each `--sweep "field=v field2=v2"` (repeatable)
 re-scores the one fitted served model under overrides of fields that act at serving time only
-(longtail_slots, longtail_affinity).
+(longtail_slots, longtail_affinity); each `--try "field=v ..."` (repeatable) fits one more
+served model with those overrides on top of `--set`, reported as `served[...]`:
+
+    python -m benchmarks.validate_served --dataset movielens:../shared/datasets/ml-100k \
+        --models served,ease --try "ease_l2=None" --try "ease_l2=200" \
+        --try "graphsage={}"     # GraphSAGE on, GraphSAGEConfig's defaults
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from models.evaluation import (
     score_lists,
     temporal_split,
 )
+from models.graphsage import GraphSAGEConfig
 from models.served import ServedConfig
 from models.served_fit import ServedRecommender
 
@@ -47,6 +53,8 @@ def served_config(overrides: Sequence[str], base: ServedConfig = ServedConfig())
     for item in overrides:
         key, _, raw = item.partition("=")
         value = ast.literal_eval(raw)
+        if key == "graphsage" and isinstance(value, dict):
+            value = GraphSAGEConfig(**value)
         if "." in key:
             sub, name = key.split(".", 1)
             inner = dataclasses.replace(getattr(config, sub), **{name: value})
@@ -67,8 +75,10 @@ def window(train, start: float, end: float) -> Split:
 
 
 def validation_report(dataset, model_names: Sequence[str], overrides: Sequence[str],
-                      sweeps: Sequence[str] = (), origins=ORIGINS) -> dict:
-    """{origin: {label: metrics}}; labels are model names, `served[overrides]` per sweep."""
+                      sweeps: Sequence[str] = (), origins=ORIGINS,
+                      tries: Sequence[str] = ()) -> dict:
+    """{origin: {label: metrics}}; labels are model names, `served[overrides]` per sweep and
+    per try."""
     train = temporal_split(dataset.interactions).train
     out = {}
     for start, end in origins:
@@ -89,6 +99,10 @@ def validation_report(dataset, model_names: Sequence[str], overrides: Sequence[s
                 res[f"served[{sweep}]"] = score_lists(
                     cases, recommend_cases(model, cases.warm),
                     recommend_cases(model, cases.fresh), split.train, n_resamples=200)
+        for extra in tries:
+            model = ServedRecommender(served_config([*overrides, *extra.split()]))
+            res[f"served[{extra}]"] = evaluate_model(model, split, cases, users=dataset.users,
+                                                     items=dataset.items, n_resamples=200)
     return out
 
 
@@ -111,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     parser.add_argument("--sweep", action="append", default=[], dest="sweeps",
                         help='e.g. "longtail_slots=1 longtail_affinity=\'ranker\'"')
+    parser.add_argument("--try", action="append", default=[], dest="tries",
+                        help='one more served model, e.g. "ease_l2=None" or "graphsage={}"')
     parser.add_argument("--origins", default=",".join(f"{a}:{b}" for a, b in ORIGINS))
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -119,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     origins = [tuple(float(x) for x in o.split(":")) for o in args.origins.split(",")]
     report = validation_report(load_dataset(args.dataset), args.models.split(","),
-                               args.overrides, args.sweeps, origins)
+                               args.overrides, args.sweeps, origins, args.tries)
     print("overrides:", " ".join(args.overrides) or "none")
     for origin, res in report.items():
         for label, m in res.items():

@@ -2,9 +2,12 @@
 reference models.features' NumPy gathers are checked against (see models.ranker for what
 each feature means).
 
-    graph_tables(tables, tower) -> t     the FeatureTables as constants, the tower's history
-                                         table and its user tower (a Keras layer)
-    features(t, hist, user_tok, cand, context, recent) -> [B, C, len(FEATURES)]
+    graph_tables(tables, tower, sage) -> t   the FeatureTables as constants, the tower's
+                                         history table and its user tower (a Keras layer),
+                                         GraphSAGE's query weights and item tables if any
+    features(t, hist, user_tok, cand, context, recent) -> [B, C, F]: FEATURES, then "ease"
+                                         (with EASE tables) and "graphsage" (with GraphSAGE),
+                                         as models.served.ServedModel.feature_names
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def features(t: dict, hist, user_tok, cand, context, recent: int):
         context: [B, 2] float32: fresh flag (0/1), days since the user's last event.
 
     Returns:
-        [B, C, len(FEATURES)] float32.
+        [B, C, F] float32 (see the module docstring).
     """
     import tensorflow as tf
 
@@ -83,13 +86,43 @@ def features(t: dict, hist, user_tok, cand, context, recent: int):
     ctx = [context[:, :1] * ones, tf.math.log1p(n_hist) * ones, tf.math.log1p(idle) * ones]
     cols = [tower, *knn, *sess, *tf.unstack(stats, axis=-1), affinity, new_since_visit,
             history_pop, segment, *ctx]
+    if "ease_idx" in t:  # over the last H items, as the kNN feature
+        cols.append(summed(t["ease_idx"], t["ease_sim"], valid))
+    if "sage_item_vectors" in t:
+        q_sage = sage_query(t, hist, user_tok)
+        cols.append(tf.reduce_sum(tf.gather(t["sage_item_vectors"], cand) * q_sage[:, None, :],
+                                  -1))
     return tf.stack(cols, -1)
 
 
-def graph_tables(tables: FeatureTables, tower) -> dict:
-    """TensorFlow constants of the tables, the tower's history table and its user tower (a
-    Keras layer), as `features` reads them."""
+def sage_query(t: dict, hist, user_tok):
+    """GraphSAGE's query [B, d] (models.graphsage.GraphSAGEModel.user_vectors in TF)."""
     import tensorflow as tf
+
+    rows = tf.maximum(hist + 1, 0)  # -1 -> the zero row
+    valid = tf.cast(hist >= 0, tf.float32)[..., None]
+    n = tf.maximum(tf.reduce_sum(valid, 1), 1e-6)
+    mean_x = tf.reduce_sum(tf.gather(t["sage_x_item"], rows), 1) / n
+    mean_h1 = tf.reduce_sum(tf.gather(t["sage_h1_item"], rows), 1) / n
+    m = tf.cast(user_tok > 0, tf.float32)[..., None]
+    tok = tf.reduce_sum(tf.gather(t["sage_user_tok"], user_tok) * m, 1) / tf.maximum(
+        tf.reduce_sum(m, 1), 1e-6)
+    h1 = tf.nn.relu(tf.matmul(t["sage_user_x0"][None, :] + tok, t["sage_u1_self"])
+                    + tf.matmul(mean_x, t["sage_u1_neigh"]) + t["sage_u1_b"])
+    out = tf.matmul(h1, t["sage_u2_self"]) + tf.matmul(mean_h1, t["sage_u2_neigh"]) \
+        + t["sage_u2_b"]
+    return out / tf.maximum(tf.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def graph_tables(tables: FeatureTables, tower, sage=None) -> dict:
+    """TensorFlow constants of the tables, the tower's history table and its user tower (a
+    Keras layer), as `features` reads them; with `sage` (models.served_sage) GraphSAGE's
+    query weights and item tables (`sage_<name>`; the item tables with a zero row first for
+    the query's pads, `sage_item_vectors` with one last for the candidates')."""
+    import numpy as np
+    import tensorflow as tf
+
+    from models.served_sage import ITEM_TABLES, sage_arrays
 
     net = tower.network()
     t = {"user_tower": net.users, "history_table": tf.constant(net.history_table())}
@@ -98,4 +131,13 @@ def graph_tables(tables: FeatureTables, tower) -> dict:
         t[name] = tf.constant(getattr(tables, name))
     t["item_tokens"] = tf.constant(tables.item_tokens)
     t["n_tokens"] = tf.constant(tower.data.item_enc.size, tf.int32)
+    if tables.ease_idx is not None:
+        t["ease_idx"], t["ease_sim"] = tf.constant(tables.ease_idx), tf.constant(tables.ease_sim)
+    if sage is not None:
+        for k, v in sage_arrays(sage).items():
+            v = np.asarray(v, np.float32)
+            if k in ITEM_TABLES:
+                zero = np.zeros_like(v[:1])
+                v = np.vstack([v, zero] if k == "item_vectors" else [zero, v])
+            t[f"sage_{k}"] = tf.constant(v)
     return t

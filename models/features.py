@@ -90,10 +90,11 @@ class NeighbourMatrix:
 
 def neighbour_csr(idx: np.ndarray, sim: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A neighbour table (idx, sim: [n + 1, M], pads: similarity 0) as CSR rows: (indptr
+    """A neighbour table (idx, sim: [n + 1, M], pads: weight 0) as CSR rows: (indptr
     [n + 2] int64, indices [nnz] int32, data [nnz] float32), each row's neighbours in their
     order. A fraction of the padded table's size: rows hold far fewer than M neighbours."""
-    keep = sim > 0  # row-major: each row's neighbours in place, no sort needed
+    keep = sim != 0  # row-major: each row's neighbours in place, no sort needed (EASE's
+    # weights may be negative; the kNN and session similarities are not)
     indptr = np.concatenate([[0], np.cumsum(keep.sum(1))]).astype(np.int64)
     return indptr, idx[keep].astype(np.int32), sim[keep].astype(np.float32)
 
@@ -268,7 +269,8 @@ class ItemArrays:
 
 def pair_features(tables: FeatureTables, items: ItemArrays, query: np.ndarray,
                   hist: np.ndarray, user_tok: np.ndarray, cand: np.ndarray,
-                  context: np.ndarray, knn: np.ndarray, sess: np.ndarray) -> np.ndarray:
+                  context: np.ndarray, knn: np.ndarray, sess: np.ndarray,
+                  extra: tuple[np.ndarray, ...] = ()) -> np.ndarray:
     """The features of `models.feature_graph.features`, from gathers.
 
     Args:
@@ -281,14 +283,18 @@ def pair_features(tables: FeatureTables, items: ItemArrays, query: np.ndarray,
         context: [B, 2] fresh flag, days since the user's last event.
         knn, sess: [B, 3, n + 1] neighbour_sums of the two tables over the same histories
             (window H, recent R).
+        extra: [B, C] float32 columns appended after FEATURES (the optional sources'
+            features: models.served.ServedModel.feature_names).
 
     Returns:
-        [B, C, len(FEATURES)] float32.
+        [B, C, len(FEATURES) + len(extra)] float32.
     """
     B, C = cand.shape
     n = items.n
     c = np.where(cand < 0, n, cand).astype(np.int64)
-    X = np.empty((B, C, len(FEATURES)), np.float32)
+    X = np.empty((B, C, len(FEATURES) + len(extra)), np.float32)
+    for f, column in enumerate(extra, len(FEATURES)):
+        X[..., f] = column
     col = {f: i for i, f in enumerate(FEATURES)}
     X[..., col["tower"]] = np.einsum("bcd,bd->bc", tables.item_vectors[c], query)
     rows = np.arange(B)[:, None]

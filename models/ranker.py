@@ -147,6 +147,8 @@ class FeatureTables:
         seg_lift: [R + 1, n + 1] float32 segment lift per (segment, item); row 0 and
             column n are zeros.
         now: the timestamp the tables describe.
+        ease_idx, ease_sim: [n + 1, M] EASE's item-item weights as a neighbour table
+            (models.served_ease; may be negative), or None when served runs without EASE.
     """
 
     item_vectors: np.ndarray
@@ -159,6 +161,8 @@ class FeatureTables:
     seg_row: np.ndarray
     seg_lift: np.ndarray
     now: float
+    ease_idx: np.ndarray | None = None
+    ease_sim: np.ndarray | None = None
 
 
 def build_tables(train: pd.DataFrame, tower, items: pd.DataFrame | None,

@@ -3,8 +3,9 @@ warm users (the nightly batch) and fresh users (the on-demand function).
 
     ServedModel.recommend_indices(histories, user_tok, context, k, exclude), a step of users
     at a time:
-        = candidates(user tower query, histories)    two-tower top-N (exact), item-kNN and
-                                                     session co-occurrence top-N, recent top-N
+        = candidates(user tower query, histories)    two-tower top-N (exact), item-kNN, EASE
+                                                     and session co-occurrence top-N,
+                                                     GraphSAGE top-N (optional), recent top-N
         -> rank(hist, user_tok, candidates, context)  features (models.features) + MLP ensemble
         -> models.rules.apply_rules_batch             exclusions out, first k
 
@@ -45,11 +46,20 @@ from models.features import (
     pair_features,
     tower_top,
 )
+from models.graphsage import GraphSAGEConfig
 from models.histories import history_matrix
-from models.ranker import ITEM_STATS, FeatureTables, RankerConfig, RankerModel, build_tables
+from models.ranker import (
+    FEATURES,
+    ITEM_STATS,
+    FeatureTables,
+    RankerConfig,
+    RankerModel,
+    build_tables,
+)
 from models.rules import apply_rules_batch, longtail_slots
 from models.runtimes import NumpyRuntime
 from models.schema import SECONDS_PER_DAY
+from models.served_sage import sage_arrays
 from models.two_tower import TwoTowerConfig, TwoTowerModel
 
 if TYPE_CHECKING:
@@ -60,8 +70,9 @@ log = logging.getLogger(__name__)
 STEP_CELLS = 1 << 23
 # The neighbour tables (FeatureTables.<name>_idx / _sim), which served.npz stores as CSR rows
 # (t:<name>_indptr / _indices / _data): padded to M = 1,000 columns they were 95% of a
-# 20,000-item bundle, rows holding ~350 kNN and ~2 session neighbours.
-NEIGHBOURS = ("knn", "sess")
+# 20,000-item bundle, rows holding ~350 kNN and ~2 session neighbours. "ease" is optional
+# (ServedConfig.ease_l2; bundles written before it have none).
+NEIGHBOURS = ("knn", "sess", "ease")
 PADDED = tuple(f"{n}_{part}" for n in NEIGHBOURS for part in ("idx", "sim"))
 
 
@@ -96,6 +107,17 @@ class ServedConfig:
             validation windows of the MovieLens 100K train side: served NDCG@10 warm /
             fresh 0.195 / 0.486 (2: 0.191 / 0.480, 6: 0.197 / 0.486 and 27% slower), where
             picking them on the last window chose 1 epoch once and averaged 0.172 / 0.482.
+        ease_l2: EASE's lambda (models.served_ease: Steck's closed form over the train
+            side's user-item pairs, a candidate source and the "ease" feature); None turns
+            EASE off.
+        n_ease: EASE candidates (top-N of the history's summed EASE weights).
+        ease_neighbours: EASE weights kept per history item (the largest in absolute value).
+        ease_max_items: most items the closed form covers (a dense [n, n] matrix: 1.6 GB of
+            float32 at 20,000); a larger catalogue's least-used items get no EASE.
+        graphsage: GraphSAGE's hyperparameters when GraphSAGE (models.graphsage) is a
+            candidate source and the "graphsage" feature; None leaves it out.
+        n_graphsage: GraphSAGE candidates (top-N by its query · item vectors).
+        graphsage_epochs: epochs of each window's GraphSAGE fit.
     """
 
     tower: TwoTowerConfig = TwoTowerConfig()
@@ -111,20 +133,47 @@ class ServedConfig:
     longtail_affinity: str = "tower"
     new_item_slots: int = 0
     tower_epochs: int | None = 4
+    ease_l2: float | None = 500.0
+    n_ease: int = 100
+    ease_neighbours: int = 1000
+    ease_max_items: int = 20_000
+    graphsage: GraphSAGEConfig | None = None
+    n_graphsage: int = 50
+    graphsage_epochs: int = 4
 
     def __post_init__(self) -> None:
         slots = {"longtail_slots": self.longtail_slots, "new_item_slots": self.new_item_slots}
         if any(not isinstance(v, int) or v < 0 for v in slots.values()) or sum(slots.values()) > 10:
             raise ValueError(f"{slots}: each must be a whole number >= 0, together at most 10 "
                              "(the places of a top 10)")
+        if self.ease_l2 is not None and not (isinstance(self.ease_l2, int | float)
+                                             and self.ease_l2 > 0):
+            raise ValueError(f"ease_l2 {self.ease_l2!r}: a number > 0, or null to turn EASE off")
+        counts = {k: getattr(self, k) for k in ("n_ease", "ease_neighbours", "ease_max_items",
+                                                "n_graphsage", "graphsage_epochs")}
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in counts.values()):
+            raise ValueError(f"{counts}: each must be a whole number >= 1")
+
+
+def _ease(train: pd.DataFrame, tower: TwoTowerModel, config: ServedConfig
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The EASE table (models.served_ease) of train's user-item pairs over the tower's items."""
+    import pandas as pd
+
+    from models.served_ease import ease_table
+
+    i = tower.data.items.lookup(train["item_id"])
+    u = pd.factorize(train["user_id"].astype(str))[0]
+    keep = i >= 0
+    return ease_table(u[keep], i[keep], len(tower.data.items), float(config.ease_l2),
+                      config.ease_neighbours, config.ease_max_items)
 
 
 @dataclass
 class _Arrays:
     """What ServedModel scoring gathers from (see ServedModel.arrays)."""
 
-    knn: NeighbourMatrix
-    sess: NeighbourMatrix
+    neighbours: dict[str, NeighbourMatrix]
     items: ItemArrays
 
 
@@ -143,6 +192,9 @@ class ServedModel:
         neighbours: name -> the neighbour table as CSR rows (indptr, indices, data) when a
             bundle gave them so (its padded `tables.<name>_idx/_sim` are then None).
         width: M, the columns of the padded neighbour tables, when a bundle gave it.
+        sage: the GraphSAGE candidate source and feature (models.graphsage.GraphSAGEModel,
+            or a bundle's models.served_sage.SageArrays: `user_vectors(hist, user_tok)` and
+            `item_vectors` over this model's items), or None.
     """
 
     tower: TwoTowerModel
@@ -155,6 +207,7 @@ class ServedModel:
     validation: dict | None = None
     neighbours: dict[str, tuple] = field(default_factory=dict, repr=False)
     width: int | None = None
+    sage: object = field(default=None, repr=False)
     _arrays: _Arrays | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -162,10 +215,17 @@ class ServedModel:
               config: ServedConfig, ranker: RankerModel | None = None) -> ServedModel:
         """The tables, the recent-popular source and the users' last events of `train`."""
         tables = build_tables(train, tower, items, config.ranker)
+        if config.ease_l2 is not None:
+            tables.ease_idx, tables.ease_sim = _ease(train, tower, config)
         pop7 = tables.item_stats[:-1, ITEM_STATS.index("pop_7d")] + tables.item_stats[:-1, 0] / 100
         popular = np.lexsort((np.arange(len(pop7)), -pop7))[:config.n_popular]
         last = train.groupby(train["user_id"].astype(str))["timestamp"].max()
         return cls(tower, tables, ranker, config, popular, last.astype(float).to_dict())
+
+    def with_sage(self, sage) -> ServedModel:
+        """This model with GraphSAGE (see `sage`) as a source and feature; returns self."""
+        self.sage, self._arrays = sage, None
+        return self
 
     def get_runtime(self):
         """The runtime of the user tower and the ranker (a NumpyRuntime unless one was set)."""
@@ -178,13 +238,24 @@ class ServedModel:
         per-item feature arrays."""
         if self._arrays is None:
             self._arrays = _Arrays(
-                NeighbourMatrix.from_csr(*self.neighbour_csr("knn")),
-                NeighbourMatrix.from_csr(*self.neighbour_csr("sess")),
+                {n: NeighbourMatrix.from_csr(*self.neighbour_csr(n))
+                 for n in self.neighbour_names()},
                 ItemArrays.build(self.tables, self.tower.data.item_enc.size))
         return self._arrays
 
+    def neighbour_names(self) -> tuple[str, ...]:
+        """The neighbour tables this model has: "knn", "sess" and, with EASE, "ease"."""
+        return tuple(n for n in NEIGHBOURS if n in self.neighbours
+                     or getattr(self.tables, f"{n}_idx") is not None)
+
+    def feature_names(self) -> tuple[str, ...]:
+        """The ranker's feature columns: models.ranker.FEATURES, then "ease" with EASE and
+        "graphsage" with GraphSAGE (their columns of `features`)."""
+        return (*FEATURES, *(("ease",) if "ease" in self.neighbour_names() else ()),
+                *(("graphsage",) if self.sage is not None else ()))
+
     def neighbour_csr(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The neighbour table `name` ("knn" or "sess") as (indptr, indices, data), as a
+        """The neighbour table `name` ("knn", "sess", "ease") as (indptr, indices, data), as a
         sparse bundle holds it (a model loaded from one has no padded tables but for the TF
         graph)."""
         if name in self.neighbours:
@@ -192,11 +263,17 @@ class ServedModel:
         return neighbour_csr(getattr(self.tables, f"{name}_idx"),
                              getattr(self.tables, f"{name}_sim"))
 
-    def neighbour_sums(self, histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(kNN, session) [B, 3, n + 1] sums over each history (models.features)."""
+    def neighbour_sums(self, histories: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+        """[B, 3, n + 1] sums over each history (models.features) of each table of
+        `neighbour_names()`: (kNN, session[, EASE])."""
         a, c = self.arrays(), self.config.tower
-        return (neighbour_sums(a.knn, histories, c.history, c.recent),
-                neighbour_sums(a.sess, histories, c.history, c.recent))
+        return tuple(neighbour_sums(a.neighbours[n], histories, c.history, c.recent)
+                     for n in self.neighbour_names())
+
+    def sage_query(self, hist: np.ndarray, user_tok: np.ndarray) -> np.ndarray | None:
+        """GraphSAGE's query vectors [B, d] of the history matrix hist [B, H] (the tower's H)
+        and user tokens, or None without GraphSAGE (NumPy in every runtime)."""
+        return None if self.sage is None else self.sage.user_vectors(hist, user_tok)
 
     # -- inputs -------------------------------------------------------------------------
     def history_indices(self, histories: list[list[str]]) -> list[np.ndarray]:
@@ -212,32 +289,64 @@ class ServedModel:
         return np.stack([np.full(len(user_ids), float(fresh)), idle], 1).astype(np.float32)
 
     # -- the pipeline ---------------------------------------------------------------------
-    def candidates(self, query: np.ndarray, histories: list[np.ndarray],
-                   sums: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """Candidate item indices from every source, history excluded.
+    def candidate_sources(self, query: np.ndarray, histories: list[np.ndarray],
+                          sums: tuple[np.ndarray, ...] | None = None,
+                          sage_q: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Each candidate source's top-N, history excluded, in the order `candidates` merges
+        them: "tower", "graphsage" (with GraphSAGE), "knn", "ease" (with EASE), "session",
+        "popular".
 
         Args:
             query: [B, d] user tower output.
             histories: B arrays of item indices.
             sums: `neighbour_sums(histories)` when the caller has them.
+            sage_q: `sage_query` of the histories (needed with GraphSAGE).
 
         Returns:
-            [B, C] int64, -1 pads; tower candidates first, then kNN, session and recent.
+            source -> [B, N_source] int64 item indices, best first, -1 pads.
         """
         c = self.config
-        knn, sess = sums if sums is not None else self.neighbour_sums(histories)
-        parts = [tower_top(self.tower.item_vectors, query, histories, c.n_tower),
-                 neighbour_top(knn[:, 2], histories, c.n_knn),
-                 neighbour_top(sess[:, 2], histories, c.n_session),
-                 np.tile(self.popular, (len(histories), 1))]
-        merged = np.concatenate(parts, 1)
-        return apply_rules_batch(merged, np.zeros(merged.shape, np.float32), c.candidates,
-                                 histories)[0]
+        sums = dict(zip(self.neighbour_names(),
+                        sums if sums is not None else self.neighbour_sums(histories),
+                        strict=True))
+        out = {"tower": tower_top(self.tower.item_vectors, query, histories, c.n_tower)}
+        if self.sage is not None:
+            if sage_q is None:
+                raise ValueError("served with GraphSAGE: pass sage_q (ServedModel.sage_query)")
+            out["graphsage"] = tower_top(self.sage.item_vectors, sage_q, histories,
+                                         c.n_graphsage)
+        out["knn"] = neighbour_top(sums["knn"][:, 2], histories, c.n_knn)
+        if "ease" in sums:
+            out["ease"] = neighbour_top(sums["ease"][:, 2], histories, c.n_ease)
+        out["session"] = neighbour_top(sums["sess"][:, 2], histories, c.n_session)
+        popular = np.tile(self.popular, (len(histories), 1))
+        out["popular"] = apply_rules_batch(popular, np.zeros(popular.shape, np.float32),
+                                           popular.shape[1], histories)[0]
+        return out
+
+    def candidates(self, query: np.ndarray, histories: list[np.ndarray],
+                   sums: tuple[np.ndarray, ...] | None = None,
+                   sage_q: np.ndarray | None = None) -> np.ndarray:
+        """Candidate item indices from every source, history excluded.
+
+        Args:
+            query, histories, sums, sage_q: as in `candidate_sources`.
+
+        Returns:
+            [B, C] int64, -1 pads: the sources of `candidate_sources` in its order, repeats
+            dropped, the first C kept.
+        """
+        merged = np.concatenate(list(self.candidate_sources(query, histories, sums,
+                                                            sage_q).values()), 1)
+        return apply_rules_batch(merged, np.zeros(merged.shape, np.float32),
+                                 self.config.candidates, histories)[0]
 
     def features(self, hist: np.ndarray, user_tok: np.ndarray, cand: np.ndarray,
                  context: np.ndarray, query: np.ndarray | None = None,
-                 sums: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """The ranker's features [B, C, F] of the candidates [B, C] (models.features).
+                 sums: tuple[np.ndarray, ...] | None = None,
+                 sage_q: np.ndarray | None = None) -> np.ndarray:
+        """The ranker's features [B, C, F] of the candidates [B, C] (models.features; the
+        columns are `feature_names()`).
 
         Args:
             hist: [B, H] int32 history matrix (`history_matrix`), -1 pads.
@@ -246,24 +355,36 @@ class ServedModel:
             query: the user tower's output for (hist, user_tok), when the caller has it.
             sums: `neighbour_sums` of the histories hist was cut from, when the caller has
                 them (else they are summed over hist, which holds the H the features read).
+            sage_q: `sage_query(hist, user_tok)`, when the caller has it.
         """
         if query is None:
             query = self.get_runtime().user_embedding(hist, user_tok)
         if sums is None:
             sums = self.neighbour_sums([row[row >= 0] for row in hist])
+        c = np.where(cand < 0, len(self.tower.data.items), cand).astype(np.int64)
+        rows = np.arange(len(cand))[:, None]
+        extra = [s[rows, 1, c] for s in sums[2:]]  # EASE over the last H, as kNN
+        if self.sage is not None:
+            if sage_q is None:
+                sage_q = self.sage_query(hist, user_tok)
+            vectors = np.vstack([self.sage.item_vectors,
+                                 np.zeros_like(self.sage.item_vectors[:1])])
+            extra.append(np.einsum("bcd,bd->bc", vectors[c], sage_q))
         return pair_features(self.tables, self.arrays().items, query, hist, user_tok, cand,
-                             context, *sums)
+                             context, *sums[:2], extra=tuple(extra))
 
     def rank(self, hist: np.ndarray, user_tok: np.ndarray, cand: np.ndarray,
              context: np.ndarray, query: np.ndarray | None = None,
-             sums: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+             sums: tuple[np.ndarray, ...] | None = None,
+             sage_q: np.ndarray | None = None) -> np.ndarray:
         """Ranker scores [B, C] float32 (-inf on padding) of the candidates [B, C]; the
         arguments are `features`'."""
         runtime = self.get_runtime()
         if getattr(runtime, "ranks_requests", False):  # an older bundle's LiteRT ranker
             scores = runtime.rank(hist, user_tok, cand.astype(np.int32), context)
         else:
-            scores = runtime.score(self.features(hist, user_tok, cand, context, query, sums))
+            scores = runtime.score(self.features(hist, user_tok, cand, context, query, sums,
+                                                 sage_q))
         return np.where(cand >= 0, scores, -np.inf).astype(np.float32)
 
     def recommend_indices(self, histories: list[np.ndarray], user_tok: np.ndarray,
@@ -298,8 +419,9 @@ class ServedModel:
         hist = history_matrix(histories, self.config.tower.history)
         query = self.get_runtime().user_embedding(hist, user_tok)
         sums = self.neighbour_sums(histories)
-        cand = self.candidates(query, histories, sums)
-        scores = self.rank(hist, user_tok, cand, context, query, sums)
+        sage_q = self.sage_query(hist, user_tok)
+        cand = self.candidates(query, histories, sums, sage_q)
+        scores = self.rank(hist, user_tok, cand, context, query, sums, sage_q)
         order = descending(scores, cand)  # ties: the smaller item index first
         cand, scores = np.take_along_axis(cand, order, 1), np.take_along_axis(scores, order, 1)
         tail, new = self.config.longtail_slots, self.config.new_item_slots
@@ -334,8 +456,10 @@ class ServedModel:
         out["tower item_vectors"] = self.tower.item_vectors
         out.update({f"tables {k}": getattr(t, k) for k in FeatureTables.__dataclass_fields__
                     if k != "now" and getattr(t, k) is not None})
-        out.update({f"tables {n} similarities": self.neighbour_csr(n)[2] for n in NEIGHBOURS
-                    if getattr(t, f"{n}_sim") is None})
+        out.update({f"tables {n} similarities": self.neighbour_csr(n)[2]
+                    for n in self.neighbour_names() if getattr(t, f"{n}_sim") is None})
+        if self.sage is not None:
+            out.update({f"graphsage {k}": v for k, v in sage_arrays(self.sage).items()})
         if r is not None:
             out.update({f"ranker member {n} weight {k}": v for n, m in enumerate(r.members)
                         for k, v in enumerate(m)})

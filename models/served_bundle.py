@@ -7,8 +7,10 @@ encoders), written by `save` and read back by `load` / `from_files` with the run
 
 served.npz keys: `item_ids`, `has_events`, `item_tokens`, `item_vectors`, `popular`,
 `user_last_ids`/`user_last_ts`; `w:<name>` the tower weights; `t:<field>` the FeatureTables
-fields, with the neighbour tables as CSR rows `t:<knn|sess>_<indptr|indices|data>`;
-`r:<member>:<k>` the ranker's layers and `r:mean`, `r:std`. Reading TensorFlow is needed only
+fields, with the neighbour tables as CSR rows `t:<knn|sess|ease>_<indptr|indices|data>`
+(`ease` with EASE only); `g:<name>` GraphSAGE's query weights and item tables (with
+GraphSAGE only, models.served_sage); `r:<member>:<k>` the ranker's layers and `r:mean`,
+`r:std`. Reading TensorFlow is needed only
 for runtime "tf" (models.served_graph).
 """
 
@@ -22,9 +24,11 @@ from dataclasses import asdict
 import numpy as np
 
 from models.features import neighbour_padded
+from models.graphsage import GraphSAGEConfig
 from models.ranker import FeatureTables, RankerConfig, RankerModel
 from models.runtimes import LiteRTRuntime
 from models.served import NEIGHBOURS, PADDED, ServedConfig, ServedModel
+from models.served_sage import sage_arrays, sage_from_arrays
 from models.tower_data import TokenEncoder, TowerData
 from models.two_tower import TwoTowerConfig, TwoTowerModel
 from models.vocab import Vocab
@@ -48,16 +52,20 @@ def save(model: ServedModel, path: str) -> None:
     arrays.update({f"w:{k}": v for k, v in model.tower.arrays.items()})
     arrays.update({f"t:{k}": getattr(t, k) for k in FeatureTables.__dataclass_fields__
                    if k not in ("now", *PADDED)})
-    for name in NEIGHBOURS:
+    for name in model.neighbour_names():
         arrays.update(zip((f"t:{name}_indptr", f"t:{name}_indices", f"t:{name}_data"),
                           model.neighbour_csr(name), strict=True))
+    if model.sage is not None:
+        arrays.update({f"g:{k}": v for k, v in sage_arrays(model.sage).items()})
     arrays.update({f"r:{n}:{k}": v for n, m in enumerate(r.members) for k, v in enumerate(m)})
     arrays.update({"r:mean": r.mean, "r:std": r.std})
     np.savez(os.path.join(path, "served.npz"), **arrays)
     meta = {"config": asdict(model.config), "now": t.now, "tower_epochs": model.tower.epochs,
             "ranker_epochs": r.epochs, "members": len(r.members),
             "layers": len(r.members[0]), "item_enc": asdict(d.item_enc),
-            "neighbour_width": neighbour_width(model), "user_enc": asdict(d.user_enc)}
+            "neighbour_width": neighbour_width(model), "user_enc": asdict(d.user_enc),
+            "features": list(model.feature_names()),
+            "graphsage_epochs": None if model.sage is None else model.sage.epochs}
     with open(os.path.join(path, "served.json"), "w") as f:
         json.dump(meta, f, indent=1)
 
@@ -111,20 +119,26 @@ def from_files(meta: dict, a: Mapping[str, np.ndarray], runtime: str = "litert",
     tower = TwoTowerModel(data, weights, config.tower, meta["tower_epochs"], a["item_vectors"])
     sparse = "t:knn_indptr" in names
     csr = {n: tuple(a[f"t:{n}_{p}"] for p in ("indptr", "indices", "data"))
-           for n in NEIGHBOURS} if sparse else {}
+           for n in NEIGHBOURS if f"t:{n}_indptr" in names} if sparse else {}
     width = meta.get("neighbour_width", config.ranker.neighbours)
     padded = {}
     if sparse and runtime == "tf":  # the graph gathers from the padded tables
-        for n in NEIGHBOURS:
-            padded[f"{n}_idx"], padded[f"{n}_sim"] = neighbour_padded(*csr[n], width)
-    tables = FeatureTables(**{k: padded.get(k) if sparse and k in PADDED else a[f"t:{k}"]
+        for n in csr:
+            w = width if n != "ease" else config.ease_neighbours
+            padded[f"{n}_idx"], padded[f"{n}_sim"] = neighbour_padded(*csr[n], w)
+    tables = FeatureTables(**{k: padded.get(k) if sparse and k in PADDED
+                              else a[f"t:{k}"] if f"t:{k}" in names else None
                               for k in FeatureTables.__dataclass_fields__ if k != "now"},
                            now=meta["now"])
     members = [[a[f"r:{n}:{k}"] for k in range(meta["layers"])] for n in range(meta["members"])]
     ranker = RankerModel(members, a["r:mean"], a["r:std"], meta["ranker_epochs"])
     user_last = dict(zip(a["user_last_ids"].tolist(), a["user_last_ts"].tolist(), strict=True))
+    sage = None
+    if config.graphsage is not None and "g:item_vectors" in names:
+        sage = sage_from_arrays({k[2:]: a[k] for k in names if k.startswith("g:")},
+                                config.graphsage, meta.get("graphsage_epochs") or 0)
     model = ServedModel(tower, tables, ranker, config, a["popular"], user_last,
-                        neighbours=csr, width=width)
+                        neighbours=csr, width=width, sage=sage)
     if runtime == "litert":
         model.runtime = LiteRTRuntime(*litert)
     elif runtime == "tf":
@@ -135,9 +149,12 @@ def from_files(meta: dict, a: Mapping[str, np.ndarray], runtime: str = "litert",
 
 
 def config_from_json(c: dict) -> ServedConfig:
-    """The ServedConfig of served.json's "config" (dataclasses.asdict of one)."""
+    """The ServedConfig of served.json's "config" (dataclasses.asdict of one). A bundle
+    written before EASE was a source has no `ease_l2`: EASE is off for it."""
+    sage = c.get("graphsage")
     return ServedConfig(
         tower=TwoTowerConfig(**c["tower"]),
         ranker=RankerConfig(**{**c["ranker"], "hidden": tuple(c["ranker"]["hidden"])}),
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()
-           if k not in ("tower", "ranker")})
+        graphsage=None if sage is None else GraphSAGEConfig(**sage),
+        **{"ease_l2": None, **{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()
+                               if k not in ("tower", "ranker", "graphsage")}})

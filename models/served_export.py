@@ -102,8 +102,9 @@ def check_litert(model: ServedModel, lite: LiteRTRuntime, n_checks: int = 8,
     ctx = ctx.astype(np.float32)
     graph = model.runtime if isinstance(model.runtime, GraphRuntime) else GraphRuntime(model)
     q = graph.user_embedding(hist, utok)
-    cand = model.candidates(q, histories).astype(np.int32)
-    X = model.features(hist, utok, cand, ctx, q)
+    sage_q = model.sage_query(hist, utok)
+    cand = model.candidates(q, histories, sage_q=sage_q).astype(np.int32)
+    X = model.features(hist, utok, cand, ctx, q, sage_q=sage_q)
     diffs = {"user_tower": max_abs_diff(lite.user_embedding(hist, utok), q, "LiteRT user_tower"),
              "ranker": max_abs_diff(lite.score(X), graph.rank(hist, utok, cand, ctx),
                                     "LiteRT ranker")}

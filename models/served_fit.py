@@ -78,8 +78,9 @@ def _ranking_part(model: ServedModel, chunk: list, fresh: bool) -> RankingData:
     utok = model.tower.data.user_matrix(ids)
     query = model.get_runtime().user_embedding(hist, utok)
     sums = model.neighbour_sums(histories)
-    cand = model.candidates(query, histories, sums)
-    X = model.features(hist, utok, cand, model.context(ids, fresh), query, sums)
+    sage_q = model.sage_query(hist, utok)
+    cand = model.candidates(query, histories, sums, sage_q)
+    X = model.features(hist, utok, cand, model.context(ids, fresh), query, sums, sage_q)
     truth = [model.tower.data.items.lookup(c.truth) for c in chunk]
     y = np.stack([np.isin(row, t[t >= 0]) for row, t in zip(cand, truth, strict=True)])
     return RankingData(X, y & (cand >= 0), cand >= 0, np.array([len(c.truth) for c in chunk]))
@@ -117,6 +118,16 @@ def _tower(data: TowerData, config: ServedConfig, cases: Cases,
     return tower
 
 
+def _with_sage(model: ServedModel, data: TowerData, train: pd.DataFrame) -> ServedModel:
+    """`model` with GraphSAGE fitted on the tower's inputs `data` when its config asks."""
+    c = model.config
+    if c.graphsage is None:
+        return model
+    from models.served_sage import fit_sage
+
+    return model.with_sage(fit_sage(data, train, c.graphsage, c.graphsage_epochs))
+
+
 def fit_served(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame | None,
                config: ServedConfig = ServedConfig()) -> ServedModel:
     """Trains the served pipeline on the train side only (see the module docstring).
@@ -134,8 +145,11 @@ def fit_served(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFr
     tower, parts = None, []
     for q in quantiles:  # each window's frames, cases and tables go once it is ranked
         split, cases = splits.pop(0), all_cases.pop(0)
-        tower = _tower(prepare(split.train, users, items, config.tower), config, cases, tower)
-        model = ServedModel.build(split.train, tower, items, config)
+        data = prepare(split.train, users, items, config.tower)
+        tower = _tower(data, config, cases, tower)
+        model = _with_sage(ServedModel.build(split.train, tower, items, config), data,
+                           split.train)
+        del data
         t = time.perf_counter()
         w, f = latest(cases, config.max_cases)
         newest = Cases(cases.warm[len(cases.warm) - w:], cases.fresh[len(cases.fresh) - f:])
@@ -153,8 +167,9 @@ def fit_served(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFr
                           config.ranker)
     del parts, warm, fresh  # the lists (~0.35 GB at MovieLens-1M size) before the final tables
     t = time.perf_counter()
-    tower = _tower(prepare(train, users, items, config.tower), config, Cases([], []), tower)
-    model = ServedModel.build(train, tower, items, config, ranker)
+    data = prepare(train, users, items, config.tower)
+    tower = _tower(data, config, Cases([], []), tower)
+    model = _with_sage(ServedModel.build(train, tower, items, config, ranker), data, train)
     log.info("served: final tower and tables in %.1f s", time.perf_counter() - t)
     require_finite(model.float_arrays(), "served model", "the input's weights and timestamps "
                    "and the users and items tables")
@@ -211,3 +226,67 @@ class ServedRecommender:
                                    m.context(list(user_ids), fresh), k)
         ids = m.tower.data.items.ids
         return [[str(ids[i]) for i in row if i >= 0] for row in I]
+
+    def candidate_pools(self, cases, ids: bool = False) -> dict[str, list[np.ndarray]]:
+        """The candidate pool of each case and what each source put in it (the pool recall
+        of issue 22: share of a case's truth found in `pool`, or in one source's list).
+
+        Args:
+            cases: objects with `user_id` and `history` (item ids, oldest first), e.g. the
+                `warm` or `fresh` list of models.evaluation.Cases (their truth is not read).
+            ids: return item ids (self.model.tower.data.items.ids) instead of indices.
+
+        Returns:
+            {source: per case a [N] int64 array of item indices (history excluded, -1 pads
+            dropped), best first}: the sources of ServedModel.candidate_sources ("tower",
+            "graphsage" with GraphSAGE, "knn", "ease" with EASE, "session", "popular"), each
+            its whole top-N, and "pool": the ServedConfig.candidates items the ranker scores
+            (the sources' union in that order, repeats dropped, the first C kept; an item of
+            a source's list may miss it). With ids=True, arrays of item id strings.
+        """
+        from models.histories import history_matrix
+
+        m, cases = self.model, list(cases)
+        out: dict[str, list[np.ndarray]] = {}
+        step = m.step()
+        for lo in range(0, len(cases), step):
+            chunk = cases[lo:lo + step]
+            users = [str(c.user_id) for c in chunk]
+            histories = m.history_indices([list(c.history) for c in chunk])
+            hist = history_matrix(histories, m.config.tower.history)
+            utok = m.tower.data.user_matrix(users)
+            with one_blas_thread():
+                query = m.get_runtime().user_embedding(hist, utok)
+                sums = m.neighbour_sums(histories)
+                sage_q = m.sage_query(hist, utok)
+                sources = m.candidate_sources(query, histories, sums, sage_q)
+                sources["pool"] = m.candidates(query, histories, sums, sage_q)
+            for name, rows in sources.items():
+                out.setdefault(name, []).extend(row[row >= 0] for row in rows)
+        if ids:
+            vocab = np.asarray(m.tower.data.items.ids).astype(str)
+            out = {k: [vocab[r] for r in v] for k, v in out.items()}
+        return out
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        """[n_items] ids of the model's item indices (those of `candidate_pools`)."""
+        return self.model.tower.data.items.ids
+
+    def score(self, user_ids, histories, candidates, fresh):
+        """The ranker's scores of given items (models.evaluation_loo.ScoringRecommender): the
+        features of `recommend`'s ranking at these items instead of the retrieved ones.
+        Returns: [B, C] float32, -inf for an item the model does not know."""
+        m = self.model
+        cand = np.stack([m.tower.data.items.lookup(c) for c in candidates])
+        hists, users = m.history_indices(histories), list(user_ids)
+        parts, step = [], m.step()
+        with one_blas_thread():
+            for lo in range(0, len(hists), step):
+                h, u = hists[lo:lo + step], users[lo:lo + step]
+                hist = history_matrix(h, m.config.tower.history)
+                utok = m.tower.data.user_matrix(u)
+                query = m.get_runtime().user_embedding(hist, utok)
+                parts.append(m.rank(hist, utok, cand[lo:lo + step], m.context(u, fresh), query,
+                                    m.neighbour_sums(h), m.sage_query(hist, utok)))
+        return np.concatenate(parts) if parts else np.zeros(cand.shape, np.float32)

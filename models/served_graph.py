@@ -17,7 +17,6 @@ import numpy as np
 import tensorflow as tf
 
 from models.feature_graph import features, graph_tables
-from models.ranker import FEATURES
 
 if TYPE_CHECKING:
     from models.served import ServedModel
@@ -47,12 +46,13 @@ class ServedModule(tf.Module):
         c, data = model.config, model.tower.data
         self.history, self.user_width = c.tower.history, data.user_enc.width
         self.candidates, self.recent, self.heads = c.candidates, c.tower.recent, c.tower.heads
+        self.n_features = len(model.feature_names())
         # The Keras networks (models.towers.TwoTower, models.ranker_net.RankerNet) run inside
         # the signatures, held where the module does not track them: a tracked Keras layer
         # brings its own serving signature, which layers of several inputs cannot trace. The
         # module tracks their tf.Variables (under Keras' own: tracking those, the LiteRT
         # conversion read uninitialised memory), which the SavedModels and LiteRT files store.
-        nets = SimpleNamespace(tables=graph_tables(model.tables, model.tower),
+        nets = SimpleNamespace(tables=graph_tables(model.tables, model.tower, model.sage),
                                tower=model.tower.network(),
                                ranker=model.ranker.network() if model.ranker else None)
         self._nets = nets
@@ -73,7 +73,7 @@ class ServedModule(tf.Module):
 
     def signature_table(self) -> dict[str, tuple]:
         """Signature name -> (method, input specs)."""
-        H, U, C, F = self.history, self.user_width, self.candidates, len(FEATURES)
+        H, U, C, F = self.history, self.user_width, self.candidates, self.n_features
         i32, f32, s = tf.int32, tf.float32, tf.string
 
         def idx(b):

@@ -84,8 +84,9 @@ def test_tower_top_matches_brute_force_with_ties_and_short_catalogs():
 
 @pytest.fixture(scope="module")
 def served():
-    """A ServedModel with a tiny tower and a ranker of random weights."""
-    from models.ranker import FEATURES, RankerConfig, RankerModel
+    """A ServedModel with a tiny tower, EASE (on by default) and a ranker of random
+    weights."""
+    from models.ranker import RankerConfig
     from models.served import ServedConfig, ServedModel
     from models.synthetic import generate
     from models.tower_data import prepare
@@ -97,13 +98,20 @@ def served():
     config = ServedConfig(tower=tc, ranker=RankerConfig(neighbours=8, session_seconds=86_400),
                           n_tower=8, n_knn=8, n_session=5, n_popular=5, candidates=20)
     tower = fit_tower(prepare(ds.interactions, ds.users, ds.items, tc), tc, 1)[0]
-    rng = np.random.default_rng(5)
-    F = len(FEATURES)
+    model = ServedModel.build(ds.interactions, tower, ds.items, config)
+    model.ranker = random_ranker(len(model.feature_names()))
+    return ds, model
+
+
+def random_ranker(F: int, seed: int = 5):
+    """A ranker ensemble of random weights over F features."""
+    from models.ranker import RankerModel
+
+    rng = np.random.default_rng(seed)
     members = [[rng.normal(0, 0.5, s).astype(np.float32)
                 for s in ((F, 6), (6,), (6, 4), (4,), (4, 1), (1,))] for _ in range(3)]
-    ranker = RankerModel(members, rng.normal(size=F).astype(np.float32),
-                         rng.uniform(0.5, 2, F).astype(np.float32), 1)
-    return ds, ServedModel.build(ds.interactions, tower, ds.items, config, ranker)
+    return RankerModel(members, rng.normal(size=F).astype(np.float32),
+                       rng.uniform(0.5, 2, F).astype(np.float32), 1)
 
 
 def requests(model, seed=1):
@@ -119,26 +127,37 @@ def requests(model, seed=1):
 
 
 def test_pair_features_equal_the_graphs(served):
+    _, model = served
+    assert model.feature_names()[-1] == "ease"
+    assert_features_equal_the_graphs(model)
+
+
+def assert_features_equal_the_graphs(model):
+    """ServedModel.features (NumPy gathers, EASE and GraphSAGE columns included) against
+    models.feature_graph.features, column by column."""
     import tensorflow as tf
 
     from models.feature_graph import features, graph_tables
     from models.ranker import FEATURES
 
-    _, model = served
     histories, hist, utok, ctx = requests(model)
     query = model.tower.user_vectors(hist, utok)
-    cand = model.candidates(query, histories)
+    cand = model.candidates(query, histories, sage_q=model.sage_query(hist, utok))
     cand[0, -3:] = -1  # padding
+    got = model.features(hist, utok, cand, ctx, query)
+    # the plain FEATURES from models.features alone
     sums = model.neighbour_sums([row[row >= 0] for row in hist])
-    got = pair_features(model.tables, model.arrays().items, query, hist, utok, cand, ctx,
-                        *sums)
-    want = features(graph_tables(model.tables, model.tower), tf.constant(hist),
+    plain = pair_features(model.tables, model.arrays().items, query, hist, utok, cand, ctx,
+                          *sums[:2])
+    np.testing.assert_array_equal(got[..., :len(FEATURES)], plain)
+    want = features(graph_tables(model.tables, model.tower, model.sage), tf.constant(hist),
                     tf.constant(utok), tf.constant(cand.astype(np.int32)), tf.constant(ctx),
                     model.config.tower.recent).numpy()
-    assert got.shape == want.shape == (4, 20, len(FEATURES))
-    for f, name in enumerate(FEATURES):
+    names = model.feature_names()
+    assert got.shape == want.shape == (4, model.config.candidates, len(names))
+    for f, name in enumerate(names):
         np.testing.assert_allclose(got[..., f], want[..., f], atol=1e-5, err_msg=name)
-    zero = [name for f, name in enumerate(FEATURES) if not np.any(want[..., f])]
+    zero = [name for f, name in enumerate(names) if not np.any(want[..., f])]
     assert zero == [], zero  # each column is compared on values that say something
 
 

@@ -253,7 +253,8 @@ def test_bundle_round_trip_and_a_broken_conversion_is_caught(fitted, bundle):
         check_litert(loaded, lite)
 
 
-PADDED = ("knn_idx", "knn_sim", "sess_idx", "sess_sim")
+TABLES = ("knn", "sess", "ease")  # EASE is on by default (ServedConfig.ease_l2)
+PADDED = tuple(f"{n}_{p}" for n in TABLES for p in ("idx", "sim"))
 
 
 def _same_matrix(got, want) -> None:
@@ -274,11 +275,12 @@ def test_bundle_stores_the_neighbour_tables_as_sparse_rows_and_loads_them_exactl
     with np.load(f"{path}/served.npz") as npz:
         names = set(npz.files)
     assert not names & {f"t:{k}" for k in PADDED}
-    assert {f"t:{n}_{p}" for n in ("knn", "sess") for p in ("indptr", "indices", "data")} <= names
+    assert {f"t:{n}_{p}" for n in TABLES for p in ("indptr", "indices", "data")} <= names
     light = served_bundle.load(path, runtime="numpy")
     assert all(getattr(light.tables, k) is None for k in PADDED)  # no padded copy in memory
-    for name in ("knn", "sess"):
-        _same_matrix(getattr(light.arrays(), name).matrix, getattr(model.arrays(), name).matrix)
+    for name in TABLES:
+        _same_matrix(light.arrays().neighbours[name].matrix,
+                     model.arrays().neighbours[name].matrix)
     graph = served_bundle.load(path, runtime="tf")
     for k in PADDED:
         np.testing.assert_array_equal(getattr(graph.tables, k), getattr(model.tables, k))
@@ -300,7 +302,8 @@ def test_a_bundle_with_padded_neighbour_tables_still_loads(fitted, bundle, tmp_p
     old = str(tmp_path / "old")
     shutil.copytree(path, old)
     with np.load(f"{path}/served.npz") as npz:
-        arrays = {k: npz[k] for k in npz.files if not k.startswith(("t:knn_", "t:sess_"))}
+        arrays = {k: npz[k] for k in npz.files
+                  if not k.startswith(tuple(f"t:{n}_" for n in TABLES))}
     arrays.update({f"t:{k}": getattr(model.tables, k) for k in PADDED})
     np.savez(f"{old}/served.npz", **arrays)
     with open(f"{old}/served.json") as f:
