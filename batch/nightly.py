@@ -58,7 +58,9 @@ from batch import canary, stages
 from batch.carry_over import carry_over
 from batch.gate import data_sizes
 from batch.options import DEFAULT_RUNNER, NightlyConfig, add_argparse_args
+from batch.similar import similar_items
 from infra.bundle import new_version
+from infra.redis.similar import SimilarLists
 from models import kinds
 from models.preprocess import parse_event_weights
 
@@ -164,6 +166,9 @@ def _publish(config: NightlyConfig, options: PipelineOptions, argv: list[str],
                                         {"gate": so_far["gate"]})
     n_users = manifest["users"]
     so_far["index"] = manifest["index"]
+    with clock("similar"):  # every item's neighbours (/similar), checked by the same flip
+        n_similar = similar_items(targets.store, SimilarLists(targets.lists.r, config.namespace),
+                                  version, rows.clean)
 
     with clock("carry_over"):
         plan, refreshed = carry_over(targets.lists, targets.builds, targets.store, rows.clean,
@@ -176,7 +181,8 @@ def _publish(config: NightlyConfig, options: PipelineOptions, argv: list[str],
 
     summary = {"version": version, "model": config.model, "users_published": n_users,
                **refreshed,
-               "items": manifest["items"], "items_with_events": sizes["items_with_events"],
+               "items": manifest["items"], "similar_items": n_similar,
+               "items_with_events": sizes["items_with_events"],
                "valid_events": len(rows.clean), "dead_letters": rows.dead_letters,
                "events_drained": inputs.drained,
                "bundle": f"{config.store}/bundles/{version}", "index": manifest["index"],

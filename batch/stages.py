@@ -268,7 +268,8 @@ def publish(config: NightlyConfig, targets: Targets, version: str, plan: ListPla
     targets.builds.put_built(version, plan.built_at, plan.fingerprints)  # the next run's plan
     targets.builds.put_summary(version, summary)
     serve_all = trial is None or trial["experiment"] is None
-    targets.lists.flip(version, n_users, move_current=serve_all)  # raises unless all wrote
+    targets.lists.flip(version, n_users, move_current=serve_all,  # raises unless all wrote
+                       expected_similar=summary.get("similar_items"))
     if not serve_all:
         canary.start(targets.lists, trial)
     summary = {**summary, "expired_versions": targets.lists.expire_old(config.keep_versions)}

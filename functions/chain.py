@@ -37,6 +37,7 @@ class Query:
     categories: list[str] = field(default_factory=list)
     served: list[str] = field(default_factory=list)
     features: dict = field(default_factory=dict)  # user features: the served model's; MF not
+    explain: bool = False  # reasons per item (functions/explain.py), after the chain
 
 
 @dataclass
@@ -75,7 +76,7 @@ def recommend(s: Serving, q: Query, cursor_key: bytes | None = None,
             degraded = True
     flt = loaded.filters
     blocked = {*hist, *q.events, *q.exclude, *q.served}
-    popular = loaded.bundle.popular
+    popular = s.trending.fallback(loaded) or loaded.bundle.popular  # functions/trending.py
     if q.categories:
         flt.check_categories(q.categories)
         cats = set(q.categories)

@@ -161,6 +161,34 @@ class Integer:
 
 
 @dataclass(frozen=True)
+class Flag:
+    """A boolean: JSON true/false, or in a query string `true`/`false`/`1`/`0`; False if
+    absent."""
+
+    doc: str
+    in_query: bool = True
+    required = False
+    WORDS = {"true": True, "1": True, "false": False, "0": False}
+
+    def schema(self, limits: Limits) -> dict:
+        return _doc({"type": "boolean", "default": False}, self.doc)
+
+    def query_schema(self, limits: Limits) -> dict:
+        return _doc({"type": "string", "enum": list(self.WORDS), "default": "false"}, self.doc)
+
+    def parse(self, value, name: str, limits: Limits) -> bool:
+        if value is None:
+            return False
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in self.WORDS:
+            return self.WORDS[value.strip().lower()]
+        raise BadRequest(f"{name} must be true or false, got {value!r:.40}")
+
+    from_query = Id.from_query
+
+
+@dataclass(frozen=True)
 class Text:
     """A string of at most `max_chars` characters; "" if absent. `what` says what it must be."""
 

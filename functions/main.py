@@ -29,16 +29,17 @@ from json.encoder import encode_basestring_ascii as _quote
 import flask
 import redis
 
-from functions import chain, metrics
+from functions import chain, explain, metrics, similar, trending
 from functions.body import BadRequest, read_body
 from functions.cursor import CursorKey, CursorKeyUnavailable
 from functions.impression_log import ImpressionLog, record
 from functions.loaded import NoBundleError
 from functions.openapi import document
-from functions.params import event_batch, item_changes, query
+from functions.params import event_batch, item_changes, query, similar_query, trending_query
 from functions.serving import Serving
 from functions.settings import Settings
 from infra.redis.impressions import ImpressionStream
+from infra.redis.similar import SimilarLists
 from models.rows import clean_id
 
 log = logging.getLogger("recsys.functions")
@@ -61,6 +62,7 @@ SCRAPED = metrics.ScrapeCollector(SERVING) if SETTINGS.metrics else None
 IMPRESSIONS = (ImpressionLog(ImpressionStream(SERVING.lists.r, SETTINGS.namespace),
                              dropped=RECORD.impressions_dropped)
                if SETTINGS.impressions else None)
+SIMILAR = SimilarLists(SERVING.lists.r, SETTINGS.namespace)  # /similar's neighbours
 CURSORS = CursorKey(SETTINGS.cursor_secret, SERVING.lists.r, f"{SETTINGS.namespace}:cursor_secret")
 try:
     CURSORS.load()
@@ -184,6 +186,11 @@ def _recommend(request: flask.Request, info: dict) -> flask.Response:
     # Written out by hand: a third faster than json over a dict per item (docs/SERVING.md).
     items = ",".join([f'{{"item_id":{_quote(i)},"score":{"null" if s is None else f"{s:.4f}"}}}'
                       for i, s in answer.items])
+    if q.explain:  # functions/explain.py: each item's reason, from the ranker's features
+        items = ",".join(_encode({"item_id": i, "score": None if s is None else round(s, 4),
+                                  "reason": r})
+                         for (i, s), r in zip(answer.items, explain.reasons(
+                             SERVING, route.loaded, q, answer), strict=True))
     cursor = "null" if answer.next_cursor is None else f'"{answer.next_cursor}"'
     arm = (f'"experiment":{_quote(answer.experiment)},"arm":{_quote(answer.arm)}'
            if answer.experiment else '"experiment":null,"arm":null')
@@ -197,6 +204,72 @@ def _recommend(request: flask.Request, info: dict) -> flask.Response:
 def recommend(request: flask.Request) -> flask.Response:
     """GET/POST user_id, k, filters, cursor (and events, features) -> ranked items."""
     return _observed("recommend", _recommend, request)
+
+
+# similar, trending -----------------------------------------------------------------------------
+def _read_key(request: flask.Request) -> flask.Response | None:
+    if SETTINGS.recommend_key is not None and not _key_ok(request, SETTINGS.recommend_key):
+        return _error(401, "missing or wrong X-API-Key header (the read key, "
+                           "RECSYS_RECOMMEND_KEY)")
+    return None
+
+
+def _items_json(items: list) -> str:
+    return ",".join([f'{{"item_id":{_quote(i)},"score":{"null" if v is None else f"{v:.4f}"}}}'
+                     for i, v in items])
+
+
+def _similar(request: flask.Request, info: dict) -> flask.Response:
+    refused = _read_key(request)
+    if refused is not None:
+        return refused
+    try:
+        q = similar_query(request, SETTINGS.max_k, SETTINGS.max_body_bytes, _cursor_key())
+        answer = similar.similar(SERVING, SIMILAR, q, _cursor_key())
+    except CursorKeyUnavailable as e:
+        return _error(503, str(e), {"Retry-After": "5"})
+    except similar.UnknownItem as e:
+        return _error(404, str(e))
+    except NoBundleError as e:
+        return _error(503, str(e), {"Retry-After": "60"})
+    except redis.RedisError:
+        return _error(503, "Redis is unreachable and no bundle is loaded yet", {"Retry-After": "5"})
+    info.update(source=answer.source, version=answer.version,
+                extra={"items": len(answer.items)})
+    cursor = "null" if answer.next_cursor is None else f'"{answer.next_cursor}"'
+    return flask.Response(
+        f'{{"item_id":{_quote(answer.item_id)},"model_version":{_quote(answer.version)},'
+        f'"source":"{answer.source}","filled_by":{_encode(answer.filled_by)},'
+        f'"next_cursor":{cursor},"items":[{_items_json(answer.items)}]}}',
+        mimetype="application/json")
+
+
+def similar_items(request: flask.Request) -> flask.Response:
+    """GET/POST item_id, k, filters, cursor -> the item's neighbours (functions/similar.py)."""
+    return _observed("similar", _similar, request)
+
+
+def _trending(request: flask.Request, info: dict) -> flask.Response:
+    refused = _read_key(request)
+    if refused is not None:
+        return refused
+    q = trending_query(request, SETTINGS.max_k, SETTINGS.max_body_bytes)
+    try:
+        loaded = SERVING.state()
+    except (NoBundleError, redis.RedisError):
+        loaded = None  # the counters do not need a bundle; its filters and popular do
+    source, filled_by, items = trending.trending(SERVING.trending, loaded, q)
+    info.update(source=source,
+                version=loaded.version if loaded else None, extra={"items": len(items)})
+    return _json({"window": q.window, "model_version": loaded.version if loaded else None,
+                  "source": source, "filled_by": filled_by,
+                  "items": [{"item_id": i, "score": None if v is None else round(v, 4)}
+                            for i, v in items]})
+
+
+def trending_items(request: flask.Request) -> flask.Response:
+    """GET/POST window, k, filters -> the most engaged items lately (functions/trending.py)."""
+    return _observed("trending", _trending, request)
 
 
 # events ---------------------------------------------------------------------------------------
@@ -344,7 +417,8 @@ def _bounded(page):
 
 _COMMON = {"/metrics": metrics_page, "/openapi.json": openapi}
 ROUTES = {"/recommend": recommend, "/events": events, "/health": health,
-          "/admin/items": admin_items, **{p: _bounded(f) for p, f in _COMMON.items()}}
+          "/admin/items": admin_items, "/similar": similar_items, "/trending": trending_items,
+          **{p: _bounded(f) for p, f in _COMMON.items()}}
 
 
 def router(request: flask.Request) -> flask.Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 
 import flask
 
@@ -16,10 +17,19 @@ from functions.body import BadRequest, json_body, problem
 from functions.chain import Query
 from functions.cursor import CursorKeyUnavailable, decode_cursor
 from functions.field_rules import Id, Limits, read, rules
-from functions.request_models import Event, EventBatch, ItemChanges, RecommendRequest
+from functions.request_models import (
+    Event,
+    EventBatch,
+    ItemChanges,
+    RecommendRequest,
+    SimilarRequest,
+    TrendingRequest,
+)
 from infra.redis.item_filters import join_categories, split_categories
+from infra.redis.trending import WINDOWS as TRENDING_WINDOWS
 from models.rows import validate_interaction  # the one row rule of every validator
 
+DEFAULT_WINDOW = "1h"
 EVENT_IDS = {name: rule for name, rule in rules(Event).items() if isinstance(rule, Id)}
 
 
@@ -56,7 +66,60 @@ def query(request: flask.Request, max_k: int, limit: int,
     except ValueError as e:
         raise BadRequest(str(e)) from None
     return Query(user_id=r.user_id, k=r.k, events=list(r.events), exclude=list(r.exclude),
-                 categories=list(r.category), served=served, features=r.features)
+                 categories=list(r.category), served=served, features=r.features,
+                 explain=r.explain)
+
+
+@dataclass(frozen=True)
+class ItemQuery:
+    """A parsed /similar or /trending request (`item_id` "" and `window` "" where unused)."""
+
+    k: int
+    exclude: list[str]
+    categories: list[str]
+    served: list[str]
+    item_id: str = ""
+    window: str = ""
+
+
+CURSOR_SUBJECT = "\x00similar\x00"  # /similar's cursors sign this + the item id
+
+
+def similar_query(request: flask.Request, max_k: int, limit: int,
+                  cursor_key: bytes | None) -> ItemQuery:
+    """The /similar query (query string, or a POST body that wins), as `query`.
+
+    Raises:
+        BadRequest: the message names the parameter.
+        CursorKeyUnavailable: a cursor came while its key is unknown (Redis unreachable).
+    """
+    if request.method not in ("GET", "POST"):
+        raise BadRequest("use GET with a query string or POST with a JSON object")
+    r = read(SimilarRequest, _body(request, limit), request.args, Limits(max_k=max_k))
+    if r.cursor and cursor_key is None:
+        raise CursorKeyUnavailable("page cursors cannot be checked while Redis is unreachable: "
+                                   "retry soon, or ask for the first page (no cursor)")
+    try:
+        served = (decode_cursor(cursor_key, CURSOR_SUBJECT + r.item_id, r.cursor)
+                  if r.cursor else [])
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    return ItemQuery(r.k, list(r.exclude), list(r.category), served, item_id=r.item_id)
+
+
+def trending_query(request: flask.Request, max_k: int, limit: int) -> ItemQuery:
+    """The /trending query; `window` one of infra.redis.trending.WINDOWS (default 1h).
+
+    Raises:
+        BadRequest: the message names the parameter.
+    """
+    if request.method not in ("GET", "POST"):
+        raise BadRequest("use GET with a query string or POST with a JSON object")
+    r = read(TrendingRequest, _body(request, limit), request.args, Limits(max_k=max_k))
+    window = r.window or DEFAULT_WINDOW
+    if window not in TRENDING_WINDOWS:
+        raise BadRequest(f"window must be one of {list(TRENDING_WINDOWS)}, got {window[:40]!r}")
+    return ItemQuery(r.k, list(r.exclude), list(r.category), [], window=window)
 
 
 def _event(raw, now: int) -> tuple[dict | None, str | None]:

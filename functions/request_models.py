@@ -14,7 +14,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from functions.cursor import MAX_CURSOR_CHARS
-from functions.field_rules import Checked, Id, IdMap, Ids, Integer, Objects, Scalars, Text, rule
+from functions.field_rules import (
+    Checked,
+    Flag,
+    Id,
+    IdMap,
+    Ids,
+    Integer,
+    Objects,
+    Scalars,
+    Text,
+    rule,
+)
+from infra.redis.trending import WINDOWS as TRENDING_WINDOWS
 from models.rows import DEFAULT_EVENT_WEIGHTS, MAX_VALUE, MAX_WEIGHT, TS_MAX, TS_MIN
 
 MAX_RECOMMENDATION_ID_CHARS = 64  # the functions make 32 hex characters
@@ -38,6 +50,34 @@ class RecommendRequest:
                                "several; a category no served item has answers 400)", MAX_LIST))
     features: dict = rule(Scalars("User features (scalars) for rankers that use them; MF "
                                   "ignores them.", MAX_FEATURES))
+    explain: bool = rule(Flag("Give each item a `reason` worked out from the ranker's "
+                              "features (docs/SERVING.md, Reasons)."))
+
+
+@dataclass(frozen=True)
+class SimilarRequest:
+    """GET /similar (query string) or POST (JSON body, whose fields win)."""
+
+    item_id: str = rule(Id("The item whose neighbours to list.", required=True))
+    cursor: str = rule(Text("next_cursor of the previous page: later pages never repeat an "
+                            "item.", MAX_CURSOR_CHARS,
+                            "the string next_cursor of the previous page"))
+    k: int = rule(Integer("Items per page.", 1, "max_k", 10))
+    exclude: tuple = rule(Ids("Item ids never to return", MAX_LIST))
+    category: tuple = rule(Ids("Only items having one of these categories (an item may have "
+                               "several; a category no served item has answers 400)", MAX_LIST))
+
+
+@dataclass(frozen=True)
+class TrendingRequest:
+    """GET /trending (query string) or POST (JSON body, whose fields win)."""
+
+    window: str = rule(Id("The window engagement is summed over.",
+                          enum=tuple(TRENDING_WINDOWS)))
+    k: int = rule(Integer("Items per page.", 1, "max_k", 10))
+    exclude: tuple = rule(Ids("Item ids never to return", MAX_LIST))
+    category: tuple = rule(Ids("Only items having one of these categories (an item may have "
+                               "several; a category no served item has answers 400)", MAX_LIST))
 
 
 @dataclass(frozen=True)

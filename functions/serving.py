@@ -25,9 +25,11 @@ from functions.metrics import Recorder, VersionTags
 from functions.pointer import PointerCache
 from functions.settings import Settings
 from functions.swap import BundleSwap, Busy
+from functions.trending import TrendingCache
 from infra.redis.event_stream import EventStream
 from infra.redis.item_filters import ItemFilters
 from infra.redis.lists import ServedLists
+from infra.redis.trending import TrendingCounters
 from infra.store import open_store
 
 
@@ -53,6 +55,8 @@ class Serving:
         self.plan: Plan | None = None
         self.published: frozenset[str] = frozenset()  # NS:versions at the last pointer read
         self.record = Recorder(settings.metrics)
+        self.trending = TrendingCache(TrendingCounters(self.lists.r, settings.namespace),
+                                      self.breaker)  # /trending, fresh users' popular source
         self._tags = VersionTags()
 
     def state(self) -> Loaded:

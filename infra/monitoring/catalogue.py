@@ -13,7 +13,7 @@ Exporters:
 
 - `functions`: every instance's `/metrics` (all gunicorn workers summed by prometheus_client's
   multiprocess collector). `path` is the handler's name (recommend, events, health,
-  admin_items), as functions/main.py's `_observed` records it.
+  admin_items, similar, trending), as functions/main.py's `_observed` records it.
 - `nightly`: one push per run to a Pushgateway under `job="recsys_nightly"` (NIGHTLY_JOB). A run
   that publishes replaces the group (`push_to_gateway`); a failed run adds to it
   (`pushadd_to_gateway` with `recsys_nightly_success` 0 and what it measured), so the last
@@ -71,7 +71,7 @@ class Metric:
         return dict(self.values).get(label, ())
 
 
-PATHS = ("recommend", "events", "health", "admin_items")
+PATHS = ("recommend", "events", "health", "admin_items", "similar", "trending")
 SOURCES = ("cache", "on_demand", "popular", "fallback")
 
 METRICS: tuple[Metric, ...] = (
@@ -79,7 +79,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("recsys_requests_total", "counter", "Requests answered, by handler and HTTP status.",
            ("path", "code"), values=(("path", PATHS),)),
     Metric("recsys_request_seconds", "histogram", "Handler latency in seconds.",
-           ("path", "source"), values=(("path", PATHS), ("source", (*SOURCES, "-"))),
+           ("path", "source"), values=(("path", PATHS), ("source", (*SOURCES, "trending", "-"))),
            buckets=LATENCY_BUCKETS),
     # --- sources and fallbacks ---------------------------------------------------------------
     Metric("recsys_recommendations_total", "counter", "Answers of /recommend by source.",

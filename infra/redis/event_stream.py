@@ -1,46 +1,56 @@
 """The event stream and per-user histories: what POST /events writes, what the nightly drains.
 
 `append` stores a batch of events in one Lua step: each goes to the stream NS:events (which
-infra/events_log.py drains into Parquet for the next training) and its item to the user's
+infra/events_log.py drains into Parquet for the next training), its item to the user's
 recent history NS:hist:USER (which the functions read with the user's list,
-lists.ServedLists.read_user). Event ids seen within a TTL (NS:eid:ID) are skipped, so a
-client may resend a batch. The drain side reads the stream through the consumer group
-`nightly`: ensure_group, claim, read, ack. Keys: keys.py.
+lists.ServedLists.read_user) and its weight to the item's trending counter of the current
+5-minute bucket (trending.py, GET /trending). Event ids seen within a TTL (NS:eid:ID) are
+skipped, so a client may resend a batch. The drain side reads the stream through the consumer
+group `nightly`: ensure_group, claim, read, ack. Keys: keys.py.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import time
 
 import redis
 
 from infra.redis.keys import Namespaced
+from infra.redis.trending import KEEP_S, bucket_at
 
-# Per event n (ARGV[3 + n], JSON [event_id or "", user_id, item_id, field, value, ...]; its
+# Per event n (ARGV[4 + n], JSON [event_id or "", user_id, item_id, field, value, ...]; its
 # history key KEYS[2n], its dedup key KEYS[2n + 1]; KEYS[1] the stream): skip it if its id was
-# seen within the TTL, else XADD it and push the item on the user's history. Every key is
-# declared (in a Redis Cluster they share one slot: keys.py). ARGV[3] is the JSON array of the
-# events' positions in the caller's batch, for the errors. Redis does not undo a script's
+# seen within the TTL, else XADD it, push the item on the user's history and add its weight
+# (1 without one; none for a weight <= 0) to the item in the trending counter KEYS[#KEYS]
+# (trending.py), which expires ARGV[4] seconds later. Every key is declared (in a Redis
+# Cluster they share one slot: keys.py). ARGV[3] is the JSON array of the events' positions in
+# the caller's batch, for the errors. Redis does not undo a script's
 # writes when it fails part way, so every entry is decoded and checked, and every key's type
 # too, before the first write: a bad batch writes nothing.
 _APPEND = """
 local at = cjson.decode(ARGV[3])
 local function bad(n, why)
-  return redis.error_reply('event ' .. at[n - 3] .. ': ' .. why .. '; nothing was stored')
+  return redis.error_reply('event ' .. at[n - 4] .. ': ' .. why .. '; nothing was stored')
 end
 local function type_ok(key, want)
   local t = redis.call('TYPE', key)['ok']
   return t == 'none' or t == want
 end
-if #KEYS ~= 1 + 2 * (#ARGV - 3) then
-  return redis.error_reply('expected a stream key and two keys per event; nothing was stored')
+if #KEYS ~= 2 + 2 * (#ARGV - 4) then
+  return redis.error_reply('expected a stream key, two keys per event and a trending key; '
+                           .. 'nothing was stored')
 end
 if not type_ok(KEYS[1], 'stream') then
   return redis.error_reply(KEYS[1] .. ' is not a stream; nothing was stored')
 end
+local trend = KEYS[#KEYS]
+if not type_ok(trend, 'zset') then
+  return redis.error_reply(trend .. ' is not a sorted set; nothing was stored')
+end
 local events = {}
-for n = 4, #ARGV do
+for n = 5, #ARGV do
   local ok, e = pcall(cjson.decode, ARGV[n])
   if not ok or type(e) ~= 'table' then return bad(n, 'not a JSON array') end
   if #e < 5 or (#e - 3) % 2 ~= 0 then
@@ -49,7 +59,7 @@ for n = 4, #ARGV do
   for f = 1, #e do
     if type(e[f]) ~= 'string' then return bad(n, 'entry ' .. f .. ' is not a string') end
   end
-  if not type_ok(KEYS[2 * (n - 3)], 'list') then
+  if not type_ok(KEYS[2 * (n - 4)], 'list') then
     return bad(n, 'the history key of its user is not a list')
   end
   events[#events + 1] = e
@@ -66,6 +76,14 @@ for i, e in ipairs(events) do
     out[#out + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
     redis.call('LPUSH', KEYS[2 * i], e[3])
     redis.call('LTRIM', KEYS[2 * i], 0, tonumber(ARGV[1]) - 1)
+    local w = 1
+    for f = 4, #e - 1, 2 do
+      if e[f] == 'weight' then w = tonumber(e[f + 1]) or 1 end
+    end
+    if w > 0 then
+      redis.call('ZINCRBY', trend, w, e[3])
+      redis.call('EXPIRE', trend, tonumber(ARGV[4]))
+    end
   else
     out[#out + 1] = false
   end
@@ -223,6 +241,7 @@ class EventStream(DrainableStream):
         if int(history_len) < 1 or int(dedup_ttl) < 1:
             raise ValueError(f"history_len={history_len}, dedup_ttl={dedup_ttl}: use >= 1")
         args = [_encode_event(n, e) for n, e in enumerate(events)]
+        trend_bucket = bucket_at(time.time())  # trending.py: when the events are stored
         groups: dict[int, list[int]] = {}  # bucket -> positions (one group on one server)
         for n, e in enumerate(events):
             groups.setdefault(self.keys.bucket(str(e["user_id"])), []).append(n)
@@ -235,8 +254,9 @@ class EventStream(DrainableStream):
                 user, eid = str(events[n]["user_id"]), str(events[n].get("event_id") or "")
                 keys += [self.keys.hist(user), self.keys.event_id(user, eid) if eid
                          else self.keys.hist(user)]
+            keys.append(self.keys.trend(str(events[at[0]]["user_id"]), trend_bucket))
             stored = self._append(keys=keys, args=[history_len, dedup_ttl, json.dumps(at),
-                                                   *(args[n] for n in at)])
+                                                   KEEP_S, *(args[n] for n in at)])
             for n, x in zip(at, stored, strict=True):
                 out[n] = x.decode() if x is not None else None
         return out

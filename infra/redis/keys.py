@@ -12,6 +12,13 @@ Key layout (NS = namespace, "recsys" by default; see docs/ARCHITECTURE.md):
   NS:v:VER:meta          string: JSON summary of the nightly run (bundle, users…)  builds.py
   NS:v:VER:built         string: per user of the bundle's user_ids.json, uint32    builds.py
                          build time of the list (epoch s) + uint64 fingerprint
+  NS:v:VER:i:ITEM        string: the item's neighbours (/similar; codec.py, as a   similar.py
+                         user's list: indices into the version's item_ids.json)
+  NS:v:VER:similar       hash: shard id -> items whose neighbours it wrote         similar.py
+                         (checked by the flip with the users' shards)
+  NS:trend:T             sorted set: item id -> summed event weights of the        trending.py
+                         events stored in the 5-minute bucket T (epoch s // 300),
+                         expiring once no window reads it
   NS:events              stream of ingested events (consumer group `nightly`       event_stream.py
                          drains it into the artifact store: infra/events_log.py)
   NS:eid:EVENT_ID        string with a TTL: the event id was ingested; a resent    event_stream.py
@@ -36,10 +43,13 @@ script and transaction touches one slot: each `NS:` above that is not per user b
 impressions, drain lock: one slot, so the flip, rollback, expiry and promote stay single
 atomic steps), and each per-user key becomes `{NS:J}:` with J the hash tag of the user's bucket
 (BUCKETS of them, spread evenly over the slots): `{NS:J}:v:VER:u:USER`, `{NS:J}:hist:USER`,
-`{NS:J}:eid:EVENT_ID` (the bucket of the event's user) and one event stream per bucket,
-`{NS:J}:events`. So a user's lists of every version share a slot (COPY carries them over), an
-event's dedup key, history and stream shard share one (its script stays all-or-nothing), and
-users spread over the cluster. One server keeps the names above: an existing deployment moves
+`{NS:J}:eid:EVENT_ID` (the bucket of the event's user), one event stream per bucket,
+`{NS:J}:events`, and one trending counter per bucket and 5 minutes, `{NS:J}:trend:T` (the
+events script writes it in the slot of its other keys; a read sums every bucket's); an item's
+neighbours go to the bucket of the item id, `{NS:J}:v:VER:i:ITEM`. So a user's lists of every
+version share a slot (COPY carries them over), an event's dedup key, history, stream shard and
+trending counter share one (its script stays all-or-nothing), and users spread over the
+cluster. One server keeps the names above: an existing deployment moves
 to a cluster by a fresh nightly publish there (lists and filters are rebuilt from the artifact
 store); drain the events first.
 
@@ -179,6 +189,23 @@ class Keys:
 
     def built(self, version: str) -> str:
         return f"{self.shared}:v:{version}:built"
+
+    def similar(self, version: str, item_id: str) -> str:
+        """The key of an item's neighbours in `version` (in the bucket of the item id)."""
+        return f"{self._user_prefix(item_id)}:v:{version}:i:{item_id}"
+
+    def similar_shards(self, version: str) -> str:
+        """The hash of the items each shard of neighbours wrote (checked by the flip)."""
+        return f"{self.shared}:v:{version}:similar"
+
+    def trend(self, user_id: str, bucket: int) -> str:
+        """The trending counter of time bucket `bucket` in the slot of `user_id`'s events."""
+        return f"{self._user_prefix(user_id)}:trend:{int(bucket)}"
+
+    def trend_parts(self, buckets) -> list[list[str]]:
+        """The trending counters of the time buckets `buckets`, one list per hash slot
+        (every user bucket's in a cluster; one list on one server)."""
+        return [[f"{t}:trend:{int(b)}" for b in buckets] for t in self._tags]
 
     def hist(self, user_id: str) -> str:
         """The key of a user's recent history (a Redis list)."""

@@ -25,7 +25,8 @@ from infra.redis.keys import VERSION_RE, Namespaced, check_version, mark_started
 
 log = logging.getLogger(__name__)
 
-# Flip only if the shards' counts add up to the expected number of users; a flipped version
+# Flip only if the shards' counts add up to the expected number of users (and, with KEYS[5],
+# the similar-items shards' to ARGV[5] items: -2 - their count otherwise); a flipped version
 # leaves the started record (KEYS[4]) in the same step. ARGV[4] = "0" publishes without moving
 # the pointer (a canary: an experiment serves the version to some users).
 _FLIP = """
@@ -33,6 +34,11 @@ local total = 0
 local vals = redis.call('HVALS', KEYS[2])
 for _, v in ipairs(vals) do total = total + tonumber(v) end
 if total ~= tonumber(ARGV[2]) then return total end
+if #KEYS == 5 then
+  local items = 0
+  for _, v in ipairs(redis.call('HVALS', KEYS[5])) do items = items + tonumber(v) end
+  if items ~= tonumber(ARGV[5]) then return -2 - items end
+end
 if ARGV[4] == '1' then redis.call('SET', KEYS[1], ARGV[1]) end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('SREM', KEYS[4], ARGV[1])
@@ -157,7 +163,8 @@ class ServedLists(Namespaced):
             self.r.mset(mapping)
 
     # The pointer ----------------------------------------------------------------------------
-    def flip(self, version: str, expected_users: int, move_current: bool = True) -> None:
+    def flip(self, version: str, expected_users: int, move_current: bool = True,
+             expected_similar: int | None = None) -> None:
         """Points `current` at `version` if its shards wrote `expected_users`; raises otherwise.
 
         One Lua step: the count check, `SET current`, `ZADD versions` and the version's exit
@@ -165,11 +172,18 @@ class ServedLists(Namespaced):
         With `move_current=False` the version is published (checked, in NS:versions, out of
         NS:started) but `current` stays: an experiment serves it to its share of users (a
         canary), and `recsys rollback` or Experiments.promote can point `current` at it later.
+        With `expected_similar` the same step also checks that the items' neighbours
+        (infra/redis/similar.py) were written for that many items.
         """
-        written = self._flip(keys=[self.keys.current, self.keys.shards(check_version(version)),
-                                   self.keys.versions, self.keys.started],
-                             args=[version, expected_users, time.time(),
-                                   "1" if move_current else "0"])
+        keys = [self.keys.current, self.keys.shards(check_version(version)),
+                self.keys.versions, self.keys.started]
+        args = [version, expected_users, time.time(), "1" if move_current else "0"]
+        if expected_similar is not None:  # the items' neighbours publish in the same step
+            keys, args = keys + [self.keys.similar_shards(version)], args + [expected_similar]
+        written = self._flip(keys=keys, args=args)
+        if written is not None and written <= -2:
+            raise RuntimeError(f"version {version}: similar-items shards wrote {-2 - written} "
+                               f"items, expected {expected_similar}; the pointer was not moved")
         if written != -1:
             raise RuntimeError(f"version {version}: shards wrote {written} users, expected "
                                f"{expected_users}; the pointer was not moved")

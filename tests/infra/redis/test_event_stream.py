@@ -89,8 +89,9 @@ def test_hardening_08_the_script_checks_every_entry_before_its_first_write(redis
     good = json.dumps(["good-1", "u", "i1", "user_id", "u", "item_id", "i1"]).encode()
     error = None
     try:
-        keys = [stream.keys.events, "t:hist:u", "t:eid:good-1", "t:hist:u", "t:eid:bad"]
-        stream._append(keys=keys, args=[50, 86_400, "[0, 1]", good, bad])
+        keys = [stream.keys.events, "t:hist:u", "t:eid:good-1", "t:hist:u", "t:eid:bad",
+                "t:trend:1"]
+        stream._append(keys=keys, args=[50, 86_400, "[0, 1]", 600, good, bad])
     except redis.ResponseError as e:
         error = e
     assert _state(redis_client) == ([], [], {}), "the entry before the bad one was written"
