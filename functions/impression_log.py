@@ -3,7 +3,8 @@
 A request only appends a tuple to a bounded in-memory queue (no round trip, no encoding); a
 daemon thread of each process (started by the first record of that process, since gunicorn
 forks its workers after import) sends the queue to Redis in batches, every FLUSH_S or
-BATCH records, each batch one round trip (ImpressionStream.add: one MULTI). While Redis is
+BATCH records, each batch one stream entry written in one round trip (ImpressionStream.add_rows:
+one XADD of the batch's rows as JSON, whatever its size). While Redis is
 down the batch in hand is retried (backing off up to MAX_BACKOFF_S) and new records wait in
 the queue; only a full queue drops records, its oldest first, counted in
 recsys_impressions_dropped_total (an alert watches it) and logged. At exit (atexit) the
@@ -27,11 +28,11 @@ import weakref
 
 import redis
 
-from infra.redis.impressions import FIELDS, ImpressionStream
+from infra.redis.impressions import MAX_ROWS, ImpressionStream
 
 log = logging.getLogger(__name__)
 FLUSH_S = 0.05  # a batch leaves at least this often
-BATCH = 500  # ... or as soon as this many records wait
+BATCH = 500  # ... or as soon as this many records wait (one stream entry: <= MAX_ROWS)
 MAX_QUEUE = 50_000  # records kept while Redis is down; beyond, the oldest are dropped
 MAX_BACKOFF_S = 2.0  # the longest wait between two tries of a batch while Redis is down
 EXIT_TIMEOUT_S = 2.0  # how long the last flush at exit may take
@@ -40,9 +41,10 @@ EXIT_TIMEOUT_S = 2.0  # how long the last flush at exit may take
 def record(rid: str, user_id: str, experiment: str, arm: str, version: str | None,
            items: list[str], source: str, status: int, latency_ms: float,
            ts_ms: int) -> tuple:
-    """One impression as the queue holds it: FIELDS' values in their order."""
+    """One impression as the queue holds it: a row of infra/redis/impressions.FIELDS' values
+    in their order."""
     return (rid, user_id, experiment, arm, version or "", items, source, status,
-            f"{latency_ms:.3f}", ts_ms)
+            round(latency_ms, 3), ts_ms)
 
 
 class ImpressionLog:
@@ -52,13 +54,13 @@ class ImpressionLog:
         stream: where the impressions go.
         dropped: called with the number of records dropped (the metric; None: not counted).
         max_queue: records held at most (the oldest are dropped beyond).
-        batch: records per round trip at most.
+        batch: records per round trip (one stream entry) at most.
         flush_s: seconds between two sends at most.
     """
 
     def __init__(self, stream: ImpressionStream, max_queue: int = MAX_QUEUE,
                  batch: int = BATCH, flush_s: float = FLUSH_S, dropped=None):
-        self.stream, self.batch, self.flush_s = stream, batch, flush_s
+        self.stream, self.batch, self.flush_s = stream, min(batch, MAX_ROWS), flush_s
         self._count_dropped = dropped or (lambda n: None)
         self.dropped = 0  # records this process dropped (the queue full or refused)
         self.queue: collections.deque = collections.deque(maxlen=max_queue)
@@ -107,7 +109,9 @@ class ImpressionLog:
                 if not self.queue and not self._pending:
                     self._wake.wait()  # idle until the next record
                 self._wake.clear()
-                if not self._stop.is_set():  # (close sets it before waking us)
+                # (close sets _stop before waking us; a batch that filled before the clear
+                # is not waited for)
+                if not self._stop.is_set() and len(self.queue) < self.batch:
                     self._wake.wait(self.flush_s)  # gather a batch; a full one cuts it short
                     self._wake.clear()
             backoff = 0.0 if self.flush() else min(max(2 * backoff, self.flush_s),
@@ -123,7 +127,7 @@ class ImpressionLog:
             if not self._pending:
                 return True
             try:
-                self.stream.add([dict(zip(FIELDS, v, strict=True)) for v in self._pending])
+                self.stream.add_rows(self._pending)
             except redis.RedisError as e:
                 self.failures += 1
                 (log.warning if self.failures == 1 else log.debug)(

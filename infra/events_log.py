@@ -13,10 +13,12 @@ the drain: one that fails validation (models/rows.py: the rules of `POST /events
 written as a row goes to `events/dead/<first id>_<last id>.parquet` with its reason.
 
 `drain_impressions` does the same for the impression stream (infra/redis/impressions.py) into
-`impressions/<first id>_<last id>.parquet` (IMPRESSIONS_SCHEMA; each recommendation id once,
-bad entries to `impressions/dead/`), and `read_impressions_log` reads them back; the nightly
-drains both, `recsys experiment report` too. One machinery serves both streams (`StreamLog`
-says what differs: folder, schema, entry check, the id written once).
+`impressions/<first id>_<last id>.parquet` (IMPRESSIONS_SCHEMA; one row per answer of each
+entry's batch, or per single-answer entry of the format before batches; each recommendation id
+once; bad rows to `impressions/dead/`, the other rows of their batch to the file), and
+`read_impressions_log` reads them back; the nightly drains both, `recsys experiment report`
+too. One machinery serves both streams (`StreamLog` says what differs: folder, schema, entry
+check, how an entry splits into rows, the id written once).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import math
 import pyarrow as pa
 
 from infra.redis.event_stream import EventStream
-from infra.redis.impressions import ImpressionStream
+from infra.redis.impressions import FIELDS, MAX_ROWS, ROWS, ImpressionStream, is_batch
 from infra.store import ArtifactStore
 from infra.stream_log import StreamLog, drain, read_log
 from models.rows import VERSION_RE, clean_id, validate_interaction
@@ -62,37 +64,53 @@ def _check_event(sid: str, fields: dict) -> tuple[dict | None, str | None]:
 
 
 def _number(fields: dict, name: str, low: float, high: float, integer: bool):
-    text = fields.get(name, "")
+    """A number of an entry: text (a single-answer entry) or a JSON number (a batch row; an
+    integer field takes no fraction, and true/false are no numbers)."""
+    value = fields.get(name, "")
+    kind = "n integer" if integer else " number"
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or (
+            integer and isinstance(value, float)):
+        return None, f"{name} is not a{kind}"
     try:
-        number = int(text) if integer else float(text)
-    except (TypeError, ValueError, OverflowError):
-        return None, f"{name} is not a{'n integer' if integer else ' number'}"
+        number = int(value) if integer else float(value)
+    except (ValueError, OverflowError):
+        return None, f"{name} is not a{kind}"
     if not (math.isfinite(number) and low <= number <= high):
         return None, f"{name} out of range [{low:g}, {high:g}]"
     return number, None
 
 
+def _text(fields: dict, name: str) -> tuple[str | None, str | None]:
+    value = fields.get(name, "")
+    return (value, None) if isinstance(value, str) else (None, f"{name} is not a string")
+
+
 def _check_impression(sid: str, fields: dict) -> tuple[dict | None, str | None]:
-    """One NS:impressions entry as an impressions row, or (None, reason)."""
+    """One impression (a single-answer entry's fields, or a batch row as a dict of FIELDS) as
+    an impressions row, or (None, reason)."""
     row = {"stream_id": sid}
     for name in ("recommendation_id", "user_id"):
         row[name], reason = clean_id(fields.get(name), name)
         if reason:
             return None, reason
     for name in ("experiment", "arm", "source"):
-        text = fields.get(name, "")
-        if text.strip():
+        text, reason = _text(fields, name)
+        if not reason and text.strip():
             text, reason = clean_id(text, name)
-            if reason:
-                return None, reason
+        if reason:
+            return None, reason
         row[name] = text.strip()
-    row["version"] = fields.get("version", "")
+    row["version"], reason = _text(fields, "version")
+    if reason:
+        return None, reason
     if row["version"] and not VERSION_RE.fullmatch(row["version"]):
         return None, "malformed version"
-    try:
-        items = json.loads(fields.get("items", ""))
-    except ValueError:
-        return None, "items is not a JSON array"
+    items = fields.get("items", "")
+    if isinstance(items, str):  # a single-answer entry: the JSON array as text
+        try:
+            items = json.loads(items)
+        except ValueError:
+            return None, "items is not a JSON array"
     if not isinstance(items, list) or len(items) > MAX_ITEMS:
         return None, f"items is not a JSON array of at most {MAX_ITEMS} ids"
     row["items"] = []
@@ -110,9 +128,27 @@ def _check_impression(sid: str, fields: dict) -> tuple[dict | None, str | None]:
     return row, None
 
 
+def _split_impressions(fields: dict) -> list[tuple[int | None, object, str | None]]:
+    """An NS:impressions entry's records: a batch's rows (each as a dict of FIELDS), or the
+    entry itself when it is a single answer's (the format before batches)."""
+    if not is_batch(fields):
+        return [(None, fields, None)]
+    try:
+        rows = json.loads(fields[ROWS])
+    except (ValueError, RecursionError):
+        rows = None
+    if not isinstance(rows, list) or len(rows) > MAX_ROWS:
+        return [(None, fields, f"{ROWS} is not a JSON array of at most {MAX_ROWS} rows")]
+    return [(n, dict(zip(FIELDS, r, strict=True)), None)
+            if isinstance(r, list) and len(r) == len(FIELDS)
+            else (n, r, f"not a JSON array of the {len(FIELDS)} impression fields")
+            for n, r in enumerate(rows)]
+
+
 EVENTS = StreamLog("events", EVENTS_SCHEMA, _check_event, "event_id", "events")
 IMPRESSIONS = StreamLog("impressions", IMPRESSIONS_SCHEMA, _check_impression,
-                        "recommendation_id", "impressions")
+                        "recommendation_id", "impressions", split=_split_impressions,
+                        entry_rows=MAX_ROWS)
 
 
 def drain_events(stream: EventStream, store: ArtifactStore, *, group: str = "nightly",
@@ -129,7 +165,7 @@ def drain_events(stream: EventStream, store: ArtifactStore, *, group: str = "nig
         store: the artifact store to write `<prefix>/<first id>_<last id>.parquet` to.
         group: the Redis consumer group (created from the stream's start if missing).
         consumer: this drain's consumer name.
-        batch_size: stream entries per file.
+        batch_size: stream entries per file (at most).
         prefix: folder of the files in the store.
 
     Returns:
@@ -149,8 +185,10 @@ def drain_impressions(stream: ImpressionStream, store: ArtifactStore, *, group: 
                       prefix: str = "impressions") -> dict:
     """Moves the logged answers from NS:impressions into `<prefix>/<first>_<last>.parquet`
     (IMPRESSIONS_SCHEMA), as `drain_events` does for events: the same guarantees and
-    arguments; the stats count rows under "impressions", repeated recommendation ids under
-    "duplicates"."""
+    arguments, but `batch_size` counts rows (a file takes whole entries until it holds that
+    many, so it may hold one entry's rows more); the stats count rows under "impressions",
+    repeated recommendation ids under "duplicates", bad rows under "dead", and entries under
+    "acknowledged" and "already_written"."""
     return drain(stream, store, IMPRESSIONS, group=group, consumer=consumer,
                  batch_size=batch_size, prefix=prefix)
 

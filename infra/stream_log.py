@@ -9,8 +9,10 @@ file is written and read back are the entries acknowledged and deleted from the 
 between the two loses nothing: the entries stay pending in the consumer group and the next drain
 reads them again. It duplicates nothing either: entries whose stream ids fall in a file already
 written are acknowledged without being written again, and a key repeated inside a batch is
-written once. An entry that fails its check or cannot be written as a row goes to
-`<prefix>/dead/<first id>_<last id>.parquet` with its reason (STREAM_DEAD_SCHEMA). Drains of a
+written once. An entry may hold several rows (`StreamLog.split`: an impression entry holds a
+batch of answers); the file takes whole entries, and a row that fails its check or cannot be
+written as a row goes to `<prefix>/dead/<first id>_<last id>.parquet` with its reason and its
+entry's stream id (STREAM_DEAD_SCHEMA), the entry's other rows to the file. Drains of a
 namespace take turns under a Redis lock (NS:drain:lock, redis-py's Lock with a lease renewed
 after every batch), so a report's drain beside the nightly's neither writes an entry twice nor
 takes over entries the other is working on.
@@ -61,6 +63,17 @@ def _written_ranges(store: ArtifactStore, prefix: str,
     return sorted(ranges)
 
 
+def _union(ranges: list[tuple[tuple, tuple]]) -> list[tuple[tuple, tuple]]:
+    """Sorted ranges merged where they overlap, so that one bisection finds an id's range."""
+    out: list[list] = []
+    for first, last in ranges:
+        if out and first <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], last)
+        else:
+            out.append([first, last])
+    return [(first, last) for first, last in out]
+
+
 def _covered(sid: tuple, ranges: list, starts: list) -> bool:
     n = bisect_right(starts, sid) - 1
     return n >= 0 and ranges[n][0] <= sid <= ranges[n][1]
@@ -73,10 +86,16 @@ class StreamLog:
     Attributes:
         prefix: the folder of the files in the store (dead letters in <prefix>/dead/).
         schema: the files' schema.
-        check: (stream id, fields) -> (row, None) or (None, reason).
+        check: (stream id, record) -> (row, None) or (None, reason), for one record of an
+            entry (the entry's fields, unless `split` says otherwise).
         key: the column whose value is written once (a repeat inside a batch is skipped, and
             the reader keeps its first row).
         noun: the stats' count of rows written ("events", "impressions").
+        split: an entry's fields -> its records, each (position in the entry or None for the
+            whole entry, the record or what stood in its place, None or the reason it is not
+            one); None: each entry is one record, its fields.
+        entry_rows: the most records one entry holds (a drain reads no more entries at a time
+            than could hold batch_size records).
     """
 
     prefix: str
@@ -84,6 +103,8 @@ class StreamLog:
     check: Callable[[str, dict], tuple[dict | None, str | None]]
     key: str
     noun: str
+    split: Callable[[dict], list[tuple[int | None, object, str | None]]] | None = None
+    entry_rows: int = 1
 
 
 def _check_entry(spec: StreamLog, sid: str, fields: dict) -> tuple[dict | None, str | None]:
@@ -91,6 +112,16 @@ def _check_entry(spec: StreamLog, sid: str, fields: dict) -> tuple[dict | None, 
         return spec.check(sid, fields)
     except Exception as e:  # no entry may stop the drain
         return None, f"invalid entry ({type(e).__name__})"
+
+
+def _records(spec: StreamLog, sid: str, fields: dict) -> list[tuple]:
+    """An entry's records as (stream id, position or None, record, reason or None)."""
+    if spec.split is None:
+        return [(sid, None, fields, None)]
+    try:
+        return [(sid, at, record, reason) for at, record, reason in spec.split(fields)]
+    except Exception as e:  # no entry may stop the drain
+        return [(sid, None, fields, f"invalid entry ({type(e).__name__})")]
 
 
 def _writable(rows: list[dict], dead: list[dict], schema: pa.Schema) -> list[dict]:
@@ -126,14 +157,22 @@ def _put_durably(store: ArtifactStore, key: str, data: bytes) -> None:
         raise OSError(f"{key}: the file read back differs from the one written")
 
 
-def _write_batch(store: ArtifactStore, spec: StreamLog, prefix: str, entries: list,
-                 stats: dict, tag: str = "") -> None:
-    """Writes one batch's valid rows (and dead letters, if any) under its id range."""
+def _write_batch(store: ArtifactStore, spec: StreamLog, prefix: str, batch: str,
+                 records: list[tuple], stats: dict) -> None:
+    """Writes one batch's valid rows (and dead letters, if any) as `<prefix>/<batch>.parquet`.
+
+    Args:
+        batch: the file's name: `<first id>_<last id>` of its entries (and `.<tag>`).
+        records: the entries' records, as `_records` gives them.
+    """
     rows, dead, ids = [], [], set()
-    for sid, fields in entries:
-        row, reason = _check_entry(spec, sid, fields)
+    for sid, at, record, reason in records:
+        row = None
+        if reason is None:
+            row, reason = _check_entry(spec, sid, record)
         if row is None:
-            dead.append({"stream_id": sid, "reason": reason, "row": _repr(fields)})
+            dead.append({"stream_id": sid, "row": _repr(record),
+                         "reason": reason if at is None else f"row {at}: {reason}"})
             continue
         if row[spec.key] in ids:
             stats["duplicates"] += 1
@@ -141,7 +180,6 @@ def _write_batch(store: ArtifactStore, spec: StreamLog, prefix: str, entries: li
         ids.add(row[spec.key])
         rows.append(row)
     rows = _writable(rows, dead, spec.schema)
-    batch = f"{entries[0][0]}_{entries[-1][0]}" + (f".{tag}" if tag else "")
     if dead:
         _put_durably(store, f"{prefix}/dead/{batch}.parquet",
                      parquet_bytes(dead, STREAM_DEAD_SCHEMA))
@@ -180,11 +218,15 @@ def _drain(stream, store, spec, prefix, group, consumer, batch_size, lock, stats
     stream.ensure_group(group)
     stream.claim(group, consumer, batch_size)
     until = _sid(stream.last_id())
-    ranges = _written_ranges(store, prefix, tag)
+    ranges = _union(_written_ranges(store, prefix, tag))
     starts = [r[0] for r in ranges]
+    held, fresh, records = [], [], []  # read, not yet acknowledged: entries, new ones, records
     after = "0-0"  # first this consumer's pending entries (an earlier drain died), then new ones
     while True:
-        entries = stream.read(group, consumer, batch_size, after)
+        # A file takes whole entries until it holds batch_size records: read no more entries
+        # than could fill it (one at a time near the end, so it overshoots by one entry at most).
+        count = max(1, (batch_size - len(records)) // spec.entry_rows)
+        entries = stream.read(group, consumer, count, after)
         if not entries and after != ">":
             after = ">"
             continue
@@ -192,16 +234,24 @@ def _drain(stream, store, spec, prefix, group, consumer, batch_size, lock, stats
             after = entries[-1][0]
         keep = [(sid, f) for sid, f in entries if _sid(sid) <= until]
         # Entries deleted while pending, or in a file of an earlier drain: acknowledge only.
-        fresh = [(sid, f) for sid, f in keep if f is not None
-                 and not _covered(_sid(sid), ranges, starts)]
-        stats["already_written"] += sum(f is not None for _, f in keep) - len(fresh)
-        if fresh:
-            _write_batch(store, spec, prefix, fresh, stats, tag)
-        if keep:
-            stream.ack(group, [sid for sid, _ in keep])
-            stats["acknowledged"] += len(keep)
+        new = [(sid, f) for sid, f in keep if f is not None
+               and not _covered(_sid(sid), ranges, starts)]
+        stats["already_written"] += sum(f is not None for _, f in keep) - len(new)
+        held += [sid for sid, _ in keep]
+        fresh += [sid for sid, _ in new]
+        for sid, fields in new:
+            records += _records(spec, sid, fields)
+        done = after == ">" and (len(keep) < len(entries) or len(entries) < count)
+        if held and (done or len(held) >= batch_size or len(records) >= batch_size):
+            if fresh:  # one file of whole entries, named by their id range
+                _write_batch(store, spec, prefix,
+                             f"{fresh[0]}_{fresh[-1]}" + (f".{tag}" if tag else ""),
+                             records, stats)
+            stream.ack(group, held)
+            stats["acknowledged"] += len(held)
+            held, fresh, records = [], [], []
         lock.extend(LOCK_SECONDS, replace_ttl=True)
-        if after == ">" and (len(keep) < len(entries) or len(entries) < batch_size):
+        if done:
             return  # newer entries stay pending for the next drain
 
 

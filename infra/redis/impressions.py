@@ -1,15 +1,22 @@
-"""The impression stream: one entry per /recommend answer, drained like the events.
+"""The impression stream: what /recommend answered, a batch of answers per entry, drained like
+the events.
 
-The functions add what they served (`add`, a batch of records in one pipelined round trip);
-infra/events_log.py drains NS:impressions into Parquet in the artifact store through the
-consumer group, as it drains NS:events (DrainableStream: nothing lost, nothing twice); events
-that carry an answer's `recommendation_id` attribute to its impression (docs/EXPERIMENTS.md).
+The functions add what they served in batches (`add_rows`, or `add` for dicts): one `XADD` per
+batch of up to MAX_ROWS, so writing costs a round trip and a stream entry per batch, not per
+answer. infra/events_log.py drains NS:impressions into Parquet in the artifact store through
+the consumer group, as it drains NS:events (DrainableStream: nothing lost, nothing twice), one
+row per answer; events that carry an answer's `recommendation_id` attribute to its impression
+(docs/EXPERIMENTS.md).
 
-An entry's fields, all text (FIELDS): recommendation_id (32 hex characters), user_id,
-experiment and arm ("" outside an experiment), version, items (a JSON array of the item ids
-in position order, position 1 first), source (cache | on_demand | popular | fallback, or
-"error" for an answer without items), status (the HTTP status), latency_ms, ts_ms (epoch
-milliseconds when the answer was made). Keys: keys.py.
+An entry has one field, `rows`: a JSON array of rows, each a JSON array of FIELDS' values in
+their order: recommendation_id (32 hex characters), user_id, experiment and arm ("" outside an
+experiment), version ("" when none served), items (an array of the item ids in position order,
+position 1 first), source (cache | on_demand | popular | fallback, or "error" for an answer
+without items), status (the HTTP status, an integer), latency_ms (a number), ts_ms (epoch
+milliseconds when the answer was made, an integer). A batch holds at most MAX_ROWS rows.
+
+Entries written before batches (one answer per entry, FIELDS as the entry's fields, all text,
+`items` a JSON array) are still drained: `is_batch` tells the two apart. Keys: keys.py.
 """
 
 from __future__ import annotations
@@ -22,10 +29,19 @@ from infra.redis.event_stream import DrainableStream
 
 FIELDS = ("recommendation_id", "user_id", "experiment", "arm", "version", "items", "source",
           "status", "latency_ms", "ts_ms")
+ROWS = "rows"  # the field of a batch entry
+MAX_ROWS = 1_000  # rows of one entry at most (a drain sizes its reads by it)
+_dumps = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 
 
-def encode(record: dict) -> dict[str, str]:
-    """One impression as stream fields (FIELDS, all text; `items` a JSON array).
+def is_batch(fields: dict) -> bool:
+    """True for a batch entry (`rows`), False for a single answer's entry of the old format."""
+    return ROWS in fields
+
+
+def row(record: dict) -> list:
+    """One impression (a dict with FIELDS) as a batch row: FIELDS' values in their order,
+    None as "" and `items` as a list.
 
     Raises:
         ValueError: a field of FIELDS is missing.
@@ -33,33 +49,55 @@ def encode(record: dict) -> dict[str, str]:
     missing = [f for f in FIELDS if f not in record]
     if missing:
         raise ValueError(f"impression without {', '.join(missing)}")
-    out = {f: "" if record[f] is None else str(record[f]) for f in FIELDS if f != "items"}
-    out["items"] = json.dumps(list(record["items"]), ensure_ascii=False)
-    return out
+    values = ["" if record[f] is None else record[f] for f in FIELDS]
+    values[FIELDS.index("items")] = list(record["items"])
+    return values
 
 
 class ImpressionStream(DrainableStream):
     """NS:impressions: what the functions served, for experiments' reports.
 
-    Contract: `add` appends every record of its batch in one MULTI (all or none); draining as
-    DrainableStream. The stream is never trimmed: only an acknowledged drain removes entries.
+    Contract: `add_rows` (and `add`) appends its whole batch (all or none), one entry per
+    MAX_ROWS rows; draining as DrainableStream. The stream is never trimmed: only an
+    acknowledged drain removes entries.
     """
 
     def __init__(self, client: redis.Redis, namespace: str = "recsys"):
         super().__init__(client, namespace)
         self.stream = self.keys.impressions
 
-    def add(self, records: list[dict]) -> list[str]:
-        """Appends impressions (dicts with FIELDS) in one round trip; their stream ids.
+    def add_rows(self, rows: list) -> list[str]:
+        """Appends impressions given as rows (sequences of FIELDS' values in their order) in
+        one round trip: one entry per MAX_ROWS rows (one MULTI when more than one); their
+        stream ids (none for no rows).
 
         Raises:
-            ValueError: a record lacks a field (nothing was written).
+            ValueError: a row of another length, or a value JSON cannot hold (nothing was
+                written).
             redis.RedisError: Redis failed; with a lost reply, the batch may be stored.
         """
-        if not records:
-            return []
-        encoded = [encode(r) for r in records]
-        pipe = self.r.pipeline(transaction=True)
-        for fields in encoded:
-            pipe.xadd(self.stream, fields)
-        return [i.decode() if isinstance(i, bytes) else i for i in pipe.execute()]
+        if any(len(r) != len(FIELDS) for r in rows):
+            raise ValueError(f"an impression row without its {len(FIELDS)} values (FIELDS)")
+        try:  # ASCII JSON: a lone surrogate is escaped, never refused by Redis
+            payloads = [_dumps(rows[lo:lo + MAX_ROWS]) for lo in range(0, len(rows), MAX_ROWS)]
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"an impression JSON cannot hold: {e}") from None
+        if len(payloads) == 1:
+            ids = [self.r.xadd(self.stream, {ROWS: payloads[0]})]
+        elif payloads:
+            pipe = self.r.pipeline(transaction=True)
+            for payload in payloads:
+                pipe.xadd(self.stream, {ROWS: payload})
+            ids = pipe.execute()
+        else:
+            ids = []
+        return [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+    def add(self, records: list[dict]) -> list[str]:
+        """Appends impressions (dicts with FIELDS): `add_rows` of their rows.
+
+        Raises:
+            ValueError: a record lacks a field, or as `add_rows` (nothing was written).
+            redis.RedisError: as `add_rows`.
+        """
+        return self.add_rows([row(r) for r in records])

@@ -13,6 +13,7 @@ import redis
 
 from infra.bundle import read_bundle
 from infra.redis.experiments import Experiments
+from infra.redis.impressions import FIELDS
 from infra.redis.lists import ServedLists
 from infra.store import LocalStore
 from models.experiments.assignment import experiment
@@ -72,14 +73,18 @@ def _ids(body) -> list[str]:
     return [i["item_id"] for i in body["items"]]
 
 
+def _rows(client, key: str = f"{NS}:impressions") -> list[dict]:
+    """Every impression of the stream `key` (its entries' batches of rows), as FIELDS dicts."""
+    return [dict(zip(FIELDS, row, strict=True)) for _, fields in client.xrange(key)
+            for row in json.loads(fields[b"rows"])]
+
+
 def _impressions(client, since: float, n: int, timeout: float = 5.0) -> list[dict]:
-    """The first n entries of NS:impressions made after `since` (epoch s: an earlier test's
-    app may still be writing its own), waiting for the writer (every ~50 ms)."""
+    """The first n impressions of NS:impressions made after `since` (epoch s: an earlier
+    test's app may still be writing its own), waiting for the writer (every ~50 ms)."""
     deadline = time.monotonic() + timeout
     while True:
-        got = [{k.decode(): v.decode() for k, v in fields.items()}
-               for _, fields in client.xrange(f"{NS}:impressions")]
-        got = [g for g in got if int(g["ts_ms"]) >= since * 1000]
+        got = [g for g in _rows(client) if g["ts_ms"] >= since * 1000]
         if len(got) >= n or time.monotonic() > deadline:
             return got[:n]
         time.sleep(0.02)
@@ -167,18 +172,18 @@ def test_every_answer_is_an_impression_with_its_arm_items_and_status(app, versio
     ok, bad_k, bad_category, plain = _impressions(client, since, 4)
     assert ok == {"recommendation_id": body["recommendation_id"], "user_id": u,
                   "experiment": "imp", "arm": "B", "version": V2,
-                  "items": json.dumps(_ids(body)), "source": "cache", "status": "200",
+                  "items": _ids(body), "source": "cache", "status": 200,
                   "latency_ms": ok["latency_ms"], "ts_ms": ok["ts_ms"]}
-    assert 0 < float(ok["latency_ms"]) < 5000
-    assert abs(int(ok["ts_ms"]) - time.time() * 1000) < 60_000
+    assert 0 < ok["latency_ms"] < 5000
+    assert abs(ok["ts_ms"] - time.time() * 1000) < 60_000
     assert (bad_k["user_id"], bad_k["status"], bad_k["source"], bad_k["items"]) == (
-        u, "400", "error", "[]")
+        u, 400, "error", [])
     assert len(bad_k["recommendation_id"]) == 32 and bad_k["experiment"] == ""
     assert (bad_category["status"], bad_category["experiment"], bad_category["arm"]) == (
-        "400", "imp", "A" if exp.arm_for("nobody").name == "A" else "B")
+        400, "imp", "A" if exp.arm_for("nobody").name == "A" else "B")
     assert (plain["experiment"], plain["arm"], plain["version"], plain["source"]) == (
         "", "", v1, "popular")
-    assert plain["items"] == json.dumps(_ids(outside))
+    assert plain["items"] == _ids(outside)
 
 
 def test_a_503_is_an_impression_and_the_switch_turns_them_off(versions):
@@ -189,9 +194,8 @@ def test_a_503_is_an_impression_and_the_switch_turns_them_off(versions):
     deadline = time.monotonic() + 5
     while not client.xlen("empty:impressions") and time.monotonic() < deadline:
         time.sleep(0.02)
-    (_, fields), = client.xrange("empty:impressions")
-    assert (fields[b"status"], fields[b"source"], fields[b"user_id"]) == (b"503", b"error",
-                                                                         b"u1")
+    (row,) = _rows(client, "empty:impressions")
+    assert (row["status"], row["source"], row["user_id"]) == (503, "error", "u1")
     client.delete(f"{NS}:impressions")
     off = make_app({**env, "RECSYS_IMPRESSIONS": "0"}).test_client()
     assert off.get("/recommend?user_id=u1&k=2").status_code == 200

@@ -1,13 +1,14 @@
 """The impression writer (functions/impression_log.py) against real redis-server processes:
-batches written, records kept while Redis is down and written once it is back, the oldest
-dropped (and counted) only when the queue is full, the rest sent at close."""
+batches written (one stream entry each), records kept while Redis is down and written once it
+is back, the oldest dropped (and counted) only when the queue is full, the rest sent at close."""
 
+import json
 import time
 
 import redis
 
 from functions.impression_log import ImpressionLog, record
-from infra.redis.impressions import ImpressionStream
+from infra.redis.impressions import FIELDS, ImpressionStream
 from infra.redis_server import free_port, local_redis
 
 
@@ -16,24 +17,32 @@ def _record(n: int) -> tuple:
                   1_700_000_000_000 + n)
 
 
+def _rows(client) -> list[dict]:
+    """Every impression in the stream, in order, as a dict of FIELDS."""
+    return [dict(zip(FIELDS, r, strict=True)) for _, f in client.xrange("t:impressions")
+            for r in json.loads(f[b"rows"])]
+
+
 def _wait_len(client, n: int, timeout: float = 10.0) -> int:
     deadline = time.monotonic() + timeout
-    while client.xlen("t:impressions") < n and time.monotonic() < deadline:
+    while len(_rows(client)) < n and time.monotonic() < deadline:
         time.sleep(0.02)
-    return client.xlen("t:impressions")
+    return len(_rows(client))
 
 
 def test_records_are_written_in_order_with_every_field(redis_client):
-    writer = ImpressionLog(ImpressionStream(redis_client, "t"), batch=7)
+    # flush_s: only a full batch wakes the thread, which then sends the whole queue
+    writer = ImpressionLog(ImpressionStream(redis_client, "t"), batch=7, flush_s=3600)
     for n in range(20):
         writer.add(_record(n))
     assert _wait_len(redis_client, 20) == 20
-    entries = redis_client.xrange("t:impressions")
-    first = {k.decode(): v.decode() for k, v in entries[0][1].items()}
-    assert first == {"recommendation_id": "0" * 32, "user_id": "u0", "experiment": "",
-                     "arm": "", "version": "v1", "items": '["i0", "i0"]', "source": "cache",
-                     "status": "200", "latency_ms": "1.500", "ts_ms": "1700000000000"}
-    assert [e[1][b"user_id"] for e in entries] == [f"u{n}".encode() for n in range(20)]
+    rows = _rows(redis_client)
+    assert [len(json.loads(f[b"rows"])) for _, f in redis_client.xrange("t:impressions")] \
+        == [7, 7, 6]  # an entry per batch
+    assert rows[0] == {"recommendation_id": "0" * 32, "user_id": "u0", "experiment": "",
+                       "arm": "", "version": "v1", "items": ["i0", "i0"], "source": "cache",
+                       "status": 200, "latency_ms": 1.5, "ts_ms": 1700000000000}
+    assert [r["user_id"] for r in rows] == [f"u{n}" for n in range(20)]
     writer.close()
 
 
@@ -53,7 +62,7 @@ def test_records_wait_while_redis_is_down_then_are_written(tmp_path):
         for n in range(10, 12):  # more while it comes back
             writer.add(_record(n))
         assert _wait_len(up, 12) == 12
-        users = [e[1][b"user_id"].decode() for e in up.xrange("t:impressions")]
+        users = [r["user_id"] for r in _rows(up)]
         assert sorted(users) == sorted(f"u{n}" for n in range(12))
         writer.close()
 
@@ -71,5 +80,4 @@ def test_a_full_queue_drops_the_oldest_and_counts_them(redis_client):
     assert [r[1] for r in writer.queue] == [f"u{n}" for n in range(3, 8)]
     writer.stream = ImpressionStream(redis_client, "t")  # Redis back: close sends the rest
     writer.close()
-    users = [e[1][b"user_id"].decode() for e in redis_client.xrange("t:impressions")]
-    assert users == [f"u{n}" for n in range(3, 8)]
+    assert [r["user_id"] for r in _rows(redis_client)] == [f"u{n}" for n in range(3, 8)]
