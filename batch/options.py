@@ -91,6 +91,10 @@ class NightlyConfig:
                                 "Faiss, the cheap option.")
     served_config: str = flag("", "JSON overrides of ServedConfig for --model served, e.g. "
                                   '\'{"tower": {"dim": 16}, "n_tower": 50}\'.')
+    graphsage_config: str = flag("", "A JSON file of GraphSAGEConfig overrides, e.g. "
+                                     '{"dim": 32}: for --model graphsage, and with --model '
+                                     "served it turns GraphSAGE on as a candidate source and "
+                                     "feature (off by default).")
     users: str | None = flag(None, "Users table (user_id + feature columns; .parquet/.csv, "
                                    "local or s3://) for --model served; default: the --input "
                                    "folder's users.*.")

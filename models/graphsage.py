@@ -73,6 +73,32 @@ class GraphSAGEConfig:
     max_examples: int | None = None
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        whole = {k: getattr(self, k) for k in ("dim", "hidden", "history", "user_fanout",
+                                               "item_fanout", "epochs", "batch_size")}
+        whole.update({k: v for k in ("max_per_user", "max_examples")
+                      if (v := getattr(self, k)) is not None})
+        for name, value in whole.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"GraphSAGEConfig.{name} {value!r}: a whole number >= 1")
+        for name in ("patience", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"GraphSAGEConfig.{name} {value!r}: a whole number >= 0")
+        bounds = {"learning_rate": (0, None), "temperature": (0, None), "l2": (None, None),
+                  "id_dropout": (None, 1), "validation": (None, 1)}
+        for name, (above, below) in bounds.items():
+            value = getattr(self, name)
+            ok = (isinstance(value, int | float) and not isinstance(value, bool)
+                  and value >= 0 and (above is None or value > above)
+                  and (below is None or value < below))
+            if not ok:
+                raise ValueError(f"GraphSAGEConfig.{name} {value!r}: a number >= 0"
+                                 + (f", > {above}" if above is not None else "")
+                                 + (f", < {below}" if below is not None else ""))
+        if not isinstance(self.cold_items, bool):
+            raise ValueError(f"GraphSAGEConfig.cold_items {self.cold_items!r}: true or false")
+
 
 def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0.0)

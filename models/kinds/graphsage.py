@@ -122,16 +122,64 @@ class GraphSAGEOnDemand:
         return one_list(*faiss_topk(self.index, xq, k, [exclude_idx]))
 
 
+def parse_graphsage_config(path: str | None) -> GraphSAGEConfig | None:
+    """GraphSAGEConfig from a JSON file of overrides of its defaults (--graphsage_config).
+
+    Args:
+        path: a local file holding e.g. '{"dim": 32, "epochs": 8}'; None or "": no file.
+
+    Returns:
+        The config, or None without a file.
+
+    Raises:
+        ValueError: naming the flag and what to fix: the file cannot be read, is not JSON,
+            not an object, names a field GraphSAGEConfig does not have, or a value it
+            refuses.
+    """
+    import json
+
+    from models.graphsage import GraphSAGEConfig
+
+    if not path:
+        return None
+    where = "--graphsage_config"
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(1 << 20)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{where}: cannot read {path!r} ({getattr(e, 'strerror', None) or e}"
+                         "); pass a JSON file of GraphSAGEConfig fields, e.g. "
+                         '{"dim": 32}') from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: {path!r} is not JSON ({e.msg} at line {e.lineno}); pass "
+                         'an object such as {"dim": 32}') from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: {path!r} must hold a JSON object of GraphSAGEConfig "
+                         "fields")
+    known = {f.name for f in dataclasses.fields(GraphSAGEConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown} in {path!r}; known: "
+                         f"{sorted(known)}")
+    try:
+        return GraphSAGEConfig(**raw)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
 class GraphSAGEKind:
     name = "graphsage"
     uses_features = True
 
     def config(self, flags: Mapping[str, Any]) -> GraphSAGEConfig:
-        """GraphSAGEConfig's defaults (chosen on validation windows); MF's --dim/--epochs do
-        not apply, and index, flat_max are IndexConfig's as for MF."""
+        """GraphSAGEConfig's defaults (chosen on validation windows) with the overrides of
+        the flag graphsage_config (a JSON file, see `parse_graphsage_config`); MF's
+        --dim/--epochs do not apply, and index, flat_max are IndexConfig's as for MF."""
         from models.graphsage import GraphSAGEConfig
 
-        return GraphSAGEConfig()
+        return parse_graphsage_config(flags.get("graphsage_config")) or GraphSAGEConfig()
 
     def validation_window(self, config: GraphSAGEConfig, gate_window: float) -> float:
         return gate_window

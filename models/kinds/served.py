@@ -47,11 +47,13 @@ def parse_config(text: str | None) -> ServedConfig:
 
     Args:
         text: e.g. '{"tower": {"dim": 16, "epochs": 4}, "ranker": {"hidden": [32]},
-            "n_tower": 50}'; None or "" keeps every default.
+            "n_tower": 50}'; "graphsage": {...} turns GraphSAGE on (GraphSAGEConfig
+            overrides), null off; None or "" keeps every default.
 
     Raises:
         ValueError: not a JSON object, or a field ServedConfig (or its parts) does not have.
     """
+    from models.graphsage import GraphSAGEConfig
     from models.ranker import RankerConfig
     from models.two_tower import TwoTowerConfig
 
@@ -73,6 +75,11 @@ def parse_config(text: str | None) -> ServedConfig:
 
     parts = {"tower": build(TwoTowerConfig, raw.get("tower") or {}, "tower"),
              "ranker": build(RankerConfig, raw.get("ranker") or {}, "ranker")}
+    sage = raw.get("graphsage")
+    if sage is not None and not isinstance(sage, dict):
+        raise ValueError("--served_config: graphsage must be an object of GraphSAGEConfig "
+                         "fields (GraphSAGE on) or null (off)")
+    parts["graphsage"] = None if sage is None else build(GraphSAGEConfig, sage, "graphsage")
     rest = {k: v for k, v in raw.items() if k not in parts}
     return replace(build(ServedConfig, rest, "the top level"), **parts)
 
@@ -161,8 +168,15 @@ class ServedKind:
     uses_features = True
 
     def config(self, flags: Mapping[str, Any]) -> ServedConfig:
-        """From the flag served_config (JSON overrides, see `parse_config`)."""
-        return parse_config(flags.get("served_config"))
+        """From the flag served_config (JSON overrides, see `parse_config`); the flag
+        graphsage_config (a JSON file, models.kinds.graphsage.parse_graphsage_config) turns
+        GraphSAGE on inside served with its settings (replacing served_config's
+        "graphsage")."""
+        from models.kinds.graphsage import parse_graphsage_config
+
+        config = parse_config(flags.get("served_config"))
+        sage = parse_graphsage_config(flags.get("graphsage_config"))
+        return config if sage is None else replace(config, graphsage=sage)
 
     def validation_window(self, config: ServedConfig, gate_window: float) -> float:
         """fit_served validates on its own last window, cut at the last of `config.windows`
