@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from models.baselines import ScoredRecommender, top_k_ids
+from models.baselines import ScoredRecommender
 from models.histories import id_multi_hot
 
 
@@ -135,12 +135,14 @@ class _ImplicitMF(ScoredRecommender):
         """User factors of unseen users from their histories. Returns [num_users, dim]."""
         raise NotImplementedError
 
-    def recommend(self, user_ids, histories, k, fresh):
+    def user_scores(self, user_ids, histories, fresh):
+        """Warm users by their fitted factors, others by fold-in (what `recommend` and
+        `score` rank)."""
         if fresh or any(u not in self.user_rows for u in user_ids):
             vectors = self.fold_in(histories)
         else:
             vectors = self.model.user_factors[[self.user_rows[u] for u in user_ids]]
-        return top_k_ids(self.catalog, vectors @ self.model.item_factors.T, histories, k)
+        return vectors @ self.model.item_factors.T
 
 
 class ImplicitALS(_ImplicitMF):

@@ -2,6 +2,7 @@
 model's `score` against its own `recommend`."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -18,8 +19,9 @@ from models.evaluation_loo import (
     rank_of_positive,
     score_cases,
 )
-from models.peers import EASE
+from models.peers import EASE, ImplicitBPR
 from models.synthetic import generate
+from models.vocab import Vocab
 
 
 def events(rows):
@@ -169,3 +171,34 @@ def test_pool_recall_is_the_share_of_truth_items_in_each_source_per_segment():
     assert recall["all"] == {"tower": pytest.approx(2 / 7), "knn": pytest.approx(2 / 7),
                              "pool": pytest.approx(4 / 7)}
     assert pool_recall(Pools(), Cases(cases.warm, []))["fresh"]["pool"] is None
+
+
+def test_implicit_peers_score_warm_users_by_their_factors_and_others_by_fold_in():
+    # implicit itself is optional: the factors of a fitted BPR are set by hand.
+    bpr = ImplicitBPR()
+    bpr.catalog = Vocab.build(pd.Series(["1", "2", "3"]))
+    bpr.user_rows = {"u": 0}
+    bpr.model = SimpleNamespace(user_factors=np.array([[1.0, 0.0, 1.0]]),
+                                item_factors=np.array([[3.0, 0, 0.5], [0, 1, 0.2], [1, 1, 0.1]]))
+    warm = bpr.score(["u"], [["1"]], [["2", "3", "9"]], False)
+    assert warm.tolist() == [[pytest.approx(0.2), pytest.approx(1.1), -np.inf]]
+    fresh = bpr.score(["new"], [["2"]], [["1", "3"]], True)  # query [0, 1, 1]: item 2's
+    assert fresh.tolist() == [[pytest.approx(0.5), pytest.approx(1.1)]]
+    assert bpr.recommend(["u"], [["1"]], 2, False) == [["3", "2"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mf", "two_tower", "graphsage", "served"])
+def test_trained_models_score_their_own_lists_in_descending_order(name):
+    from evaluation.registry import MODEL_REGISTRY
+
+    data = generate(300, 120, seed=6)
+    train = data.interactions.astype({"user_id": str, "item_id": str})
+    model = MODEL_REGISTRY[name]().fit(train, data.users, data.items)
+    users = sorted(train["user_id"].unique())[:20]
+    histories = [list(train[train["user_id"] == u]["item_id"].unique()) for u in users]
+    for fresh in (False, True):
+        lists = model.recommend(users, histories, 10, fresh)
+        got = model.score(users, histories, [row + ["nope"] for row in lists], fresh)
+        assert got.shape == (20, 11) and np.isneginf(got[:, -1]).all()
+        assert (np.diff(got[:, :-1], axis=1) <= 1e-4).all(), f"{name}: {got[:, :-1]}"
