@@ -5,12 +5,13 @@
 For each listed item c, the first that holds of:
 
 1. `because_you_took`: an item h of the history window the ranker's `knn` and `session`
-   features read (the last `tower.history` items) is a neighbour of c. Those features are
-   the sums of S[h, c] over that window (models.features.neighbour_sums), so each history
-   item's share is its S[h, c]: the reason names the h of the largest share over both
-   tables, the table (`feature`: knn or session), its share (`contribution`) and the
-   feature's value. Taking h out of the history lowers that feature by its share
-   (tests/functions/test_explain.py shows it on the ranker's features).
+   (and, with EASE, `ease`) features read (the last `tower.history` items) is a neighbour of
+   c. Those features are the sums of S[h, c] over that window
+   (models.features.neighbour_sums), so each history item's share is its S[h, c]: the reason
+   names the h of the largest positive share over the tables, the table's feature
+   (`feature`), its share (`contribution`) and the feature's value. Taking h out of the
+   history lowers that feature by its share (tests/functions/test_explain.py shows it on the
+   ranker's features).
 2. `popular_in_your_segment`: the `segment_lift` feature is above 0 (users sharing the
    user's feature tokens took c more than all users did).
 3. `new`: c has no train event (`pop_all` is 0): the item tower embedded it from features.
@@ -25,9 +26,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.histories import history_matrix
-from models.ranker import FEATURES
 
-_COL = {f: i for i, f in enumerate(FEATURES)}
+FEATURE_OF = {"knn": "knn", "sess": "session", "ease": "ease"}  # table -> its feature
 
 
 def shares(matrix, window: np.ndarray, cand: np.ndarray) -> np.ndarray:
@@ -72,8 +72,9 @@ def item_reasons(model, history: np.ndarray, user_tok: np.ndarray, context: np.n
     window = history[-model.config.tower.history:] if len(history) else history
     X = item_features(model, history, user_tok, context, cand)
     a = model.arrays()
-    tables = (("knn", shares(a.knn.matrix, window, cand)),
-              ("session", shares(a.sess.matrix, window, cand)))
+    tables = [(FEATURE_OF[name], shares(a.neighbours[name].matrix, window, cand))
+              for name in model.neighbour_names()]
+    _COL = {f: i for i, f in enumerate(model.feature_names())}
     out = []
     for n in range(len(cand)):
         best = max(((float(s[:, n].max()), name, int(s[:, n].argmax())) for name, s in tables
