@@ -27,7 +27,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("functions", "models", "infra")
-ENTRY_POINTS = ("recommend", "events", "health", "admin_items")  # the Terraform entry points
+ENTRY_POINTS = ("recommend", "events", "health", "admin_items", "similar_items",
+                "trending_items")  # the Terraform entry points
 # Always installed for the functions; must be declared in pyproject.toml. pandas: models/
 # imports it at module level (schema, vocab, mf).
 SERVING_DEPENDENCIES = ("functions-framework", "redis", "boto3", "numpy", "faiss-cpu", "pandas",

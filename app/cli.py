@@ -204,18 +204,27 @@ class _EvaluateCommand(click.Command):
 @_opt("--models", envvar="RECSYS_MODELS", default="popularity,recent_popularity,item_knn,mf",
       help="Comma-separated models to evaluate (listed below). Peers: ease, and als and bpr "
            "with `pip install 'recsys[peers]'`.")
+@_opt("--task", envvar="RECSYS_EVAL_TASK", default="recommend",
+      type=click.Choice(["recommend", "next-item"]),
+      help="recommend: the models above under --protocol. next-item: /similar's task (given "
+           "an item a user took, is their next item among its top 10?) for the neighbour "
+           "variants of models/next_item.py beside a co-occurrence baseline; --models and "
+           "--protocol do not apply.")
 @_opt("--json", "json_path", envvar="RECSYS_EVAL_JSON", default=None,
       help="Write the results to this JSON file.")
 @_opt("--report", "report_dir", envvar="RECSYS_EVAL_REPORT", default=None,
       help="Write report.md (what warm, fresh and the cutoff are, which model to ship, the "
            "table) and a plot to this folder.")
 @click.pass_context
-def evaluate(ctx, datasets, protocol, models, json_path, report_dir) -> None:
+def evaluate(ctx, datasets, protocol, models, task, json_path, report_dir) -> None:
     """Offline evaluation of the given models. Temporal holdout (default): trained on the
     events before the cutoff, scored on warm users (seen before it) and fresh ones (first seen
     after it); loo-sampled: each user's latest item among 99 sampled negatives. The
     protocols: models/evaluation.py, models/evaluation_loo.py; our figures:
     docs/EVALUATION_RESULTS.md."""
+    if task == "next-item":
+        _next_item(ctx, datasets, json_path)
+        return
     with _quiet_libraries(ctx):
         from evaluation.registry import resolve_models
         from evaluation.run import run_evaluation, split_specs
@@ -230,6 +239,19 @@ def evaluate(ctx, datasets, protocol, models, json_path, report_dir) -> None:
         report = run_evaluation(loaded[0] if len(loaded) == 1 else loaded, names, json_path,
                                 report_dir, protocol=protocol)
     click.echo(json.dumps(report, indent=1))
+
+
+def _next_item(ctx, datasets, json_path) -> None:
+    """`recsys evaluate --task next-item`: models/next_item.py on each dataset."""
+    with _quiet_libraries(ctx):
+        from evaluation.run import split_specs
+        from infra.datasets import load_dataset
+        from models.next_item import next_item_report
+
+        reports = [next_item_report(d.interactions, d.users, d.items, d.name)
+                   for d in (load_dataset(spec) for spec in split_specs(datasets))]
+    report = reports[0] if len(reports) == 1 else {"datasets": reports}
+    _write_json(json_path, report)  # printed, and written to --json
 
 
 @main.command("sample-data", context_settings=CONTEXT)

@@ -35,8 +35,11 @@ start as subprocesses under the same gunicorn settings (WORKERS/THREADS), and:
   before the load, the others after it, with nothing else of the benchmark running.
 Every /recommend answer is an impression (functions/impression_log.py), as in production; the
 benchmark deletes NS:impressions after each round (nothing drains it here).
+- similar: /similar?k=10 over random items (their neighbours published as the nightly does:
+  benchmarks/serving_similar.py), in the same alternating rounds as bare and cached;
 Prints one table of both kinds; --json writes {"kinds": {kind: {"cached", "cached_experiment",
-"bare", "metrics", "fresh", "cold_start_s", "server", "bundle", "checks"}}, "settings",
+"bare", "similar", "metrics", "fresh", "cold_start_s", "server", "bundle", "checks"}},
+"settings",
 "checks"} and a
 latency plot.
 """
@@ -56,7 +59,7 @@ import time
 
 import numpy as np
 
-from benchmarks import serving_metrics
+from benchmarks import serving_metrics, serving_similar
 from benchmarks.output import write_json
 from benchmarks.serving_experiment import (
     VERSION,
@@ -258,6 +261,7 @@ def run_kind(kind: str, args, work: str) -> dict:
     with local_redis() as url:
         folder, info, warm, features = prepare(kind, args, url, work)
         ids = write_ids(os.path.join(work, f"users-{kind}.txt"), warm)
+        items = serving_similar.publish_similar(url, folder, VERSION, NS)
         env = {"REDIS_URL": url, "RECSYS_STORE": folder, "RECSYS_NAMESPACE": NS,
                "WORKERS": str(args.workers), "THREADS": str(args.threads),
                "RECSYS_BARE_PREFIX": f"{NS}:v:{VERSION}:u:"}
@@ -272,15 +276,19 @@ def run_kind(kind: str, args, work: str) -> dict:
             targets = {"bare": (f"{bare_url}/?user_id=", bare_pid),
                        "cached": (f"{cached_url}/recommend?k=10&user_id=", pid)}
             targets["cached_experiment"] = targets["cached"]
-            for url_prefix, _ in targets.values():  # warm-up, not recorded
-                run_wrk(url_prefix, ids, 2, args.connections, work)
-            names = ("bare", "cached", "cached_experiment")
+            similar_url, items_file = serving_similar.target(cached_url, work, kind, items)
+            targets["similar"] = (similar_url, pid)
+            ids_of = {"similar": items_file}  # the others pick users
+            for name, (url_prefix, _) in targets.items():  # warm-up, not recorded
+                run_wrk(url_prefix, ids_of.get(name, ids), 2, args.connections, work)
+            names = ("bare", "cached", "cached_experiment", "similar")
             rounds, rerun = {n: [] for n in names}, dict.fromkeys(names, 0)
             lists, running = ServedLists.from_url(url, NS), None
             for r in range(args.rounds):
                 for name in names if r % 2 == 0 else names[::-1]:
                     url_prefix, server = targets[name]
-                    if name != "bare" and (running is not None) != (name == "cached_experiment"):
+                    if name.startswith("cached") and (running is not None) != (
+                            name == "cached_experiment"):
                         running = set_experiment(
                             lists, f"bench-{r}" if running is None else None, running)
                         run_wrk(url_prefix, ids, 1, args.connections, work)  # loads the arm
@@ -289,8 +297,8 @@ def run_kind(kind: str, args, work: str) -> dict:
                         # Settle: a worker still writing the last run's impressions would let
                         # the other accept every connection of the next (serving_load.balanced).
                         time.sleep(SETTLE_S)
-                        got = run_wrk(url_prefix, ids, args.duration, args.connections, work,
-                                      server, r)
+                        got = run_wrk(url_prefix, ids_of.get(name, ids), args.duration,
+                                      args.connections, work, server, r)
                         lists.r.delete(f"{NS}:impressions")  # nothing drains it here
                         log.info("%s round %d %s: %s", kind, r, name,
                                  {k: v for k, v in got.items() if k != "percentiles"})
@@ -316,13 +324,13 @@ def run_kind(kind: str, args, work: str) -> dict:
         load["after"] = os.getloadavg()
     experiment = _median(rounds["cached_experiment"])
     out = {"cached": _median(rounds["cached"]), "bare": _median(rounds["bare"]),
-           "cached_experiment": experiment,
+           "cached_experiment": experiment, "similar": _median(rounds["similar"]),
            "fresh": fresh, "cold_start_s": round(statistics.median(colds), 3),
            "cold_starts_s": [round(c, 3) for c in colds], "server": server, "bundle": info,
            "metrics": metrics,
            "load_average": load, "unbalanced_rounds_rerun": rerun}
     experiment["ratio_to_cached"] = round(experiment["rps"] / out["cached"]["rps"], 3)
-    out["checks"] = checks(out)
+    out["checks"] = {**checks(out), **serving_similar.checks(out)}
     return out
 
 

@@ -35,6 +35,12 @@ def summary_table(result: dict) -> str:
                      f"version): {e['rps']:,.0f} req/s, p50/p99 {e['p50_ms']:.1f} / "
                      f"{e['p99_ms']:.1f} ms, ratio_to_cached {e['ratio_to_cached']}")
         lines.append(summary_line(kind, r["metrics"]))
+        if "similar" in r:  # benchmarks/serving_similar.py
+            s = r["similar"]
+            lines.append(f"{kind}: similar (cached neighbours, k=10): {s['rps']:,.0f} req/s, "
+                         f"p50/p99 {s['p50_ms']:.1f} / {s['p99_ms']:.1f} ms; similar/bare req/s "
+                         f"{checks['similar_rps_over_bare']}, p99 "
+                         f"{checks['similar_p99_over_bare']}")
         lines.append(f"{kind}: {flags}; cached/bare req/s {checks['cached_rps_over_bare']}; "
                      f"fresh errors {f['errors']}, sources {f['sources']}; cold starts "
                      f"{r['cold_starts_s']} s; load average "

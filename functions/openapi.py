@@ -9,7 +9,13 @@ may produce a 500, and every answer must match the document.
 from __future__ import annotations
 
 from functions.field_rules import Limits, object_schema, query_parameters
-from functions.request_models import EventBatch, ItemChanges, RecommendRequest
+from functions.request_models import (
+    EventBatch,
+    ItemChanges,
+    RecommendRequest,
+    SimilarRequest,
+    TrendingRequest,
+)
 
 
 def _ref(name: str) -> dict:
@@ -36,6 +42,7 @@ def _errors(*codes: int) -> dict:
             405: "Method not allowed.",
             413: "The body is over the size limit (RECSYS_MAX_BODY_BYTES; for /admin/items "
                  "RECSYS_MAX_ADMIN_BODY_BYTES).",
+            404: "No such item in the served version.",
             503: "Not ready (no published version) or the store is unreachable."}
     return {str(c): _json(_ref("Error"), text[c], RETRY if c == 503 else None) for c in codes}
 
@@ -50,6 +57,11 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
                                         "served item has (never an empty 200): `error` names "
                                         "the field, e.g. \"category: no served item has "
                                         "category 'Nope'; known categories (19): ...\".")}
+    similar_responses = {"200": _json(_ref("SimilarItems"), "The item's neighbours."),
+                         **_errors(400, 401, 404, 413, 503)}
+    trending_responses = {"200": _json(_ref("TrendingItems"), "The window's most engaged "
+                                       "items, topped up by popular ones."),
+                          **_errors(400, 401, 413)}
     return {
         "openapi": "3.0.3",
         "info": {"title": "recsys functions", "version": "1",
@@ -84,7 +96,41 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
                         "items": {"type": "array", "items": {
                             "type": "object", "required": ["item_id", "score"], "properties": {
                                 "item_id": {"type": "string"},
-                                "score": {"type": "number", "nullable": True}}}}}},
+                                "score": {"type": "number", "nullable": True},
+                                "reason": _ref("Reason")}}}}},
+                "Reason": {"type": "object", "required": ["reason"], "description": (
+                    "With explain=true: why the item is listed, from the ranker's features "
+                    "(docs/SERVING.md, Reasons)."), "properties": {
+                        "reason": {"type": "string", "enum": [
+                            "because_you_took", "popular_in_your_segment", "new", "trending",
+                            "popular", "taste"]},
+                        "history_item": {"type": "string", "description": (
+                            "because_you_took: the history item whose neighbour share of the "
+                            "feature is largest.")},
+                        "feature": {"type": "string", "nullable": True},
+                        "contribution": {"type": "number"},
+                        "value": {"type": "number", "nullable": True}}},
+                "SimilarItems": {"type": "object", "required": [
+                    "item_id", "model_version", "source", "filled_by", "next_cursor", "items"],
+                    "properties": {
+                        "item_id": {"type": "string"},
+                        "model_version": {"type": "string"},
+                        "source": {"type": "string", "enum": ["cache", "on_demand"]},
+                        "filled_by": {"type": "array", "items": {"type": "string"}},
+                        "next_cursor": {"type": "string", "nullable": True},
+                        "items": _ref("ScoredItems")}},
+                "TrendingItems": {"type": "object", "required": [
+                    "window", "model_version", "source", "filled_by", "items"],
+                    "properties": {
+                        "window": {"type": "string"},
+                        "model_version": {"type": "string", "nullable": True},
+                        "source": {"type": "string", "enum": ["trending", "popular"]},
+                        "filled_by": {"type": "array", "items": {"type": "string"}},
+                        "items": _ref("ScoredItems")}},
+                "ScoredItems": {"type": "array", "items": {
+                    "type": "object", "required": ["item_id", "score"], "properties": {
+                        "item_id": {"type": "string"},
+                        "score": {"type": "number", "nullable": True}}}},
                 "EventsResult": {"type": "object", "required": ["stored", "rejected"],
                                  "properties": {
                                      "stored": {"type": "integer"},
@@ -106,6 +152,28 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
                          "requestBody": {"required": True, "content": {
                              "application/json": {"schema": recommend_body}}},
                          "responses": recommend_responses}},
+            "/similar": {
+                "get": {"summary": "An item's neighbours.", "operationId": "similarGet",
+                        "security": READ_SECURITY,
+                        "parameters": query_parameters(SimilarRequest, limits),
+                        "responses": similar_responses},
+                "post": {"summary": "An item's neighbours, the request in a JSON body.",
+                         "operationId": "similarPost", "security": READ_SECURITY,
+                         "requestBody": {"required": True, "content": {
+                             "application/json": {"schema": object_schema(SimilarRequest,
+                                                                          limits)}}},
+                         "responses": similar_responses}},
+            "/trending": {
+                "get": {"summary": "The most engaged items of a recent window.",
+                        "operationId": "trendingGet", "security": READ_SECURITY,
+                        "parameters": query_parameters(TrendingRequest, limits),
+                        "responses": trending_responses},
+                "post": {"summary": "Trending items, the request in a JSON body.",
+                         "operationId": "trendingPost", "security": READ_SECURITY,
+                         "requestBody": {"required": True, "content": {
+                             "application/json": {"schema": object_schema(TrendingRequest,
+                                                                          limits)}}},
+                         "responses": trending_responses}},
             "/events": {"post": {
                 "summary": "Ingest a batch of events.", "operationId": "events",
                 "security": [{"apiKey": []}],

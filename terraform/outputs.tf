@@ -3,6 +3,16 @@ output "recommend_url" {
   value       = module.functions.recommend_url
 }
 
+output "similar_url" {
+  description = "HTTPS URL of the similar function (an item's neighbours)."
+  value       = module.functions.similar_url
+}
+
+output "trending_url" {
+  description = "HTTPS URL of the trending function."
+  value       = module.functions.trending_url
+}
+
 output "events_url" {
   description = "HTTPS URL of the events function."
   value       = module.functions.events_url

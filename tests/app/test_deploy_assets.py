@@ -57,7 +57,9 @@ def repo(tmp_path) -> Path:
         "def recommend(request):\n    return 'r'\n\n"
         "def events(request):\n    return 'e'\n\n"
         "async def health(request):\n    return 'h'\n\n"
-        "def admin_items(request):\n    return 'a'\n"
+        "def admin_items(request):\n    return 'a'\n\n"
+        "def similar_items(request):\n    return 's'\n\n"
+        "def trending_items(request):\n    return 't'\n"
     )
     (tmp_path / "models" / "__pycache__").mkdir()
     (tmp_path / "models" / "__pycache__" / "mf.cpython-311.pyc").write_bytes(b"\0")
@@ -98,7 +100,8 @@ def test_archive_holds_packages_entry_module_and_serving_requirements(repo, tmp_
     imported = [
         alias.name for node in tree.body if isinstance(node, ast.ImportFrom) for alias in node.names
     ]
-    assert sorted(imported) == ["admin_items", "events", "health", "recommend"]
+    assert sorted(imported) == ["admin_items", "events", "health", "recommend", "similar_items",
+                                "trending_items"]
 
 
 def test_archive_is_reproducible(repo, tmp_path):

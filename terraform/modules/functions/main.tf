@@ -1,5 +1,6 @@
-# Cloud Functions (2nd gen) `recommend`, `events`, `health` and `admin-items`, built from one
-# source archive whose root main.py re-exports the handlers of functions/main.py. Secrets come
+# Cloud Functions (2nd gen) `recommend`, `similar`, `trending`, `events`, `health` and
+# `admin-items`, built from one source archive whose root main.py re-exports the handlers of
+# functions/main.py. Secrets come
 # from Secret Manager as environment variables, each function getting only the keys it checks;
 # private-range traffic (Redis) leaves through the VPC connector.
 
@@ -25,6 +26,20 @@ locals {
       ingress     = var.recommend_ingress
       invokers    = var.recommend_invokers
       keys        = []
+    }
+    similar = {
+      entry_point = "similar_items"
+      description = "An item's neighbours (nightly co-occurrence + embedding), with live filters and paging."
+      ingress     = var.recommend_ingress
+      invokers    = var.recommend_invokers
+      keys        = var.recommend_key_required ? ["RECSYS_RECOMMEND_KEY"] : []
+    }
+    trending = {
+      entry_point = "trending_items"
+      description = "The most engaged items of a recent window (counters kept by events)."
+      ingress     = var.recommend_ingress
+      invokers    = var.recommend_invokers
+      keys        = var.recommend_key_required ? ["RECSYS_RECOMMEND_KEY"] : []
     }
     "admin-items" = {
       entry_point = "admin_items"

@@ -1,11 +1,21 @@
 output "urls" {
-  description = "HTTPS URLs of the functions keyed by name (recommend, events, health, admin-items)."
+  description = "HTTPS URLs of the functions keyed by name (recommend, similar, trending, events, health, admin-items)."
   value       = { for name, function in google_cloudfunctions2_function.main : name => function.service_config[0].uri }
 }
 
 output "recommend_url" {
   description = "HTTPS URL of recommend."
   value       = google_cloudfunctions2_function.main["recommend"].service_config[0].uri
+}
+
+output "similar_url" {
+  description = "HTTPS URL of similar (an item's neighbours)."
+  value       = google_cloudfunctions2_function.main["similar"].service_config[0].uri
+}
+
+output "trending_url" {
+  description = "HTTPS URL of trending (the most engaged items of a recent window)."
+  value       = google_cloudfunctions2_function.main["trending"].service_config[0].uri
 }
 
 output "events_url" {
@@ -24,7 +34,7 @@ output "admin_items_url" {
 }
 
 output "function_names" {
-  description = "Deployed function names keyed by role (recommend, events, health, admin-items)."
+  description = "Deployed function names keyed by role (recommend, similar, trending, events, health, admin-items)."
   value       = { for name, function in google_cloudfunctions2_function.main : name => function.name }
 }
 
