@@ -82,7 +82,17 @@ def dataset_section(report: dict) -> list[str]:
                  *metrics_table(report["models"], METRIC_COLUMNS, ("ndcg@10",))]
     if report.get("pool_recall"):
         lines += ["", *pool_table(report["pool_recall"])]
+    lines += [pool_effect_line(n, m["pool"]) for n, m in report["models"].items() if m.get("pool")]
     return lines
+
+
+def pool_effect_line(name: str, pool: dict) -> str:
+    """What a LOO-S run says of a model's scores outside its candidate pool (one sentence)."""
+    return (f"\n{name}: the held-out item is in its pool for {_fmt(pool['positive_in_pool'])} "
+            f"of the users, HR@10 {_fmt(pool['hr@10_in_pool'])} for them and "
+            f"{_fmt(pool['hr@10_out_of_pool'])} for the others; of "
+            f"{_fmt(pool['negatives_out_of_pool'])} negatives per user outside its pool, "
+            f"{_fmt(pool['out_of_pool_at_or_above'])} score at or above the held-out item.")
 
 
 def metrics_table(models: dict[str, dict], columns, ratios: tuple[str, ...]) -> list[str]:

@@ -171,7 +171,7 @@ def evaluate_loo(model: ScoringRecommender, split: LOOSplit, *, users=None, item
     Returns:
         {"all": {"hr@10", "ndcg@10", "hr@10_ci", "ndcg@10_ci", "mean_rank"}, "coverage@10",
         "longtail_coverage@10" (both over the cases' top 10 among their candidates),
-        "train_seconds"}.
+        "train_seconds"}, and "pool" (`pool_effect`) for a model with candidate pools.
     """
     start = time.perf_counter()
     model.fit(split.train.copy(), users, items)
@@ -182,7 +182,8 @@ def evaluate_loo(model: ScoringRecommender, split: LOOSplit, *, users=None, item
     tops = top_candidates(scores, split.candidates)
     catalog = set(split.train["item_id"])
     nan = math.nan
-    return {
+    pool = pool_effect(model, split, scores, ranks) if hasattr(model, "candidate_pools") else {}
+    return {**pool,
         "all": {"hr@10": float(hits.mean()) if len(hits) else nan,
                 "ndcg@10": float(ndcg.mean()) if len(ndcg) else nan,
                 "hr@10_ci": bootstrap_ci(hits, n_resamples, seed),
@@ -192,6 +193,32 @@ def evaluate_loo(model: ScoringRecommender, split: LOOSplit, *, users=None, item
         "longtail_coverage@10": coverage_at_k(tops, catalog - head_items(split.train)),
         "train_seconds": train_seconds,
     }
+
+
+def pool_effect(model, split: LOOSplit, scores: np.ndarray, ranks: np.ndarray) -> dict:
+    """How a model with a candidate pool (`candidate_pools`, `item_ids`; models/served_fit.py)
+    scores what its pool would never surface.
+
+    Returns:
+        {"pool": {"positive_in_pool": share of users whose held-out item is in the pool,
+        "hr@10_in_pool" / "hr@10_out_of_pool": HR@10 of those users / of the others,
+        "negatives_out_of_pool": mean out-of-pool negatives per user,
+        "out_of_pool_at_or_above": mean of those scored at or above the held-out item}}.
+    """
+    ids = np.asarray(model.item_ids).astype(str)
+    pools = model.candidate_pools(split.cases)["pool"]
+    inside = np.array([np.isin(np.asarray(c, dtype=str), ids[np.asarray(p, np.int64)])
+                       for p, c in zip(pools, split.candidates, strict=True)])
+    pos, hit = inside[:, 0], ranks <= 10
+    above = (scores[:, 1:] >= scores[:, :1]) & ~inside[:, 1:]
+
+    def mean(x):
+        return float(x.mean()) if x.size else None
+
+    return {"pool": {"positive_in_pool": mean(pos), "hr@10_in_pool": mean(hit[pos]),
+                     "hr@10_out_of_pool": mean(hit[~pos]),
+                     "negatives_out_of_pool": mean((~inside[:, 1:]).sum(axis=1)),
+                     "out_of_pool_at_or_above": mean(above.sum(axis=1))}}
 
 
 def build_loo_report(dataset_name: str, split: LOOSplit, models: dict[str, dict]) -> dict:

@@ -54,3 +54,27 @@ def test_a_best_model_the_nightly_cannot_serve_names_the_best_one_it_can():
     assert ("`recsys nightly --model` serves graphsage, mf, served: of those, mf 0.2900 "
             "[0.2600, 0.3200] is best here.") in page
     assert "none of them was evaluated" in _page(popularity=_model(0.3, None, 0.0))
+
+
+def test_pool_recall_and_the_loo_pool_sentence_are_on_the_page():
+    segment = {"hr@10": 0.4, "ndcg@10": 0.2, "hr@10_ci": [0.3, 0.5], "ndcg@10_ci": [0.1, 0.3],
+               "mean_rank": 20.0}
+    served = {"all": segment, "coverage@10": 0.3, "longtail_coverage@10": 0.2,
+              "train_seconds": 60.0,
+              "pool": {"positive_in_pool": 0.668, "hr@10_in_pool": 0.519,
+                       "hr@10_out_of_pool": 0.153, "negatives_out_of_pool": 86.5,
+                       "out_of_pool_at_or_above": 15.0}}
+    report = {"dataset": "ml", "protocol": "loo-sampled", "train_events": 99057,
+              "cases": {"all": 943}, "negatives": 99, "train_catalog": 1679,
+              "models": {"popularity": {**served, "pool": None,
+                                        "all": {**segment, "hr@10": 0.2}}, "served": served},
+              "pool_recall": {"served": {"warm": {"tower": 0.5, "pool": 0.7}, "fresh": {
+                  "tower": None, "pool": None}, "all": {"tower": 0.5, "pool": 0.7}}}}
+    page = " ".join(markdown_report(report).split())
+    assert "each of 943 users' latest item is held out and ranked among 99 items" in page
+    assert "| served | 0.4000 | [0.3000, 0.5000] | 0.2000 |" in page
+    assert "0.2000 | 2.0000 | 1.0000 | 60.0000 |" in page  # HR@10, NDCG@10 over popularity's
+    assert "| served | pool | 0.7000 | – | 0.7000 |" in page
+    assert ("served: the held-out item is in its pool for 0.6680 of the users, HR@10 0.5190 "
+            "for them and 0.1530 for the others; of 86.5000 negatives per user outside its "
+            "pool, 15.0000 score at or above the held-out item.") in page

@@ -11,6 +11,7 @@ import pytest
 from models.baselines import ItemKNN, Popularity
 from models.evaluation import Case, Cases, pool_recall
 from models.evaluation_loo import (
+    LOOSplit,
     ScoringRecommender,
     build_loo_report,
     evaluate_loo,
@@ -202,3 +203,29 @@ def test_trained_models_score_their_own_lists_in_descending_order(name):
         got = model.score(users, histories, [row + ["nope"] for row in lists], fresh)
         assert got.shape == (20, 11) and np.isneginf(got[:, -1]).all()
         assert (np.diff(got[:, :-1], axis=1) <= 1e-4).all(), f"{name}: {got[:, :-1]}"
+
+
+class PooledScorer(Pools):
+    """Pools of test_pool_recall (items 0..3) and scores 10 - index for every item."""
+
+    def fit(self, train, users, items):
+        return self
+
+    def score(self, user_ids, histories, candidates, fresh):
+        return 10.0 - np.array([[int(i) for i in row] for row in candidates], dtype=float)
+
+
+def test_loo_says_how_items_outside_the_pool_are_scored():
+    # Two users: held-out "2" (in the pool {0..3}) among ["1", "5"]; held-out "6" (outside)
+    # among ["0", "9"]. Scores 10 - id: user 1 ranks 2 (behind "1"), user 2 ranks 2.
+    cases = [Case("a", ("8",), frozenset({"2"}), False), Case("b", ("8",), frozenset({"6"}),
+                                                              False)]
+    split = LOOSplit(events([("a", "8", 1), ("b", "8", 1)]), cases,
+                     [["2", "1", "5"], ["6", "0", "9"]])
+    pool = evaluate_loo(PooledScorer(), split, n_resamples=5)["pool"]
+    assert pool == {"positive_in_pool": 0.5, "hr@10_in_pool": 1.0, "hr@10_out_of_pool": 1.0,
+                    "negatives_out_of_pool": 1.0,  # "5" and "9"
+                    "out_of_pool_at_or_above": 0.0}
+    split = LOOSplit(split.train, cases, [["2", "1", "5"], ["6", "0", "4"]])  # 4 beats 6
+    assert evaluate_loo(PooledScorer(), split, n_resamples=5)["pool"][
+        "out_of_pool_at_or_above"] == 0.5
