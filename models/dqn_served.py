@@ -1,0 +1,95 @@
+"""served followed by the DQN stage: served's top N, then the policy's strategy makes the top k.
+
+    pools = served_pools(model, user_ids, histories, n)   what the policy sees (no TF)
+    ServedDQNRecommender                                  `recsys evaluate --models served_dqn`
+
+The stage needs only served's public methods (history_indices, recommend_indices, the
+runtime's user_embedding, tower.item_vectors). For `recsys evaluate` there is no latent truth:
+the policy is trained on a simulator whose "true" tastes are served's own beliefs (its user
+embeddings and item embeddings) under the dynamics of SETTINGS[0], so it learns when served's
+lists are redundant enough that variety pays; benchmarks.rl measures it against a real
+ground truth. Only the step-0 state of models.dqn applies to a list served once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from models.dqn import QPolicy, rerank_lists, unit
+from models.histories import history_matrix
+from models.rl_sessions import Pools
+from models.served import ServedModel
+from models.simulator import SETTINGS, SimConfig
+
+log = logging.getLogger(__name__)
+POOL = 100  # served's candidates the stage re-ranks
+RECENT = 5  # last history items whose mean embedding is the state's "recent items"
+
+
+def item_embeddings(model: ServedModel) -> np.ndarray:
+    """[n_items, d] served's two-tower item embeddings centred (their mean, a direction every
+    item shares, removed) and scaled to unit length: the policy's item space. Centring makes
+    their cosines follow the true ones more closely on synthetic data (0.68 vs 0.64)."""
+    v = np.asarray(model.tower.item_vectors, np.float64)
+    return unit(v - v.mean(0))
+
+
+def served_pools(model: ServedModel, user_ids: list[str], histories: list[np.ndarray],
+                 n: int = POOL, fresh: bool = False) -> Pools:
+    """Served's top n of each user (served's item indices) with its user embedding and the
+    mean embedding of the user's last RECENT items; `users` are the rows 0..B-1.
+
+    Args:
+        histories: B arrays of served's item indices, oldest first (excluded from the lists).
+    """
+    utok = model.tower.data.user_matrix(list(user_ids))
+    items, _ = model.recommend_indices(histories, utok, model.context(list(user_ids), fresh), n)
+    hist = history_matrix(histories, model.config.tower.history)
+    query = np.asarray(model.get_runtime().user_embedding(hist, utok), np.float64)
+    emb = item_embeddings(model)
+    recent = np.stack([emb[h[-RECENT:]].sum(0) if len(h) else np.zeros(emb.shape[1])
+                       for h in histories]) if histories else np.zeros((0, emb.shape[1]))
+    return Pools(np.arange(len(user_ids)), items, query, unit(recent))
+
+
+def rerank_pools(policy: QPolicy, pools: Pools, emb: np.ndarray, k: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(items [B, k], actions [B]): the stage applied to served's pools."""
+    return rerank_lists(policy, pools.query, pools.recent, pools.items, emb, k)
+
+
+class ServedDQNRecommender:
+    """`served_dqn` of `recsys evaluate`: served, then the DQN stage trained on served's
+    beliefs (see the module docstring)."""
+
+    name = "served_dqn"
+
+    def __init__(self, setting: SimConfig = SETTINGS[0], users: int = 2000, config=None):
+        self.setting, self.max_users, self.dqn_config = setting, users, config
+
+    def fit(self, train, users=None, items=None) -> ServedDQNRecommender:
+        from models.dqn_fit import DQNConfig, fit_dqn
+        from models.served_fit import fit_served
+        from models.simulator import Simulator
+
+        self.model = m = fit_served(train, users, items)
+        by_user = train.sort_values("timestamp", kind="stable").groupby(
+            train["user_id"].astype(str))["item_id"]
+        ids = sorted(by_user.groups)[: self.max_users]
+        hists = m.history_indices([list(dict.fromkeys(by_user.get_group(u).astype(str)))
+                                   for u in ids])
+        pools = served_pools(m, ids, hists)
+        emb = item_embeddings(m)
+        sim = Simulator(pools.query, emb, self.setting)  # served's beliefs as the truth
+        self.policy, self.info = fit_dqn(sim, pools, emb, self.dqn_config or DQNConfig())
+        return self
+
+    def recommend(self, user_ids, histories, k, fresh):
+        m = self.model
+        pools = served_pools(m, list(user_ids), m.history_indices(histories), fresh=fresh)
+        I, actions = rerank_pools(self.policy, pools, item_embeddings(m), k)
+        log.info("served_dqn: strategies chosen %s", np.bincount(actions, minlength=4).tolist())
+        ids = m.tower.data.items.ids
+        return [[str(ids[i]) for i in row if i >= 0] for row in I]
