@@ -167,19 +167,21 @@ def summarize(reports: list[dict]) -> dict:
 
 
 def summary_table(summary: dict) -> list[str]:
-    """A row per model: all NDCG@10 (× popularity's) and coverage@10 per dataset, and on how
-    many datasets it beats popularity on both NDCG@10 and HR@10."""
+    """A row per model: all HR@10 and NDCG@10 (× popularity's), coverage@10 and long-tail
+    coverage@10 per dataset, and on how many datasets it beats popularity on both NDCG@10 and
+    HR@10."""
     names = summary["datasets"]
     lines = ["| model | " + " | ".join(
-        f"{n}. {d} NDCG@10 (× pop.) | {n}. coverage@10 | {n}. long-tail cov.@10"
-        for n, d in enumerate(names, 1)) + " | above popularity |",
-        "|---|" + "---|" * (3 * len(names) + 1)]
+        f"{n}. {d} HR@10 (× pop.) | {n}. NDCG@10 (× pop.) | {n}. coverage@10 | "
+        f"{n}. long-tail cov.@10" for n, d in enumerate(names, 1)) + " | above popularity |",
+        "|---|" + "---|" * (4 * len(names) + 1)]
     for model, rows in summary["models"].items():
         cells = []
         for row in rows:
-            ratio = row.get("ndcg@10/popularity")
-            cells += [_fmt(row["ndcg@10"]) + (f" ({ratio:.2f}×)" if ratio else ""),
-                      _fmt(row["coverage@10"]), _fmt(row["longtail_coverage@10"])]
+            for metric in ("hr@10", "ndcg@10"):
+                ratio = row.get(f"{metric}/popularity")
+                cells.append(_fmt(row[metric]) + (f" ({ratio:.2f}×)" if ratio else ""))
+            cells += [_fmt(row["coverage@10"]), _fmt(row["longtail_coverage@10"])]
         count = summary["above_popularity"].get(model)
         cells.append("–" if count is None or model == "popularity"
                      else f"{count} of {len(rows)}")
