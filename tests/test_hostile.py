@@ -264,6 +264,41 @@ def _hostile_http(calls: Calls, warm: str) -> None:
                    key=WRITE_KEY)
 
 
+def _hostile_item_endpoints(calls: Calls, warm: str, item: str) -> None:
+    """/similar, /trending and explain=true: adversarial ids, numbers, shapes and cursors."""
+    for nasty in NASTY_LEGAL_IDS:  # unknown items: a 404; as filters: a 400 or an answer
+        calls.send("/similar?" + urllib.parse.urlencode({"item_id": nasty, "k": 3}))
+        calls.send("/similar", {"item_id": item, "k": 3, "exclude": [nasty]})
+        calls.send("/similar", {"item_id": item, "category": [nasty]}, expect_4xx=True)
+        calls.send("/trending?" + urllib.parse.urlencode({"window": nasty}), expect_4xx=True)
+        calls.send("/trending", {"exclude": [nasty], "k": 3})
+    for bad in BAD_IDS + ODD_IDS:
+        calls.send("/similar", {"item_id": bad}, expect_4xx=True)
+        calls.send("/trending", {"window": bad}, expect_4xx=bool(bad.strip()))
+    for number in BAD_NUMBERS:
+        calls.send("/similar", {"item_id": item, "k": number}, expect_4xx=number is not None)
+        calls.send("/similar", {"item_id": number}, expect_4xx=True)  # no such item or no id
+        calls.send("/trending", {"k": number}, expect_4xx=number is not None)
+        calls.send("/recommend", {"user_id": warm, "explain": number},
+                   expect_4xx=number is not None and not isinstance(number, bool))
+    for shape in [b"", b"null", b"[]", b"{", b"\xff\xfe", b'"text"', b"1e999", b"[1, 2]",
+                  b'{"item_id": {"a": 1}}', b'{"item_id": "a\\ud800"}',
+                  b'{"item_id": "1", "cursor": {"j": 1}}', b'{"window": ["1h"]}']:
+        calls.send("/similar", raw=shape, expect_4xx=True)
+        calls.send("/trending", raw=shape)
+    status, text = calls.send("/similar?" + urllib.parse.urlencode({"item_id": item, "k": 2}))
+    cursor = json.loads(text)["next_cursor"]
+    assert status == 200 and cursor, text
+    for bad in [cursor[:-3] + "AAA", cursor + "x", "x" * 100_000, "\ud800", "j", "s"]:
+        calls.send("/similar", {"item_id": item, "cursor": bad}, expect_4xx=True)
+    calls.send("/recommend", {"user_id": warm, "cursor": cursor}, expect_4xx=True)
+    for method in ("PUT", "DELETE", "PATCH"):
+        for path in ("/similar", "/trending"):
+            calls.send(path, {}, method=method, expect_4xx=True)
+    calls.send("/recommend?" + urllib.parse.urlencode({"user_id": warm, "explain": "maybe"}),
+               expect_4xx=True)
+
+
 def _poison_the_stream(redis_url: str) -> int:
     """Entries that reach the stream behind the server's validation (an older function
     version, a hand-run script): the drain must dead-letter them and go on."""
@@ -310,6 +345,7 @@ def test_hostile_input_never_breaks_what_is_served(world):
     import redis
 
     from infra.redis.lists import ServedLists
+    from infra.store import open_store
 
     calls = Calls(world["url"])
     lists = ServedLists(redis.Redis.from_url(world["redis_url"]), NS)
@@ -323,6 +359,8 @@ def test_hostile_input_never_breaks_what_is_served(world):
     status, text = calls.send("/events", {"events": events}, key=WRITE_KEY)
     assert status == 200 and json.loads(text)["stored"] == len(events), text
     _hostile_http(calls, warm)
+    item = json.loads(open_store(world["store"]).get_bytes(f"bundles/{first}/item_ids.json"))[0]
+    _hostile_item_endpoints(calls, warm, item)
     poisoned = _poison_the_stream(world["redis_url"])
     (world["root"] / "broken.txt").write_text("\n".join(calls.broken), encoding="utf-8")
     assert calls.broken == [], "\n".join(calls.broken[:30])
@@ -345,6 +383,14 @@ def test_hostile_input_never_breaks_what_is_served(world):
     served = set(_warm_users(world["store"], second["version"]))
     assert {"*[^:shards", "u1:shards", "[", "\\"} <= served
     assert not {"u-bad", "u-ts1", "u-ts4", "u-ts5", "u-w1", "p1", "p4"} & served
+
+    # Its items' neighbours were published with it (the flip checked their count).
+    item = json.loads(open_store(world["store"]).get_bytes(
+        f"bundles/{second['version']}/item_ids.json"))[-1]
+    status, text = calls.send("/similar?" + urllib.parse.urlencode({"item_id": item}))
+    assert status == 200 and json.loads(text)["source"] == "cache", text
+    assert second["similar_items"] == len(json.loads(open_store(world["store"]).get_bytes(
+        f"bundles/{second['version']}/item_ids.json")))
 
     # What the next run does first (drop the failed runs' keys) keeps every served list.
     lists.drop_unpublished()

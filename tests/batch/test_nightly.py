@@ -27,7 +27,8 @@ def test_nightly_publishes_every_user_without_seen_items(published):
     bundle = read_bundle(store, summary["version"])
     assert summary["users_published"] == len(bundle.user_ids) > 0
     assert set(summary["seconds"]) == {"drain_events", "validate", "train", "export",
-                                       "carry_over", "precompute_publish"}
+                                       "similar", "carry_over", "precompute_publish"}
+    assert summary["similar_items"] == len(bundle.item_ids)  # checked by the same flip
     assert summary["users_refreshed"] == summary["users_new"] == summary["users_published"]
     data = pd.read_parquet(store.root.parent / "interactions.parquet")
     seen = data.groupby("user_id")["item_id"].apply(set)
