@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from models.baselines import ItemKNN, Popularity, RecentPopularity
+from models.dqn_served import ServedDQNRecommender
 from models.evaluation import Recommender
 from models.graphsage_fit import GraphSAGERecommender
 from models.mf import MFConfig
@@ -28,6 +29,7 @@ MODEL_REGISTRY: dict[str, Callable[[], Recommender]] = {
     "mf_bpr": lambda: MFRecommender(MFConfig(objective="bpr")),
     "two_tower": TwoTowerRecommender,
     "served": ServedRecommender,
+    "served_dqn": ServedDQNRecommender,
     "graphsage": GraphSAGERecommender,
     **PEERS,
 }

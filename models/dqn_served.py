@@ -17,7 +17,7 @@ import logging
 
 import numpy as np
 
-from models.dqn import QPolicy, rerank_lists, unit
+from models.dqn import STRATEGIES, QPolicy, rerank_lists, unit
 from models.histories import history_matrix
 from models.rl_sessions import Pools
 from models.served import ServedModel
@@ -37,17 +37,24 @@ def item_embeddings(model: ServedModel) -> np.ndarray:
 
 
 def served_pools(model: ServedModel, user_ids: list[str], histories: list[np.ndarray],
-                 n: int = POOL, fresh: bool = False) -> Pools:
+                 n: int = POOL, fresh: bool = False, user_tok: np.ndarray | None = None,
+                 exclude: list[np.ndarray] | None = None, runtime=None) -> Pools:
     """Served's top n of each user (served's item indices) with its user embedding and the
     mean embedding of the user's last RECENT items; `users` are the rows 0..B-1.
 
     Args:
         histories: B arrays of served's item indices, oldest first (excluded from the lists).
+        fresh: the users are fresh (served's context).
+        user_tok: [B, U] user tokens (default: the training users table's).
+        exclude: B arrays of further item indices to leave out.
+        runtime: what computes the user embeddings (default: the model's runtime).
     """
-    utok = model.tower.data.user_matrix(list(user_ids))
-    items, _ = model.recommend_indices(histories, utok, model.context(list(user_ids), fresh), n)
+    utok = model.tower.data.user_matrix(list(user_ids)) if user_tok is None else user_tok
+    items, _ = model.recommend_indices(histories, utok, model.context(list(user_ids), fresh), n,
+                                       exclude)
     hist = history_matrix(histories, model.config.tower.history)
-    query = np.asarray(model.get_runtime().user_embedding(hist, utok), np.float64)
+    runtime = model.get_runtime() if runtime is None else runtime
+    query = np.asarray(runtime.user_embedding(hist, utok), np.float64)
     emb = item_embeddings(model)
     recent = np.stack([emb[h[-RECENT:]].sum(0) if len(h) else np.zeros(emb.shape[1])
                        for h in histories]) if histories else np.zeros((0, emb.shape[1]))
@@ -60,6 +67,27 @@ def rerank_pools(policy: QPolicy, pools: Pools, emb: np.ndarray, k: int
     return rerank_lists(policy, pools.query, pools.recent, pools.items, emb, k)
 
 
+def fit_on_beliefs(model: ServedModel, user_ids: list[str], histories: list[np.ndarray],
+                   setting: SimConfig = SETTINGS[0], config=None, max_users: int = 2000,
+                   seed: int = 0) -> tuple[QPolicy, dict]:
+    """The DQN trained on a simulator whose truth is served's beliefs: users' tastes are
+    served's user embeddings, items' vectors its centred item embeddings (at most
+    `max_users` users, drawn with `seed`).
+
+    Args:
+        histories: each user's served item indices, oldest first.
+        config: a models.dqn_fit.DQNConfig (None: its defaults).
+    """
+    from models.dqn_fit import DQNConfig, fit_dqn
+    from models.simulator import Simulator
+
+    rows = np.random.default_rng(seed).permutation(len(user_ids))[:max_users]
+    pools = served_pools(model, [user_ids[i] for i in rows], [histories[i] for i in rows])
+    emb = item_embeddings(model)
+    sim = Simulator(unit(pools.query), emb, setting)
+    return fit_dqn(sim, pools, emb, config or DQNConfig())
+
+
 class ServedDQNRecommender:
     """`served_dqn` of `recsys evaluate`: served, then the DQN stage trained on served's
     beliefs (see the module docstring)."""
@@ -70,26 +98,22 @@ class ServedDQNRecommender:
         self.setting, self.max_users, self.dqn_config = setting, users, config
 
     def fit(self, train, users=None, items=None) -> ServedDQNRecommender:
-        from models.dqn_fit import DQNConfig, fit_dqn
         from models.served_fit import fit_served
-        from models.simulator import Simulator
 
         self.model = m = fit_served(train, users, items)
-        by_user = train.sort_values("timestamp", kind="stable").groupby(
-            train["user_id"].astype(str))["item_id"]
-        ids = sorted(by_user.groups)[: self.max_users]
-        hists = m.history_indices([list(dict.fromkeys(by_user.get_group(u).astype(str)))
-                                   for u in ids])
-        pools = served_pools(m, ids, hists)
-        emb = item_embeddings(m)
-        sim = Simulator(pools.query, emb, self.setting)  # served's beliefs as the truth
-        self.policy, self.info = fit_dqn(sim, pools, emb, self.dqn_config or DQNConfig())
+        ev = train.sort_values("timestamp", kind="stable")
+        by_user = ev.groupby(ev["user_id"].astype(str))["item_id"].agg(list)
+        ids = list(by_user.index)
+        hists = m.history_indices([list(dict.fromkeys(map(str, h))) for h in by_user])
+        self.policy, self.info = fit_on_beliefs(m, ids, hists, self.setting, self.dqn_config,
+                                                self.max_users)
         return self
 
     def recommend(self, user_ids, histories, k, fresh):
         m = self.model
         pools = served_pools(m, list(user_ids), m.history_indices(histories), fresh=fresh)
         I, actions = rerank_pools(self.policy, pools, item_embeddings(m), k)
-        log.info("served_dqn: strategies chosen %s", np.bincount(actions, minlength=4).tolist())
+        log.info("served_dqn: strategies chosen %s",
+                 np.bincount(actions, minlength=len(STRATEGIES)).tolist())
         ids = m.tower.data.items.ids
         return [[str(ids[i]) for i in row if i >= 0] for row in I]

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 KINDS = {"mf": "models.kinds.mf", "served": "models.kinds.served",
-         "graphsage": "models.kinds.graphsage"}  # name -> module with KIND
+         "graphsage": "models.kinds.graphsage",
+         "served_dqn": "models.kinds.served_dqn"}  # name -> module with KIND
 POPULAR = 1000  # items of a bundle's popular.json
 
 

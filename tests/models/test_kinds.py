@@ -31,7 +31,7 @@ def test_kinds_import_lazily_and_the_mf_kind_without_pandas_or_tensorflow():
 
 def test_an_unknown_kind_is_refused_naming_the_known_ones(tmp_path):
     with pytest.raises(ValueError, match=r"unknown model kind 'mf-random': known kinds are "
-                                         r"\['graphsage', 'mf', 'served'\]"):
+                                         r"\['graphsage', 'mf', 'served', 'served_dqn'\]"):
         kinds.get("mf-random")
     store = LocalStore(str(tmp_path))
     writer = BundleWriter(store, "v1")  # by hand, as the benchmarks once did: no kind
