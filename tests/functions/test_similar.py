@@ -103,3 +103,24 @@ def test_missing_neighbours_come_from_the_item_embeddings(client, published, ite
     cos = V @ V[me]
     cos[me] = -np.inf
     assert _items(body) == [str(bundle.item_ids[i]) for i in np.argsort(-cos, kind="stable")[:5]]
+
+
+def test_answers_are_counted_under_their_endpoint(client, item):
+    """/similar and /trending record their requests and latency by path and source, as
+    /recommend does (functions/metrics.py, labels from infra/monitoring/catalogue.py)."""
+    from functions.metrics import sample
+
+    app, _ = client
+
+    def count(path, code):
+        return sample("recsys_requests_total", {"path": path, "code": code}) or 0.0
+
+    before = count("similar", "200"), count("similar", "404"), count("trending", "200")
+    app.get(f"/similar?item_id={item}")
+    app.get("/similar?item_id=no-such-item")
+    app.get("/trending")
+    assert (count("similar", "200"), count("similar", "404"), count("trending", "200")) == (
+        before[0] + 1, before[1] + 1, before[2] + 1)
+    assert sample("recsys_request_seconds_count", {"path": "similar", "source": "cache"}) >= 1
+    page = app.get("/metrics").get_data(as_text=True)
+    assert 'recsys_requests_total{code="200",path="similar"}' in page
