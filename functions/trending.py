@@ -55,6 +55,9 @@ class TrendingCache:
         if not self.breaker.up() or not self._lock.acquire(blocking=got is None):
             return got[1] if got else None
         try:
+            latest = self._top.get(window)  # another thread may have read it meanwhile
+            if latest is not None and time.monotonic() - latest[0] < self.ttl:
+                return latest[1]
             items = self.counters.top(WINDOWS[window], TOP_N)
             self._top[window] = (time.monotonic(), items)
             return items
