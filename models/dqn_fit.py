@@ -8,7 +8,12 @@ the buffer against
     y = r + gamma * (1 - done) * Q_target(s', argmax_a Q_online(s', a))
 
 with a Huber loss; the target network copies the online one every `target_every` steps.
-Logged steps (Transitions, e.g. from impressions with their events) start the buffer.
+The sessions record each step's expected clicks and probability of ending (models.rl_sessions,
+`expected`): the same targets in expectation as the draws, with a fraction of their noise
+(on benchmarks.rl's setting 1 it took the policy from below the best fixed strategy to above
+it). Logged steps (Transitions, e.g. from impressions with their events) start the buffer.
+The defaults were chosen on setting 1 only (a few runs of rounds, updates, learning rate,
+gamma; benchmarks.rl's training half of the users).
 
     policy, info = fit_dqn(sim, pools, emb, DQNConfig())
 """
@@ -37,7 +42,8 @@ class DQNConfig:
 
     Attributes:
         hidden: widths of the dense ReLU layers.
-        gamma: discount of later steps' clicks.
+        gamma: discount of later steps' clicks (1: the session's return itself; sessions
+            end by the simulator's horizon).
         learning_rate: Adam's.
         batch: transitions per gradient step.
         buffer: most transitions the replay buffer keeps (the oldest go first).
@@ -50,14 +56,14 @@ class DQNConfig:
     """
 
     hidden: tuple[int, ...] = (64, 64)
-    gamma: float = 0.9
-    learning_rate: float = 1e-3
+    gamma: float = 1.0
+    learning_rate: float = 5e-4
     batch: int = 256
     buffer: int = 200_000
-    rounds: int = 60
-    users_per_round: int = 512
-    updates_per_round: int = 40
-    target_every: int = 200
+    rounds: int = 40
+    users_per_round: int = 1000
+    updates_per_round: int = 250
+    target_every: int = 500
     epsilon_start: float = 1.0
     epsilon_end: float = 0.05
     explore_share: float = 0.6

@@ -51,7 +51,8 @@ class Transitions:
         state, next_state: [n, S] float32.
         action: [n] int64 strategy indices.
         reward: [n] float32 clicks of the step.
-        done: [n] float32, 1 when the session ended after the step.
+        done: [n] float32, 1 when the session ended after the step (or its probability of
+            ending, see run_sessions' `expected`).
         propensity: [n] probability the logging policy gave the action (None: unknown).
     """
 
@@ -92,8 +93,10 @@ def run_sessions(sim: Simulator, pools: Pools, emb: np.ndarray, policy: Policy, 
         propensity: (states, actions) -> [B] the policy's probability of its actions, to
             record with the steps (a logging policy's, for off-policy estimates).
         expected: record each step's expected clicks (the sum of the slate's click
-            probabilities) as its reward instead of the drawn clicks: the same mean, less
-            noise for training (the returns are the drawn clicks either way).
+            probabilities) as its reward and its probability of ending the session as
+            `done`, instead of the draws: the same Bellman targets in expectation, far less
+            noise for training (the sessions and returns are the drawn ones either way; `s'`
+            is the state the session would go on from).
 
     Returns:
         (returns [B]: each session's clicks summed, the steps or None).
@@ -138,7 +141,10 @@ def run_sessions(sim: Simulator, pools: Pools, emb: np.ndarray, policy: Policy, 
         last = clicks.sum(1).astype(float)
         if record:
             p = propensity(state, actions) if propensity is not None else None
-            steps.append((state, actions, rewards if mean is None else mean, alive, ~s.alive, p))
+            if expected:
+                steps.append((state, actions, mean, alive, 1.0 - s.p_continue, p))
+            else:
+                steps.append((state, actions, rewards, alive, ~s.alive, p))
     if not record:
         return total, None
     return total, _transitions(steps, pools, recent, available, emb, last, c)

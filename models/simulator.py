@@ -97,6 +97,8 @@ class Sessions:
         alive: [B] bool, the session has not ended.
         t: steps taken.
         rng: the sessions' random generator (one per run: the same seed, the same draws).
+        p_continue: [B] the probability each session had of going on after the last step
+            (0 at the horizon), of which `alive` is a draw.
     """
 
     users: np.ndarray
@@ -104,6 +106,7 @@ class Sessions:
     alive: np.ndarray
     t: int
     rng: np.random.Generator
+    p_continue: np.ndarray | None = None
 
 
 class Simulator:
@@ -165,9 +168,11 @@ class Simulator:
         n_clicks = clicks.sum(1).astype(float)
         logit = (c.continue_bias + c.continue_click * n_clicks
                  - c.continue_redundancy * _mean_pair_cos(V, slates >= 0))
-        stay = s.rng.random(len(p)) < 1.0 / (1.0 + np.exp(-logit))
+        p_stay = 1.0 / (1.0 + np.exp(-logit))
+        stay = s.rng.random(len(p)) < p_stay
         rewards = np.where(s.alive, n_clicks, 0.0)
         s.t += 1
+        s.p_continue = p_stay * (s.t < c.horizon)
         s.alive = s.alive & stay & (s.t < c.horizon)
         return clicks, rewards
 
