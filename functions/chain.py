@@ -124,6 +124,16 @@ def _from_cache(raw: bytes, q: Query, blocked_idx: set, flt: Filters,
                 names: list) -> list:
     """The nightly list under the filters: [(item id, score)], at most k."""
     items, scores = decode_list_py(raw)
+    if not q.categories:  # the usual request: walk the list until k items pass
+        unavailable, out, seen = flt.unavailable_idx, [], set()
+        for i, score in zip(items, scores, strict=True):
+            if i in seen or i in blocked_idx or i in unavailable:
+                continue  # (a repeated item keeps its first score, as below)
+            seen.add(i)
+            out.append((names[i], score))
+            if len(out) == q.k:
+                break
+        return out
     exclude = blocked_idx | flt.unavailable_idx.intersection(items)
     if q.categories:
         inside = flt.inside(items, q.categories)

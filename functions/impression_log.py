@@ -75,7 +75,7 @@ class ImpressionLog:
 
     def add(self, values: tuple) -> None:
         """Queues one impression (`record(...)`); never blocks, never raises."""
-        if self._pid != os.getpid():
+        if self._pid != _process.pid:  # the first record of this process (or a fork)
             self._start()
         queue = self.queue
         if len(queue) == queue.maxlen:  # the append below drops the oldest
@@ -166,6 +166,20 @@ class ImpressionLog:
             log.error("%d impressions lost at exit: Redis unreachable", left)
         self._pid = None
 
+
+
+class _Process:
+    """This process's id, kept up to date across forks (os.getpid is a system call)."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self.pid = os.getpid()
+
+
+_process = _Process()
 
 
 def _close_at_exit(ref: weakref.ref) -> None:

@@ -5,6 +5,16 @@ infra/monitoring/exporters.make), so the dashboard, the alerts and this code can
 Handlers record through a `Recorder` (one per serving state: functions/serving.py), which does
 nothing when RECSYS_METRICS=0.
 
+An answer's own metrics (its request, latency, source, impression, experiment arm, cache
+lookup) are not written as it is made: `Recorder` appends one tuple to a per-process queue,
+and `flush` adds them up and writes each label set's count once (and the latency histogram's
+buckets once each), every FLUSH_S by a daemon thread of each process (started by its first
+record: gunicorn forks its workers after import), before every scrape this process answers
+(`page`, `sample`) and at exit. So an answer costs a few writes per flush instead of six
+locked writes to the memory-mapped file; a scrape answered by another worker may miss this
+worker's last FLUSH_S of answers. Rarer records (events, fallbacks, attribution, dropped
+impressions) are written at once.
+
 Workers add up. Under `recsys serve` (gunicorn) PROMETHEUS_MULTIPROC_DIR names a fresh folder
 that app/cli.py makes before prometheus_client is first imported and removes at exit: each
 worker writes its values to files of its own there, and a scrape, whichever worker answers it,
@@ -31,11 +41,16 @@ version expired) counts as version="unknown" (docs/SERVING.md).
 
 from __future__ import annotations
 
+import atexit
+import collections
 import functools
 import hashlib
 import logging
 import os
+import random
+import threading
 import time
+from bisect import bisect_left
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -56,6 +71,8 @@ UNKNOWN = "unknown"  # the version of an id that maps to no published version
 TAG_CHARS = 8
 KEPT_VERSIONS = 3  # earlier versions a process still reports as served_version_info 0
 _MAX_CHILDREN = 10_000  # label sets whose child is cached (versions, arms: a handful)
+FLUSH_S = 0.5  # an answer's metrics reach the worker's file within this (or at a scrape)
+MAX_PENDING = 100_000  # answers queued at most: beyond, the recording thread flushes
 
 if os.environ.get(MULTIPROC_ENV) and not getattr(ValueClass, "_multiprocess", False):
     raise RuntimeError(f"{MULTIPROC_ENV} was set after prometheus_client was imported, so each "
@@ -80,7 +97,9 @@ def _child(name: str, labels: tuple[str, ...]):
 
 
 class Recorder:
-    """What the handlers record; every method does nothing when `on` is False.
+    """What the handlers record; every method does nothing when `on` is False. An answer's
+    own records (`request`, `recommendation`, `cache_lookup`) are queued and written by
+    `flush` (see the module's doc); the others at once.
 
     Args:
         on: record (RECSYS_METRICS, default on; off only to measure what recording costs).
@@ -92,20 +111,16 @@ class Recorder:
     def request(self, path: str, code: int, source: str, seconds: float) -> None:
         """One answer of a handler (`path` of catalogue.PATHS), its status and latency."""
         if self.on:
-            _child("recsys_requests_total", (path, str(code))).inc()
-            _child("recsys_request_seconds", (path, source)).observe(seconds)
+            _queue(("q", path, code, source, seconds))
 
     def recommendation(self, source: str, version: str, arm: str, experiment: str) -> None:
         """One /recommend answer: its source, and its impression by version and arm."""
         if self.on:
-            _child("recsys_recommendations_total", (source,)).inc()
-            _child("recsys_impressions_total", (version, arm or "current")).inc()
-            if experiment:
-                _child("recsys_experiment_requests_total", (experiment, arm)).inc()
+            _queue(("r", source, version, arm, experiment))
 
     def cache_lookup(self, hit: bool) -> None:
         if self.on:
-            _child("recsys_cache_lookups_total", ("hit" if hit else "miss",)).inc()
+            _queue(("l", hit))
 
     def fallback(self, reason: str) -> None:
         if self.on:
@@ -125,8 +140,107 @@ class Recorder:
             FAMILIES["recsys_impressions_dropped_total"].inc(n)
 
 
+# The answers' queue -----------------------------------------------------------------------------
+_pending: collections.deque = collections.deque()  # append and popleft are atomic
+_flush_lock = threading.Lock()  # one flush at a time: the thread's, a scrape's, exit's
+_flusher_started = False  # in this process (a forked child starts its own)
+
+
+def _forked() -> None:
+    global _flusher_started
+    _flusher_started = False
+    _pending.clear()  # the parent writes what it queued
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def _queue(entry: tuple) -> None:
+    if not _flusher_started:
+        _start_flusher()
+    _pending.append(entry)
+    if len(_pending) > MAX_PENDING:  # the thread is starved: write here
+        flush()
+
+
+def _start_flusher() -> None:
+    global _flusher_started
+    with _flush_lock:
+        if not _flusher_started:
+            threading.Thread(target=_flush_every, args=(FLUSH_S,), name="metrics",
+                             daemon=True).start()
+            _flusher_started = True
+
+
+def _flush_every(seconds: float) -> None:
+    while True:
+        time.sleep(seconds)
+        try:
+            flush()
+        except Exception:  # never let the thread die: the next flush retries
+            log.exception("metrics not written")
+
+
+def flush() -> None:
+    """Writes the answers queued in this process: one write per label set (see the module's
+    doc)."""
+    with _flush_lock:
+        n = len(_pending)
+        if not n:
+            return
+        counts: collections.Counter = collections.Counter()
+        latencies = collections.defaultdict(list)
+        take = _pending.popleft
+        for _ in range(n):
+            entry = take()
+            if entry[0] == "q":
+                _, path, code, source, seconds = entry
+                counts["recsys_requests_total", (path, str(code))] += 1
+                latencies[path, source].append(seconds)
+            elif entry[0] == "r":
+                _, source, version, arm, experiment = entry
+                counts["recsys_recommendations_total", (source,)] += 1
+                counts["recsys_impressions_total", (version, arm or "current")] += 1
+                if experiment:
+                    counts["recsys_experiment_requests_total", (experiment, arm)] += 1
+            else:
+                counts["recsys_cache_lookups_total", ("hit" if entry[1] else "miss",)] += 1
+        for (name, labels), count in counts.items():
+            _child(name, labels).inc(count)
+        for labels, values in latencies.items():
+            observe_many(_child("recsys_request_seconds", labels), values)
+
+
+atexit.register(flush)
+
+
+def observe_many(child, values: list[float]) -> None:
+    """`child.observe(v)` for each of `values`, writing each bucket and the sum once.
+
+    prometheus_client's Histogram keeps a value per bucket (`_buckets`, counted once per
+    observation in the first bucket whose bound is >= it) and the sum (`_sum`): the same
+    result as the observations one by one (tests/functions/test_metrics.py checks it against
+    `observe`); any other layout falls back to `observe`.
+    """
+    bounds, buckets, total = (getattr(child, a, None) for a in ("_upper_bounds", "_buckets",
+                                                                 "_sum"))
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for v in values:
+            child.observe(v)
+        return
+    counts = [0] * len(bounds)
+    for v in values:
+        counts[bisect_left(bounds, v)] += 1  # the first bound >= v (the last is +Inf)
+    total.inc(sum(values))
+    for i, count in enumerate(counts):
+        if count:
+            buckets[i].inc(count)
+
+
 def sample(name: str, labels: dict | None = None) -> float | None:
-    """This process's own value of a kept metric (tests; not the instance's sum)."""
+    """This process's own value of a kept metric (tests; not the instance's sum), its queued
+    answers written first."""
+    flush()
     return REGISTRY.get_sample_value(name, labels or {})
 
 
@@ -137,9 +251,13 @@ def version_tag(version: str) -> str:
     return hashlib.blake2b(version.encode(), digest_size=TAG_CHARS // 2).hexdigest()
 
 
+_random_bits = random.getrandbits  # seeded from os.urandom, and again in each forked child
+
+
 def new_recommendation_id(version: str) -> str:
-    """A fresh recommendation id (32 hex digits) whose last 8 name `version`'s tag."""
-    return os.urandom(12).hex() + version_tag(version)
+    """A fresh recommendation id (32 hex digits) whose last 8 name `version`'s tag: 96 random
+    bits (unique ids, not secrets: the answer shows them) and the tag."""
+    return f"{_random_bits(96):024x}" + version_tag(version)
 
 
 class VersionTags:
@@ -254,7 +372,9 @@ class Page:
 
 
 def page(scraped: ScrapeCollector | None) -> bytes:
-    """The text exposition (format 0.0.4) of one scrape."""
+    """The text exposition (format 0.0.4) of one scrape (this process's queued answers
+    written first)."""
+    flush()
     return generate_latest(Page(scraped))
 
 

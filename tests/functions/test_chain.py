@@ -84,3 +84,31 @@ def test_a_category_no_item_has_is_refused_not_answered_empty(serving):
     with pytest.raises(BadRequest, match=r"^category: no served item has category 'w'; known "
                                          r"categories \(2\): 'x', 'y'$"):
         recommend(s, Query("u1", 4, categories=["x", "w"]))
+
+
+def test_the_unfiltered_walk_of_a_list_matches_the_reference_on_random_lists():
+    """_from_cache without a category walks the list until k items pass: the same items and
+    scores as the brute-force reference (models.rules.fill over every exclusion, each item's
+    first score), lists with repeats, blocked and unavailable items included."""
+    from functions.chain import _from_cache
+    from functions.filters import Filters
+    from infra.redis.codec import encode_list
+    from models.rules import fill
+
+    rng = np.random.default_rng(0)
+    names = [f"i{n}" for n in range(40)]
+    for _ in range(200):
+        n = int(rng.integers(0, 30))
+        items, scores = rng.integers(0, 40, n), np.round(rng.random(n), 3)
+        blocked = set(rng.integers(0, 40, int(rng.integers(0, 8))).tolist())
+        unavailable = frozenset(rng.integers(0, 40, int(rng.integers(0, 8))).tolist())
+        k = int(rng.integers(1, 12))
+        raw = encode_list(items.astype(np.int32), scores.astype(np.float32))
+        flt = Filters(0, frozenset(), unavailable, {}, {})
+        got = _from_cache(raw, Query(user_id="u", k=k), blocked, flt, names)
+        ids, vals = items.tolist(), np.float16(scores).astype(float).tolist()
+        first = {}
+        for i, v in zip(ids, vals, strict=True):
+            first.setdefault(i, v)
+        want = [(names[i], first[i]) for i in fill(ids, [], k, blocked | unavailable)]
+        assert got == want

@@ -132,3 +132,39 @@ def test_ingestion_lag_is_the_age_of_the_oldest_undrained_event(app, served_env,
     first_ms = int(client.xrange("pub:events", count=1)[0][0].split(b"-")[0])
     lag = _value(_page(app), "recsys_ingestion_lag_seconds")
     assert lag == pytest.approx(time.time() - first_ms / 1000, abs=5)
+
+
+def test_queued_answers_are_written_as_their_observations_one_by_one():
+    """metrics.flush adds the queued answers up (observe_many: each bucket and the sum
+    written once): the same values as prometheus_client's own observe, one by one."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    buckets = (0.001, 0.01, 0.1, 1.0)
+    values = [0.0005, 0.001, 0.0011, 0.05, 0.1, 0.7, 3.0, 1e-9, 0.01]
+    one, many = CollectorRegistry(), CollectorRegistry()
+    h1 = Histogram("h", "h", ["p"], buckets=buckets, registry=one)
+    h2 = Histogram("h", "h", ["p"], buckets=buckets, registry=many)
+    for v in values:
+        h1.labels("x").observe(v)
+    metrics.observe_many(h2.labels("x"), values)
+    samples = [(s.name, s.labels, s.value) for m in one.collect() for s in m.samples
+               if not s.name.endswith("_created")]
+    assert samples == [(s.name, s.labels, s.value) for m in many.collect() for s in m.samples
+                       if not s.name.endswith("_created")]
+    assert ("h_bucket", {"p": "x", "le": "0.001"}, 3.0) in samples  # le: v <= bound
+
+
+def test_an_answer_is_counted_once_flushed_and_the_page_flushes_first(warm_user, served_env):
+    app = make_app(served_env).test_client()
+    before = metrics.sample("recsys_impressions_total", {"version": "v9", "arm": "B"}) or 0
+    metrics.Recorder().recommendation("cache", "v9", "B", "exp9")  # queued
+    page = _page(app)  # a scrape writes what this process queued first
+    assert _value(page, "recsys_impressions_total", version="v9", arm="B") == before + 1
+    assert _value(page, "recsys_experiment_requests_total", experiment="exp9", arm="B") >= 1
+    metrics.Recorder().request("recommend", 200, "cache", 0.002)
+    deadline = time.monotonic() + 5 * metrics.FLUSH_S  # or the process's thread, within FLUSH_S
+    while metrics._pending and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not metrics._pending
+    metrics.Recorder(on=False).request("recommend", 200, "cache", 0.002)
+    assert not metrics._pending  # off: nothing queued

@@ -1,5 +1,6 @@
 """/metrics of a real `recsys serve` with 2 gunicorn workers (functions/metrics.py, multiprocess
-mode): the workers' figures add up, whichever worker answers the scrape; the scrape-time gauges
+mode): the workers' figures add up, whichever worker answers the scrape (each worker's
+answers within FLUSH_S); the scrape-time gauges
 (served version, its age, ingestion lag) and the attribution of events to versions; Redis going
 down takes the lag away without breaking the page."""
 
@@ -15,6 +16,7 @@ import redis
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from functions.metrics import FLUSH_S
 from infra.redis_server import local_redis
 from tests.conftest import recsys_serve
 
@@ -95,6 +97,7 @@ def test_two_workers_add_up_and_the_scrape_time_gauges_follow_redis(published, s
                     if len(files) == 2 and all(_requests_of(f) for f in files.values()):
                         break
             assert len(files) == 2 and all(_requests_of(f) > 0 for f in files.values())
+            time.sleep(2 * FLUSH_S)  # each worker writes its answers' metrics every FLUSH_S
             pages = [_scrape(base) for _ in range(6)]  # answered by either worker
             totals = {_sum(p, "recsys_requests_total", path="recommend") for p in pages}
             assert totals == {sent}, (totals, sent)
