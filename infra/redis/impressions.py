@@ -82,6 +82,16 @@ class ImpressionStream(DrainableStream):
             payloads = [_dumps(rows[lo:lo + MAX_ROWS]) for lo in range(0, len(rows), MAX_ROWS)]
         except (TypeError, ValueError) as e:
             raise ValueError(f"an impression JSON cannot hold: {e}") from None
+        return self._xadd(payloads)
+
+    def add_encoded(self, rows: list[str]) -> list[str]:
+        """`add_rows` of rows already encoded, each the JSON text of one row (the writer
+        encodes each answer's as it queues it: functions/impression_log.record); they are
+        joined into the entries' arrays as they are."""
+        return self._xadd(["[" + ",".join(rows[lo:lo + MAX_ROWS]) + "]"
+                           for lo in range(0, len(rows), MAX_ROWS)])
+
+    def _xadd(self, payloads: list[str]) -> list[str]:
         if len(payloads) == 1:
             ids = [self.r.xadd(self.stream, {ROWS: payloads[0]})]
         elif payloads:

@@ -12,7 +12,7 @@ from infra.redis.impressions import FIELDS, ImpressionStream
 from infra.redis_server import free_port, local_redis
 
 
-def _record(n: int) -> tuple:
+def _record(n: int) -> str:
     return record(f"{n:032x}", f"u{n}", "", "", "v1", [f"i{n}", "i0"], "cache", 200, 1.5,
                   1_700_000_000_000 + n)
 
@@ -77,7 +77,20 @@ def test_a_full_queue_drops_the_oldest_and_counts_them(redis_client):
     for n in range(8):
         writer.add(_record(n))
     assert sum(counted) == writer.dropped == 3
-    assert [r[1] for r in writer.queue] == [f"u{n}" for n in range(3, 8)]
+    assert [json.loads(r)[1] for r in writer.queue] == [f"u{n}" for n in range(3, 8)]
     writer.stream = ImpressionStream(redis_client, "t")  # Redis back: close sends the rest
     writer.close()
     assert [r["user_id"] for r in _rows(redis_client)] == [f"u{n}" for n in range(3, 8)]
+
+
+def test_a_record_is_the_json_of_its_row_whatever_its_text():
+    """record writes the row's JSON by hand: json reads it back as the values given (any
+    text, non-ASCII and lone surrogates escaped), in FIELDS order."""
+    row = record("r" * 32, 'u"\\é\n\udc80', "exp", "B", None, ["i1", "ü", ""], "cache", 200,
+                 1.23456, 1_700_000_000_123)
+    assert row.isascii()
+    assert dict(zip(FIELDS, json.loads(row), strict=True)) == {
+        "recommendation_id": "r" * 32, "user_id": 'u"\\é\n\udc80', "experiment": "exp",
+        "arm": "B", "version": "", "items": ["i1", "ü", ""], "source": "cache", "status": 200,
+        "latency_ms": 1.235, "ts_ms": 1_700_000_000_123}
+    assert json.loads(record("r", "u", "", "", "v", [], "error", 503, float("nan"), 1))[8] == -1
