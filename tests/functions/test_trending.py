@@ -21,12 +21,17 @@ def _items(body):
 
 @pytest.fixture
 def clean_trend(published):
-    """Deletes the namespace's trending counters after the test (other tests of the session
-    expect the nightly's popular list as fresh users' fallback)."""
-    yield
+    """No trending counters in the namespace before the test (other tests of the session post
+    events too) nor after it (they expect the nightly's popular list as the fallback)."""
     r = redis.Redis.from_url(published[1])
-    for key in r.scan_iter("pub:trend:*"):
-        r.delete(key)
+
+    def clean():
+        for key in r.scan_iter("pub:trend:*"):
+            r.delete(key)
+
+    clean()
+    yield
+    clean()
 
 
 def _post(app, events):
