@@ -75,3 +75,24 @@ def test_training_beats_served_order_where_variety_pays():
     learned = run_sessions(sim, pools, items, policy.act, 5)[0].mean()
     assert learned > 1.1 * served
     assert info["updates"] == 15 * 40 and info["train_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_logged_steps_seed_the_replay_buffer():
+    """Steps logged under a known policy (here: sessions of uniformly random strategies) go
+    into the buffer before the first round."""
+    from models.dqn_fit import DQNConfig, fit_dqn
+
+    rng = np.random.default_rng(0)
+    items = unit(rng.normal(size=(40, 6)))
+    B = 32
+    users = unit(rng.normal(size=(B, 6)))
+    pools = Pools(np.arange(B), np.tile(np.arange(40), (B, 1)), users, np.zeros((B, 6)))
+    sim = Simulator(users, items, SETTINGS[0])
+    _, logged = run_sessions(sim, pools, items, lambda s: rng.integers(0, 4, len(s)), 1,
+                             record=True, propensity=lambda s, a: np.full(len(a), 0.25))
+    assert logged.propensity is not None and np.allclose(logged.propensity, 0.25)
+    small = DQNConfig(rounds=1, users_per_round=B, updates_per_round=2, batch=16)
+    _, alone = fit_dqn(sim, pools, items, small)
+    _, seeded = fit_dqn(sim, pools, items, small, logged=logged)
+    assert seeded["transitions"] == alone["transitions"] + len(logged)
