@@ -124,3 +124,26 @@ def test_answers_are_counted_under_their_endpoint(client, item):
     assert sample("recsys_request_seconds_count", {"path": "similar", "source": "cache"}) >= 1
     page = app.get("/metrics").get_data(as_text=True)
     assert 'recsys_requests_total{code="200",path="similar"}' in page
+
+
+def _over(prop: dict) -> list:
+    """Values one step past each limit of a documented parameter."""
+    return ([("x" * (prop["maxLength"] + 1))] if "maxLength" in prop else []) + (
+        [prop["maximum"] + 1] if "maximum" in prop else []) + (
+        [prop["minimum"] - 1] if "minimum" in prop else []) + (
+        ["not-" + prop["enum"][0]] if "enum" in prop else [])
+
+
+def test_the_documented_limits_are_the_enforced_ones(client, item):
+    from urllib.parse import urlencode
+
+    app, _ = client
+    doc = app.get("/openapi.json").get_json()
+    wrong = []
+    for path, base in (("/similar", {"item_id": item}), ("/trending", {})):
+        for p in doc["paths"][path]["get"]["parameters"]:
+            for value in _over(p["schema"]):
+                r = app.get(f"{path}?{urlencode({**base, p['name']: value})}")
+                if r.status_code != 400 or p["name"] not in r.get_json()["error"]:
+                    wrong.append(f"{path} {p['name']}={str(value)[:20]}: {r.status_code}")
+    assert not wrong, wrong
