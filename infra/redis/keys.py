@@ -19,6 +19,7 @@ Key layout (NS = namespace, "recsys" by default; see docs/ARCHITECTURE.md):
   NS:trend:T             sorted set: item id -> summed event weights of the        trending.py
                          events stored in the 5-minute bucket T (epoch s // 300),
                          expiring once no window reads it
+  NS:trend:sum           sorted set, only inside the read script: a window's sum   trending.py
   NS:events              stream of ingested events (consumer group `nightly`       event_stream.py
                          drains it into the artifact store: infra/events_log.py)
   NS:eid:EVENT_ID        string with a TTL: the event id was ingested; a resent    event_stream.py
@@ -206,6 +207,10 @@ class Keys:
         """The trending counters of the time buckets `buckets`, one list per hash slot
         (every user bucket's in a cluster; one list on one server)."""
         return [[f"{t}:trend:{int(b)}" for b in buckets] for t in self._tags]
+
+    def trend_sums(self) -> list[str]:
+        """The scratch key a window's sum goes through, one per hash slot of trend_parts."""
+        return [f"{t}:trend:sum" for t in self._tags]
 
     def hist(self, user_id: str) -> str:
         """The key of a user's recent history (a Redis list)."""

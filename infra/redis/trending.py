@@ -5,8 +5,9 @@ item in the sorted set of the current 5-minute bucket, NS:trend:T with T = epoch
 BUCKET_S at the time the event is stored (not its own timestamp: "trending" is what users do
 now), in the same atomic step as the stream and the history; the set expires KEEP_S after its
 last write, once no window reads it. `top` sums the sets of a window's buckets, the current
-one included, so an event counts at once. In a Redis Cluster each user bucket keeps its own
-sets (in the slot of its events script); `top` sums them per slot (ZUNION) and then across.
+one included, so an event counts at once (ZUNIONSTORE into the scratch key NS:trend:sum and
+its top items, in one script). In a Redis Cluster each user bucket keeps its own sets (in the
+slot of its events script); `top` sums them per slot and then across.
 Keys: keys.py.
 """
 
@@ -35,28 +36,41 @@ def window_buckets(seconds: int, now: float) -> range:
     return range(last - max(1, seconds // BUCKET_S) + 1, last + 1)
 
 
+# The window's sum inside Redis: KEYS[1] a scratch key of the buckets' slot, KEYS[2..] the
+# buckets; only the top ARGV[1] items come back (a bucket may hold the whole catalogue).
+_TOP = """
+redis.call('ZUNIONSTORE', KEYS[1], #KEYS - 1, unpack(KEYS, 2))
+local top = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+redis.call('DEL', KEYS[1])
+return top
+"""
+
+
 class TrendingCounters(Namespaced):
     """Reads the trending counters the events script writes.
 
-    Contract: `top(window)` ranks every item by the summed weights of the events stored in the
+    Contract: `top(window)` ranks the items by the summed weights of the events stored in the
     window's buckets (ties: the smaller id first); items of expired buckets are gone.
     """
 
+    def __init__(self, client, namespace: str = "recsys"):
+        super().__init__(client, namespace)
+        self._top = self.r.register_script(_TOP)
+
     def top(self, seconds: int, n: int, now: float | None = None) -> list[tuple[str, float]]:
         """The `n` items of most weight in the window of `seconds` ending now: [(item id,
-        summed weight)], most first.
+        summed weight)], most first. One script per slot (one on a server) sums its buckets
+        and returns its top n; in a cluster the slots' tops are merged here.
 
         Raises:
             redis.RedisError: Redis failed.
         """
         buckets = window_buckets(seconds, time.time() if now is None else now)
-        pipe = self.r.pipeline(transaction=False)
-        parts = self.keys.trend_parts(buckets)
-        for keys in parts:
-            pipe.zunion(keys, withscores=True)
         total: Counter = Counter()
-        for reply in pipe.execute():
-            for member, score in reply:
+        for scratch, keys in zip(self.keys.trend_sums(), self.keys.trend_parts(buckets),
+                                 strict=True):
+            reply = self._top(keys=[scratch, *keys], args=[n])
+            for member, score in zip(reply[::2], reply[1::2], strict=True):
                 total[member] += float(score)
         ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
         return [(m.decode("utf-8", "surrogateescape"), s) for m, s in ranked[:n] if s > 0]

@@ -29,6 +29,7 @@ def test_while_redis_fails_the_last_answer_is_served_and_nothing_raises(redis_cl
     counters, breaker = TrendingCounters(redis_client, "t"), RedisBreaker(60.0)
     cache = TrendingCache(counters, breaker, ttl=0)
     assert cache.top("1h") == [("a", 1.0)]
-    counters.r = redis.Redis(port=free_port(), socket_connect_timeout=0.2)  # nobody listens
+    cache.counters = TrendingCounters(redis.Redis(port=free_port(), socket_connect_timeout=0.2),
+                                      "t")  # nobody listens there
     assert cache.top("1h") == [("a", 1.0)] and not breaker.up()  # tripped, last answer kept
     assert cache.top("24h") is None  # never read: nothing to serve
