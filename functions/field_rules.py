@@ -335,8 +335,8 @@ def read(model: type, body: dict, args=None, limits: Limits = Limits()):
     for name, rule in rules(model).items():
         if name in body:
             raw = body[name]
-        elif args is not None and rule.in_query:
-            raw = rule.from_query(args.getlist(name), name)
+        elif args is not None and rule.in_query and name in args:  # (absent: from_query's
+            raw = rule.from_query(args.getlist(name), name)          # None, without a getlist)
         else:
             raw = None
         values[name] = rule.parse(raw, name, limits)
