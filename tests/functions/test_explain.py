@@ -81,3 +81,20 @@ def test_mf_items_get_plain_reasons_and_a_bad_flag_is_a_400(client, warm_user):
     assert set(reasons) <= {"taste", "popular", "trending"} and "taste" in reasons
     r = app.get(f"/recommend?user_id={warm_user}&explain=maybe")
     assert r.status_code == 400 and r.get_json()["error"].startswith("explain")
+
+
+def test_each_item_is_explained_by_the_source_that_listed_it(served):
+    """A warm user's list (10 items) topped up by popular items: the listed ones from the
+    nightly's history, the popular ones as popular (or trending, or new), never a history
+    item's neighbour."""
+    app, bundle, _ = served
+    user = bundle.user_ids.tolist()[3]
+    body = app.get(f"/recommend?user_id={user}&k=25&explain=true").get_json()
+    assert body["source"] == "cache" and body["filled_by"] == ["popular"]
+    history = {str(bundle.item_ids[i]) for i in _history(bundle, user)}
+    for item in body["items"]:
+        why = item["reason"]
+        if item["score"] is None:
+            assert why["reason"] in {"popular", "trending", "new"}, item
+        elif why["reason"] == "because_you_took":
+            assert why["history_item"] in history
