@@ -109,15 +109,30 @@ class ServedConfig:
             picking them on the last window chose 1 epoch once and averaged 0.172 / 0.482.
         ease_l2: EASE's lambda (models.served_ease: Steck's closed form over the train
             side's user-item pairs, a candidate source and the "ease" feature); None turns
-            EASE off.
+            EASE off. Off by default: on three validation windows of the MovieLens 100K train
+            side (`python -m benchmarks.validate_served --try ...`, means of NDCG@10 warm /
+            fresh / all) served without EASE 0.2074 / 0.4852 / 0.3316, with EASE at lambda
+            200 0.2026 / 0.4802 / 0.3267, 500 0.2029 / 0.4824 / 0.3278, 1000 0.2018 / 0.4806
+            / 0.3265; 500 with 320 candidates (room for every source) 0.2031 / 0.4818 /
+            0.3277, with 20 EASE candidates 0.2095 / 0.4822 / 0.3314 (EASE alone 0.1236 /
+            0.4204 / 0.2564, item-kNN 0.1087 / 0.4584 / 0.2651): the kNN source and feature
+            already carry what EASE knows there.
         n_ease: EASE candidates (top-N of the history's summed EASE weights).
         ease_neighbours: EASE weights kept per history item (the largest in absolute value).
         ease_max_items: most items the closed form covers (a dense [n, n] matrix: 1.6 GB of
             float32 at 20,000); a larger catalogue's least-used items get no EASE.
         graphsage: GraphSAGE's hyperparameters when GraphSAGE (models.graphsage) is a
-            candidate source and the "graphsage" feature; None leaves it out.
+            candidate source and the "graphsage" feature (`--served-config
+            '{"graphsage": {}}'` or `recsys nightly --graphsage-config FILE`); None leaves it
+            out. Off by default: on the three validation windows GraphSAGEConfig() with 4
+            epochs gave 0.2079 / 0.4957 / 0.3366 against 0.2074 / 0.4852 / 0.3316 without
+            (fresh higher on every window, warm lower on two of three: -0.0006, -0.0047)
+            for 5.6x the fit time (233 s against 41 s per window on a loaded machine), and
+            on the test split of `recsys evaluate` warm fell 0.0086 (issue 21's rule keeps
+            it out: docs/EVALUATION_RESULTS.md, "GraphSAGE inside served").
         n_graphsage: GraphSAGE candidates (top-N by its query · item vectors).
-        graphsage_epochs: epochs of each window's GraphSAGE fit.
+        graphsage_epochs: epochs of each window's GraphSAGE fit: 4; 2 gave 0.2034 / 0.4884 /
+            0.3309 on the validation windows.
     """
 
     tower: TwoTowerConfig = TwoTowerConfig()
@@ -133,7 +148,7 @@ class ServedConfig:
     longtail_affinity: str = "tower"
     new_item_slots: int = 0
     tower_epochs: int | None = 4
-    ease_l2: float | None = 500.0
+    ease_l2: float | None = None
     n_ease: int = 100
     ease_neighbours: int = 1000
     ease_max_items: int = 20_000

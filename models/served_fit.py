@@ -227,11 +227,6 @@ class ServedRecommender:
         ids = m.tower.data.items.ids
         return [[str(ids[i]) for i in row if i >= 0] for row in I]
 
-    @property
-    def item_ids(self) -> np.ndarray:
-        """[n_items] the ids of the item indices of `candidate_pools` (the fitted model's)."""
-        return np.asarray(self.model.tower.data.items.ids)
-
     def candidate_pools(self, cases, ids: bool = False) -> dict[str, list[np.ndarray]]:
         """The candidate pool of each case and what each source put in it (the pool recall
         of issue 22: share of a case's truth found in `pool`, or in one source's list).

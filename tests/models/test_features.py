@@ -84,8 +84,7 @@ def test_tower_top_matches_brute_force_with_ties_and_short_catalogs():
 
 @pytest.fixture(scope="module")
 def served():
-    """A ServedModel with a tiny tower, EASE (on by default) and a ranker of random
-    weights."""
+    """A ServedModel with a tiny tower, EASE and a ranker of random weights."""
     from models.ranker import RankerConfig
     from models.served import ServedConfig, ServedModel
     from models.synthetic import generate
@@ -96,7 +95,8 @@ def served():
     ds = generate(n_users=80, n_items=40, seed=4, events_per_user=12)
     tc = TwoTowerConfig(dim=8, hidden=16, history=6, recent=2, validation=0.0)
     config = ServedConfig(tower=tc, ranker=RankerConfig(neighbours=8, session_seconds=86_400),
-                          n_tower=8, n_knn=8, n_session=5, n_popular=5, candidates=20)
+                          n_tower=8, n_knn=8, n_session=5, n_popular=5, candidates=20,
+                          ease_l2=20.0, n_ease=8)
     tower = fit_tower(prepare(ds.interactions, ds.users, ds.items, tc), tc, 1)[0]
     model = ServedModel.build(ds.interactions, tower, ds.items, config)
     model.ranker = random_ranker(len(model.feature_names()))

@@ -24,7 +24,8 @@ TINY = ServedConfig(
     tower=TwoTowerConfig(dim=8, hidden=16, epochs=2, history=10, recent=3, patience=1),
     ranker=RankerConfig(hidden=(8,), neighbours=20, epochs=3, members=2),
     windows=(0.8, 0.9), n_tower=15, n_knn=15, n_session=10, n_popular=10, candidates=40,
-    tower_epochs=None)  # the picking path; later windows take the fixed one
+    tower_epochs=None,  # the picking path; later windows take the fixed one
+    ease_l2=50.0, n_ease=10)  # EASE on (off by default): its table rides every bundle test
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +254,7 @@ def test_bundle_round_trip_and_a_broken_conversion_is_caught(fitted, bundle):
         check_litert(loaded, lite)
 
 
-TABLES = ("knn", "sess", "ease")  # EASE is on by default (ServedConfig.ease_l2)
+TABLES = ("knn", "sess", "ease")  # EASE is on in TINY
 PADDED = tuple(f"{n}_{p}" for n in TABLES for p in ("idx", "sim"))
 
 
