@@ -3,9 +3,10 @@ warm users (the nightly batch) and fresh users (the on-demand function).
 
     ServedModel.recommend_indices(histories, user_tok, context, k, exclude), a step of users
     at a time:
-        = candidates(user tower query, histories)    two-tower top-N (exact), item-kNN, EASE
-                                                     and session co-occurrence top-N,
-                                                     GraphSAGE top-N (optional), recent top-N
+        = candidates(user tower query, histories)    two-tower top-N (exact), item-kNN and
+                                                     session co-occurrence top-N, recent
+                                                     top-N; EASE and GraphSAGE top-N when
+                                                     ServedConfig turns them on
         -> rank(hist, user_tok, candidates, context)  features (models.features) + MLP ensemble
         -> models.rules.apply_rules_batch             exclusions out, first k
 

@@ -1,4 +1,5 @@
-"""The `served` kind: two-tower, item-kNN, session and recent candidates -> ranker -> rules
+"""The `served` kind: two-tower, item-kNN, session and recent candidates (EASE and GraphSAGE
+too when its config turns them on: --served-config, --graphsage-config) -> ranker -> rules
 (models/served.py; trained by models/served_fit.fit_served).
 
 Bundle files besides the common ones (item_ids.json = the model's item vocabulary,
