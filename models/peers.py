@@ -73,6 +73,7 @@ def ease_weights(user_items, l2: float) -> np.ndarray:
         c[lo:hi, :lo] = c[:lo, lo:hi].T
         d = c[lo:hi, lo:hi]
         c[lo:hi, lo:hi] = np.triu(d) + np.triu(d, 1).T
+    c = c.T  # symmetric now: its C-ordered view, so that the float32 result is not copied
     diag = np.diag(c).copy()
     c /= -diag[None, :]  # column j divided by -P_jj
     np.fill_diagonal(c, 0.0)
