@@ -10,7 +10,9 @@ history item i's m largest |B[i, j]| (signed), so a row is what `neighbour_sums`
 MovieLens 100K (1,682 items) m = 1,000 keeps ~all the weight; at 20,000 items the closed form
 is one dense [n, n] float32 (1.6 GB) and the table 20,000 x m. Catalogues larger than
 `max_items` get EASE over their `max_items` items with the most users; the others have no row
-and no column (no EASE candidates, feature 0), and the log says so.
+and no column (no EASE candidates, feature 0), and the log says so. Measured: 10,000 items
+(20,000 users, 1M pairs) took 23.0 s and 909 MB peak RSS on one loaded core; the closed form
+grows as n^3 in time (~3 min expected at 20,000) and n^2 in memory.
 """
 
 from __future__ import annotations
