@@ -71,6 +71,13 @@ class RankerConfig:
             towards all users' (see `segment_lift`).
         segment_max_cells: cap on segments x items of the lift table (the largest segments
             are kept).
+        out_of_pool: items from outside a case's candidate pool (and history) added to each
+            training list (models.served_fit), labelled by the case's truth like the pool's,
+            so that the ranker also sees, and scores sensibly, the items its retrieval would
+            not give it (ServedRecommender.score ranks any item: leave-one-out with sampled
+            negatives); 0 trains on the pool only.
+        out_of_pool_popular: share of them drawn in proportion to the items' train events
+            (the rest uniformly over the catalogue).
     """
 
     hidden: tuple[int, ...] = (64, 32)
@@ -88,6 +95,8 @@ class RankerConfig:
     segment_min_users: int = 10
     segment_prior: float = 20.0
     segment_max_cells: int = 50_000_000
+    out_of_pool: int = 0
+    out_of_pool_popular: float = 0.5
 
 
 def neighbour_table(rows: np.ndarray, cols: np.ndarray, n_items: int, m: int,
@@ -344,8 +353,13 @@ def net_scores(net, X: np.ndarray, rows: int = SCORE_ROWS) -> np.ndarray:
 
 def ndcg_of_scores(scores: np.ndarray, data: RankingData, k: int = 10) -> float:
     """Mean NDCG@k of candidate lists ranked by `scores` [N, C] (ties: earlier slot)."""
+    return float(np.mean(ndcg_per_list(scores, data, k)))
+
+
+def ndcg_per_list(scores: np.ndarray, data: RankingData, k: int = 10) -> np.ndarray:
+    """[N] NDCG@k of each candidate list ranked by `scores` [N, C] (ties: earlier slot)."""
     s = np.where(data.mask, scores, -np.inf)
     top = np.argsort(-s, axis=1, kind="stable")[:, :k]
     gains = np.take_along_axis(data.y * data.mask, top, 1) / np.log2(np.arange(2, k + 2))
     ideal = np.array([np.sum(1 / np.log2(np.arange(2, min(k, t) + 2))) for t in data.n_truth])
-    return float(np.mean(gains.sum(1) / np.maximum(ideal, 1e-9)))
+    return gains.sum(1) / np.maximum(ideal, 1e-9)

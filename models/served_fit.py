@@ -41,14 +41,46 @@ from models.two_tower import TwoTowerModel
 log = logging.getLogger(__name__)
 
 
-def windows(train: pd.DataFrame, quantiles) -> list[Split]:
+def windows(train: pd.DataFrame, quantiles, seed: int = 0) -> list[Split]:
     """The ranker's windows, oldest first: the events before each quantile of `train`, and
     after it those before the last window's cutoff (the last window: all after its own), so
-    that nothing of the last window reaches an earlier one."""
+    that nothing of the last window reaches an earlier one.
+
+    When the timestamps cannot cut them (a window with no event before or none after its
+    cutoff: constant timestamps, or too few distinct ones), `order_windows` cuts them by each
+    user's event order instead, and the log says so."""
     splits = [temporal_split(train, q) for q in sorted(set(quantiles))]
+    if any(s.train.empty or s.test.empty for s in splits):
+        log.warning("served: the train timestamps cannot cut the windows %s (%d distinct "
+                    "timestamps); cutting them by each user's event order instead (held-out "
+                    "users and each user's last events)", sorted(set(quantiles)),
+                    train["timestamp"].nunique())
+        return order_windows(train, quantiles, seed)
     end = splits[-1].cutoff
     return [Split(s.train, s.test[s.test["timestamp"] < end].reset_index(drop=True), s.cutoff)
             for s in splits[:-1]] + splits[-1:]
+
+
+def order_windows(train: pd.DataFrame, quantiles, seed: int = 0) -> list[Split]:
+    """Windows without usable time: each event gets the pseudo-time max(p, r_u), p its
+    position in its user's events (stable on timestamp, so the input's order breaks ties)
+    over the user's count, r_u a seeded uniform draw per user; window q trains on the events
+    of pseudo-time < q. So a share 1 - q of the users are held out whole (fresh cases, their
+    first events as history) and the others keep their first share q of events (warm cases,
+    the rest as truth); as with time, an earlier window's test side holds only events before
+    the last window's cutoff. Every split's cutoff is the last timestamp."""
+    df = train.astype({"user_id": str, "item_id": str}).reset_index(drop=True)
+    order = np.argsort(df["timestamp"].to_numpy(), kind="stable")
+    df = df.iloc[order].reset_index(drop=True)
+    users, _ = pd.factorize(df["user_id"])
+    pos = df.groupby(users).cumcount().to_numpy() / np.bincount(users)[users]
+    r_u = np.random.default_rng(seed).random(users.max(initial=-1) + 1)
+    own = np.lexsort((pos, users))  # each user's events in their own order
+    df, tau = df.iloc[own].reset_index(drop=True), np.maximum(pos, r_u[users])[own]
+    qs, cutoff = sorted(set(quantiles)), float(df["timestamp"].max())
+    return [Split(df[tau < q].reset_index(drop=True),
+                  df[(tau >= q) & (tau < qs[-1] if q < qs[-1] else True)].reset_index(drop=True),
+                  cutoff) for q in qs]
 
 
 def latest(cases: Cases, n: int) -> tuple[int, int]:
@@ -62,16 +94,53 @@ def latest(cases: Cases, n: int) -> tuple[int, int]:
 
 def ranking_data(model: ServedModel, cases: Cases) -> RankingData:
     """The ranker's training lists of evaluation-like cases: each case's candidates from
-    `model`, their features and labels (in the case's truth), warm cases then fresh."""
-    step = model.step()
+    `model`, their features and labels (in the case's truth), warm cases then fresh. Each
+    list's last `RankerConfig.out_of_pool` columns are items from outside its pool
+    (`out_of_pool`); `pool_only` drops them."""
+    step, rng = model.step(), np.random.default_rng(model.config.ranker.seed)
     with one_blas_thread():
         return RankingData.concat([
-            _ranking_part(model, group[lo:lo + step], fresh)
+            _ranking_part(model, group[lo:lo + step], fresh, rng)
             for group, fresh in ((cases.warm, False), (cases.fresh, True))
             for lo in range(0, len(group), step)])
 
 
-def _ranking_part(model: ServedModel, chunk: list, fresh: bool) -> RankingData:
+def out_of_pool(model: ServedModel, cand: np.ndarray, histories: list[np.ndarray],
+                rng: np.random.Generator) -> np.ndarray:
+    """[B, n] item indices outside each row's candidates `cand` [B, C] and history, distinct
+    within a row (-1 pads when too few are left): a share `out_of_pool_popular` drawn in
+    proportion to the items' train events + 1, the rest uniformly."""
+    rc, n_items = model.config.ranker, len(model.tower.data.items)
+    n = rc.out_of_pool
+    out = np.full((len(cand), n), -1, np.int64)
+    if n == 0:
+        return out
+    p = np.expm1(model.tables.item_stats[:-1, 0].astype(np.float64)) + 1.0
+    n_pop = int(round(n * rc.out_of_pool_popular))
+    for b, (row, h) in enumerate(zip(cand, histories, strict=True)):
+        draw = np.concatenate([rng.choice(n_items, 4 * n_pop + 8, p=p / p.sum()),
+                               rng.integers(0, n_items, 4 * (n - n_pop) + 8)])
+        pop_part, uni_part = draw[:4 * n_pop + 8], draw[4 * n_pop + 8:]
+        picked: list[int] = []
+        for part, want in ((pop_part, n_pop), (uni_part, n)):
+            ok = part[~np.isin(part, row) & ~np.isin(part, h)]
+            for i in pd.unique(ok):
+                if len(picked) >= want:
+                    break
+                if i not in picked:
+                    picked.append(int(i))
+        out[b, :len(picked)] = picked
+    return out
+
+
+def pool_only(data: RankingData, n_pool: int) -> RankingData:
+    """`data`'s lists without their out-of-pool columns (the first `n_pool` columns)."""
+    return RankingData(data.X[:, :n_pool], data.y[:, :n_pool], data.mask[:, :n_pool],
+                       data.n_truth)
+
+
+def _ranking_part(model: ServedModel, chunk: list, fresh: bool,
+                  rng: np.random.Generator) -> RankingData:
     ids = [c.user_id for c in chunk]
     histories = model.history_indices([list(c.history) for c in chunk])
     hist = history_matrix(histories, model.config.tower.history)
@@ -80,6 +149,7 @@ def _ranking_part(model: ServedModel, chunk: list, fresh: bool) -> RankingData:
     sums = model.neighbour_sums(histories)
     sage_q = model.sage_query(hist, utok)
     cand = model.candidates(query, histories, sums, sage_q)
+    cand = np.concatenate([cand, out_of_pool(model, cand, histories, rng)], 1)
     X = model.features(hist, utok, cand, model.context(ids, fresh), query, sums, sage_q)
     truth = [model.tower.data.items.lookup(c.truth) for c in chunk]
     y = np.stack([np.isin(row, t[t >= 0]) for row, t in zip(cand, truth, strict=True)])
@@ -197,7 +267,7 @@ def validate(split: Split, cases: Cases, data: list[RankingData], earlier: list[
         return None
     t = time.perf_counter()
     ranker = train_ranker(earlier, config.ranker)
-    lists = RankingData.concat(data)
+    lists = pool_only(RankingData.concat(data), config.candidates)
     ndcg = ndcg_of_scores(score(ranker, lists.X), lists)
     pop = evaluate_model(Popularity(), split, cases, n_resamples=1)["all"]["ndcg@10"]
     out = {"window": float(max(config.windows)), "cases": n_cases, "warm": len(cases.warm),

@@ -58,17 +58,7 @@ def per_case_ndcg(name, train, split, cases, data):
                      for r, c in zip(lists, cases.warm + cases.fresh, strict=True)])
 
 
-CONSTANT_FAILS = pytest.mark.xfail(strict=True, reason=(
-    "served cannot fit when every train timestamp is equal (measured 2026-11-30, commit "
-    "59aac5d): fit_served cuts its windows at quantiles of the train timestamps, so each "
-    "window's past (events before the constant) is empty and the tower's fit fails "
-    "(InvalidArgumentError in models/towers.py: an empty embedding table); popularity and "
-    "item_knn fit. Issue 22 deliver 1 (models/served_fit.py: fall back when the windows are "
-    "empty)"))
-
-
-@pytest.mark.parametrize("how", ["shuffled", pytest.param("constant", marks=CONSTANT_FAILS),
-                                 "tied"])
+@pytest.mark.parametrize("how", ["shuffled", "constant", "tied"])
 def test_served_stays_at_or_above_popularity_and_item_knn(world, how):
     data, split, cases = world
     train = uninformative(split.train, how)
