@@ -1,6 +1,6 @@
 """The DQN re-ranking stage against served's greedy order on the ground-truth simulator.
 
-    python -m benchmarks.rl --json rl.json          # default: ~8 min on 2 busy cores
+    python -m benchmarks.rl --json rl.json          # default: ~6 min on 2 busy cores
     python -m benchmarks.rl --users 600 --rounds 10 --seeds 2   # a quick look (~2 min)
     python -m benchmarks.rl --users 4000 --items 1000 --rounds 80 --seeds 8   # larger
 
