@@ -11,7 +11,8 @@ in [a, b), exactly as `recsys evaluate` does on the test split; the origins' mea
 printed last. `--set field=value` (repeatable; `tower.` and `ranker.` reach the sub-configs)
 overrides the served config before fitting; each `--sweep "field=v field2=v2"` (repeatable)
 re-scores the one fitted served model under overrides of fields that act at serving time only
-(longtail_slots, longtail_affinity); each `--try "field=v ..."` (repeatable) fits one more
+(longtail_slots, longtail_affinity, the exposure re-rank's rerank_beta, rerank_slots and
+rerank_margin); each `--try "field=v ..."` (repeatable) fits one more
 served model with those overrides on top of `--set`, reported as `served[...]`:
 
     python -m benchmarks.validate_served --dataset movielens:../shared/datasets/ml-100k \
@@ -113,6 +114,7 @@ def _row(label: str, ms: list[dict]) -> str:
     return (f"{label:>28} warm {mean(lambda m: m['warm']['ndcg@10']):.4f} "
             f"fresh {mean(lambda m: m['fresh']['ndcg@10']):.4f} "
             f"all {mean(lambda m: m['all']['ndcg@10']):.4f} "
+            f"cov {mean(lambda m: m['coverage@10']):.3f} "
             f"longtail {mean(lambda m: m['longtail_coverage@10']):.3f}"
             + (f" fit {mean(lambda m: m['train_seconds']):.1f} s" if "train_seconds" in ms[0]
                else ""))

@@ -4,7 +4,9 @@ Candidates arrive ranked (best first). The rules drop empty slots, excluded item
 unavailable, the request's exclusions) and repeats, and keep the first k. Vectorised over a
 batch of users, so the nightly precompute pays microseconds per user. `longtail_slots`
 reserves the last places of a top for items of a kind (the long tail, new items): the served
-model's discovery rules.
+model's discovery rules. `rerank` is the served model's exposure stage after its ranker: a
+popularity-debiased order and long-tail places granted only within a score margin of the head
+items they displace.
 """
 
 from __future__ import annotations
@@ -129,3 +131,63 @@ def longtail_slots(I: np.ndarray, S: np.ndarray, slots: int, eligible: np.ndarra
         order = np.concatenate([np.arange(keep), cand, rest])
         I[r], S[r] = row[order], S[r][order]
     return I, S
+
+
+def rerank(I: np.ndarray, S: np.ndarray, log_pop: np.ndarray, tail: np.ndarray,
+           beta: float = 0.0, slots: int = 0, margin: float = 0.0, top: int = 10
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Re-ranks ranked lists for exposure: NumPy on the lists [B, n] a ranker already scored,
+    deterministic (ties: the smaller item index first), the same in every runtime.
+
+    1. Debias: each score becomes S - beta * log_pop[item] and the row is re-sorted by it
+       (beta = 0 keeps the order).
+    2. Calibrated exposure: up to `slots` of the lowest-placed head items of the top `top`
+       give their place to the best long-tail items below it, pair by pair (lowest head with
+       best tail first), each only while the tail item's score is at least the displaced head
+       item's minus `margin`. A promoted item takes the last place of the top; the head items
+       it displaced lead the rest.
+
+    Args:
+        I: [B, n] item indices, best first, -1 pads (at the end); S: [B, n] their scores.
+        log_pop: [n_items] log1p train events per item.
+        tail: [n_items] bool, True for the long tail.
+        beta: the debiasing weight, in the scores' units per log1p event.
+        slots: most places of each top given to the long tail by step 2; 0 skips it.
+        margin: how far below the displaced head item's score a tail item may be.
+        top: the length of the top the places are counted in.
+
+    Returns:
+        (I [B, n], S [B, n]): reordered, S the (debiased) scores the lists are ranked by;
+        pads stay at the end with their scores.
+    """
+    I = np.asarray(I, np.int64)
+    S = np.asarray(S, np.float32)
+    valid = I >= 0
+    safe = np.maximum(I, 0)
+    if beta:
+        S = np.where(valid, S - np.float32(beta) * log_pop[safe].astype(np.float32), S)
+        rank_key = np.where(valid, -S.astype(np.float64), np.inf)
+        order = np.lexsort((np.where(valid, I, np.iinfo(np.int64).max), rank_key), axis=1)
+        I, S = np.take_along_axis(I, order, 1), np.take_along_axis(S, order, 1)
+        valid, safe = I >= 0, np.maximum(I, 0)
+    if slots <= 0 or I.shape[1] <= top:
+        return I, S
+    n = I.shape[1]
+    pos = np.broadcast_to(np.arange(n), I.shape)
+    is_tail = valid & tail[safe]
+    is_head = valid & ~is_tail
+    # The top's head places from the bottom up, and the tail places below the top in order:
+    # the k-th of each pair up (missing ones are marked -1).
+    heads = np.sort(np.where(is_head & (pos < top), pos, -1), axis=1)[:, ::-1][:, :slots]
+    tails = np.sort(np.where(is_tail & (pos >= top), pos, n), axis=1)[:, :slots]
+    pair = (heads >= 0) & (tails < n)
+    s_head = np.take_along_axis(S, np.maximum(heads, 0), 1)
+    s_tail = np.take_along_axis(S, np.minimum(tails, n - 1), 1)
+    swap = np.cumprod(pair & (s_tail >= s_head - np.float32(margin)), axis=1).astype(bool)
+    # In the top: its places but the displaced heads, then the promoted tails; then the rest.
+    group = (pos >= top).astype(np.int64)
+    r, c = np.nonzero(swap)
+    group[r, heads[r, c]] = 1
+    group[r, tails[r, c]] = 0
+    order = np.argsort(group * n + pos, axis=1, kind="stable")
+    return np.take_along_axis(I, order, 1), np.take_along_axis(S, order, 1)

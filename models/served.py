@@ -9,6 +9,7 @@ warm users (the nightly batch) and fresh users (the on-demand function).
                                                      ServedConfig turns them on
         -> rank(hist, user_tok, candidates, context)  features (models.features) + MLP ensemble
         -> models.rules.apply_rules_batch             exclusions out, first k
+        -> models.rules.rerank                        exposure (ServedConfig.rerank_*)
 
 The candidates' neighbour sums and the ranker's features are NumPy gathers on arrays built
 once per model (models.features: one product per neighbour table and step of users gives
@@ -57,9 +58,10 @@ from models.ranker import (
     RankerModel,
     build_tables,
 )
-from models.rules import apply_rules_batch, longtail_slots
+from models.rules import apply_rules_batch, longtail_slots, rerank
 from models.runtimes import NumpyRuntime
 from models.schema import SECONDS_PER_DAY
+from models.served_guard import guarded
 from models.served_sage import sage_arrays
 from models.two_tower import TwoTowerConfig, TwoTowerModel
 
@@ -103,6 +105,13 @@ class ServedConfig:
             which trusts event counts and co-occurrence, never shows them. 0 turns it off.
             Off by default: see `python -m benchmarks.cold_items` in
             docs/EVALUATION_RESULTS.md for what one slot shows and costs.
+        rerank_beta: the exposure re-rank's popularity debiasing (models.rules.rerank: each
+            ranker score minus rerank_beta x log1p train events of the item, the list
+            re-sorted by it); 0 turns it off.
+        rerank_slots: most places of each top 10 the exposure re-rank gives to long-tail
+            items from below it, each only while the tail item's score is at least the head
+            item's it displaces minus `rerank_margin`; 0 turns it off.
+        rerank_margin: that margin, in the ranker's score units.
         tower_epochs: epochs of the tower's first fit; None picks them on the first window
             (`tower.epochs` at most, early stopping with `tower.patience`). 4 on three
             validation windows of the MovieLens 100K train side: served NDCG@10 warm /
@@ -148,6 +157,9 @@ class ServedConfig:
     longtail_slots: int = 0
     longtail_affinity: str = "tower"
     new_item_slots: int = 0
+    rerank_beta: float = 0.0
+    rerank_slots: int = 0
+    rerank_margin: float = 0.0
     tower_epochs: int | None = 4
     ease_l2: float | None = None
     n_ease: int = 100
@@ -162,6 +174,12 @@ class ServedConfig:
         if any(not isinstance(v, int) or v < 0 for v in slots.values()) or sum(slots.values()) > 10:
             raise ValueError(f"{slots}: each must be a whole number >= 0, together at most 10 "
                              "(the places of a top 10)")
+        rerank = (self.rerank_beta, self.rerank_margin)
+        if (not all(isinstance(v, int | float) and 0 <= v < np.inf for v in rerank)
+                or not isinstance(self.rerank_slots, int) or not 0 <= self.rerank_slots <= 10):
+            raise ValueError(f"rerank_beta {self.rerank_beta!r}, rerank_margin "
+                             f"{self.rerank_margin!r}: numbers >= 0; rerank_slots "
+                             f"{self.rerank_slots!r}: a whole number 0-10")
         if self.ease_l2 is not None and not (isinstance(self.ease_l2, int | float)
                                              and self.ease_l2 > 0):
             raise ValueError(f"ease_l2 {self.ease_l2!r}: a number > 0, or null to turn EASE off")
@@ -211,6 +229,9 @@ class ServedModel:
         sage: the GraphSAGE candidate source and feature (models.graphsage.GraphSAGEModel,
             or a bundle's models.served_sage.SageArrays: `user_vectors(hist, user_tok)` and
             `item_vectors` over this model's items), or None.
+        fallback: segment ("warm", "fresh") -> the candidate source whose own order that
+            segment's lists take instead of the ranker's (models.served_guard: the fit's
+            guard found the source better on its validation window); empty: the ranker's.
     """
 
     tower: TwoTowerModel
@@ -224,6 +245,7 @@ class ServedModel:
     neighbours: dict[str, tuple] = field(default_factory=dict, repr=False)
     width: int | None = None
     sage: object = field(default=None, repr=False)
+    fallback: dict[str, str] = field(default_factory=dict)
     _arrays: _Arrays | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -438,12 +460,19 @@ class ServedModel:
         sage_q = self.sage_query(hist, user_tok)
         cand = self.candidates(query, histories, sums, sage_q)
         scores = self.rank(hist, user_tok, cand, context, query, sums, sage_q)
+        if self.fallback:  # the guard of models.served_fit: a segment served by a source
+            cand, scores = guarded(self, cand, scores, context, query, histories, sums, sage_q)
         order = descending(scores, cand)  # ties: the smaller item index first
         cand, scores = np.take_along_axis(cand, order, 1), np.take_along_axis(scores, order, 1)
-        tail, new = self.config.longtail_slots, self.config.new_item_slots
+        c = self.config
+        tail, new = c.longtail_slots, c.new_item_slots
+        more = tail or new or c.rerank_beta or c.rerank_slots
         # the candidates hold no history item and no repeat: only `exclude` is left to drop
-        I, S = apply_rules_batch(cand, scores, cand.shape[1] if tail or new else k, exclude,
+        I, S = apply_rules_batch(cand, scores, cand.shape[1] if more else k, exclude,
                                  unique=True)
+        if c.rerank_beta or c.rerank_slots:
+            I, S = rerank(I, S, self.tables.item_stats[:-1, 0], ~self.head_items(),
+                          c.rerank_beta, c.rerank_slots, c.rerank_margin)
 
         def tower(I: np.ndarray) -> np.ndarray:  # the two-tower score of each listed item
             return np.einsum("bd,bcd->bc", query, self.tables.item_vectors[I])
