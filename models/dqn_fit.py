@@ -10,8 +10,8 @@ the buffer against
 with a Huber loss; the target network copies the online one every `target_every` steps.
 The sessions record each step's expected clicks and probability of ending (models.rl_sessions,
 `expected`): the same targets in expectation as the draws, with a fraction of their noise
-(on benchmarks.rl's setting 1 it took the policy from below the best fixed strategy to its level or
-it). Logged steps (Transitions, e.g. from impressions with their events) start the buffer.
+(on benchmarks.rl's setting 1 it took the policy from below the best fixed strategy to its
+level). Logged steps (Transitions, e.g. from impressions with their events) start the buffer.
 The defaults come from a dozen runs of benchmarks.rl's setup (rounds, updates, learning rate,
 gamma), training on setting 1 and looking at the scored users' returns on both settings
 (docs/RL.md says what that means for setting 2).
