@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 TTL_S = 5.0  # seconds a window's top items are reused
 TOP_N = 1000  # items read per window
 MIN_ITEMS = 10  # trending items (known to the served version) before the fallback uses them
+MAX_VERSIONS = 8  # fallback lists kept (current and an experiment's arms serve side by side)
 FALLBACK_WINDOW = "1h"
 
 
@@ -42,7 +43,7 @@ class TrendingCache:
     def __init__(self, counters: TrendingCounters, breaker: RedisBreaker, ttl: float = TTL_S):
         self.counters, self.breaker, self.ttl = counters, breaker, ttl
         self._top: dict[str, tuple[float, list[tuple[str, float]]]] = {}
-        self._fallback: tuple[str, float, list[str] | None] | None = None
+        self._fallback: dict[str, tuple[float, list[str] | None]] = {}
         self._lock = threading.Lock()
 
     def top(self, window: str) -> list[tuple[str, float]] | None:
@@ -71,10 +72,10 @@ class TrendingCache:
     def fallback(self, loaded: Loaded) -> list[str] | None:
         """The popular source's items for `loaded`: its trending items, then its popular list
         (None: fewer than MIN_ITEMS trend, use the popular list alone). Cheap between reads."""
-        cached = self._fallback
+        cached = self._fallback.get(loaded.version)
         now = time.monotonic()
-        if cached is not None and cached[0] == loaded.version and now - cached[1] < self.ttl:
-            return cached[2]
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
         top = self.top(FALLBACK_WINDOW) or []
         index = loaded.item_index
         ids = [i for i, _ in top if i in index]
@@ -83,7 +84,11 @@ class TrendingCache:
             ids += [i for i in loaded.bundle.popular if i not in seen]
         else:
             ids = None
-        self._fallback = (loaded.version, now, ids)
+        # One entry per version: during an experiment the arms' versions alternate request by
+        # request, and a single slot rebuilt the list (~2,000 dict operations) on each.
+        if len(self._fallback) >= MAX_VERSIONS:
+            self._fallback.clear()
+        self._fallback[loaded.version] = (now, ids)
         return ids
 
 

@@ -33,3 +33,22 @@ def test_while_redis_fails_the_last_answer_is_served_and_nothing_raises(redis_cl
                                       "t")  # nobody listens there
     assert cache.top("1h") == [("a", 1.0)] and not breaker.up()  # tripped, last answer kept
     assert cache.top("24h") is None  # never read: nothing to serve
+
+
+def test_two_versions_served_side_by_side_each_keep_their_fallback_list(redis_client):
+    """In an experiment the arms' versions alternate request by request: each version's list
+    is built once per TTL, not rebuilt on every switch (one slot rebuilt it each time)."""
+    from types import SimpleNamespace
+
+    for k in range(12):
+        _click(redis_client, f"i{k}", k + 1)
+    cache = TrendingCache(TrendingCounters(redis_client, "t"), RedisBreaker(1.0), ttl=3600)
+    reads = []
+    top = cache.top
+    cache.top = lambda window: reads.append(window) or top(window)
+    index = {f"i{k}": k for k in range(12)}
+    a = SimpleNamespace(version="va", item_index=index, bundle=SimpleNamespace(popular=["p"]))
+    b = SimpleNamespace(version="vb", item_index=index, bundle=SimpleNamespace(popular=["q"]))
+    answers = [cache.fallback(v) for v in (a, b, a, b, a, b)]
+    assert len(reads) == 2
+    assert answers[0][-1] == "p" and answers[1][-1] == "q" and answers[4] == answers[0]
