@@ -65,7 +65,8 @@ def save(model: ServedModel, path: str) -> None:
             "layers": len(r.members[0]), "item_enc": asdict(d.item_enc),
             "neighbour_width": neighbour_width(model), "user_enc": asdict(d.user_enc),
             "features": list(model.feature_names()),
-            "graphsage_epochs": None if model.sage is None else model.sage.epochs}
+            "graphsage_epochs": None if model.sage is None else model.sage.epochs,
+            "fallback": model.fallback}
     with open(os.path.join(path, "served.json"), "w") as f:
         json.dump(meta, f, indent=1)
 
@@ -138,7 +139,8 @@ def from_files(meta: dict, a: Mapping[str, np.ndarray], runtime: str = "litert",
         sage = sage_from_arrays({k[2:]: a[k] for k in names if k.startswith("g:")},
                                 config.graphsage, meta.get("graphsage_epochs") or 0)
     model = ServedModel(tower, tables, ranker, config, a["popular"], user_last,
-                        neighbours=csr, width=width, sage=sage)
+                        neighbours=csr, width=width, sage=sage,
+                        fallback=guard_fallback(meta.get("fallback")))
     if runtime == "litert":
         model.runtime = LiteRTRuntime(*litert)
     elif runtime == "tf":
@@ -146,6 +148,18 @@ def from_files(meta: dict, a: Mapping[str, np.ndarray], runtime: str = "litert",
 
         model.runtime = GraphRuntime(model)
     return model
+
+
+def guard_fallback(value) -> dict[str, str]:
+    """served.json's "fallback" (models.served_guard; absent in older bundles) checked:
+    {"warm" | "fresh": source name}."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+            k in ("warm", "fresh") and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"served.json: fallback {value!r} must map 'warm' / 'fresh' to a "
+                         "candidate source name")
+    return dict(value)
 
 
 def config_from_json(c: dict) -> ServedConfig:

@@ -31,9 +31,10 @@ from models.evaluation import Cases, Split, build_cases, evaluate_model, tempora
 from models.features import one_blas_thread
 from models.finite import require_finite
 from models.histories import history_matrix
-from models.ranker import RankingData, ndcg_of_scores, score
+from models.ranker import RankingData, ndcg_per_list, score
 from models.ranker_fit import train_ranker
 from models.served import ServedConfig, ServedModel
+from models.served_guard import decide, source_ndcg
 from models.tower_data import TowerData, prepare
 from models.tower_fit import fit_tower
 from models.two_tower import TwoTowerModel
@@ -227,11 +228,12 @@ def fit_served(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFr
             parts += [p for p in _segments(model, newest) if p is not None]
         else:  # all of the last window's cases for the validation figure, if there is one
             warm, fresh = _segments(model, cases if parts else newest)
+            sources = source_ndcg(model, cases) if parts else {}
         log.info("served: window %.2f: %d warm and %d fresh cases, ranked in %.1f s", q,
                  len(cases.warm), len(cases.fresh), time.perf_counter() - t)
         del model
-    validation = validate(split, cases, [p for p in (warm, fresh) if p is not None], parts,
-                          config)
+    validation, fallback = validate(split, cases, [p for p in (warm, fresh) if p is not None],
+                                    parts, config, sources)
     w, f = latest(cases, config.max_cases)
     ranker = train_ranker(parts + [p for p in (_tail(warm, w), _tail(fresh, f)) if p is not None],
                           config.ranker)
@@ -243,38 +245,49 @@ def fit_served(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFr
     log.info("served: final tower and tables in %.1f s", time.perf_counter() - t)
     require_finite(model.float_arrays(), "served model", "the input's weights and timestamps "
                    "and the users and items tables")
-    model.validation = validation
+    model.validation, model.fallback = validation, fallback
     return model
 
 
 def validate(split: Split, cases: Cases, data: list[RankingData], earlier: list[RankingData],
-             config: ServedConfig) -> dict | None:
+             config: ServedConfig, sources: dict[str, np.ndarray] | None = None
+             ) -> tuple[dict | None, dict[str, str]]:
     """The last window's honest figure: a ranker trained on the earlier windows' lists
     (`earlier`) ranks the last window's candidate lists (`data`, every case of `split`'s
     test side, warm then fresh); popularity is fitted on `split.train`. The lists are the
     served model's before the business rules' discovery slots (longtail_slots,
-    new_item_slots), which are off by default.
+    new_item_slots), which are off by default. With `sources` (models.served_guard.
+    source_ndcg of the same cases), the guard (models.served_guard.decide) compares the
+    ranker with each source per segment.
 
     Returns:
-        {"window": cutoff quantile, "cases", "warm", "fresh", "ndcg@10",
-        "popularity_ndcg@10"}, or None when the window has no case or no earlier window
-        has one (nothing to train that ranker on).
+        ({"window": cutoff quantile, "cases", "warm", "fresh", "ndcg@10",
+        "popularity_ndcg@10", "guard": the guard's report}, or None when the window has no
+        case or no earlier window has one (nothing to train that ranker on); the guard's
+        fallback {segment: source}, empty when the ranker keeps every segment).
     """
     n_cases = len(cases.warm) + len(cases.fresh)
     if n_cases == 0 or not earlier:
         log.warning("served: no validation figure (%d cases in the last window, %d earlier "
                     "lists)", n_cases, sum(len(p.X) for p in earlier))
-        return None
+        return None, {}
     t = time.perf_counter()
     ranker = train_ranker(earlier, config.ranker)
     lists = pool_only(RankingData.concat(data), config.candidates)
-    ndcg = ndcg_of_scores(score(ranker, lists.X), lists)
+    per_case = ndcg_per_list(score(ranker, lists.X), lists)
     pop = evaluate_model(Popularity(), split, cases, n_resamples=1)["all"]["ndcg@10"]
     out = {"window": float(max(config.windows)), "cases": n_cases, "warm": len(cases.warm),
-           "fresh": len(cases.fresh), "ndcg@10": round(float(ndcg), 4),
+           "fresh": len(cases.fresh), "ndcg@10": round(float(per_case.mean()), 4),
            "popularity_ndcg@10": round(float(pop), 4)}
+    fallback: dict[str, str] = {}
+    if sources:
+        fresh = np.r_[np.zeros(len(cases.warm), bool), np.ones(len(cases.fresh), bool)]
+        fallback, out["guard"] = decide(per_case, sources, fresh, seed=config.ranker.seed)
+        if fallback:
+            log.warning("served: the guard serves %s instead of the ranker (validation "
+                        "NDCG@10 %s)", fallback, out["guard"])
     log.info("served: validation %s in %.1f s", out, time.perf_counter() - t)
-    return out
+    return out, fallback
 
 
 class ServedRecommender:

@@ -79,8 +79,8 @@ def test_validation_figure_is_evaluate_models_ndcg_of_the_windows_lists(data):
     segments = [ranking_data(window, Cases(cases.warm, [])),
                 ranking_data(window, Cases([], cases.fresh))]
     earlier = [ranking_data(window, build_cases(earlier_split))]
-    got = validate(split, cases, segments, earlier, TINY)
-    assert set(got) == KEYS and got["window"] == 0.9
+    got, fallback = validate(split, cases, segments, earlier, TINY)
+    assert set(got) == KEYS and got["window"] == 0.9 and fallback == {}  # no sources: no guard
     assert (got["warm"], got["fresh"]) == (len(cases.warm), len(cases.fresh))
     assert got["cases"] == len(build_cases(temporal_split(events, 0.9)).warm) + len(
         build_cases(temporal_split(events, 0.9)).fresh)
@@ -94,15 +94,16 @@ def test_validation_figure_is_evaluate_models_ndcg_of_the_windows_lists(data):
     pop = evaluate_model(Popularity(), temporal_split(events, 0.9),
                          build_cases(temporal_split(events, 0.9)), n_resamples=1)
     assert got["popularity_ndcg@10"] == pytest.approx(pop["all"]["ndcg@10"], abs=6e-5)
-    assert validate(split, Cases([], []), [], earlier, TINY) is None
-    assert validate(split, cases, segments, [], TINY) is None  # nothing to train it on
+    assert validate(split, Cases([], []), [], earlier, TINY) == (None, {})
+    assert validate(split, cases, segments, [], TINY) == (None, {})  # nothing to train it on
 
 
 def test_fit_served_reports_the_last_windows_figure(data):
     model = fit_served(data.interactions, data.users, data.items, TINY)
     v = model.validation
     cases = build_cases(temporal_split(data.interactions, 0.9))
-    assert set(v) == KEYS and (v["warm"], v["fresh"]) == (len(cases.warm), len(cases.fresh))
+    assert set(v) == KEYS | {"guard"}
+    assert (v["warm"], v["fresh"]) == (len(cases.warm), len(cases.fresh))
     assert 0 < v["ndcg@10"] <= 1 and 0 < v["popularity_ndcg@10"] <= 1
     # one tower fit from scratch (2 epochs), continued one epoch per later window and at last
     assert model.tower.epochs == 2 + 2 * TINY.tower.warm_start_epochs

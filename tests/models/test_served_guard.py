@@ -1,0 +1,87 @@
+"""The guard of models.served_guard: per segment, served never ships a ranking worse (beyond
+noise, on its own validation window) than one of its candidate sources' own order, and both
+serving paths (the NumPy batch and the LiteRT on-demand bundle) honour its decision."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from models.served_fit import fit_served
+from models.served_guard import decide
+from tests.models.test_served_fit import TINY
+
+
+def test_decide_falls_back_only_when_a_source_is_ahead_beyond_noise():
+    rng = np.random.default_rng(0)
+    n = 400
+    fresh = np.arange(n) >= n // 2
+    model = rng.uniform(0.2, 0.6, n)
+    better = np.where(fresh, model + 0.2, model)  # far ahead on fresh, equal on warm
+    noisy = model + rng.normal(0, 0.05, n)  # as good, give or take noise
+    fallback, report = decide(model, {"knn": better, "popular": noisy}, fresh)
+    assert fallback == {"fresh": "knn"}
+    assert report["fresh"]["use"] == "knn" and report["fresh"]["interval"][0] > 0
+    assert report["warm"]["use"] == "ranker" and report["warm"]["interval"][0] <= 0
+    assert report["fresh"]["ranker"] == pytest.approx(model[fresh].mean(), abs=1e-4)
+    worse = {"popular": model - 0.1}
+    assert decide(model, worse, fresh)[0] == {}
+
+
+@pytest.fixture(scope="module")
+def data():
+    from models.synthetic import generate
+
+    return generate(n_users=500, n_items=80, seed=7, events_per_user=15)
+
+
+# the last window holds 25% of the events: ~290 validation cases, enough to tell apart
+WIDE = dataclasses.replace(TINY, windows=(0.6, 0.75))
+
+
+@pytest.mark.slow
+def test_a_useless_ranker_falls_back_to_a_source_and_a_trained_one_is_kept(data, tmp_path):
+    """A ranker that never learns (learning rate 0: its random initial weights score the
+    candidates) loses to the sources beyond noise and is replaced in both segments, and the
+    lists are the source's own; trained (12 epochs), it is kept. Measured: useless 0.076 /
+    0.069 NDCG@10 warm / fresh against kNN 0.259 / 0.352; trained 0.253 / 0.289, within
+    noise of kNN."""
+    useless = dataclasses.replace(WIDE, ranker=dataclasses.replace(
+        TINY.ranker, learning_rate=0.0, seed=3))
+    model = fit_served(data.interactions, data.users, data.items, useless)
+    guard = model.validation["guard"]
+    assert set(model.fallback) == {"warm", "fresh"}
+    for segment, source in model.fallback.items():
+        assert guard[segment]["use"] == source and guard[segment]["interval"][0] > 0
+        assert guard[segment][source] > guard[segment]["ranker"]
+    served_as_source(model, tmp_path)
+
+    good = dataclasses.replace(WIDE, ranker=dataclasses.replace(TINY.ranker, epochs=12,
+                                                               hidden=(32,)))
+    trained = fit_served(data.interactions, data.users, data.items, good)
+    assert trained.fallback == {}, trained.validation["guard"]
+    assert {g["use"] for g in trained.validation["guard"].values()} == {"ranker"}
+
+
+def served_as_source(model, tmp_path):
+    """The lists of each fallen-back segment are its source's top k, history excluded, and
+    a bundle written and read back (NumPy runtime) keeps the decision and the lists."""
+    from models.histories import history_matrix
+    from models.served_bundle import load, save
+
+    ids = model.tower.data.items.ids
+    histories = model.history_indices([[ids[0], ids[5]], [ids[3]], [ids[7], ids[9], ids[11]]])
+    users = ["1", "2", "new"]
+    save(model, str(tmp_path))
+    again = load(str(tmp_path), runtime="numpy")
+    assert again.fallback == model.fallback
+    for fresh in (False, True):
+        context = model.context(users, fresh)
+        utok = model.tower.data.user_matrix(users)
+        I, _ = model.recommend_indices(histories, utok, context, 10)
+        query = model.get_runtime().user_embedding(
+            history_matrix(histories, model.config.tower.history), utok)
+        source = model.candidate_sources(query, histories)[model.fallback[
+            "fresh" if fresh else "warm"]]
+        np.testing.assert_array_equal(I, source[:, :10])
+        np.testing.assert_array_equal(again.recommend_indices(histories, utok, context, 10)[0], I)
