@@ -134,27 +134,39 @@ def longtail_slots(I: np.ndarray, S: np.ndarray, slots: int, eligible: np.ndarra
 
 
 def rerank(I: np.ndarray, S: np.ndarray, log_pop: np.ndarray, tail: np.ndarray,
-           beta: float = 0.0, slots: int = 0, margin: float = 0.0, top: int = 10
+           beta: float = 0.0, slots: int = 0, margin: float = 0.0, top: int = 10,
+           affinity: np.ndarray | None = None, diversity: float = 0.0,
+           vectors: np.ndarray | None = None, pool: int = 50
            ) -> tuple[np.ndarray, np.ndarray]:
     """Re-ranks ranked lists for exposure: NumPy on the lists [B, n] a ranker already scored,
     deterministic (ties: the smaller item index first), the same in every runtime.
 
     1. Debias: each score becomes S - beta * log_pop[item] and the row is re-sorted by it
        (beta = 0 keeps the order).
-    2. Calibrated exposure: up to `slots` of the lowest-placed head items of the top `top`
-       give their place to the best long-tail items below it, pair by pair (lowest head with
-       best tail first), each only while the tail item's score is at least the displaced head
-       item's minus `margin`. A promoted item takes the last place of the top; the head items
-       it displaced lead the rest.
+    2. MMR (maximal marginal relevance): the top `top` is picked greedily from the first
+       `pool` items, each time the item of highest score - diversity x its largest cosine
+       to the items already picked (0 if none is positive; diversity = 0 keeps the order);
+       the rest follow in order.
+    3. Calibrated exposure: up to `slots` of the lowest-placed head items of the top `top`
+       give their place, one at a time from the lowest, to a long-tail item from below the
+       top whose score is at least the displaced head item's minus `margin`: of those, the
+       one of highest `affinity` (default: the score; ties: the higher placed). It stops at
+       the first head item no tail item is close enough to. Promoted items take the last
+       places of the top in their order of the list; the head items they displaced lead the
+       rest.
 
     Args:
         I: [B, n] item indices, best first, -1 pads (at the end); S: [B, n] their scores.
         log_pop: [n_items] log1p train events per item.
         tail: [n_items] bool, True for the long tail.
         beta: the debiasing weight, in the scores' units per log1p event.
-        slots: most places of each top given to the long tail by step 2; 0 skips it.
+        slots: most places of each top given to the long tail by step 3; 0 skips it.
         margin: how far below the displaced head item's score a tail item may be.
         top: the length of the top the places are counted in.
+        affinity: [B, n] how well each item of I (as given) suits the user, or None.
+        diversity: MMR's weight, in the scores' units per unit of cosine.
+        vectors: [n_items + 1, d] item vectors for MMR's cosines (the last row for pads).
+        pool: the items MMR picks from.
 
     Returns:
         (I [B, n], S [B, n]): reordered, S the (debiased) scores the lists are ranked by;
@@ -162,32 +174,65 @@ def rerank(I: np.ndarray, S: np.ndarray, log_pop: np.ndarray, tail: np.ndarray,
     """
     I = np.asarray(I, np.int64)
     S = np.asarray(S, np.float32)
+    A = S if affinity is None else np.asarray(affinity, np.float32)
     valid = I >= 0
-    safe = np.maximum(I, 0)
     if beta:
-        S = np.where(valid, S - np.float32(beta) * log_pop[safe].astype(np.float32), S)
+        S = np.where(valid, S - np.float32(beta) * log_pop[np.maximum(I, 0)].astype(np.float32),
+                     S)
         rank_key = np.where(valid, -S.astype(np.float64), np.inf)
         order = np.lexsort((np.where(valid, I, np.iinfo(np.int64).max), rank_key), axis=1)
         I, S = np.take_along_axis(I, order, 1), np.take_along_axis(S, order, 1)
-        valid, safe = I >= 0, np.maximum(I, 0)
+        A = S if affinity is None else np.take_along_axis(A, order, 1)
+        valid = I >= 0
+    if diversity and vectors is not None:
+        order = _mmr_order(I, S, vectors, diversity, top, pool)
+        I, S = np.take_along_axis(I, order, 1), np.take_along_axis(S, order, 1)
+        A = S if affinity is None else np.take_along_axis(A, order, 1)
+        valid = I >= 0
     if slots <= 0 or I.shape[1] <= top:
         return I, S
     n = I.shape[1]
     pos = np.broadcast_to(np.arange(n), I.shape)
-    is_tail = valid & tail[safe]
-    is_head = valid & ~is_tail
-    # The top's head places from the bottom up, and the tail places below the top in order:
-    # the k-th of each pair up (missing ones are marked -1).
-    heads = np.sort(np.where(is_head & (pos < top), pos, -1), axis=1)[:, ::-1][:, :slots]
-    tails = np.sort(np.where(is_tail & (pos >= top), pos, n), axis=1)[:, :slots]
-    pair = (heads >= 0) & (tails < n)
-    s_head = np.take_along_axis(S, np.maximum(heads, 0), 1)
-    s_tail = np.take_along_axis(S, np.minimum(tails, n - 1), 1)
-    swap = np.cumprod(pair & (s_tail >= s_head - np.float32(margin)), axis=1).astype(bool)
-    # In the top: its places but the displaced heads, then the promoted tails; then the rest.
-    group = (pos >= top).astype(np.int64)
-    r, c = np.nonzero(swap)
-    group[r, heads[r, c]] = 1
-    group[r, tails[r, c]] = 0
+    is_tail = valid & tail[np.maximum(I, 0)]
+    # The top's head places from the bottom up (-1: none left).
+    heads = np.sort(np.where(valid & ~is_tail & (pos < top), pos, -1), axis=1)[:, ::-1]
+    free = is_tail & (pos >= top)  # tail items below the top not yet promoted
+    group = (pos >= top).astype(np.int64)  # 0: in the top
+    going = np.ones(len(I), bool)
+    rows = np.arange(len(I))
+    for k in range(min(slots, top)):
+        h = heads[:, k]
+        floor = S[rows, np.maximum(h, 0)] - np.float32(margin)
+        ok = free & (S >= floor[:, None])
+        pick = np.argmax(np.where(ok, A, -np.inf), axis=1)  # ties: the first, higher placed
+        going &= (h >= 0) & ok[rows, pick]
+        r = rows[going]
+        group[r, h[going]], group[r, pick[going]] = 1, 0
+        free[r, pick[going]] = False
     order = np.argsort(group * n + pos, axis=1, kind="stable")
     return np.take_along_axis(I, order, 1), np.take_along_axis(S, order, 1)
+
+
+def _mmr_order(I: np.ndarray, S: np.ndarray, vectors: np.ndarray, diversity: float, top: int,
+               pool: int) -> np.ndarray:
+    """[B, n] positions: MMR's picks of the first `pool` (see `rerank`), then the rest."""
+    B, n = I.shape
+    P = min(pool, n)
+    V = vectors[I[:, :P]].astype(np.float32)  # -1 reads the pad row
+    V /= np.maximum(np.linalg.norm(V, axis=2, keepdims=True), 1e-12)
+    sim = np.einsum("bpd,bqd->bpq", V, V)
+    base = np.where(I[:, :P] >= 0, S[:, :P], np.float32(-1e30)).astype(np.float32)
+    taken = np.zeros((B, P), bool)
+    nearest = np.zeros((B, P), np.float32)  # the largest cosine to a pick so far, >= 0
+    rows = np.arange(B)
+    picks = []
+    for _ in range(min(top, P)):
+        gain = base - np.float32(diversity) * nearest
+        pick = np.argmax(np.where(taken, -np.inf, gain), axis=1)  # ties: the higher placed
+        picks.append(pick)
+        taken[rows, pick] = True
+        nearest = np.maximum(nearest, sim[rows, pick])
+    first = np.stack(picks, 1)
+    key = np.broadcast_to(np.arange(n) + n, (B, n)).copy()
+    key[rows[:, None], first] = np.arange(first.shape[1])
+    return np.argsort(key, axis=1, kind="stable")

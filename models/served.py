@@ -112,6 +112,11 @@ class ServedConfig:
             items from below it, each only while the tail item's score is at least the head
             item's it displaces minus `rerank_margin`; 0 turns it off.
         rerank_margin: that margin, in the ranker's score units.
+        rerank_affinity: which close-enough tail item takes a place: "ranker" (the highest
+            ranker score) or "tower" (the highest two-tower score, more personal).
+        rerank_diversity: the exposure re-rank's MMR weight (each top 10 picked greedily from
+            the first 50 by ranker score minus rerank_diversity x the largest two-tower
+            cosine to the items picked before); 0 turns it off.
         tower_epochs: epochs of the tower's first fit; None picks them on the first window
             (`tower.epochs` at most, early stopping with `tower.patience`). 4 on three
             validation windows of the MovieLens 100K train side: served NDCG@10 warm /
@@ -160,6 +165,8 @@ class ServedConfig:
     rerank_beta: float = 0.0
     rerank_slots: int = 0
     rerank_margin: float = 0.0
+    rerank_affinity: str = "ranker"
+    rerank_diversity: float = 0.0
     tower_epochs: int | None = 4
     ease_l2: float | None = None
     n_ease: int = 100
@@ -174,12 +181,16 @@ class ServedConfig:
         if any(not isinstance(v, int) or v < 0 for v in slots.values()) or sum(slots.values()) > 10:
             raise ValueError(f"{slots}: each must be a whole number >= 0, together at most 10 "
                              "(the places of a top 10)")
-        rerank = (self.rerank_beta, self.rerank_margin)
+        rerank = (self.rerank_beta, self.rerank_margin, self.rerank_diversity)
         if (not all(isinstance(v, int | float) and 0 <= v < np.inf for v in rerank)
                 or not isinstance(self.rerank_slots, int) or not 0 <= self.rerank_slots <= 10):
             raise ValueError(f"rerank_beta {self.rerank_beta!r}, rerank_margin "
-                             f"{self.rerank_margin!r}: numbers >= 0; rerank_slots "
+                             f"{self.rerank_margin!r}, rerank_diversity "
+                             f"{self.rerank_diversity!r}: numbers >= 0; rerank_slots "
                              f"{self.rerank_slots!r}: a whole number 0-10")
+        if self.rerank_affinity not in ("ranker", "tower"):
+            raise ValueError(f"rerank_affinity {self.rerank_affinity!r}: \"ranker\" or "
+                             "\"tower\"")
         if self.ease_l2 is not None and not (isinstance(self.ease_l2, int | float)
                                              and self.ease_l2 > 0):
             raise ValueError(f"ease_l2 {self.ease_l2!r}: a number > 0, or null to turn EASE off")
@@ -466,16 +477,20 @@ class ServedModel:
         cand, scores = np.take_along_axis(cand, order, 1), np.take_along_axis(scores, order, 1)
         c = self.config
         tail, new = c.longtail_slots, c.new_item_slots
-        more = tail or new or c.rerank_beta or c.rerank_slots
+        reranks = c.rerank_beta or c.rerank_slots or c.rerank_diversity
+        more = tail or new or reranks
         # the candidates hold no history item and no repeat: only `exclude` is left to drop
         I, S = apply_rules_batch(cand, scores, cand.shape[1] if more else k, exclude,
                                  unique=True)
-        if c.rerank_beta or c.rerank_slots:
-            I, S = rerank(I, S, self.tables.item_stats[:-1, 0], ~self.head_items(),
-                          c.rerank_beta, c.rerank_slots, c.rerank_margin)
 
         def tower(I: np.ndarray) -> np.ndarray:  # the two-tower score of each listed item
             return np.einsum("bd,bcd->bc", query, self.tables.item_vectors[I])
+
+        if reranks:
+            I, S = rerank(I, S, self.tables.item_stats[:-1, 0], ~self.head_items(),
+                          c.rerank_beta, c.rerank_slots, c.rerank_margin,
+                          affinity=tower(I) if c.rerank_affinity == "tower" else None,
+                          diversity=c.rerank_diversity, vectors=self.tables.item_vectors)
 
         if tail:
             affinity = S if self.config.longtail_affinity == "ranker" else tower(I)

@@ -11,23 +11,29 @@ from models.rules import rerank
 N_ITEMS = 30
 
 
-def reference(items, scores, log_pop, tail, beta, slots, margin, top):
+def reference(items, scores, log_pop, tail, beta, slots, margin, top, affinity=None):
     """One list, plain Python: the rule as its docstring states it."""
     f32 = np.float32
+    aff = dict(zip(items, scores if affinity is None else affinity, strict=True))
     pairs = [(i, f32(s) - f32(beta) * f32(log_pop[i]) if beta else f32(s))
              for i, s in zip(items, scores, strict=True) if i >= 0]
     pads = [(i, s) for i, s in zip(items, scores, strict=True) if i < 0]
     if beta:
         pairs.sort(key=lambda p: (-p[1], p[0]))
+        if affinity is None:
+            aff = dict(pairs)
     if slots and len(items) > top:
         heads = [j for j in range(min(top, len(pairs)) - 1, -1, -1) if not tail[pairs[j][0]]]
-        tails = [j for j in range(top, len(pairs)) if tail[pairs[j][0]]]
+        free = [j for j in range(top, len(pairs)) if tail[pairs[j][0]]]
         out_heads, in_tails = [], []
-        for h, t in list(zip(heads, tails, strict=False))[:slots]:
-            if pairs[t][1] < pairs[h][1] - f32(margin):
+        for h in heads[:slots]:
+            close = [j for j in free if pairs[j][1] >= pairs[h][1] - f32(margin)]
+            if not close:
                 break
+            best = max(close, key=lambda j: (aff[pairs[j][0]], -j))
             out_heads.append(h)
-            in_tails.append(t)
+            in_tails.append(best)
+            free.remove(best)
         first = [p for j, p in enumerate(pairs[:top]) if j not in out_heads]
         first += [pairs[t] for t in sorted(in_tails)]
         rest = [p for j, p in enumerate(pairs) if (j < top and j in out_heads)
@@ -58,17 +64,19 @@ def world():
     return rng, log_pop, tail
 
 
-@pytest.mark.parametrize("beta,slots,margin", [
-    (0.0, 0, 0.0), (0.3, 0, 0.0), (0.0, 2, 0.5), (0.0, 10, 9.0), (0.2, 3, 0.3)])
-def test_rerank_matches_the_reference(world, beta, slots, margin):
+@pytest.mark.parametrize("beta,slots,margin,personal", [
+    (0.0, 0, 0.0, False), (0.3, 0, 0.0, False), (0.0, 2, 0.5, False), (0.0, 10, 9.0, False),
+    (0.2, 3, 0.3, False), (0.0, 3, 0.8, True), (0.2, 10, 9.0, True)])
+def test_rerank_matches_the_reference(world, beta, slots, margin, personal):
     rng, log_pop, tail = world
     I, S = random_lists(rng)
-    got_I, got_S = rerank(I, S, log_pop, tail, beta, slots, margin, top=5)
+    A = np.round(rng.normal(size=I.shape), 1).astype(np.float32) if personal else None
+    got_I, got_S = rerank(I, S, log_pop, tail, beta, slots, margin, top=5, affinity=A)
     # a permutation of each row: what the rules dropped before it (exclusions) stays out
     np.testing.assert_array_equal(np.sort(got_I, 1), np.sort(I, 1))
     for r in range(len(I)):
         want_I, want_S = reference(I[r].tolist(), S[r].tolist(), log_pop, tail, beta, slots,
-                                   margin, 5)
+                                   margin, 5, None if A is None else A[r].tolist())
         assert got_I[r].tolist() == want_I
         np.testing.assert_allclose(got_S[r], want_S, atol=1e-5)
 
@@ -159,3 +167,34 @@ def test_config_rejects_bad_rerank_values():
                 {"rerank_slots": 1.5}):
         with pytest.raises(ValueError, match="rerank"):
             ServedConfig(**bad)
+
+
+def mmr_reference(items, scores, vectors, diversity, top, pool):
+    """One list, plain Python MMR: greedy picks from the first `pool`, then the rest."""
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    cand = [j for j in range(min(pool, len(items))) if items[j] >= 0]
+    picked = []
+    while cand and len(picked) < top:
+        def gain(j):
+            near = max([0.0, *(float(unit[items[j]] @ unit[items[p]]) for p in picked)])
+            return scores[j] - diversity * near
+
+        best = max(cand, key=lambda j: (gain(j), -j))
+        picked.append(best)
+        cand.remove(best)
+    order = picked + [j for j in range(len(items)) if j not in picked]
+    return [items[j] for j in order]
+
+
+@pytest.mark.parametrize("diversity", [0.0, 0.5, 3.0])
+def test_mmr_matches_the_reference_and_zero_keeps_the_order(world, diversity):
+    rng, log_pop, tail = world
+    I, S = random_lists(rng)
+    vectors = np.vstack([rng.normal(size=(N_ITEMS, 4)), np.zeros((1, 4))]).astype(np.float32)
+    got_I, _ = rerank(I, S, log_pop, tail, diversity=diversity, vectors=vectors, top=5,
+                      pool=8)
+    for r in range(len(I)):
+        assert got_I[r].tolist() == mmr_reference(I[r].tolist(), S[r].tolist(), vectors,
+                                                  diversity, 5, 8)
+    if diversity == 0.0:
+        np.testing.assert_array_equal(got_I, I)
