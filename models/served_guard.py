@@ -95,9 +95,10 @@ def guarded(model, cand: np.ndarray, scores: np.ndarray, context: np.ndarray,
             query: np.ndarray, histories: list[np.ndarray], sums: tuple | None,
             sage_q: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """The candidates [B, C] and ranker scores [B, C] of ServedModel._recommend_step, with
-    the rows of a segment that `model.fallback` sends to a source replaced by that source's
-    own top C in its order (scores C, C - 1, ..., -inf on pads). A source the model no longer
-    has (a changed config) leaves the ranker's rows."""
+    the rows of a segment that `model.fallback` sends to a source led by that source's own
+    list in its order (scores above every ranker score), then the rest of the candidates by
+    the ranker's scores (so that a short source still fills the list). A source the model no
+    longer has (a changed config) leaves the ranker's rows."""
     segment = np.where(context[:, 0] > 0.5, "fresh", "warm")
     rows = [b for b in range(len(cand)) if segment[b] in model.fallback]
     if not rows:
@@ -110,7 +111,10 @@ def guarded(model, cand: np.ndarray, scores: np.ndarray, context: np.ndarray,
             continue
         src = sources[model.fallback[segment[b]]][b]
         src = src[src >= 0][:width]
+        rest = (cand[b] >= 0) & ~np.isin(cand[b], src)
+        top = float(scores[b, rest].max(initial=0.0))
+        row = np.concatenate([src, cand[b, rest]])[:width]
+        val = np.concatenate([top + np.arange(len(src), 0, -1), scores[b, rest]])[:width]
         cand[b], scores[b] = -1, -np.inf
-        cand[b, :len(src)] = src
-        scores[b, :len(src)] = np.arange(len(src), 0, -1)
+        cand[b, :len(row)], scores[b, :len(row)] = row, val
     return cand, scores

@@ -4,6 +4,8 @@ TensorFlow, LiteRT without it) scoring like the in-process graph."""
 
 import dataclasses
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -322,3 +324,33 @@ def test_a_bundle_with_padded_neighbour_tables_still_loads(fitted, bundle, tmp_p
         I, S = loaded.recommend_indices(*args)
         np.testing.assert_array_equal(I, want[0])
         np.testing.assert_allclose(S, want[1], atol=2e-3)
+
+
+def test_the_on_demand_bundle_honours_the_guards_fallback(fitted, bundle, tmp_path):
+    """A bundle whose served.json sends fresh users to the popular source (the guard of
+    models.served_guard) serves them that source's list on the LiteRT path, without
+    TensorFlow, as the NumPy model does: the source's list first, then the ranker's order."""
+    _, model = fitted
+    path = str(tmp_path / "bundle")
+    shutil.copytree(bundle[0], path)
+    with open(os.path.join(path, "served.json")) as f:
+        meta = json.load(f)
+    with open(os.path.join(path, "served.json"), "w") as f:
+        json.dump({**meta, "fallback": {"fresh": "popular"}}, f)
+    users, histories = requests(model, 4, seed=3)
+    req = {"users": users, "histories": histories, "features": [{}] * len(users)}
+    run = subprocess.run([sys.executable, "-c", LITE, path, json.dumps(req)], cwd=".",
+                         capture_output=True, text=True, check=True)
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["tf"] is False
+    idx = model.history_indices(histories)
+    popular = [[int(i) for i in model.popular if i not in h] for h in idx]
+    assert [row[:len(p)] for row, p in zip(got["I"], popular, strict=True)] == popular
+    assert all(-1 not in row for row in got["I"])  # the ranker's candidates fill the rest
+    model.fallback = {"fresh": "popular"}
+    try:
+        I, _ = model.recommend_indices(idx, model.user_tokens([{}] * len(users)),
+                                       model.context(users, True), 10)
+    finally:
+        model.fallback = {}
+    assert I.tolist() == got["I"]
