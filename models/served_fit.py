@@ -34,7 +34,7 @@ from models.histories import history_matrix
 from models.ranker import RankingData, ndcg_per_list, score
 from models.ranker_fit import train_ranker
 from models.served import ServedConfig, ServedModel
-from models.served_guard import decide, source_ndcg
+from models.served_guard import decide, source_ndcg, source_scores
 from models.tower_data import TowerData, prepare
 from models.tower_fit import fit_tower
 from models.two_tower import TwoTowerModel
@@ -359,17 +359,21 @@ class ServedRecommender:
     def score(self, user_ids, histories, candidates, fresh):
         """The ranker's scores of given items (models.evaluation_loo.ScoringRecommender): the
         features of `recommend`'s ranking at these items instead of the retrieved ones.
+        A segment that the guard (models.served_guard) sends to a source is scored by that
+        source (`source_scores`).
         Returns: [B, C] float32, -inf for an item the model does not know."""
         m = self.model
         cand = np.stack([m.tower.data.items.lookup(c) for c in candidates])
         hists, users = m.history_indices(histories), list(user_ids)
         parts, step = [], m.step()
+        source = m.fallback.get("fresh" if fresh else "warm")
         with one_blas_thread():
             for lo in range(0, len(hists), step):
-                h, u = hists[lo:lo + step], users[lo:lo + step]
+                h, u, c = hists[lo:lo + step], users[lo:lo + step], cand[lo:lo + step]
                 hist = history_matrix(h, m.config.tower.history)
                 utok = m.tower.data.user_matrix(u)
                 query = m.get_runtime().user_embedding(hist, utok)
-                parts.append(m.rank(hist, utok, cand[lo:lo + step], m.context(u, fresh), query,
-                                    m.neighbour_sums(h), m.sage_query(hist, utok)))
+                sums, sage_q = m.neighbour_sums(h), m.sage_query(hist, utok)
+                parts.append(source_scores(m, source, query, sums, sage_q, c) if source else
+                             m.rank(hist, utok, c, m.context(u, fresh), query, sums, sage_q))
         return np.concatenate(parts) if parts else np.zeros(cand.shape, np.float32)

@@ -118,3 +118,27 @@ def guarded(model, cand: np.ndarray, scores: np.ndarray, context: np.ndarray,
         cand[b], scores[b] = -1, -np.inf
         cand[b, :len(row)], scores[b, :len(row)] = row, val
     return cand, scores
+
+
+def source_scores(model, name: str, query: np.ndarray, sums: tuple, sage_q, cand: np.ndarray
+                  ) -> np.ndarray:
+    """[B, C] float32 scores of the items `cand` [B, C] (-1 pads: -inf) by the candidate
+    source `name` of `model`, in its own order: the tower's (and GraphSAGE's) inner product,
+    the summed kNN / session / EASE similarities over the whole history, the popular source's
+    7-day events (+ all events / 100). What ServedRecommender.score gives a segment that the
+    guard sends to a source."""
+    from models.ranker import ITEM_STATS
+
+    c = np.where(cand < 0, len(model.tower.data.items), cand).astype(np.int64)
+    rows = np.arange(len(cand))[:, None]
+    tables = dict(zip(model.neighbour_names(), sums, strict=True))
+    if name in ("tower", "graphsage"):
+        vectors = model.tables.item_vectors if name == "tower" else np.vstack(
+            [model.sage.item_vectors, np.zeros_like(model.sage.item_vectors[:1])])
+        out = np.einsum("bcd,bd->bc", vectors[c], query if name == "tower" else sage_q)
+    elif name == "popular":
+        stats = model.tables.item_stats
+        out = (stats[:, ITEM_STATS.index("pop_7d")] + stats[:, 0] / 100)[c]
+    else:
+        out = tables["sess" if name == "session" else name][rows, 2, c]
+    return np.where(cand >= 0, out, -np.inf).astype(np.float32)

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from models.served_fit import fit_served
+from models.served_fit import ServedRecommender, fit_served
 from models.served_guard import decide
 from tests.models.test_served_fit import TINY
 
@@ -87,3 +87,12 @@ def served_as_source(model, tmp_path):
             src = src[src >= 0][:10]
             np.testing.assert_array_equal(row[:len(src)], src)
         np.testing.assert_array_equal(again.recommend_indices(histories, utok, context, 10)[0], I)
+        # LOO-S's `score` of the segment is the source's: its own top 5 come out in its order
+        rec = ServedRecommender(model.config)
+        rec.model = model
+        top = [src[src >= 0][:5] for src in source]
+        given = [[str(ids[i]) for i in t[::-1]] for t in top]
+        scores = rec.score(users, [[str(ids[i]) for i in h] for h in histories], given, fresh)
+        for t, g, sc in zip(top, given, scores, strict=True):
+            order = [g[j] for j in np.argsort(-sc[:len(g)], kind="stable")]
+            assert order == [str(ids[i]) for i in t]

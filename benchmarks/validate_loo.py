@@ -1,0 +1,65 @@
+"""Leave-one-out with sampled negatives (LOO-S, ../shared/EVALUATION.md) on the train side of
+the temporal holdout only: where served's out-of-pool settings are chosen (how its ranker
+scores items its retrieval would not give it), never on the test split.
+
+    python -m benchmarks.validate_loo --dataset movielens:../shared/datasets/ml-100k \\
+        --models popularity,ease,served --try "ranker.out_of_pool=0" --try "ranker.out_of_pool=8"
+
+The events before the 0.8-quantile of time (the protocol's train side) are split as LOO-S
+splits all events (each user's latest item held out, 99 sampled negatives); each model is
+fitted on the rest and scores the 100 candidates (models.evaluation_loo.evaluate_loo).
+`--try` fits one more served model with `field=value` overrides (as benchmarks.
+validate_served's `--set`), reported as `served[...]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from benchmarks.output import write_json
+from benchmarks.validate_served import served_config
+from evaluation.registry import MODEL_REGISTRY
+from models.evaluation import temporal_split
+from models.evaluation_loo import evaluate_loo, loo_split
+from models.served_fit import ServedRecommender
+
+
+def loo_report(dataset, model_names: Sequence[str], tries: Sequence[str] = ()) -> dict:
+    """{label: evaluate_loo's figures} on the train side's LOO-S split."""
+    split = loo_split(temporal_split(dataset.interactions).train)
+    logging.info("LOO-S on the train side: %d train events, %d cases", len(split.train),
+                 len(split.cases))
+    models = {n: MODEL_REGISTRY[n]() for n in model_names}
+    models.update({f"served[{t}]": ServedRecommender(served_config(t.split())) for t in tries})
+    return {label: evaluate_loo(m, split, users=dataset.users, items=dataset.items,
+                                n_resamples=200) for label, m in models.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--models", default="popularity,served")
+    parser.add_argument("--try", action="append", default=[], dest="tries",
+                        help='one more served model, e.g. "ranker.out_of_pool=8"')
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    from infra.datasets import load_dataset
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    report = loo_report(load_dataset(args.dataset), [m for m in args.models.split(",") if m],
+                        args.tries)
+    for label, m in report.items():
+        pool = m.get("pool") or {}
+        extra = "" if not pool else (
+            f" positive in pool {pool['positive_in_pool']:.3f}, out-of-pool negatives at or "
+            f"above it {pool['out_of_pool_at_or_above']:.1f} of "
+            f"{pool['negatives_out_of_pool']:.1f}")
+        print(f"{label:>32} HR@10 {m['all']['hr@10']:.4f} NDCG@10 {m['all']['ndcg@10']:.4f}"
+              f" mean rank {m['all']['mean_rank']:.1f}{extra}")
+    write_json(report, args.json)
+
+
+if __name__ == "__main__":
+    main()
