@@ -39,6 +39,8 @@ STRATEGIES = ("served", "mmr_0.7", "mmr_0.4", "mmr_0.25")
 # (relevance weight, whether similarity to the recent items counts) of each strategy
 _MMR = ((1.0, False), (0.7, False), (0.4, False), (0.25, False))
 CONTEXT = 3 + 3 * len(STRATEGIES)
+HEAD = 0  # slots every strategy fills in served's order
+WINDOW = 100  # a strategy picks each later slot among the first WINDOW places still free
 RANDOM = -1  # not a strategy: a uniformly random order (the benchmark's baseline)
 
 
@@ -82,7 +84,8 @@ def states(query: np.ndarray, recent: np.ndarray, pool: np.ndarray, available: n
 
 
 def rerank(pool: np.ndarray, available: np.ndarray, emb: np.ndarray, recent: np.ndarray,
-           actions: np.ndarray, k: int, rng: np.random.Generator | None = None) -> np.ndarray:
+           actions: np.ndarray, k: int, rng: np.random.Generator | None = None,
+           head: int | None = None, window: int | None = None) -> np.ndarray:
     """The slates [B, k] (item indices, -1 pads) each user's strategy makes of the pool.
 
     Args:
@@ -95,7 +98,10 @@ def rerank(pool: np.ndarray, available: np.ndarray, emb: np.ndarray, recent: np.
         rng: draws the random orders (RANDOM only).
     """
     B, N = pool.shape
+    head = HEAD if head is None else head
+    window = WINDOW if window is None else window
     ok = available & (pool >= 0)
+    keep = (actions != RANDOM)[:, None]  # strategies keep served's head and its window
     rel = np.broadcast_to(1.0 - np.arange(N) / N, (B, N))
     lam = np.array([_MMR[a][0] if a >= 0 else 1.0 for a in actions])[:, None]
     use_recent = np.array([a >= 0 and _MMR[a][1] for a in actions])
@@ -106,7 +112,8 @@ def rerank(pool: np.ndarray, available: np.ndarray, emb: np.ndarray, recent: np.
     out = np.full((B, k), -1, np.int64)
     rows = np.arange(B)
     for j in range(k):
-        score = np.where(ok, lam * rel - (1.0 - lam) * sim, -np.inf)
+        reach = np.where(keep, np.cumsum(ok, 1) <= (1 if j < head else window), True)
+        score = np.where(ok & reach, lam * rel - (1.0 - lam) * sim, -np.inf)
         best = score.argmax(1)
         has = np.isfinite(score[rows, best])
         out[has, j] = pool[rows[has], best[has]]
@@ -123,11 +130,14 @@ class QPolicy:
         layers: [W0, b0, W1, b1, W2, b2] with the state standardisation folded into W0, b0.
         horizon: the simulator horizon the step feature was divided by.
         slate: K, the slate length it was trained on.
+        margin: the Q advantage over served's order (action 0) a strategy needs to be
+            chosen (see `choose`).
     """
 
     layers: tuple
     horizon: int
     slate: int
+    margin: float = 0.0
 
     def q_values(self, state: np.ndarray) -> np.ndarray:
         h = state.astype(np.float32)
@@ -138,8 +148,20 @@ class QPolicy:
         return h
 
     def act(self, state: np.ndarray) -> np.ndarray:
-        """[B] the greedy action (ties: the lower index, served's order first)."""
-        return self.q_values(state).argmax(1)
+        """[B] the greedy action unless its advantage is within the margin (`choose`)."""
+        return choose(self.q_values(state), self.margin)
+
+
+def choose(q: np.ndarray, margin: float = 0.0) -> np.ndarray:
+    """[B] the action of highest Q, or served's order (action 0) unless the best action's Q
+    exceeds served's by more than `margin` (ties: the lower index).
+
+    Args:
+        q: [B, A] Q-values.
+        margin: the advantage (expected clicks per session) a strategy must clear.
+    """
+    best = q.argmax(1)
+    return np.where(q[np.arange(len(q)), best] - q[:, 0] > margin, best, 0)
 
 
 def rerank_lists(policy: QPolicy, query: np.ndarray, history_emb_mean: np.ndarray,

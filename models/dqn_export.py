@@ -16,17 +16,19 @@ import shutil
 
 import numpy as np
 
-from models.dqn import STRATEGIES, QPolicy
+from models.dqn import HEAD, STRATEGIES, WINDOW, QPolicy, choose
 from models.finite import max_abs_diff, require_finite
 
 
 def save(policy: QPolicy, path: str) -> None:
-    """dqn.npz (the layers) and dqn.json (strategies, horizon, slate) in folder `path`."""
+    """dqn.npz (the layers) and dqn.json (strategies, head, window, horizon, slate, margin)
+    in folder `path`."""
     os.makedirs(path, exist_ok=True)
     np.savez(os.path.join(path, "dqn.npz"), *policy.layers)
     with open(os.path.join(path, "dqn.json"), "w") as f:
-        json.dump({"strategies": list(STRATEGIES), "horizon": policy.horizon,
-                   "slate": policy.slate, "layers": len(policy.layers)}, f)
+        json.dump({"strategies": list(STRATEGIES), "head": HEAD, "window": WINDOW,
+                   "horizon": policy.horizon, "slate": policy.slate,
+                   "margin": policy.margin, "layers": len(policy.layers)}, f)
 
 
 def from_files(meta: dict, arrays) -> QPolicy:
@@ -35,11 +37,13 @@ def from_files(meta: dict, arrays) -> QPolicy:
     Raises:
         ValueError: the files name other strategies than this code's (re-export the bundle).
     """
-    if list(meta.get("strategies", [])) != list(STRATEGIES):
-        raise ValueError(f"dqn.json strategies {meta.get('strategies')} are not "
-                         f"{list(STRATEGIES)}; re-export the DQN with this version")
+    ours = [list(STRATEGIES), HEAD, WINDOW]
+    theirs = [list(meta.get("strategies", [])), meta.get("head"), meta.get("window")]
+    if theirs != ours:
+        raise ValueError(f"dqn.json strategies, head, window {theirs} are not {ours}; "
+                         "re-export the DQN with this version")
     layers = tuple(np.asarray(arrays[f"arr_{i}"], np.float32) for i in range(meta["layers"]))
-    return QPolicy(layers, int(meta["horizon"]), int(meta["slate"]))
+    return QPolicy(layers, int(meta["horizon"]), int(meta["slate"]), float(meta["margin"]))
 
 
 def load(path: str) -> QPolicy:
@@ -52,17 +56,18 @@ def load(path: str) -> QPolicy:
 class LiteRTPolicy:
     """dqn.tflite through a LiteRT interpreter (no TensorFlow import), row by row."""
 
-    def __init__(self, flat: bytes):
+    def __init__(self, flat: bytes, margin: float = 0.0):
         from ai_edge_litert.interpreter import Interpreter
 
         self.runner = Interpreter(model_content=flat).get_signature_runner()
+        self.margin = margin
 
     def q_values(self, state: np.ndarray) -> np.ndarray:
         return np.concatenate([self.runner(state=state[r:r + 1].astype(np.float32))["q"]
                                for r in range(len(state))])
 
     def act(self, state: np.ndarray) -> np.ndarray:
-        return self.q_values(state).argmax(1)
+        return choose(self.q_values(state), self.margin)
 
 
 def _module(policy: QPolicy):

@@ -54,6 +54,8 @@ class DQNConfig:
         epsilon_start, epsilon_end, explore_share: epsilon falls linearly from start to end
             over the first `explore_share` of the rounds.
         seed: weights, sampling and sessions.
+        margin: the trained policy's fallback (models.dqn.choose): a strategy other than
+            served's order is chosen only when its Q exceeds served's by more than this.
     """
 
     hidden: tuple[int, ...] = (64, 64)
@@ -69,6 +71,7 @@ class DQNConfig:
     epsilon_end: float = 0.05
     explore_share: float = 0.6
     seed: int = 0
+    margin: float = 0.0
 
 
 def q_network(dim: int, mean: np.ndarray, std: np.ndarray, config: DQNConfig) -> keras.Model:
@@ -81,7 +84,7 @@ def q_network(dim: int, mean: np.ndarray, std: np.ndarray, config: DQNConfig) ->
     return keras.Sequential(layers)
 
 
-def to_policy(net: keras.Model, horizon: int, slate: int) -> QPolicy:
+def to_policy(net: keras.Model, horizon: int, slate: int, margin: float = 0.0) -> QPolicy:
     """The network's weights as a NumPy QPolicy, the standardisation folded into layer 0."""
     norm, *dense = net.layers
     mean = np.asarray(norm.mean, np.float64).reshape(-1)
@@ -90,7 +93,7 @@ def to_policy(net: keras.Model, horizon: int, slate: int) -> QPolicy:
     out = [(W0 / std[:, None]).astype(np.float32), (b0 - (mean / std) @ W0).astype(np.float32)]
     for d in dense[1:]:
         out += [np.asarray(v, np.float32) for v in d.get_weights()]
-    return QPolicy(tuple(out), horizon, slate)
+    return QPolicy(tuple(out), horizon, slate, margin)
 
 
 class _Learner:
@@ -157,7 +160,7 @@ def fit_dqn(sim: Simulator, pools: Pools, emb: np.ndarray, config: DQNConfig = D
     seconds = time.perf_counter() - t0
     log.info("dqn: %d rounds, %d updates, %d transitions in %.1f s (last loss %.4f)",
              config.rounds, updates, len(buffer), seconds, np.mean(losses[-50:]))
-    return to_policy(learner.net, c.horizon, c.slate), {
+    return to_policy(learner.net, c.horizon, c.slate, config.margin), {
         "train_seconds": round(seconds, 1), "transitions": len(buffer), "updates": updates,
         "losses": [round(float(np.mean(losses[i:i + 50])), 4) for i in range(0, len(losses), 50)]}
 

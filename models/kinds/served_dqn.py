@@ -101,7 +101,7 @@ class ServedDQNOnDemand:
 
     def __init__(self, bundle: BundleReader):
         self.served = ServedOnDemand(bundle)
-        self.policy = LiteRTPolicy(bundle.read("dqn/dqn.tflite"))
+        self.policy = LiteRTPolicy(bundle.read("dqn/dqn.tflite"), load_policy(bundle).margin)
         self.emb = item_embeddings(self.served.model)
         self.numpy = NumpyRuntime(self.served.model)  # the user embedding, beside LiteRT's
         self._lock = threading.Lock()
