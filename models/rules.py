@@ -169,8 +169,9 @@ def rerank(I: np.ndarray, S: np.ndarray, log_pop: np.ndarray, tail: np.ndarray,
         pool: the items MMR picks from.
 
     Returns:
-        (I [B, n], S [B, n]): reordered, S the (debiased) scores the lists are ranked by;
-        pads stay at the end with their scores.
+        (I [B, n], S [B, n]): reordered; S the (debiased) scores, each lowered to the least
+        of those above it where steps 2-3 moved an item up, so that every list's scores
+        still descend (its rank key); pads stay at the end with their scores.
     """
     I = np.asarray(I, np.int64)
     S = np.asarray(S, np.float32)
@@ -190,7 +191,7 @@ def rerank(I: np.ndarray, S: np.ndarray, log_pop: np.ndarray, tail: np.ndarray,
         A = S if affinity is None else np.take_along_axis(A, order, 1)
         valid = I >= 0
     if slots <= 0 or I.shape[1] <= top:
-        return I, S
+        return I, _non_increasing(I, S)
     n = I.shape[1]
     pos = np.broadcast_to(np.arange(n), I.shape)
     is_tail = valid & tail[np.maximum(I, 0)]
@@ -210,7 +211,16 @@ def rerank(I: np.ndarray, S: np.ndarray, log_pop: np.ndarray, tail: np.ndarray,
         group[r, h[going]], group[r, pick[going]] = 1, 0
         free[r, pick[going]] = False
     order = np.argsort(group * n + pos, axis=1, kind="stable")
-    return np.take_along_axis(I, order, 1), np.take_along_axis(S, order, 1)
+    I = np.take_along_axis(I, order, 1)
+    return I, _non_increasing(I, np.take_along_axis(S, order, 1))
+
+
+def _non_increasing(I: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """S with each listed item's score the least of its own and those above it (pads keep
+    theirs): a list's scores stay a descending rank key after a re-order."""
+    valid = I >= 0
+    run = np.minimum.accumulate(np.where(valid, S, np.inf), axis=1)
+    return np.where(valid, run, S).astype(np.float32)
 
 
 def _mmr_order(I: np.ndarray, S: np.ndarray, vectors: np.ndarray, diversity: float, top: int,

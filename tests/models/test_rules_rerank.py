@@ -39,7 +39,8 @@ def reference(items, scores, log_pop, tail, beta, slots, margin, top, affinity=N
         rest = [p for j, p in enumerate(pairs) if (j < top and j in out_heads)
                 or (j >= top and j not in in_tails)]
         pairs = first + rest
-    return [p[0] for p in pairs + pads], [p[1] for p in pairs + pads]
+    ranked = [(i, min(p[1] for p in pairs[:j + 1])) for j, (i, _) in enumerate(pairs)]
+    return [p[0] for p in ranked + pads], [p[1] for p in ranked + pads]
 
 
 def random_lists(rng, B=40, n=16):
@@ -79,6 +80,8 @@ def test_rerank_matches_the_reference(world, beta, slots, margin, personal):
                                    margin, 5, None if A is None else A[r].tolist())
         assert got_I[r].tolist() == want_I
         np.testing.assert_allclose(got_S[r], want_S, atol=1e-5)
+    listed = np.where(got_I >= 0, got_S, np.float32(-1e30))
+    assert (np.diff(listed, axis=1) <= 0).all()  # the scores stay a descending rank key
 
 
 def test_beta_zero_and_no_slots_is_the_identity(world):
