@@ -46,6 +46,9 @@ class MFConfig:
         fold_in_l2: ridge penalty of the fold-in.
         objective: "logistic", "bpr" or "explicit" (see the module docstring).
         seed: random seed.
+        guard_window: share of the train events (the last in time) on which
+            models.retrieval.MFRecommender checks an MF fitted on the rest against popularity,
+            per segment (models.served_guard); 0 turns the guard off.
     """
 
     dim: int = 32
@@ -58,6 +61,7 @@ class MFConfig:
     fold_in_l2: float = 1.0
     objective: str = "logistic"
     seed: int = 0
+    guard_window: float = 0.1
 
 
 @dataclass

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from models.baselines import dot_scores
+from models.evaluation import temporal_split
 from models.mf import MFConfig, MFModel, train_mf
+from models.served_guard import PopularityFallback, popularity_guard
 from models.topk import build_flat_index, faiss_topk
 
 
@@ -29,11 +32,26 @@ class MFRecommender:
         self.config = config
         self.event_weights = event_weights
         self.model: MFModel | None = None
+        self.fallback, self.guard = PopularityFallback(None, {}), {}
 
     def fit(self, train: pd.DataFrame, users=None, items=None) -> MFRecommender:
+        """Trains MF on `train`; with `MFConfig.guard_window`, first on all but that last share
+        of it, and a segment where popularity beats that MF beyond noise on the held-out
+        share (models.served_guard.popularity_guard) is served by popularity (`self.guard`
+        has the figures)."""
+        self.fallback, self.guard = self._guard(train)
         self.model = train_mf(train, self.config, self.event_weights)
         self.index = build_flat_index(self.model.item_vectors())
         return self
+
+    def _guard(self, train: pd.DataFrame) -> tuple[PopularityFallback, dict]:
+        w = self.config.guard_window
+        split = temporal_split(train, 1.0 - w) if w > 0 else None
+        if split is None or split.train.empty or split.test.empty:
+            return PopularityFallback(train, {}), {}
+        inner = MFRecommender(replace(self.config, guard_window=0.0), self.event_weights)
+        fallback, report = popularity_guard(inner.fit(split.train), split, self.name)
+        return PopularityFallback(train, fallback), report
 
     def _queries(self, user_ids: list[str], histories: list[list[str]], fresh: bool
                  ) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -49,12 +67,17 @@ class MFRecommender:
 
     def recommend(self, user_ids: list[str], histories: list[list[str]], k: int,
                   fresh: bool) -> list[list[str]]:
+        if self.fallback.handles(fresh):
+            return self.fallback.popularity.recommend(user_ids, histories, k, fresh)
         xq, seen = self._queries(user_ids, histories, fresh)
         I, _ = faiss_topk(self.index, xq, k, seen)
         return [[str(self.model.items.ids[i]) for i in row if i >= 0] for row in I]
 
     def score(self, user_ids: list[str], histories: list[list[str]],
               candidates: list[list[str]], fresh: bool) -> np.ndarray:
-        """The retrieval score (user . item vector) of given items; -inf for unknown ones."""
+        """The retrieval score (user . item vector) of given items; -inf for unknown ones
+        (popularity's in a segment the guard gave to popularity)."""
+        if self.fallback.handles(fresh):
+            return self.fallback.popularity.score(user_ids, histories, candidates, fresh)
         xq, _ = self._queries(user_ids, histories, fresh)
         return dot_scores(self.model.items, xq, self.model.item_vectors(), candidates)

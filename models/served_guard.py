@@ -142,3 +142,42 @@ def source_scores(model, name: str, query: np.ndarray, sums: tuple, sage_q, cand
     else:
         out = tables["sess" if name == "session" else name][rows, 2, c]
     return np.where(cand >= 0, out, -np.inf).astype(np.float32)
+
+
+def popularity_guard(fitted, split, name: str) -> tuple[dict[str, str], dict]:
+    """The guard of a single model (`mf`, `two_tower`) against popularity: `fitted`, a
+    recommender fitted on `split.train`, and popularity fitted there too, each rank the
+    cases of `split`'s test side (models.evaluation.build_cases); `decide` per segment.
+
+    Returns:
+        `decide`'s (fallback {segment: "popularity"}, report); both empty without cases.
+    """
+    from models.baselines import Popularity
+    from models.evaluation import build_cases, recommend_cases
+
+    cases = build_cases(split)
+    every = cases.warm + cases.fresh
+    if not every:
+        return {}, {}
+    popularity = Popularity().fit(split.train)
+
+    def per_case(model) -> np.ndarray:
+        lists = recommend_cases(model, cases.warm) + recommend_cases(model, cases.fresh)
+        return np.array([ndcg_at_k(r, c.truth) for r, c in zip(lists, every, strict=True)])
+
+    fresh = np.array([c.fresh for c in every])
+    return decide(per_case(fitted), {"popularity": per_case(popularity)}, fresh, name=name)
+
+
+class PopularityFallback:
+    """What a recommender with a popularity guard serves: `recommend` and `score` of the
+    segments in `fallback` come from popularity fitted on the whole train side."""
+
+    def __init__(self, train, fallback: dict[str, str]):
+        from models.baselines import Popularity
+
+        self.fallback = fallback
+        self.popularity = Popularity().fit(train) if fallback else None
+
+    def handles(self, fresh: bool) -> bool:
+        return ("fresh" if fresh else "warm") in self.fallback

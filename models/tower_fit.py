@@ -15,9 +15,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from models.evaluation import Cases, build_cases, temporal_split
+from models.evaluation import Cases, Split, build_cases, temporal_split
 from models.finite import require_finite
-from models.topk import ItemVectorRecommender
+from models.served_guard import PopularityFallback, popularity_guard
+from models.topk import ItemVectorRecommender, build_flat_index
 from models.tower_data import TowerData, prepare
 from models.towers import ID_ROWS, TOKEN_ROWS, TwoTower
 from models.training import EpochBatches, FusedAdam, fit_early_stopping
@@ -182,20 +183,57 @@ def train_two_tower(train: pd.DataFrame, users: pd.DataFrame | None = None,
     Returns:
         The model trained on all of `train`.
     """
-    epochs = config.epochs
+    return fit_validated(train, users, items, config)[0]
+
+
+def fit_validated(train: pd.DataFrame, users: pd.DataFrame | None,
+                  items: pd.DataFrame | None, config: TwoTowerConfig
+                  ) -> tuple[TwoTowerModel, tuple[TwoTowerModel, Split] | None]:
+    """`train_two_tower`, also returning (the model of the picked epochs fitted on all but
+    the last `config.validation` of `train`, that split), or None without validation."""
+    epochs, held = config.epochs, None
     if config.validation > 0:
         split = temporal_split(train, 1.0 - config.validation)
-        _, scores = fit_tower(prepare(split.train, users, items, config), config, epochs,
-                              build_cases(split))
-        epochs = int(np.argmax(scores)) + 1 if scores else epochs
-    return fit_tower(prepare(train, users, items, config), config, epochs)[0]
+        if not (split.train.empty or split.test.empty):
+            model, scores = fit_tower(prepare(split.train, users, items, config), config,
+                                      epochs, build_cases(split))
+            epochs = int(np.argmax(scores)) + 1 if scores else epochs
+            held = model, split
+    return fit_tower(prepare(train, users, items, config), config, epochs)[0], held
 
 
 class TwoTowerRecommender(ItemVectorRecommender):
-    """The two-tower model alone: user tower -> Faiss over item vectors -> rules."""
+    """The two-tower model alone: user tower -> Faiss over item vectors -> rules; a segment
+    where popularity beats it beyond noise on its validation share of the train events
+    (models.served_guard.popularity_guard, the model of `fit_validated`) is served by
+    popularity (`guard` has the figures; `guard=False` turns it off)."""
 
     name = "two_tower"
     train = staticmethod(train_two_tower)
 
-    def __init__(self, config: TwoTowerConfig = TwoTowerConfig()):
+    def __init__(self, config: TwoTowerConfig = TwoTowerConfig(), guard: bool = True):
         super().__init__(config)
+        self.use_guard = guard
+        self.fallback, self.guard = PopularityFallback(None, {}), {}
+
+    def fit(self, train, users=None, items=None):
+        self.model, held = fit_validated(train, users, items, self.config)
+        self.index = build_flat_index(self.model.item_vectors)
+        fallback, self.guard = {}, {}
+        if held is not None and self.use_guard:
+            inner = ItemVectorRecommender(self.config)
+            inner.model, inner.index = held[0], build_flat_index(held[0].item_vectors)
+            fallback, self.guard = popularity_guard(inner, held[1], self.name)
+        self.fallback = PopularityFallback(train, fallback)
+        return self
+
+    def recommend(self, user_ids, histories, k, fresh):
+        if self.fallback.handles(fresh):
+            return self.fallback.popularity.recommend(user_ids, histories, k, fresh)
+        return super().recommend(user_ids, histories, k, fresh)
+
+    def score(self, user_ids, histories, candidates, fresh):
+        """The retrieval score, or popularity's in a segment the guard gave to popularity."""
+        if self.fallback.handles(fresh):
+            return self.fallback.popularity.score(user_ids, histories, candidates, fresh)
+        return super().score(user_ids, histories, candidates, fresh)
