@@ -78,6 +78,9 @@ class RankerConfig:
             negatives); 0 trains on the pool only.
         out_of_pool_popular: share of them drawn in proportion to the items' train events
             (the rest uniformly over the catalogue).
+        out_of_pool_truth: up to this many of the case's truth items that its pool missed,
+            added to the list too (so that the ranker sees positives outside its pool, not
+            only negatives); 0 adds none.
     """
 
     hidden: tuple[int, ...] = (64, 32)
@@ -97,6 +100,7 @@ class RankerConfig:
     segment_max_cells: int = 50_000_000
     out_of_pool: int = 0
     out_of_pool_popular: float = 0.5
+    out_of_pool_truth: int = 0
 
 
 def neighbour_table(rows: np.ndarray, cols: np.ndarray, n_items: int, m: int,

@@ -107,18 +107,24 @@ def ranking_data(model: ServedModel, cases: Cases) -> RankingData:
 
 
 def out_of_pool(model: ServedModel, cand: np.ndarray, histories: list[np.ndarray],
-                rng: np.random.Generator) -> np.ndarray:
-    """[B, n] item indices outside each row's candidates `cand` [B, C] and history, distinct
-    within a row (-1 pads when too few are left): a share `out_of_pool_popular` drawn in
-    proportion to the items' train events + 1, the rest uniformly."""
+                rng: np.random.Generator, truth: list[np.ndarray] | None = None) -> np.ndarray:
+    """[B, T + n] item indices outside each row's candidates `cand` [B, C] and history,
+    distinct within a row (-1 pads when too few are left): up to T = `out_of_pool_truth`
+    items of the row's `truth` (indices), then n = `out_of_pool` sampled ones, a share
+    `out_of_pool_popular` in proportion to the items' train events + 1, the rest uniformly."""
     rc, n_items = model.config.ranker, len(model.tower.data.items)
-    n = rc.out_of_pool
-    out = np.full((len(cand), n), -1, np.int64)
-    if n == 0:
+    n, t = rc.out_of_pool, rc.out_of_pool_truth if truth is not None else 0
+    out = np.full((len(cand), t + n), -1, np.int64)
+    if n + t == 0:
         return out
     p = np.expm1(model.tables.item_stats[:-1, 0].astype(np.float64)) + 1.0
     n_pop = int(round(n * rc.out_of_pool_popular))
     for b, (row, h) in enumerate(zip(cand, histories, strict=True)):
+        if t:
+            missed = truth[b][(truth[b] >= 0) & ~np.isin(truth[b], row) & ~np.isin(truth[b], h)]
+            missed = rng.permutation(np.unique(missed))[:t]
+            out[b, :len(missed)] = missed
+            row = np.concatenate([row, missed])
         draw = np.concatenate([rng.choice(n_items, 4 * n_pop + 8, p=p / p.sum()),
                                rng.integers(0, n_items, 4 * (n - n_pop) + 8)])
         pop_part, uni_part = draw[:4 * n_pop + 8], draw[4 * n_pop + 8:]
@@ -130,7 +136,7 @@ def out_of_pool(model: ServedModel, cand: np.ndarray, histories: list[np.ndarray
                     break
                 if i not in picked:
                     picked.append(int(i))
-        out[b, :len(picked)] = picked
+        out[b, t:t + len(picked)] = picked
     return out
 
 
@@ -150,9 +156,9 @@ def _ranking_part(model: ServedModel, chunk: list, fresh: bool,
     sums = model.neighbour_sums(histories)
     sage_q = model.sage_query(hist, utok)
     cand = model.candidates(query, histories, sums, sage_q)
-    cand = np.concatenate([cand, out_of_pool(model, cand, histories, rng)], 1)
+    truth = [model.tower.data.items.lookup(list(c.truth)) for c in chunk]
+    cand = np.concatenate([cand, out_of_pool(model, cand, histories, rng, truth)], 1)
     X = model.features(hist, utok, cand, model.context(ids, fresh), query, sums, sage_q)
-    truth = [model.tower.data.items.lookup(c.truth) for c in chunk]
     y = np.stack([np.isin(row, t[t >= 0]) for row, t in zip(cand, truth, strict=True)])
     return RankingData(X, y & (cand >= 0), cand >= 0, np.array([len(c.truth) for c in chunk]))
 
