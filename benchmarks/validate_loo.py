@@ -9,7 +9,9 @@ The events before the 0.8-quantile of time (the protocol's train side) are split
 splits all events (each user's latest item held out, 99 sampled negatives); each model is
 fitted on the rest and scores the 100 candidates (models.evaluation_loo.evaluate_loo).
 `--try` fits one more served model with `field=value` overrides (as benchmarks.
-validate_served's `--set`), reported as `served[...]`.
+validate_served's `--set`), reported as `served[...]`, and, from the same fit,
+`served[...][pool_first=False]`: every item scored alike instead of the candidate pool first
+(ServedRecommender.pool_first).
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from benchmarks.output import write_json
 from benchmarks.validate_served import served_config
 from evaluation.registry import MODEL_REGISTRY
 from models.evaluation import temporal_split
-from models.evaluation_loo import evaluate_loo, loo_split
+from models.evaluation_loo import (
+    evaluate_loo,
+    loo_split,
+    ndcg_of_rank,
+    rank_of_positive,
+    score_cases,
+)
 from models.served_fit import ServedRecommender
 
 
@@ -33,8 +41,18 @@ def loo_report(dataset, model_names: Sequence[str], tries: Sequence[str] = ()) -
                  len(split.cases))
     models = {n: MODEL_REGISTRY[n]() for n in model_names}
     models.update({f"served[{t}]": ServedRecommender(served_config(t.split())) for t in tries})
-    return {label: evaluate_loo(m, split, users=dataset.users, items=dataset.items,
-                                n_resamples=200) for label, m in models.items()}
+    out = {}
+    for label, m in models.items():
+        out[label] = evaluate_loo(m, split, users=dataset.users, items=dataset.items,
+                                  n_resamples=200)
+        if getattr(m, "pool_first", False):  # the same fit, every item scored alike
+            m.pool_first = False
+            ranks = rank_of_positive(score_cases(m, split))
+            out[f"{label}[pool_first=False]"] = {"all": {
+                "hr@10": float((ranks <= 10).mean()), "ndcg@10": float(ndcg_of_rank(ranks).mean()),
+                "mean_rank": float(ranks.mean())}}
+            m.pool_first = True
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:

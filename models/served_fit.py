@@ -297,12 +297,20 @@ def validate(split: Split, cases: Cases, data: list[RankingData], earlier: list[
 
 
 class ServedRecommender:
-    """The `served` model of `recsys evaluate`: exactly ServedModel.recommend_indices."""
+    """The `served` model of `recsys evaluate`: exactly ServedModel.recommend_indices.
+
+    Args:
+        config: the served pipeline's.
+        pool_first: `score` ranks the items of the user's candidate pool above every other
+            item (as the served lists do: an item outside the pool is never shown), each tier
+            by its score; False scores every item alike.
+    """
 
     name = "served"
 
-    def __init__(self, config: ServedConfig = ServedConfig()):
+    def __init__(self, config: ServedConfig = ServedConfig(), pool_first: bool = True):
         self.config = config
+        self.pool_first = pool_first
 
     def fit(self, train, users=None, items=None) -> ServedRecommender:
         self.model = fit_served(train, users, items, self.config)
@@ -366,8 +374,9 @@ class ServedRecommender:
         """The ranker's scores of given items (models.evaluation_loo.ScoringRecommender): the
         features of `recommend`'s ranking at these items instead of the retrieved ones.
         A segment that the guard (models.served_guard) sends to a source is scored by that
-        source (`source_scores`).
-        Returns: [B, C] float32, -inf for an item the model does not know."""
+        source (`source_scores`). With `pool_first`, the items outside the user's candidate
+        pool (ServedModel.candidates) are put below those inside it (their score minus 1e6).
+        Returns: [B, C] float64, -inf for an item the model does not know."""
         m = self.model
         cand = np.stack([m.tower.data.items.lookup(c) for c in candidates])
         hists, users = m.history_indices(histories), list(user_ids)
@@ -380,6 +389,13 @@ class ServedRecommender:
                 utok = m.tower.data.user_matrix(u)
                 query = m.get_runtime().user_embedding(hist, utok)
                 sums, sage_q = m.neighbour_sums(h), m.sage_query(hist, utok)
-                parts.append(source_scores(m, source, query, sums, sage_q, c) if source else
-                             m.rank(hist, utok, c, m.context(u, fresh), query, sums, sage_q))
-        return np.concatenate(parts) if parts else np.zeros(cand.shape, np.float32)
+                got = (source_scores(m, source, query, sums, sage_q, c) if source else
+                       m.rank(hist, utok, c, m.context(u, fresh), query, sums, sage_q))
+                got = got.astype(np.float64)
+                if self.pool_first:
+                    pool = m.candidates(query, h, sums, sage_q)
+                    inside = np.stack([np.isin(r, p[p >= 0]) for r, p in zip(c, pool,
+                                                                            strict=True)])
+                    got = np.where(inside, got, got - 1e6)
+                parts.append(got)
+        return np.concatenate(parts) if parts else np.zeros(cand.shape)

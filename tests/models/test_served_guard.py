@@ -96,6 +96,17 @@ def served_as_source(model, tmp_path):
         for t, g, sc in zip(top, given, scores, strict=True):
             order = [g[j] for j in np.argsort(-sc[:len(g)], kind="stable")]
             assert order == [str(ids[i]) for i in t]
+    # pool_first: an item of the user's pool scores above every item outside it
+    rec.model, query = again, again.get_runtime().user_embedding(
+        history_matrix(histories, model.config.tower.history), utok)
+    pool = again.candidates(query, histories)
+    outside = [np.setdiff1d(np.arange(len(ids)), np.concatenate([p[p >= 0], h]))[:3]
+               for p, h in zip(pool, histories, strict=True)]
+    given = [[str(ids[i]) for i in (*o, p[p >= 0][-1])] for o, p in zip(outside, pool,
+                                                                       strict=True)]
+    assert all(len(o) == 3 for o in outside)
+    scores = rec.score(users, [[str(ids[i]) for i in h] for h in histories], given, False)
+    assert (scores[:, 3:] > scores[:, :3].max(1, keepdims=True)).all()
 
 
 @pytest.mark.slow
