@@ -11,9 +11,9 @@ in [a, b), exactly as `recsys evaluate` does on the test split; the origins' mea
 printed last. `--set field=value` (repeatable; `tower.` and `ranker.` reach the sub-configs)
 overrides the served config before fitting; each `--sweep "field=v field2=v2"` (repeatable)
 re-scores the one fitted served model under overrides of fields that act at serving time only
-(longtail_slots, longtail_affinity, the exposure re-rank's rerank_beta, rerank_slots and
-rerank_margin); each `--try "field=v ..."` (repeatable) fits one more
-served model with those overrides on top of `--set`, reported as `served[...]`:
+(longtail_slots, longtail_affinity, the exposure re-rank's rerank_* fields); each
+`--try "field=v ..."` (repeatable) fits one more served model with those overrides on top of
+`--set`, reported as `served[...]`:
 
     python -m benchmarks.validate_served --dataset movielens:../shared/datasets/ml-100k \
         --models served,ease --try "ease_l2=None" --try "ease_l2=200" \
