@@ -164,11 +164,13 @@ def guard_fallback(value) -> dict[str, str]:
 
 def config_from_json(c: dict) -> ServedConfig:
     """The ServedConfig of served.json's "config" (dataclasses.asdict of one). A bundle
-    written before EASE was a source has no `ease_l2`: EASE is off for it."""
+    written before EASE was a source has no `ease_l2`: EASE is off for it; one written before
+    the exposure re-rank has no `rerank_slots`: its lists stay as published (re-rank off)."""
     sage = c.get("graphsage")
     return ServedConfig(
         tower=TwoTowerConfig(**c["tower"]),
         ranker=RankerConfig(**{**c["ranker"], "hidden": tuple(c["ranker"]["hidden"])}),
         graphsage=None if sage is None else GraphSAGEConfig(**sage),
-        **{"ease_l2": None, **{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()
-                               if k not in ("tower", "ranker", "graphsage")}})
+        **{"ease_l2": None, "rerank_slots": 0,
+           **{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()
+              if k not in ("tower", "ranker", "graphsage")}})

@@ -174,3 +174,16 @@ def test_a_bundle_with_ease_and_graphsage_serves_alike_in_every_runtime(with_sag
         I, S = loaded.recommend_indices(histories, utok, ctx, 10)
         np.testing.assert_array_equal(I, want[0], err_msg=runtime)
         np.testing.assert_allclose(S, want[1], atol=2e-3, err_msg=runtime)
+
+
+def test_a_bundle_written_before_a_setting_existed_keeps_what_it_published():
+    """served.json of an older bundle lacks `ease_l2` and the `rerank_*` fields: loading it
+    must not switch on what later defaults turned on (its lists would change unretrained)."""
+    from models.served import ServedConfig
+    from models.served_bundle import config_from_json
+
+    now = dataclasses.asdict(ServedConfig())
+    old = {k: v for k, v in now.items() if k != "ease_l2" and not k.startswith("rerank_")}
+    loaded = config_from_json(old)
+    assert loaded.ease_l2 is None and loaded.rerank_slots == 0
+    assert config_from_json(now) == ServedConfig()
