@@ -262,7 +262,7 @@ def validate(split: Split, cases: Cases, data: list[RankingData], earlier: list[
     (`earlier`) ranks the last window's candidate lists (`data`, every case of `split`'s
     test side, warm then fresh); popularity is fitted on `split.train`. The lists are the
     served model's before the business rules' discovery slots (longtail_slots,
-    new_item_slots), which are off by default. With `sources` (models.served_guard.
+    new_item_slots) and the exposure re-rank (rerank_*). With `sources` (models.served_guard.
     source_ndcg of the same cases), the guard (models.served_guard.decide) compares the
     ranker with each source per segment.
 

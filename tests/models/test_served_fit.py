@@ -85,8 +85,9 @@ def test_validation_figure_is_evaluate_models_ndcg_of_the_windows_lists(data):
     assert got["cases"] == len(build_cases(temporal_split(events, 0.9)).warm) + len(
         build_cases(temporal_split(events, 0.9)).fresh)
 
-    rec = ServedRecommender(TINY)
-    rec.model = ServedModel.build(split.train, tower, data.items, TINY,
+    plain = dataclasses.replace(TINY, rerank_slots=0)  # the figure is of the ranker's order
+    rec = ServedRecommender(plain)
+    rec.model = ServedModel.build(split.train, tower, data.items, plain,
                                   train_ranker(earlier, TINY.ranker))
     want = score_lists(cases, recommend_cases(rec, cases.warm),
                        recommend_cases(rec, cases.fresh), split.train, n_resamples=1)
