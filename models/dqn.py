@@ -39,8 +39,8 @@ STRATEGIES = ("served", "mmr_0.7", "mmr_0.4", "mmr_0.25")
 # (relevance weight, whether similarity to the recent items counts) of each strategy
 _MMR = ((1.0, False), (0.7, False), (0.4, False), (0.25, False))
 CONTEXT = 3 + 3 * len(STRATEGIES)
-HEAD = 0  # slots every strategy fills in served's order
-WINDOW = 100  # a strategy picks each later slot among the first WINDOW places still free
+HEAD = 3  # slots every strategy fills in served's order (docs/RL.md: how chosen)
+WINDOW = 30  # a strategy picks each later slot among the first WINDOW places still free
 RANDOM = -1  # not a strategy: a uniformly random order (the benchmark's baseline)
 
 

@@ -71,7 +71,7 @@ class DQNConfig:
     epsilon_end: float = 0.05
     explore_share: float = 0.6
     seed: int = 0
-    margin: float = 0.0
+    margin: float = 0.2
 
 
 def q_network(dim: int, mean: np.ndarray, std: np.ndarray, config: DQNConfig) -> keras.Model:

@@ -3,7 +3,18 @@
 import numpy as np
 import pytest
 
-from models.dqn import RANDOM, STRATEGIES, QPolicy, rerank, rerank_lists, state_dim, states, unit
+from models.dqn import (
+    HEAD,
+    RANDOM,
+    STRATEGIES,
+    QPolicy,
+    choose,
+    rerank,
+    rerank_lists,
+    state_dim,
+    states,
+    unit,
+)
 from models.ope import ips, snips
 
 
@@ -27,14 +38,35 @@ def test_strong_mmr_alternates_the_clusters_and_mild_mmr_does_not():
     emb, pool = _two_clusters()
     avail = np.ones_like(pool, bool)
     strong = rerank(pool, avail, emb, np.zeros((1, 3)), np.array([STRATEGIES.index("mmr_0.25")]),
-                    4)
+                    4, head=0, window=10)
     # 0, then 5 (cosine ~0 to 0, against ~1 for 1..4); then both clusters are covered and
     # relevance decides: 1, 2
     assert strong.tolist() == [[0, 5, 1, 2]]
     # orthogonal items: nothing to diversify, served's order stays
     mild = rerank(np.arange(4)[None], np.ones((1, 4), bool), unit(np.eye(4)), np.zeros((1, 4)),
-                  np.array([1]), 4)
+                  np.array([1]), 4, head=0, window=10)
     assert mild.tolist() == [[0, 1, 2, 3]]
+
+
+def test_strategies_keep_served_head_and_pick_within_the_window():
+    emb, pool = _two_clusters()
+    out = rerank(pool, np.ones_like(pool, bool), emb, np.zeros((1, 3)), np.array([3]), 6,
+                 head=2, window=3)
+    # slots 0, 1: served's 0, 1; slot 2 among the first 3 free (2, 3, 4), one cluster: 2;
+    # slot 3 among 3, 4, 5: 5 (the other cluster); then both clusters are covered and
+    # relevance decides among 3, 4, 6 and then 4, 6, 7
+    assert out.tolist() == [[0, 1, 2, 5, 3, 4]]
+    # a window of 1 is served's order whatever the strategy
+    same = rerank(pool, np.ones_like(pool, bool), emb, np.zeros((1, 3)), np.array([3]), 6,
+                  head=0, window=1)
+    assert same.tolist() == [[0, 1, 2, 3, 4, 5]]
+
+
+def test_choose_falls_back_to_served_unless_the_advantage_clears_the_margin():
+    q = np.array([[1.0, 1.2, 1.05, 0.9], [1.0, 1.05, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    assert choose(q, 0.0).tolist() == [1, 1, 0]
+    assert choose(q, 0.1).tolist() == [1, 0, 0]
+    assert choose(q, 0.5).tolist() == [0, 0, 0]
 
 
 def test_a_short_pool_pads_with_minus_one_and_random_is_a_permutation():
@@ -71,10 +103,15 @@ def test_the_policy_takes_the_best_q_and_the_stage_applies_it():
     b[3] = 1.0
     policy = QPolicy((W, b), horizon=6, slate=4)
     emb, pool = _two_clusters()
-    items, actions = rerank_lists(policy, unit(np.ones((1, 3))), np.zeros((1, 3)), pool, emb, 4)
-    assert actions.tolist() == [3] and items.tolist() == [[0, 5, 1, 2]]
+    h = max(HEAD, 1)  # MMR's first pick is served's first anyway
+    items, actions = rerank_lists(policy, unit(np.ones((1, 3))), np.zeros((1, 3)), pool, emb,
+                                  h + 2)
+    # served's head, then the other cluster's best, then relevance
+    assert actions.tolist() == [3] and items.tolist() == [list(range(h)) + [5, h]]
     tie = QPolicy((W, np.zeros_like(b)), 6, 4)
     assert tie.act(np.zeros((2, S), np.float32)).tolist() == [0, 0]  # ties: served
+    cautious = QPolicy((W, b), 6, 4, margin=1.0)  # an advantage of 1 does not clear 1
+    assert cautious.act(np.zeros((1, S), np.float32)).tolist() == [0]
 
 
 def test_ips_and_snips_recover_a_known_bandit_value():
