@@ -12,6 +12,11 @@ to the items already placed:
     2 mmr_0.4   0.4 * relevance - 0.6 * max cosine to the items placed above
     3 mmr_0.25  0.25 * relevance - 0.75 * max cosine to the items placed above
 
+Every strategy fills the first HEAD slots in served's order and picks each later slot among
+the first WINDOW places still free (a relevance floor by rank), and the policy keeps served's
+order unless the best strategy's Q beats it by more than a margin (`choose`): the MovieLens
+holdout cost of diversifying all 100 places was 26% NDCG@10 (docs/RL.md).
+
 (`rerank` can also count similarity to the recent items; a strategy doing so, "away from
 what was just shown", was dominated by these on both simulator settings and was dropped.)
 
