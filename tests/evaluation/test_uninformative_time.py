@@ -13,7 +13,12 @@ interval is about ±0.008 wide, so served passes only if its mean is above the b
 about 0.008. Measured 2026-11-30 (commit 59aac5d), NDCG@10 served / popularity / item-kNN:
 shuffled 0.1543 / 0.1219 / 0.1403 (served - item-kNN +0.0141 [0.0067, 0.0217]); tied
 0.1353 / 0.1219 / 0.1403 (served - item-kNN -0.0049 [-0.0107, 0.0009]: within noise, the
-closest call); constant: served does not fit (xfail below).
+closest call); constant: served did not fit. Measured again at commit 4fe6e5b (EASE off by
+default since a397b22; constant timestamps cut the windows by each user's event order):
+shuffled 0.1375 (served - item-kNN -0.0027 [-0.0100, 0.0037]); constant 0.1348 (-0.0055
+[-0.0124, 0.0010]); tied 0.1302 (-0.0100 [-0.0170, -0.0038]: fails; with tied timestamps
+no user has events on both sides of a window's cutoff, so served's windows hold fresh cases
+only and its guard cannot check the warm segment).
 """
 
 import logging
