@@ -49,7 +49,8 @@ def windows(train: pd.DataFrame, quantiles, seed: int = 0) -> list[Split]:
 
     When the timestamps cannot cut them (a window with no event before or none after its
     cutoff: constant timestamps, or too few distinct ones), `order_windows` cuts them by each
-    user's event order instead, and the log says so."""
+    user's event order instead, and the log says so. A window whose cases are almost all
+    fresh gets warm cases held out without time (`with_warm_cases`)."""
     splits = [temporal_split(train, q) for q in sorted(set(quantiles))]
     if any(s.train.empty or s.test.empty for s in splits):
         log.warning("served: the train timestamps cannot cut the windows %s (%d distinct "
@@ -58,8 +59,39 @@ def windows(train: pd.DataFrame, quantiles, seed: int = 0) -> list[Split]:
                     train["timestamp"].nunique())
         return order_windows(train, quantiles, seed)
     end = splits[-1].cutoff
-    return [Split(s.train, s.test[s.test["timestamp"] < end].reset_index(drop=True), s.cutoff)
-            for s in splits[:-1]] + splits[-1:]
+    return [with_warm_cases(s, seed) for s in
+            [Split(s.train, s.test[s.test["timestamp"] < end].reset_index(drop=True), s.cutoff)
+             for s in splits[:-1]] + splits[-1:]]
+
+
+def with_warm_cases(split: Split, seed: int = 0, min_share: float = 0.1,
+                    share: float = 0.2) -> Split:
+    """`split` (a window), or, when under a share `min_share` of its cases are warm (few users
+    have events on both sides of the cutoff, e.g. each user's timestamps tied at their first
+    instant), `split` with warm cases made without time: each user of
+    its train side with at least two distinct items and no test event has a seeded random
+    share `share` of those items (at least one) moved, all their events, to the test side.
+    So the tower and tables of that window never see that truth, and the guard
+    (models.served_guard) can check the warm segment; the log says so."""
+    cases = build_cases(split)
+    n_warm, n_all = len(cases.warm), len(cases.warm) + len(cases.fresh)
+    if n_warm >= min_share * n_all:
+        return split
+    train = split.train
+    pairs = train[["user_id", "item_id"]].astype(str).drop_duplicates()
+    pairs = pairs[~pairs["user_id"].isin(set(split.test["user_id"].astype(str)))]
+    pairs = pairs.sample(frac=1.0, random_state=seed)  # a seeded order within each user
+    rank = pairs.groupby("user_id").cumcount().to_numpy()
+    count = pairs.groupby("user_id")["item_id"].transform("size").to_numpy()
+    held = pairs[(count >= 2) & (rank < np.maximum(1, np.floor(share * count)))]
+    key = train["user_id"].astype(str) + "\x00" + train["item_id"].astype(str)
+    out = key.isin(set(held["user_id"] + "\x00" + held["item_id"]))
+    log.warning("served: a window has %d warm cases of %d; holding out %d items of "
+                "%d users' train events (seeded, without time) as warm cases", n_warm, n_all,
+                len(held), held["user_id"].nunique())
+    return Split(train[~out.to_numpy()].reset_index(drop=True),
+                 pd.concat([split.test, train[out.to_numpy()]], ignore_index=True),
+                 split.cutoff)
 
 
 def order_windows(train: pd.DataFrame, quantiles, seed: int = 0) -> list[Split]:
