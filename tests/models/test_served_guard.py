@@ -140,3 +140,24 @@ def test_mf_and_two_tower_fall_back_to_popularity_only_when_it_is_better(data):
     assert trained.guard["warm"]["use"] == "mf"
     off = MFRecommender(MFConfig(learning_rate=0.0, guard_window=0.0)).fit(events)
     assert off.fallback.fallback == {} and off.guard == {}
+
+
+def test_tied_timestamps_give_the_windows_warm_cases_held_out_without_time(data):
+    """With each user's events tied at the user's first instant no user is on both sides of
+    a cutoff; models.served_fit.with_warm_cases then holds out a seeded share of each
+    multi-item user's items, so every window has warm cases whose truth its train side lacks."""
+    from models.evaluation import build_cases
+    from models.served_fit import windows
+
+    train = data.interactions
+    tied = train.assign(timestamp=train.groupby("user_id")["timestamp"].transform("min"))
+    for split in windows(tied, (0.6, 0.75)):
+        assert len(build_cases(split).warm) > 100  # 0 without the held-out items
+        pairs = [set(zip(side["user_id"].astype(str), side["item_id"].astype(str),
+                         strict=True)) for side in (split.train, split.test)]
+        assert not pairs[0] & pairs[1]  # a held-out item leaves its user's train side
+    last = windows(tied, (0.6, 0.75))[-1]
+    assert len(last.train) + len(last.test) == len(tied)  # moved, none lost
+    assert last.test.equals(windows(tied, (0.6, 0.75))[-1].test)  # seeded
+    timed = windows(train, (0.6, 0.75))[-1]  # informative time: the windows unchanged
+    assert timed.train.equals(train[train["timestamp"] < timed.cutoff].reset_index(drop=True))
