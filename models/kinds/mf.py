@@ -12,6 +12,7 @@ bundle; training imports pandas and TensorFlow inside the functions that need th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -115,7 +116,10 @@ def validate(clean: pd.DataFrame, config: MFConfig, event_weights, window: float
            "warm": len(cases.warm), "fresh": len(cases.fresh), "ndcg@10": None,
            "popularity_ndcg@10": None}
     if out["cases"]:
-        for key, model in (("ndcg@10", MFRecommender(config, event_weights)),
+        # The guard off: the kind publishes MF's own lists (it does not apply the popularity
+        # guard's fallback), so the gate must judge those, not popularity standing in for them.
+        unguarded = dataclasses.replace(config, guard_window=0.0)
+        for key, model in (("ndcg@10", MFRecommender(unguarded, event_weights)),
                            ("popularity_ndcg@10", Popularity())):
             out[key] = evaluate_model(model, split, cases, n_resamples=100)["all"]["ndcg@10"]
     return out

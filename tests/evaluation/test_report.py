@@ -51,8 +51,8 @@ def test_overlapping_intervals_are_said_with_the_cheaper_model():
 def test_a_best_model_the_nightly_cannot_serve_names_the_best_one_it_can():
     page = _page(item_knn=_model(0.35, [0.31, 0.38], 0.1), mf=_model(0.29, [0.26, 0.32], 5.5))
     assert "**Ship item_knn**" in page
-    assert ("`recsys nightly --model` serves graphsage, mf, served: of those, mf 0.2900 "
-            "[0.2600, 0.3200] is best here.") in page
+    assert ("`recsys nightly --model` serves graphsage, mf, served, served_dqn: of those, mf "
+            "0.2900 [0.2600, 0.3200] is best here.") in page
     assert "none of them was evaluated" in _page(popularity=_model(0.3, None, 0.0))
 
 
