@@ -93,6 +93,7 @@ def test_two_workers_add_up_and_the_scrape_time_gauges_follow_redis(published, s
                                                        "&k=3")[0], range(100)))
                     assert got == [200] * 100
                     sent += len(got)
+                    time.sleep(2 * FLUSH_S)  # a worker maps its file at its first flush
                     files = _worker_files(proc.pid)
                     if len(files) == 2 and all(_requests_of(f) for f in files.values()):
                         break
