@@ -215,9 +215,7 @@ def _recommend(request: flask.Request, info: dict) -> flask.Response:
         extra.update(experiment=answer.experiment, arm=answer.arm)
     info.update(source=answer.source, recommendation_id=rid, items=ids, extra=extra)
     RECORD.recommendation(answer.source, answer.version, answer.arm, answer.experiment)
-    # Written out by hand: a third faster than json over a dict per item (docs/SERVING.md).
-    items = ",".join([f'{{"item_id":{_quote(i)},"score":{"null" if s is None else f"{s:.4f}"}}}'
-                      for i, s in answer.items])
+    items = _items_json(answer.items)
     if q.explain:  # functions/explain.py: each item's reason, from the ranker's features
         items = ",".join(_encode({"item_id": i, "score": None if s is None else round(s, 4),
                                   "reason": r})
@@ -247,6 +245,8 @@ def _read_key(request: flask.Request) -> flask.Response | None:
 
 
 def _items_json(items: list) -> str:
+    """[(item id, score or None)] as the answers' "items" array's content, written out by hand:
+    a third faster than json over a dict per item (docs/SERVING.md)."""
     return ",".join([f'{{"item_id":{_quote(i)},"score":{"null" if v is None else f"{v:.4f}"}}}'
                      for i, v in items])
 
