@@ -42,6 +42,26 @@ def _body(request: flask.Request, limit: int) -> dict:
     return body
 
 
+def _read(model, request: flask.Request, max_k: int, limit: int):
+    """The request's fields as `model` (a GET's query string, or a POST body that wins)."""
+    if request.method not in ("GET", "POST"):
+        raise BadRequest("use GET with a query string or POST with a JSON object")
+    return read(model, _body(request, limit), request.args, Limits(max_k=max_k))
+
+
+def _served(cursor_key: bytes | None, subject: str, cursor: str) -> list[str]:
+    """The items earlier pages served, from a cursor signed for `subject` ([] without one)."""
+    if not cursor:
+        return []
+    if cursor_key is None:
+        raise CursorKeyUnavailable("page cursors cannot be checked while Redis is unreachable: "
+                                   "retry soon, or ask for the first page (no cursor)")
+    try:
+        return decode_cursor(cursor_key, subject, cursor)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+
+
 def query(request: flask.Request, max_k: int, limit: int,
           cursor_key: bytes | None) -> Query:
     """The /recommend query from the query string and, for POST, the JSON body (which wins).
@@ -55,16 +75,8 @@ def query(request: flask.Request, max_k: int, limit: int,
         BadRequest: the message says which parameter is wrong.
         CursorKeyUnavailable: a cursor came while its key is unknown (Redis unreachable).
     """
-    if request.method not in ("GET", "POST"):
-        raise BadRequest("use GET with a query string or POST with a JSON object")
-    r = read(RecommendRequest, _body(request, limit), request.args, Limits(max_k=max_k))
-    if r.cursor and cursor_key is None:
-        raise CursorKeyUnavailable("page cursors cannot be checked while Redis is unreachable: "
-                                   "retry soon, or ask for the first page (no cursor)")
-    try:
-        served = decode_cursor(cursor_key, r.user_id, r.cursor) if r.cursor else []
-    except ValueError as e:
-        raise BadRequest(str(e)) from None
+    r = _read(RecommendRequest, request, max_k, limit)
+    served = _served(cursor_key, r.user_id, r.cursor)
     return Query(user_id=r.user_id, k=r.k, events=list(r.events), exclude=list(r.exclude),
                  categories=list(r.category), served=served, features=r.features,
                  explain=r.explain)
@@ -93,17 +105,8 @@ def similar_query(request: flask.Request, max_k: int, limit: int,
         BadRequest: the message names the parameter.
         CursorKeyUnavailable: a cursor came while its key is unknown (Redis unreachable).
     """
-    if request.method not in ("GET", "POST"):
-        raise BadRequest("use GET with a query string or POST with a JSON object")
-    r = read(SimilarRequest, _body(request, limit), request.args, Limits(max_k=max_k))
-    if r.cursor and cursor_key is None:
-        raise CursorKeyUnavailable("page cursors cannot be checked while Redis is unreachable: "
-                                   "retry soon, or ask for the first page (no cursor)")
-    try:
-        served = (decode_cursor(cursor_key, CURSOR_SUBJECT + r.item_id, r.cursor)
-                  if r.cursor else [])
-    except ValueError as e:
-        raise BadRequest(str(e)) from None
+    r = _read(SimilarRequest, request, max_k, limit)
+    served = _served(cursor_key, CURSOR_SUBJECT + r.item_id, r.cursor)
     return ItemQuery(r.k, list(r.exclude), list(r.category), served, item_id=r.item_id)
 
 
@@ -113,9 +116,7 @@ def trending_query(request: flask.Request, max_k: int, limit: int) -> ItemQuery:
     Raises:
         BadRequest: the message names the parameter.
     """
-    if request.method not in ("GET", "POST"):
-        raise BadRequest("use GET with a query string or POST with a JSON object")
-    r = read(TrendingRequest, _body(request, limit), request.args, Limits(max_k=max_k))
+    r = _read(TrendingRequest, request, max_k, limit)
     window = r.window or DEFAULT_WINDOW
     if window not in TRENDING_WINDOWS:
         raise BadRequest(f"window must be one of {list(TRENDING_WINDOWS)}, got {window[:40]!r}")
