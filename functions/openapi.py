@@ -152,28 +152,13 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
                          "requestBody": {"required": True, "content": {
                              "application/json": {"schema": recommend_body}}},
                          "responses": recommend_responses}},
-            "/similar": {
-                "get": {"summary": "An item's neighbours.", "operationId": "similarGet",
-                        "security": READ_SECURITY,
-                        "parameters": query_parameters(SimilarRequest, limits),
-                        "responses": similar_responses},
-                "post": {"summary": "An item's neighbours, the request in a JSON body.",
-                         "operationId": "similarPost", "security": READ_SECURITY,
-                         "requestBody": {"required": True, "content": {
-                             "application/json": {"schema": object_schema(SimilarRequest,
-                                                                          limits)}}},
-                         "responses": similar_responses}},
-            "/trending": {
-                "get": {"summary": "The most engaged items of a recent window.",
-                        "operationId": "trendingGet", "security": READ_SECURITY,
-                        "parameters": query_parameters(TrendingRequest, limits),
-                        "responses": trending_responses},
-                "post": {"summary": "Trending items, the request in a JSON body.",
-                         "operationId": "trendingPost", "security": READ_SECURITY,
-                         "requestBody": {"required": True, "content": {
-                             "application/json": {"schema": object_schema(TrendingRequest,
-                                                                          limits)}}},
-                         "responses": trending_responses}},
+            "/similar": _read_operations(
+                "similar", SimilarRequest, limits, similar_responses, "An item's neighbours.",
+                "An item's neighbours, the request in a JSON body."),
+            "/trending": _read_operations(
+                "trending", TrendingRequest, limits, trending_responses,
+                "The most engaged items of a recent window.",
+                "Trending items, the request in a JSON body."),
             "/events": {"post": {
                 "summary": "Ingest a batch of events.", "operationId": "events",
                 "security": [{"apiKey": []}],
@@ -225,3 +210,16 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
                               **_errors(413)}}},
         },
     }
+
+
+def _read_operations(name: str, model, limits, responses: dict, get_summary: str,
+                     post_summary: str) -> dict:
+    """A read endpoint's GET (query string) and POST (JSON body) operations on `model`."""
+    return {
+        "get": {"summary": get_summary, "operationId": f"{name}Get", "security": READ_SECURITY,
+                "parameters": query_parameters(model, limits), "responses": responses},
+        "post": {"summary": post_summary, "operationId": f"{name}Post",
+                 "security": READ_SECURITY,
+                 "requestBody": {"required": True, "content": {
+                     "application/json": {"schema": object_schema(model, limits)}}},
+                 "responses": responses}}
