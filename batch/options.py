@@ -95,6 +95,8 @@ class NightlyConfig:
                                      '{"dim": 32}: for --model graphsage, and with --model '
                                      "served it turns GraphSAGE on as a candidate source and "
                                      "feature (off by default).")
+    dqn_config: str = flag("", "A JSON file of DQNConfig overrides (models/dqn_config.py) for "
+                               '--model served_dqn, e.g. {"rounds": 20}.')
     users: str | None = flag(None, "Users table (user_id + feature columns; .parquet/.csv, "
                                    "local or s3://) for --model served; default: the --input "
                                    "folder's users.*.")

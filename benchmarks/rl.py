@@ -36,7 +36,7 @@ def served_world(n_users: int, n_items: int, seed: int, **world):
     Returns:
         (world (models.synthetic.World), pools (models.rl_sessions.Pools, world item
         indices), emb [n_items, d] served's unit item embeddings by world item index,
-        fit_seconds).
+        fit_seconds, the synthetic dataset).
     """
     from models.dqn_served import item_embeddings, served_pools
     from models.rl_sessions import Pools
@@ -58,7 +58,7 @@ def served_world(n_users: int, n_items: int, seed: int, **world):
     emb[world_of] = item_embeddings(model)
     items = np.where(p.items >= 0, world_of[np.maximum(p.items, 0)], -1)
     pools = Pools(np.array([int(u) - 1 for u in ids]), items, p.query, p.recent)
-    return world, pools, emb, fit_seconds
+    return world, pools, emb, fit_seconds, ds
 
 
 def interval(x: np.ndarray, seed: int = 0) -> list[float]:
@@ -86,21 +86,34 @@ def score(sim, pools, emb, policy, seeds: int) -> np.ndarray:
 WORLD = {"taste": 8.0, "proposals": 64, "zipf": 0.6}
 
 
-def run(n_users: int, n_items: int, rounds: int, seeds: int, seed: int = 0) -> dict:
+def run(n_users: int, n_items: int, rounds: int, seeds: int, seed: int = 0,
+        guard: bool = True) -> dict:
+    from dataclasses import replace
+
     from models.dqn import STRATEGIES
     from models.dqn_fit import DQNConfig, fit_dqn
     from models.simulator import SETTINGS, Simulator
 
-    world, pools, emb, fit_seconds = served_world(n_users, n_items, seed, **WORLD)
+    world, pools, emb, fit_seconds, ds = served_world(n_users, n_items, seed, **WORLD)
     order = np.random.default_rng(seed).permutation(len(pools.users))
     train, test = pools.take(order[::2]), pools.take(order[1::2])
     sims = [Simulator(world.user_vec, world.item_vec, c) for c in SETTINGS]
-    policy, info = fit_dqn(sims[0], train, emb, DQNConfig(rounds=rounds, seed=seed))
+    config = DQNConfig(rounds=rounds, seed=seed)
+    policy, info = fit_dqn(sims[0], train, emb, config)
+    policies = [("dqn", policy.act), ("greedy", "served"), ("random", "random"),
+                ("oracle", "oracle")]
+    margins, guard_report = None, None
+    if guard:  # the margins the deployment guard picks on this data's train-side window
+        from models.dqn_guard import guard_margins
+        from models.served import ServedConfig
+
+        margins, guard_report = guard_margins(ds.interactions, ds.users, ds.items,
+                                              ServedConfig(), config)
+        guarded = replace(policy, margins=margins)
+        policies.append(("dqn_guarded", lambda x: guarded.act(x, False)))  # warm users
     settings = []
     for sim in sims:
-        R = {name: score(sim, test, emb, p, seeds) for name, p in
-             (("dqn", policy.act), ("greedy", "served"), ("random", "random"),
-              ("oracle", "oracle"))}
+        R = {name: score(sim, test, emb, p, seeds) for name, p in policies}
         fixed = {s: float(score(sim, test, emb, lambda x, a=a: np.full(len(x), a), seeds).mean())
                  for a, s in enumerate(STRATEGIES) if a}
         row = {"name": sim.config.name, "sessions": len(R["dqn"])}
@@ -108,6 +121,9 @@ def run(n_users: int, n_items: int, rounds: int, seeds: int, seed: int = 0) -> d
             row[f"{name}_return"] = round(float(x.mean()), 4)
             row[f"{name}_return_ci"] = interval(x)
         row["dqn_over_greedy"] = round(row["dqn_return"] / row["greedy_return"], 4)
+        if guard:
+            row["dqn_guarded_over_greedy"] = round(row["dqn_guarded_return"]
+                                                   / row["greedy_return"], 4)
         row["fixed_strategy_return"] = {k: round(v, 4) for k, v in fixed.items()}
         row["ci_overlap"] = row["dqn_return_ci"][0] <= row["greedy_return_ci"][1]
         row["off_policy"] = off_policy(sim, test, emb, policy)
@@ -116,7 +132,7 @@ def run(n_users: int, n_items: int, rounds: int, seeds: int, seed: int = 0) -> d
     return {"users": n_users, "items": n_items, "world": WORLD, "rounds": rounds, "seeds": seeds,
             "served_fit_seconds": round(fit_seconds, 1), "train_seconds": info["train_seconds"],
             "dqn": {k: v for k, v in info.items() if k != "train_seconds"},
-            "settings": settings}
+            "guard": guard_report, "settings": settings}
 
 
 def off_policy(sim, pools, emb, policy) -> dict:
@@ -157,11 +173,13 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=40, help="DQN rounds of 1000 sessions")
     p.add_argument("--seeds", type=int, default=4, help="scored sessions per test user")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-guard", action="store_true",
+                   help="skip the deployment guard's margins (models.dqn_guard; ~2 min)")
     p.add_argument("--json", help="also write the result here")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     t = time.perf_counter()
-    out = run(a.users, a.items, a.rounds, a.seeds, a.seed)
+    out = run(a.users, a.items, a.rounds, a.seeds, a.seed, not a.no_guard)
     out["seconds"] = round(time.perf_counter() - t, 1)
     emit(out, a.json)
     for s in out["settings"]:
@@ -169,6 +187,10 @@ def main(argv=None) -> None:
               f"{s['greedy_return']} {s['greedy_return_ci']} random {s['random_return']} "
               f"oracle {s['oracle_return']} dqn_over_greedy {s['dqn_over_greedy']} "
               f"overlap {s['ci_overlap']}")
+        if "dqn_guarded_return" in s:
+            print(f"{s['name']}: dqn with the guard's warm margin "  # noqa: T201
+                  f"{s['dqn_guarded_return']} {s['dqn_guarded_return_ci']} "
+                  f"over greedy {s['dqn_guarded_over_greedy']}")
     print(f"train_seconds {out['train_seconds']}")  # noqa: T201
 
 

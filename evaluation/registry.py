@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from models.baselines import ItemKNN, Popularity, RecentPopularity
-from models.dqn_served import ServedDQNRecommender
+from models.dqn_guard import ServedDQNRecommender
 from models.evaluation import Recommender
 from models.graphsage_fit import GraphSAGERecommender
 from models.mf import MFConfig

@@ -36,6 +36,7 @@ the state and hundreds of actions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,12 +138,20 @@ class QPolicy:
         slate: K, the slate length it was trained on.
         margin: the Q advantage over served's order (action 0) a strategy needs to be
             chosen (see `choose`).
+        margins: per segment ("warm", "fresh") the margin that replaces `margin`, inf for a
+            segment the stage leaves in served's order (models.dqn_guard chooses them on a
+            train-side validation window); None: `margin` everywhere.
     """
 
     layers: tuple
     horizon: int
     slate: int
     margin: float = 0.0
+    margins: Mapping[str, float] | None = None
+
+    def margin_of(self, fresh: np.ndarray | bool | None, n: int) -> np.ndarray:
+        """[n] the margin of each row: its segment's (fresh True/False), or `margin`."""
+        return segment_margins(self.margin, self.margins, fresh, n)
 
     def q_values(self, state: np.ndarray) -> np.ndarray:
         h = state.astype(np.float32)
@@ -152,9 +161,24 @@ class QPolicy:
                 h = np.maximum(h, 0.0)
         return h
 
-    def act(self, state: np.ndarray) -> np.ndarray:
-        """[B] the greedy action unless its advantage is within the margin (`choose`)."""
-        return choose(self.q_values(state), self.margin)
+    def act(self, state: np.ndarray, fresh: np.ndarray | bool | None = None) -> np.ndarray:
+        """[B] the greedy action unless its advantage is within the row's margin (`choose`;
+        `fresh`: [B] or one bool, the rows' segment for `margins`)."""
+        return choose(self.q_values(state), self.margin_of(fresh, len(state)))
+
+
+def segment_margins(margin: float, margins: Mapping[str, float] | None,
+                    fresh: np.ndarray | bool | None, n: int) -> np.ndarray:
+    """[n] float margins: `margins["fresh"]` on fresh rows and `margins["warm"]` on the others
+    (a segment missing from `margins`, or `fresh` None: `margin`)."""
+    out = np.full(n, float(margin))
+    if margins is None or fresh is None:
+        return out
+    fresh = np.broadcast_to(np.asarray(fresh, bool), (n,))
+    for segment, rows in (("warm", ~fresh), ("fresh", fresh)):
+        if segment in margins:
+            out[rows] = float(margins[segment])
+    return out
 
 
 def choose(q: np.ndarray, margin: float = 0.0) -> np.ndarray:
@@ -163,14 +187,16 @@ def choose(q: np.ndarray, margin: float = 0.0) -> np.ndarray:
 
     Args:
         q: [B, A] Q-values.
-        margin: the advantage (expected clicks per session) a strategy must clear.
+        margin: the advantage (expected clicks per session) a strategy must clear, one or
+            [B] (inf: always served's order).
     """
     best = q.argmax(1)
     return np.where(q[np.arange(len(q)), best] - q[:, 0] > margin, best, 0)
 
 
 def rerank_lists(policy: QPolicy, query: np.ndarray, history_emb_mean: np.ndarray,
-                 pool: np.ndarray, emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+                 pool: np.ndarray, emb: np.ndarray, k: int,
+                 fresh: np.ndarray | bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The stage after ranking, for lists served once (the batch, on demand, evaluation):
     step 0 of a session whose recent items are the user's last history items.
 
@@ -181,11 +207,12 @@ def rerank_lists(policy: QPolicy, query: np.ndarray, history_emb_mean: np.ndarra
         pool: [B, N] served's top N, best first, -1 pads.
         emb: [n_items, d] unit item embeddings.
         k: list length.
+        fresh: [B] or one bool: the users are fresh (the segment of `policy.margins`).
 
     Returns:
         (items [B, k], -1 pads; the chosen actions [B]).
     """
     available = pool >= 0
     s = states(query, history_emb_mean, pool, available, emb, 0.0, np.zeros(len(pool)), k)
-    actions = policy.act(s)
+    actions = policy.act(s, fresh)
     return rerank(pool, available, emb, history_emb_mean, actions, k), actions

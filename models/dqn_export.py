@@ -11,24 +11,28 @@ the NumPy policy.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 
 import numpy as np
 
-from models.dqn import HEAD, STRATEGIES, WINDOW, QPolicy, choose
+from models.dqn import HEAD, STRATEGIES, WINDOW, QPolicy, choose, segment_margins
 from models.finite import max_abs_diff, require_finite
 
 
 def save(policy: QPolicy, path: str) -> None:
-    """dqn.npz (the layers) and dqn.json (strategies, head, window, horizon, slate, margin)
-    in folder `path`."""
+    """dqn.npz (the layers) and dqn.json (strategies, head, window, horizon, slate, margin,
+    the per-segment margins: null for a segment the stage is off in) in folder `path`."""
     os.makedirs(path, exist_ok=True)
     np.savez(os.path.join(path, "dqn.npz"), *policy.layers)
+    margins = None if policy.margins is None else {
+        k: None if math.isinf(v) else float(v) for k, v in policy.margins.items()}
     with open(os.path.join(path, "dqn.json"), "w") as f:
         json.dump({"strategies": list(STRATEGIES), "head": HEAD, "window": WINDOW,
                    "horizon": policy.horizon, "slate": policy.slate,
-                   "margin": policy.margin, "layers": len(policy.layers)}, f)
+                   "margin": policy.margin, "margins": margins,
+                   "layers": len(policy.layers)}, f)
 
 
 def from_files(meta: dict, arrays) -> QPolicy:
@@ -43,7 +47,11 @@ def from_files(meta: dict, arrays) -> QPolicy:
         raise ValueError(f"dqn.json strategies, head, window {theirs} are not {ours}; "
                          "re-export the DQN with this version")
     layers = tuple(np.asarray(arrays[f"arr_{i}"], np.float32) for i in range(meta["layers"]))
-    return QPolicy(layers, int(meta["horizon"]), int(meta["slate"]), float(meta["margin"]))
+    raw = meta.get("margins")  # absent in bundles written before the guard: one margin
+    margins = None if raw is None else {
+        k: math.inf if v is None else float(v) for k, v in raw.items()}
+    return QPolicy(layers, int(meta["horizon"]), int(meta["slate"]), float(meta["margin"]),
+                   margins)
 
 
 def load(path: str) -> QPolicy:
@@ -54,20 +62,22 @@ def load(path: str) -> QPolicy:
 
 
 class LiteRTPolicy:
-    """dqn.tflite through a LiteRT interpreter (no TensorFlow import), row by row."""
+    """dqn.tflite through a LiteRT interpreter (no TensorFlow import), row by row, with the
+    margin and per-segment margins of QPolicy."""
 
-    def __init__(self, flat: bytes, margin: float = 0.0):
+    def __init__(self, flat: bytes, margin: float = 0.0, margins: dict | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         self.runner = Interpreter(model_content=flat).get_signature_runner()
-        self.margin = margin
+        self.margin, self.margins = margin, margins
 
     def q_values(self, state: np.ndarray) -> np.ndarray:
         return np.concatenate([self.runner(state=state[r:r + 1].astype(np.float32))["q"]
                                for r in range(len(state))])
 
-    def act(self, state: np.ndarray) -> np.ndarray:
-        return choose(self.q_values(state), self.margin)
+    def act(self, state: np.ndarray, fresh: np.ndarray | bool | None = None) -> np.ndarray:
+        return choose(self.q_values(state),
+                      segment_margins(self.margin, self.margins, fresh, len(state)))
 
 
 def _module(policy: QPolicy):

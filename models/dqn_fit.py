@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -31,47 +30,11 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from models.dqn import STRATEGIES, QPolicy, state_dim
+from models.dqn_config import DQNConfig
 from models.rl_sessions import Pools, Transitions, run_sessions
 from models.simulator import Simulator
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DQNConfig:
-    """Hyperparameters of the DQN.
-
-    Attributes:
-        hidden: widths of the dense ReLU layers.
-        gamma: discount of later steps' clicks (1: the session's return itself; sessions
-            end by the simulator's horizon).
-        learning_rate: Adam's.
-        batch: transitions per gradient step.
-        buffer: most transitions the replay buffer keeps (the oldest go first).
-        rounds: rounds of sessions; users_per_round: sessions per round.
-        updates_per_round: gradient steps after each round.
-        target_every: gradient steps between copies to the target network.
-        epsilon_start, epsilon_end, explore_share: epsilon falls linearly from start to end
-            over the first `explore_share` of the rounds.
-        seed: weights, sampling and sessions.
-        margin: the trained policy's fallback (models.dqn.choose): a strategy other than
-            served's order is chosen only when its Q exceeds served's by more than this.
-    """
-
-    hidden: tuple[int, ...] = (64, 64)
-    gamma: float = 1.0
-    learning_rate: float = 5e-4
-    batch: int = 256
-    buffer: int = 200_000
-    rounds: int = 40
-    users_per_round: int = 1000
-    updates_per_round: int = 250
-    target_every: int = 500
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.05
-    explore_share: float = 0.6
-    seed: int = 0
-    margin: float = 0.2
 
 
 def q_network(dim: int, mean: np.ndarray, std: np.ndarray, config: DQNConfig) -> keras.Model:

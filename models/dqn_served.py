@@ -1,7 +1,7 @@
 """served followed by the DQN stage: served's top N, then the policy's strategy makes the top k.
 
     pools = served_pools(model, user_ids, histories, n)   what the policy sees (no TF)
-    ServedDQNRecommender                                  `recsys evaluate --models served_dqn`
+    policy, info = fit_on_beliefs(model, user_ids, histories)   the DQN on served's beliefs
 
 The stage needs only served's public methods (history_indices, recommend_indices, the
 runtime's user_embedding, tower.item_vectors). For `recsys evaluate` there is no latent truth:
@@ -17,7 +17,7 @@ import logging
 
 import numpy as np
 
-from models.dqn import STRATEGIES, QPolicy, rerank_lists, unit
+from models.dqn import QPolicy, rerank_lists, unit
 from models.histories import history_matrix
 from models.rl_sessions import Pools
 from models.served import ServedModel
@@ -61,10 +61,11 @@ def served_pools(model: ServedModel, user_ids: list[str], histories: list[np.nda
     return Pools(np.arange(len(user_ids)), items, query, unit(recent))
 
 
-def rerank_pools(policy: QPolicy, pools: Pools, emb: np.ndarray, k: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(items [B, k], actions [B]): the stage applied to served's pools."""
-    return rerank_lists(policy, pools.query, pools.recent, pools.items, emb, k)
+def rerank_pools(policy: QPolicy, pools: Pools, emb: np.ndarray, k: int,
+                 fresh: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(items [B, k], actions [B]): the stage applied to served's pools (`fresh`: the
+    users' segment for the policy's per-segment margins)."""
+    return rerank_lists(policy, pools.query, pools.recent, pools.items, emb, k, fresh)
 
 
 def fit_on_beliefs(model: ServedModel, user_ids: list[str], histories: list[np.ndarray],
@@ -86,34 +87,3 @@ def fit_on_beliefs(model: ServedModel, user_ids: list[str], histories: list[np.n
     emb = item_embeddings(model)
     sim = Simulator(unit(pools.query), emb, setting)
     return fit_dqn(sim, pools, emb, config or DQNConfig())
-
-
-class ServedDQNRecommender:
-    """`served_dqn` of `recsys evaluate`: served, then the DQN stage trained on served's
-    beliefs (see the module docstring)."""
-
-    name = "served_dqn"
-
-    def __init__(self, setting: SimConfig = SETTINGS[0], users: int = 2000, config=None):
-        self.setting, self.max_users, self.dqn_config = setting, users, config
-
-    def fit(self, train, users=None, items=None) -> ServedDQNRecommender:
-        from models.served_fit import fit_served
-
-        self.model = m = fit_served(train, users, items)
-        ev = train.sort_values("timestamp", kind="stable")
-        by_user = ev.groupby(ev["user_id"].astype(str))["item_id"].agg(list)
-        ids = list(by_user.index)
-        hists = m.history_indices([list(dict.fromkeys(map(str, h))) for h in by_user])
-        self.policy, self.info = fit_on_beliefs(m, ids, hists, self.setting, self.dqn_config,
-                                                self.max_users)
-        return self
-
-    def recommend(self, user_ids, histories, k, fresh):
-        m = self.model
-        pools = served_pools(m, list(user_ids), m.history_indices(histories), fresh=fresh)
-        I, actions = rerank_pools(self.policy, pools, item_embeddings(m), k)
-        log.info("served_dqn: strategies chosen %s",
-                 np.bincount(actions, minlength=len(STRATEGIES)).tolist())
-        ids = m.tower.data.items.ids
-        return [[str(ids[i]) for i in row if i >= 0] for row in I]

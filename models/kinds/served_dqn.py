@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from models.dqn import STRATEGIES, QPolicy, rerank_lists
+from models.dqn_config import DQNConfig, parse_dqn_config
 from models.dqn_export import LiteRTPolicy, from_files
 from models.dqn_served import POOL, item_embeddings, served_pools
 from models.histories import csr_rows
@@ -34,29 +35,10 @@ from models.runtimes import NumpyRuntime
 
 @dataclass(frozen=True)
 class ServedDQNConfig:
-    """served's configuration and the DQN's JSON overrides."""
+    """served's configuration and the DQN's (models.dqn_config.DQNConfig)."""
 
     served: Any
-    dqn_json: str = ""
-
-    def dqn(self):
-        """The models.dqn_fit.DQNConfig of `dqn_json`.
-
-        Raises:
-            ValueError: not a JSON object, or a field DQNConfig does not have.
-        """
-        from dataclasses import fields
-
-        from models.dqn_fit import DQNConfig
-
-        try:
-            raw = json.loads(self.dqn_json) if self.dqn_json else {}
-        except json.JSONDecodeError as e:
-            raise ValueError(f"dqn_config is not JSON ({e})") from e
-        known = {f.name for f in fields(DQNConfig)}
-        if not isinstance(raw, dict) or set(raw) - known:
-            raise ValueError(f"dqn_config must be a JSON object of fields among {sorted(known)}")
-        return DQNConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    dqn: DQNConfig = DQNConfig()
 
 
 @dataclass
@@ -92,7 +74,8 @@ class ServedDQNBatchScorer:
         ids = list(s.user_ids[rows])
         pools = served_pools(s.model, ids, csr_rows(s.indptr, s.items, users),
                              user_tok=s.user_tok[rows])
-        items, _ = rerank_lists(self.policy, pools.query, pools.recent, pools.items, self.emb, k)
+        items, _ = rerank_lists(self.policy, pools.query, pools.recent, pools.items, self.emb, k,
+                                fresh=False)  # the bundle's users: warm
         return np.asarray(ids, dtype=object), items, _rank_scores(items)
 
 
@@ -101,7 +84,9 @@ class ServedDQNOnDemand:
 
     def __init__(self, bundle: BundleReader):
         self.served = ServedOnDemand(bundle)
-        self.policy = LiteRTPolicy(bundle.read("dqn/dqn.tflite"), load_policy(bundle).margin)
+        numpy_policy = load_policy(bundle)
+        self.policy = LiteRTPolicy(bundle.read("dqn/dqn.tflite"), numpy_policy.margin,
+                                   numpy_policy.margins)
         self.emb = item_embeddings(self.served.model)
         self.numpy = NumpyRuntime(self.served.model)  # the user embedding, beside LiteRT's
         self._lock = threading.Lock()
@@ -109,12 +94,13 @@ class ServedDQNOnDemand:
     def recommend(self, history_idx, user_id, features, exclude_idx, k):
         m = self.served.model
         history = np.fromiter(dict.fromkeys(history_idx.tolist()), np.int64)
-        pools = served_pools(m, [user_id], [history], fresh=user_id not in m.user_last,
+        fresh = user_id not in m.user_last
+        pools = served_pools(m, [user_id], [history], fresh=fresh,
                              user_tok=m.user_tokens([features or None]),
                              exclude=[exclude_idx], runtime=self.numpy)
         with self._lock:
             items, _ = rerank_lists(self.policy, pools.query, pools.recent, pools.items,
-                                    self.emb, k)
+                                    self.emb, k, fresh)
         return one_list(items, _rank_scores(items))
 
 
@@ -128,22 +114,32 @@ class ServedDQNKind:
     uses_features = True
 
     def config(self, flags: Mapping[str, Any]) -> ServedDQNConfig:
-        """served's configuration (the flag served_config) and the DQN's (the flag
-        dqn_config: JSON overrides of models.dqn_fit.DQNConfig, e.g. '{"rounds": 20}')."""
-        return ServedDQNConfig(SERVED.config(flags), flags.get("dqn_config") or "")
+        """served's configuration (the flags served_config, graphsage_config) and the DQN's
+        (the flag dqn_config: a JSON file of DQNConfig overrides, e.g. {"rounds": 20};
+        models.dqn_config.parse_dqn_config).
+
+        Raises:
+            ValueError: naming the flag, for a bad file (before any work).
+        """
+        return ServedDQNConfig(SERVED.config(flags), parse_dqn_config(flags.get("dqn_config")))
 
     def validation_window(self, config: ServedDQNConfig, gate_window: float) -> float:
         return SERVED.validation_window(config.served, gate_window)
 
     def fit(self, data: TrainingData, config, window: float | None = None) -> ServedDQNFit:
-        """served's fit, then the DQN on its beliefs about its warm users."""
+        """served's fit, then the DQN on its beliefs about its warm users, with the
+        deployment guard's per-segment margins (models.dqn_guard) chosen on the train side."""
+        from models.dqn_guard import guarded_policy
         from models.dqn_served import fit_on_beliefs
 
         served = SERVED.fit(data, config.served, window)
         m = served.model
         users = list(served.users.ids)
         hists = csr_rows(served.history_indptr, served.history_items, range(len(users)))
-        policy, info = fit_on_beliefs(m, users, hists, config=config.dqn())
+        dqn = config.dqn
+        policy, info = fit_on_beliefs(m, users, hists, config=dqn)
+        policy, info = guarded_policy(policy, info, data.clean, data.users, data.items,
+                                      config.served, dqn)
         return ServedDQNFit(served, policy, info)
 
     def export(self, fit: ServedDQNFit, writer: BundleWriter, k: int) -> dict:
@@ -155,7 +151,8 @@ class ServedDQNKind:
             writer.put_dir("dqn", out["path"])
         fields["dqn"] = {"strategies": list(STRATEGIES), "pool": POOL,
                          "litert_max_abs_diff": out["litert_max_abs_diff"],
-                         "train_seconds": fit.info.get("train_seconds")}
+                         "train_seconds": fit.info.get("train_seconds"),
+                         "guard": fit.info.get("guard")}
         return fields
 
     def batch_scorer(self, bundle: BundleReader) -> ServedDQNBatchScorer:

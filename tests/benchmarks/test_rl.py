@@ -14,6 +14,7 @@ def test_the_rl_benchmark_writes_every_setting_with_intervals(tmp_path):
              "--json", str(out)])
     result = json.loads(out.read_text())
     assert result["train_seconds"] > 0
+    assert set(result["guard"]) >= {"window", "warm", "fresh"}  # chosen on the train side
     assert [s["name"] for s in result["settings"]] == ["setting1", "setting2"]
     for s in result["settings"]:
         for name in ("dqn", "greedy", "random", "oracle"):
@@ -22,5 +23,7 @@ def test_the_rl_benchmark_writes_every_setting_with_intervals(tmp_path):
         assert s["dqn_over_greedy"] == pytest.approx(s["dqn_return"] / s["greedy_return"],
                                                      abs=1e-3)
         assert s["sessions"] == 80  # the scored half, one seed
+        low, high = s["dqn_guarded_return_ci"]  # the policy with the guard's warm margin
+        assert low <= s["dqn_guarded_return"] <= high
         first = s["off_policy"]["first_step"]
         assert first["exact"] > 0 and first["snips"]["effective_n"] > 0
