@@ -93,6 +93,10 @@ class RankerConfig:
             train side (`python -m benchmarks.validate_loo`) 2 of them beside 32 sampled
             items dropped served's HR@10 from 0.460 to 0.253 (the ranker learns that items
             unlike its pool's are the positives).
+        loss: the training loss of a case's list: "listwise" (softmax cross-entropy against
+            the truth spread evenly over its items) or "positive" (the mean over its truth
+            items of each one's softmax against the list's non-truth items only, so that
+            positives do not push each other down).
     """
 
     hidden: tuple[int, ...] = (64, 32)
@@ -113,6 +117,11 @@ class RankerConfig:
     out_of_pool: int = 8
     out_of_pool_popular: float = 0.5
     out_of_pool_truth: int = 0
+    loss: str = "listwise"
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("listwise", "positive"):
+            raise ValueError(f"RankerConfig.loss {self.loss!r}: \"listwise\" or \"positive\"")
 
 
 def neighbour_table(rows: np.ndarray, cols: np.ndarray, n_items: int, m: int,

@@ -52,7 +52,7 @@ def fit_members(train: RankingData, config: RankerConfig, epochs: int, seeds: li
     sizes = [train.X.shape[-1], *config.hidden, 1]
     members = [[w for a, b in zip(sizes[:-1], sizes[1:], strict=True)
                 for w in (r.normal(0, 1 / np.sqrt(a), (a, b)), np.zeros(b))] for r in rngs]
-    net = RankerNet(members, mean, std, config.l2)
+    net = RankerNet(members, mean, std, config.l2, config.loss)
     net.compile(optimizer=FusedAdam(config.learning_rate), jit_compile=False,
                 steps_per_execution=16)
     keep = np.flatnonzero(train.y.sum(1) > 0)  # lists with a positive (rows of train, no copy)

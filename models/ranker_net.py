@@ -44,13 +44,16 @@ class RankerNet(keras.Model):
         members: per member, [W0, b0, W1, b1, ..., W_out [h, 1], b_out [1]] (RankerModel's).
         mean, std: [F] feature standardisation.
         l2: L2 penalty on the kernels (training).
+        loss: "listwise" (softmax over a case's candidates against its truth spread evenly)
+            or "positive" (each truth item's softmax against the case's other items not in
+            its truth: positives do not compete with each other); see RankerConfig.loss.
     """
 
     def __init__(self, members: list[list[np.ndarray]], mean: np.ndarray, std: np.ndarray,
-                 l2: float = 0.0, **kwargs):
+                 l2: float = 0.0, loss: str = "listwise", **kwargs):
         super().__init__(**kwargs)
         self.mean, self.std = tf.constant(mean, tf.float32), tf.constant(std, tf.float32)
-        self.l2, self.size = l2, len(members)
+        self.l2, self.size, self.loss_kind = l2, len(members), loss
         n = len(members[0]) // 2
         self.dense = [StackedDense(np.stack([m[2 * k] for m in members]).astype(np.float32),
                                    "relu" if k + 1 < n else None, name=f"dense_{k}")
@@ -80,8 +83,13 @@ class RankerNet(keras.Model):
                 h = layer(h)
             logits = tf.where(mask, tf.reshape(h, tf.shape(mask)), -1e9)
             target = y / tf.reduce_sum(y, -1, keepdims=True)
-            loss = -tf.reduce_sum(tf.reduce_mean(
-                tf.reduce_sum(target * tf.nn.log_softmax(logits), -1), -1))  # members' sum
+            if self.loss_kind == "positive":  # -log(e^s_p / (e^s_p + sum_negatives e^s_n))
+                negatives = tf.reduce_logsumexp(tf.where(y > 0, -1e9, logits), -1,
+                                                keepdims=True)
+                per_list = tf.reduce_sum(target * tf.nn.softplus(negatives - logits), -1)
+            else:
+                per_list = -tf.reduce_sum(target * tf.nn.log_softmax(logits), -1)
+            loss = tf.reduce_sum(tf.reduce_mean(per_list, -1))  # members' sum
             loss += self.l2 * tf.add_n([tf.reduce_sum(d.kernel * d.kernel) for d in self.dense])
         variables = self.trainable_variables
         self.optimizer.apply(tape.gradient(loss, variables), variables)
