@@ -47,12 +47,13 @@ def small_limit_server(served_env, tmp_path_factory):
     assert "Traceback" not in log.read_text()
 
 
-def _post(port: int, path: str, body, chunked: bool = False, headers: dict | None = None):
-    """(status, parsed JSON or None) of one POST on a new connection; None, None when the
-    server closed the connection before the client could read an answer."""
+def _post(port: int, path: str, body, chunked: bool = False, headers: dict | None = None,
+          method: str = "POST"):
+    """(status, parsed JSON or None) of one POST (or `method`) on a new connection; None, None
+    when the server closed the connection before the client could read an answer."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.putrequest("POST", path)
+        conn.putrequest(method, path)
         for name, value in {"Content-Type": "application/json", **KEY, **(headers or {})}.items():
             conn.putheader(name, value)
         if chunked:
@@ -107,6 +108,20 @@ def test_hardening_10_a_body_over_the_limit_is_413_and_the_server_stays_fine(
     assert status == 200 and body["event_ids"] == ["fit-1"]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
         assert r.status == 200
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content_length", "chunked"])
+def test_a_get_with_a_body_over_the_limit_is_413(small_limit_server, chunked):
+    """read_body skips the stream only when the request has neither Content-Length nor
+    Transfer-Encoding (no body by HTTP framing): a GET that does send one is still bounded."""
+    port, _ = small_limit_server
+    big = _events(LIMIT + 1)
+    parts = [big[i:i + 4096] for i in range(0, len(big), 4096)] if chunked else big
+    status, body = _post(port, "/recommend?user_id=1", parts, chunked, method="GET")
+    assert status == 413, body
+    assert f"larger than {LIMIT} bytes" in body["error"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/recommend?user_id=1", timeout=5) as r:
+        assert r.status == 200  # without a body: answered as usual
 
 
 def test_hardening_10_a_huge_streamed_body_does_not_grow_the_worker(small_limit_server):
