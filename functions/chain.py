@@ -24,8 +24,10 @@ from functions.cursor import MAX_SERVED, encode_cursor
 from functions.filters import Filters
 from functions.loaded import Loaded
 from functions.serving import Serving
-from infra.redis.codec import decode_list_py
+from infra.redis.codec import decode_head_py, decode_list_py
 from models.rules import fill
+
+HEAD_SLACK = 8  # entries of a cached list decoded past k + the blocked ones (_from_cache)
 
 
 @dataclass
@@ -123,17 +125,9 @@ def _on_demand(loaded: Loaded, q: Query, history: list[str], blocked_idx: set,
 def _from_cache(raw: bytes, q: Query, blocked_idx: set, flt: Filters,
                 names: list) -> list:
     """The nightly list under the filters: [(item id, score)], at most k."""
-    items, scores = decode_list_py(raw)
     if not q.categories:  # the usual request: walk the list until k items pass
-        unavailable, out, seen = flt.unavailable_idx, [], set()
-        for i, score in zip(items, scores, strict=True):
-            if i in seen or i in blocked_idx or i in unavailable:
-                continue  # (a repeated item keeps its first score, as below)
-            seen.add(i)
-            out.append((names[i], score))
-            if len(out) == q.k:
-                break
-        return out
+        return [(names[i], v) for i, v in walk(raw, q.k, blocked_idx, flt.unavailable_idx)]
+    items, scores = decode_list_py(raw)
     exclude = blocked_idx | flt.unavailable_idx.intersection(items)
     if q.categories:
         inside = flt.inside(items, q.categories)
@@ -146,6 +140,29 @@ def _from_cache(raw: bytes, q: Query, blocked_idx: set, flt: Filters,
     if not all(i in score for i in picked):
         score = dict(zip(reversed(items), reversed(scores), strict=True))
     return [(names[i], score[i]) for i in picked]
+
+
+def walk(raw: bytes, k: int, blocked: set, unavailable: frozenset | set
+         ) -> list[tuple[int, float]]:
+    """The first k distinct items of an encoded list (infra/redis/codec) that are neither
+    blocked nor unavailable, each with its first score: [(item index, score)]. Decodes the
+    list's head only (k + |blocked| + HEAD_SLACK entries), further when unavailable items
+    took its places: the usual request never unpacks the whole list."""
+    total = len(raw) // 6
+    head = k + len(blocked) + HEAD_SLACK
+    while True:
+        items, scores = decode_head_py(raw, head)
+        out, seen = [], set()
+        for i, score in zip(items, scores, strict=True):
+            if i in seen or i in blocked or i in unavailable:
+                continue  # (a repeated item keeps its first score)
+            seen.add(i)
+            out.append((i, score))
+            if len(out) == k:
+                return out
+        if head >= total:
+            return out
+        head *= 4
 
 
 def _popular(popular: list[str], k: int, blocked: set, flt: Filters

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
+from functions.chain import walk
 from functions.cursor import MAX_SERVED, encode_cursor
 from functions.loaded import Loaded
 from functions.params import CURSOR_SUBJECT, ItemQuery
@@ -98,13 +99,15 @@ def similar(s: Serving, store: SimilarLists, q: ItemQuery,
             s.breaker.trip(e)
     out, sources = [], []
     if raw is not None:
-        items, scores = decode_list_py(raw)
-        exclude = blocked | flt.unavailable_idx.intersection(items)
-        if q.categories:
+        if not q.categories:  # the usual request: the list's head, as /recommend's
+            out = walk(raw, q.k, blocked, flt.unavailable_idx)
+        else:
+            items, scores = decode_list_py(raw)
+            exclude = blocked | flt.unavailable_idx.intersection(items)
             inside = flt.inside(items, q.categories)
             exclude.update(i for i, ok in zip(items, inside.tolist(), strict=True) if not ok)
-        score = dict(zip(reversed(items), reversed(scores), strict=True))
-        out = [(i, score[i]) for i in fill(items, [], q.k, exclude)]
+            score = dict(zip(reversed(items), reversed(scores), strict=True))
+            out = [(i, score[i]) for i in fill(items, [], q.k, exclude)]
         if out:
             sources.append("cache")
     if len(out) < q.k:

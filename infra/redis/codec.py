@@ -51,6 +51,21 @@ def decode_list_py(data: bytes) -> tuple[list[int], list[float]]:
     return list(values[:k]), list(values[k:])
 
 
+_HEADS: dict[int, tuple[struct.Struct, struct.Struct]] = {}
+
+
+def decode_head_py(data: bytes, n: int) -> tuple[list[int], list[float]]:
+    """The first n entries of decode_list_py (all of them when the list is shorter): what a
+    page of k items needs, without unpacking the whole list (the usual list holds 100)."""
+    k = len(data) // 6
+    if n >= k:
+        return decode_list_py(data)
+    layouts = _HEADS.get(n)
+    if layouts is None:
+        layouts = _HEADS[n] = struct.Struct(f"<{n}i"), struct.Struct(f"<{n}e")
+    return list(layouts[0].unpack_from(data)), list(layouts[1].unpack_from(data, 4 * k))
+
+
 def remap_lists(values: list[bytes], item_map: np.ndarray) -> list[bytes]:
     """Re-indexes encoded lists into another item vocabulary, scores untouched.
 

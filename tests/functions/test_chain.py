@@ -86,22 +86,27 @@ def test_a_category_no_item_has_is_refused_not_answered_empty(serving):
         recommend(s, Query("u1", 4, categories=["x", "w"]))
 
 
-def test_the_unfiltered_walk_of_a_list_matches_the_reference_on_random_lists():
+@pytest.mark.parametrize("size,catalog,unavailable_max", [(30, 40, 8), (120, 200, 150)],
+                         ids=["short", "long_with_many_unavailable"])
+def test_the_unfiltered_walk_of_a_list_matches_the_reference_on_random_lists(
+        size, catalog, unavailable_max):
     """_from_cache without a category walks the list until k items pass: the same items and
     scores as the brute-force reference (models.rules.fill over every exclusion, each item's
-    first score), lists with repeats, blocked and unavailable items included."""
+    first score), lists with repeats, blocked and unavailable items included; long lists
+    whose head is mostly unavailable make it decode past the head it starts with."""
     from functions.chain import _from_cache
     from functions.filters import Filters
     from infra.redis.codec import encode_list
     from models.rules import fill
 
     rng = np.random.default_rng(0)
-    names = [f"i{n}" for n in range(40)]
+    names = [f"i{n}" for n in range(catalog)]
     for _ in range(200):
-        n = int(rng.integers(0, 30))
-        items, scores = rng.integers(0, 40, n), np.round(rng.random(n), 3)
-        blocked = set(rng.integers(0, 40, int(rng.integers(0, 8))).tolist())
-        unavailable = frozenset(rng.integers(0, 40, int(rng.integers(0, 8))).tolist())
+        n = int(rng.integers(0, size))
+        items, scores = rng.integers(0, catalog, n), np.round(rng.random(n), 3)
+        blocked = set(rng.integers(0, catalog, int(rng.integers(0, 8))).tolist())
+        unavailable = frozenset(
+            rng.integers(0, catalog, int(rng.integers(0, unavailable_max))).tolist())
         k = int(rng.integers(1, 12))
         raw = encode_list(items.astype(np.int32), scores.astype(np.float32))
         flt = Filters(0, frozenset(), unavailable, {}, {})

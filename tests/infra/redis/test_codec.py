@@ -2,7 +2,14 @@
 
 import numpy as np
 
-from infra.redis.codec import decode_list, decode_list_py, encode_list, encode_lists, remap_lists
+from infra.redis.codec import (
+    decode_head_py,
+    decode_list,
+    decode_list_py,
+    encode_list,
+    encode_lists,
+    remap_lists,
+)
 
 
 def test_encoding_round_trip_is_six_bytes_per_entry():
@@ -29,3 +36,14 @@ def test_remap_drops_gone_items_and_keeps_scores():
     (got,) = remap_lists([raw], np.array([-1, 2, 1]))
     assert decode_list_py(got) == ([1, 2], [3.0, 1.0])
     assert remap_lists([b""], np.array([-1, 2, 1])) == [b""]
+
+
+def test_the_head_of_a_list_is_the_prefix_of_the_whole():
+    rng = np.random.default_rng(1)
+    for k in (0, 1, 7, 100):
+        data = encode_list(rng.integers(0, 1000, k).astype(np.int32),
+                           rng.random(k).astype(np.float32))
+        items, scores = decode_list_py(data)
+        for n in (0, 1, 5, k, k + 3):
+            got = decode_head_py(data, n)
+            assert got == (items[:n], scores[:n]) if n < k else got == (items, scores)
