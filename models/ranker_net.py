@@ -4,8 +4,8 @@ its own seed's initial weights and its own order of cases, as if alone (about ha
 of one member after the other: the steps are small).
 
     RankerNet  (features -> ...hidden relu -> 1) x M on standardised features; the score is
-               the members' mean; its train_step the members' listwise losses (softmax over a
-               case's candidates against its truth)
+               the members' mean; its train_step the members' losses over each case's
+               candidates against its truth (RankerConfig.loss)
 
 Imports Keras: models.ranker imports this module only when it scores in TF.
 """
@@ -74,7 +74,7 @@ class RankerNet(keras.Model):
         return tf.reshape(tf.reduce_mean(scores, 0), tf.shape(X)[:-1])
 
     def train_step(self, data):
-        """One Adam step on a batch of RankingBatches: the members' listwise losses summed."""
+        """One Adam step on a batch of RankingBatches: the members' list losses summed."""
         x, y, mask = (tf.transpose(data[k], [1, 0, *range(2, data[k].shape.rank)])
                       for k in ("X", "y", "mask"))  # [M, B, C, ...]
         with tf.GradientTape() as tape:

@@ -118,22 +118,25 @@ class ServedConfig:
             the first 50 by ranker score minus rerank_diversity x the largest two-tower
             cosine to the items picked before); 0 turns it off.
 
-            The default (3 slots, margin 0.6, "tower"; no debiasing, no MMR) raised the most
-            long-tail coverage@10 of the settings whose NDCG@10 fell by at most the windows'
+            The default (1 slot, margin 1.0, "tower"; no debiasing, no MMR) is the setting
+            with the most long-tail coverage@10 whose NDCG@10 fell by at most the windows'
             noise (0.005) in every segment, on three validation windows of the MovieLens 100K
             train side (`python -m benchmarks.validate_served --sweep ...`, one fit re-scored
-            per setting; means of NDCG@10 warm / fresh / all, long-tail coverage@10): without
-            re-rank 0.2074 / 0.4946 / 0.3359, 0.027; 3 slots margin 0.6 tower 0.2029 / 0.4902
-            / 0.3315, 0.053; margin 0.5 0.2042 / 0.4901 / 0.3321, 0.048; margin 0.7 0.2034 /
-            0.4867 / 0.3302, 0.058 (fresh -0.008); 2 slots margin 0.5 0.2055 / 0.4911 /
-            0.3333, 0.045; 5 slots margin 0.5 0.2032 / 0.4890 / 0.3311, 0.050 (fresh -0.006);
-            the ranker's choice instead of the tower's, 3 slots margin 0.5 0.2037 / 0.4900 /
-            0.3318, 0.043. Debiasing alone gained less for its cost (beta 0.1: fresh -0.010
-            for 0.031; beta 0.5: fresh -0.15 for 0.059), and MMR (0.1-1.0) none (0.027-0.028,
-            NDCG within 0.002; the debiasing figures are against an earlier fit's 0.2074 /
-            0.4852 / 0.3316). No setting within the noise reached 0.10 there (all slots at
-            margin 1.0: 0.075 for fresh -0.05; the old `longtail_slots=1`: 0.059 for fresh
-            -0.014).
+            per setting, the ranker's "positive" loss; means of NDCG@10 warm / fresh / all,
+            long-tail coverage@10): without re-rank 0.2106 / 0.4912 / 0.3361, 0.025; 1 slot
+            margin 1.0 0.2068 / 0.4878 / 0.3325, 0.045; 3 slots margin 0.4 0.2068 / 0.4889 /
+            0.3330, 0.039; margin 0.5 0.2061 / 0.4878 / 0.3321, 0.043; margin 0.6 (the
+            default before that loss) 0.2037 / 0.4869 / 0.3304, 0.046 (warm -0.007); margin
+            0.8 0.2033 / 0.4840 / 0.3289, 0.056; margin 1.0 0.2006 / 0.4807 / 0.3259, 0.065;
+            margin 1.5 0.1951 / 0.4657 / 0.3161, 0.085; 2 slots margin 0.6 0.2043 / 0.4879 /
+            0.3312, 0.042; 5 slots margin 1.0 0.2009 / 0.4746 / 0.3233, 0.072; 1 slot at
+            any score (margin 100) 0.2021 / 0.4771 / 0.3251, 0.059; 2 slots 0.1948 / 0.4625 /
+            0.3145, 0.081. Under the listwise loss 3 slots at margin 0.6 had been the choice
+            (0.2029 / 0.4902 / 0.3315, 0.053 against 0.2074 / 0.4946 / 0.3359, 0.027).
+            Debiasing alone gained less for its cost (beta 0.1: fresh -0.010 for 0.031; beta
+            0.5: fresh -0.15 for 0.059), and MMR (0.1-1.0) none (0.027-0.028, NDCG within
+            0.002). No setting within the noise came near 0.10
+            (docs/EVALUATION_RESULTS.md, "Fresh users and the ranker's loss").
         tower_epochs: epochs of the tower's first fit; None picks them on the first window
             (`tower.epochs` at most, early stopping with `tower.patience`). 4 on three
             validation windows of the MovieLens 100K train side: served NDCG@10 warm /
@@ -180,8 +183,8 @@ class ServedConfig:
     longtail_affinity: str = "tower"
     new_item_slots: int = 0
     rerank_beta: float = 0.0
-    rerank_slots: int = 3
-    rerank_margin: float = 0.6
+    rerank_slots: int = 1
+    rerank_margin: float = 1.0
     rerank_affinity: str = "tower"
     rerank_diversity: float = 0.0
     tower_epochs: int | None = 4
