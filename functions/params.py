@@ -7,6 +7,7 @@ parsed by functions/body.py.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from dataclasses import dataclass
@@ -75,11 +76,33 @@ def query(request: flask.Request, max_k: int, limit: int,
         BadRequest: the message says which parameter is wrong.
         CursorKeyUnavailable: a cursor came while its key is unknown (Redis unreachable).
     """
+    if request.method == "GET" and _PLAIN.issuperset(request.args.keys()):
+        return _plain(request.args, max_k)  # the usual request: user_id and k only
     r = _read(RecommendRequest, request, max_k, limit)
     served = _served(cursor_key, r.user_id, r.cursor)
     return Query(user_id=r.user_id, k=r.k, events=list(r.events), exclude=list(r.exclude),
                  categories=list(r.category), served=served, features=r.features,
                  explain=r.explain)
+
+
+_PLAIN = frozenset(("user_id", "k"))  # a GET of only these skips the other fields' rules
+
+
+def _plain(args, max_k: int) -> Query:
+    """`query` of a GET whose query string has user_id and k only, through the same two rules
+    in the same order as `read` (so the same answers and the same errors), without reading
+    the absent fields one by one."""
+    limits, fields, values = _limits(max_k), rules(RecommendRequest), {}
+    for name in ("user_id", "k"):
+        rule = fields[name]
+        raw = rule.from_query(args.getlist(name), name) if name in args else None
+        values[name] = rule.parse(raw, name, limits)
+    return Query(user_id=values["user_id"], k=values["k"])
+
+
+@functools.lru_cache(maxsize=8)
+def _limits(max_k: int) -> Limits:
+    return Limits(max_k=max_k)
 
 
 @dataclass(frozen=True)

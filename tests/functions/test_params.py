@@ -65,6 +65,25 @@ def test_bad_recommend_input_names_the_field(path, json, message):
     assert message in str(e.value) and e.value.status == 400
 
 
+@pytest.mark.parametrize("qs", [
+    "user_id=12&k=3", "user_id=%2012%20", "k=4&user_id=u", "user_id=u&user_id=v&k=2",
+    "user_id=12.0", "", "k=3", "user_id=%20", "user_id=u&k=6", "user_id=u&k=0",
+    "user_id=u&k=1.5", "user_id=u&k=abc", "user_id=u&k=", "user_id=" + "u" * 257,
+    "user_id=a%00b", "user_id=%ED%A0%80", "user_id=u&k=2&k=3",
+])
+def test_a_plain_get_gives_what_the_full_reading_gives(qs):
+    """A GET of user_id and k only takes a shorter path (params._plain); with one more field
+    at its default (explain=false) the same request goes through every field's rule: the
+    same Query, or the same error, either way."""
+    def outcome(path):
+        try:
+            return _query(path, max_k=5)
+        except BadRequest as e:
+            return ("error", e.status, str(e))
+    plain, full = outcome(f"/recommend?{qs}"), outcome(f"/recommend?{qs}&explain=false")
+    assert plain == full
+
+
 def _events(body, max_events: int = 4):
     with APP.test_request_context("/events", method="POST", json=body):
         return event_batch(flask.request, max_events, LIMIT)
