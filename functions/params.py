@@ -77,7 +77,8 @@ def query(request: flask.Request, max_k: int, limit: int,
         CursorKeyUnavailable: a cursor came while its key is unknown (Redis unreachable).
     """
     if request.method == "GET" and _PLAIN.issuperset(request.args.keys()):
-        return _plain(request.args, max_k)  # the usual request: user_id and k only
+        v = _plain(RecommendRequest, _PLAIN, request.args, max_k)  # the usual GET
+        return Query(user_id=v["user_id"], k=v["k"])
     r = _read(RecommendRequest, request, max_k, limit)
     served = _served(cursor_key, r.user_id, r.cursor)
     return Query(user_id=r.user_id, k=r.k, events=list(r.events), exclude=list(r.exclude),
@@ -85,19 +86,20 @@ def query(request: flask.Request, max_k: int, limit: int,
                  explain=r.explain)
 
 
-_PLAIN = frozenset(("user_id", "k"))  # a GET of only these skips the other fields' rules
+# A GET of only these fields (/recommend's, /similar's) skips the other fields' rules.
+_PLAIN, _PLAIN_SIMILAR = frozenset(("user_id", "k")), frozenset(("item_id", "k"))
 
 
-def _plain(args, max_k: int) -> Query:
-    """`query` of a GET whose query string has user_id and k only, through the same two rules
-    in the same order as `read` (so the same answers and the same errors), without reading
-    the absent fields one by one."""
-    limits, fields, values = _limits(max_k), rules(RecommendRequest), {}
-    for name in ("user_id", "k"):
-        rule = fields[name]
-        raw = rule.from_query(args.getlist(name), name) if name in args else None
-        values[name] = rule.parse(raw, name, limits)
-    return Query(user_id=values["user_id"], k=values["k"])
+def _plain(model, names: frozenset, args, max_k: int) -> dict:
+    """The values of `names` (`model`'s id field and k) from a GET whose query string holds
+    only those (the usual request), through their rules in declaration order, as `read` (so
+    the same values and the same errors), without reading the absent fields one by one."""
+    limits, values = _limits(max_k), {}
+    for name, rule in rules(model).items():
+        if name in names:
+            raw = rule.from_query(args.getlist(name), name) if name in args else None
+            values[name] = rule.parse(raw, name, limits)
+    return values
 
 
 @functools.lru_cache(maxsize=8)
@@ -128,6 +130,9 @@ def similar_query(request: flask.Request, max_k: int, limit: int,
         BadRequest: the message names the parameter.
         CursorKeyUnavailable: a cursor came while its key is unknown (Redis unreachable).
     """
+    if request.method == "GET" and _PLAIN_SIMILAR.issuperset(request.args.keys()):
+        v = _plain(SimilarRequest, _PLAIN_SIMILAR, request.args, max_k)  # the usual GET
+        return ItemQuery(v["k"], [], [], [], item_id=v["item_id"])
     r = _read(SimilarRequest, request, max_k, limit)
     served = _served(cursor_key, CURSOR_SUBJECT + r.item_id, r.cursor)
     return ItemQuery(r.k, list(r.exclude), list(r.category), served, item_id=r.item_id)

@@ -6,7 +6,7 @@ import pytest
 
 from functions.body import BadRequest
 from functions.cursor import CursorKeyUnavailable, encode_cursor
-from functions.params import event_batch, item_changes, query
+from functions.params import event_batch, item_changes, query, similar_query
 
 APP = flask.Flask(__name__)
 KEY = b"params-cursor-secret-0123456789"
@@ -82,6 +82,21 @@ def test_a_plain_get_gives_what_the_full_reading_gives(qs):
             return ("error", e.status, str(e))
     plain, full = outcome(f"/recommend?{qs}"), outcome(f"/recommend?{qs}&explain=false")
     assert plain == full
+
+
+@pytest.mark.parametrize("qs", [
+    "item_id=12&k=3", "item_id=%2012%20", "k=4&item_id=i", "item_id=i&item_id=j", "", "k=3",
+    "item_id=%20", "item_id=i&k=6", "item_id=i&k=1.5", "item_id=" + "i" * 257, "item_id=a%00b",
+])
+def test_a_plain_similar_get_gives_what_the_full_reading_gives(qs):
+    """As above for /similar (item_id and k only; exclude= forces the full reading)."""
+    def outcome(path):
+        with APP.test_request_context(path):
+            try:
+                return similar_query(flask.request, 5, LIMIT, KEY)
+            except BadRequest as e:
+                return ("error", e.status, str(e))
+    assert outcome(f"/similar?{qs}") == outcome(f"/similar?{qs}&exclude=")
 
 
 def _events(body, max_events: int = 4):
