@@ -61,7 +61,7 @@ from models.ranker import (
 from models.rules import apply_rules_batch, longtail_slots, rerank
 from models.runtimes import NumpyRuntime
 from models.schema import SECONDS_PER_DAY
-from models.served_guard import guarded
+from models.served_guard import fallen_rows, guarded
 from models.served_sage import sage_arrays
 from models.two_tower import TwoTowerConfig, TwoTowerModel
 
@@ -502,6 +502,10 @@ class ServedModel:
         # the candidates hold no history item and no repeat: only `exclude` is left to drop
         I, S = apply_rules_batch(cand, scores, cand.shape[1] if more else k, exclude,
                                  unique=True)
+        # A segment the guard sends to a source is served that source's list as it is: the
+        # re-ranks below read the ranker's scores (margins in its units), which its rows lack.
+        fell = fallen_rows(self, context) if self.fallback and more else None
+        kept = (I.copy(), S.copy()) if fell is not None and fell.any() else None
 
         def tower(I: np.ndarray) -> np.ndarray:  # the two-tower score of each listed item
             return np.einsum("bd,bcd->bc", query, self.tables.item_vectors[I])
@@ -517,6 +521,8 @@ class ServedModel:
             I, S = longtail_slots(I, S, tail, ~self.head_items(), affinity, top=10 - new)
         if new:
             I, S = longtail_slots(I, S, new, self.new_items(), tower(I))
+        if kept is not None:
+            I[fell], S[fell] = kept[0][fell], kept[1][fell]
         return I[:, :k], S[:, :k]
 
     def head_items(self) -> np.ndarray:

@@ -91,6 +91,22 @@ def decide(model_ndcg: np.ndarray, alternatives: dict[str, np.ndarray], fresh: n
     return fallback, report
 
 
+def fallen_rows(model, context: np.ndarray) -> np.ndarray:
+    """[B] bool: the rows (by their context's fresh flag) whose segment `model.fallback` sends
+    to a candidate source the model has (the rows `guarded` rewrites)."""
+    names = {"tower", "knn", "session", "popular"}  # candidate_sources', with its options:
+    if model.sage is not None:
+        names.add("graphsage")
+    if "ease" in model.neighbour_names():
+        names.add("ease")
+    fresh = context[:, 0] > 0.5
+    out = np.zeros(len(context), bool)
+    for segment, source in model.fallback.items():
+        if source in names:
+            out |= fresh if segment == "fresh" else ~fresh
+    return out
+
+
 def guarded(model, cand: np.ndarray, scores: np.ndarray, context: np.ndarray,
             query: np.ndarray, histories: list[np.ndarray], sums: tuple | None,
             sage_q: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
