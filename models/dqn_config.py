@@ -7,8 +7,9 @@ overrides of them), without TensorFlow: a bad file stops the run before any work
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
+
+from models.config_file import read_config_file
 
 FLAG = "--dqn_config"
 
@@ -121,15 +122,5 @@ def parse_dqn_config(path: str | None) -> DQNConfig:
     """
     if not path:
         return DQNConfig()
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read(1 << 20)
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{FLAG}: cannot read {path!r} ({getattr(e, 'strerror', None) or e})"
-                         '; pass a JSON file of DQNConfig fields, e.g. {"rounds": 20}') from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{FLAG}: {path!r} is not JSON ({e.msg} at line {e.lineno}); pass an "
-                         'object such as {"rounds": 20}') from None
+    raw = read_config_file(path, FLAG, "DQNConfig", '{"rounds": 20}')
     return dqn_config_of(raw, f"{FLAG}: {path!r}")

@@ -136,25 +136,13 @@ def parse_graphsage_config(path: str | None) -> GraphSAGEConfig | None:
             not an object, names a field GraphSAGEConfig does not have, or a value it
             refuses.
     """
-    import json
-
+    from models.config_file import read_config_file
     from models.graphsage import GraphSAGEConfig
 
     if not path:
         return None
     where = "--graphsage_config"
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read(1 << 20)
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{where}: cannot read {path!r} ({getattr(e, 'strerror', None) or e}"
-                         "); pass a JSON file of GraphSAGEConfig fields, e.g. "
-                         '{"dim": 32}') from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: {path!r} is not JSON ({e.msg} at line {e.lineno}); pass "
-                         'an object such as {"dim": 32}') from None
+    raw = read_config_file(path, where, "GraphSAGEConfig", '{"dim": 32}')
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: {path!r} must hold a JSON object of GraphSAGEConfig "
                          "fields")
