@@ -68,11 +68,11 @@ from benchmarks.serving_experiment import (
     set_experiment,
 )
 from benchmarks.serving_load import (
-    balanced,
     cpu_seconds,
     open_loop,
     process_info,
     run_wrk,
+    settled_round,
     start_server,
     write_ids,
 )
@@ -293,20 +293,11 @@ def run_kind(kind: str, args, work: str) -> dict:
                             lists, f"bench-{r}" if running is None else None, running)
                         run_wrk(url_prefix, ids, 1, args.connections, work)  # loads the arm
                         check_answers(cached_url, warm[:40], running)
-                    for attempt in range(args.retries + 1):
-                        # Settle: a worker still writing the last run's impressions would let
-                        # the other accept every connection of the next (serving_load.balanced).
-                        time.sleep(SETTLE_S)
-                        got = run_wrk(url_prefix, ids_of.get(name, ids), args.duration,
-                                      args.connections, work, server, r)
-                        lists.r.delete(f"{NS}:impressions")  # nothing drains it here
-                        log.info("%s round %d %s: %s", kind, r, name,
-                                 {k: v for k, v in got.items() if k != "percentiles"})
-                        if balanced(got["worker_cpu_shares"]) or attempt == args.retries:
-                            break
-                        rerun[name] += 1
-                        log.info("connections landed unevenly on the workers (CPU shares %s): "
-                                 "run again", got["worker_cpu_shares"])
+                    got, reruns, _ = settled_round(
+                        url_prefix, ids_of.get(name, ids), args, work, server, r, SETTLE_S,
+                        f"{kind} round {r} {name}",
+                        lambda: lists.r.delete(f"{NS}:impressions"))  # nothing drains it here
+                    rerun[name] += reruns
                     rounds[name].append(got)
             set_experiment(lists, None, running)
             cpu = cpu_seconds(pid)

@@ -25,11 +25,10 @@ import shlex
 import statistics
 import sys
 import tempfile
-import time
 import types
 
 from benchmarks import serving as sv
-from benchmarks.serving_load import balanced, run_wrk, start_server, write_ids
+from benchmarks.serving_load import run_wrk, settled_round, start_server, write_ids
 
 log = logging.getLogger("benchmarks.serving_ab")
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,14 +78,9 @@ def run(args) -> dict:
             for r in range(args.rounds):
                 for name in names if r % 2 == 0 else names[::-1]:
                     prefix, pid, f = targets[name]
-                    for attempt in range(args.retries + 1):
-                        time.sleep(sv.SETTLE_S)
-                        got = run_wrk(prefix, f, args.duration, args.connections, work, pid, r)
-                        lists.r.delete(f"{sv.NS}:impressions")  # nothing drains it here
-                        log.info("round %d %s: %s", r, name,
-                                 {k: v for k, v in got.items() if k != "percentiles"})
-                        if balanced(got["worker_cpu_shares"]) or attempt == args.retries:
-                            break
+                    got, _, _ = settled_round(
+                        prefix, f, args, work, pid, r, sv.SETTLE_S, f"round {r} {name}",
+                        lambda: lists.r.delete(f"{sv.NS}:impressions"))  # nothing drains it
                     rounds[name].append({k: v for k, v in got.items() if k != "percentiles"})
     servers = {name: {key: round(statistics.median(x[key] for x in rs), 1)
                       for key in ("rps", "p99_ms", "server_cpu_us")} | {"rounds": rs}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import logging
 import os
 import queue
 import shutil
@@ -25,6 +26,7 @@ from collections import Counter
 
 import numpy as np
 
+log = logging.getLogger("benchmarks.serving")
 PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9)
 # Modules the function must not load (tests/functions/test_light_imports.py), as the paths of
 # the shared objects they map.
@@ -158,6 +160,29 @@ def balanced(shares: list[float]) -> bool:
     whatever the code does. It happens to either server, at random.
     """
     return len(shares) < 2 or min(shares) >= 0.5 / len(shares)
+
+
+def settled_round(url_prefix: str, ids_file: str, args, work: str, pid: int, seed: int,
+                  settle_s: float, label: str, clear=None) -> tuple[dict, int, int]:
+    """One measured wrk round of `args.duration` s with `args.connections` connections, after
+    `settle_s` of idle (a worker still writing the last round's impressions would let the other
+    accept every connection), run again up to `args.retries` times while the connections land
+    unevenly on the workers (`balanced`); `clear()` runs after each try (e.g. deleting the
+    impressions nothing drains). Returns (the last try, the reruns, the requests of every try).
+    """
+    requests = 0
+    for attempt in range(args.retries + 1):
+        time.sleep(settle_s)
+        got = run_wrk(url_prefix, ids_file, args.duration, args.connections, work, pid, seed)
+        requests += got["requests"]
+        if clear is not None:
+            clear()
+        log.info("%s: %s", label, {k: v for k, v in got.items() if k != "percentiles"})
+        if balanced(got["worker_cpu_shares"]) or attempt == args.retries:
+            break
+        log.info("connections landed unevenly on the workers (CPU shares %s): run again",
+                 got["worker_cpu_shares"])
+    return got, attempt, requests
 
 
 def open_loop(base: str, users: list[str], rate: float, seconds: float, k: int = 10,

@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.request
 
-from benchmarks.serving_load import balanced, run_wrk, start_server
+from benchmarks.serving_load import run_wrk, settled_round, start_server
 from functions.metrics import FLUSH_S
 
 log = logging.getLogger("benchmarks.serving")
@@ -79,16 +79,11 @@ def measure(env: dict, ids_file: str, args, work: str, kind: str, clear) -> dict
         for r in range(args.rounds):
             for name in ("on", "off") if r % 2 == 0 else ("off", "on"):
                 prefix, pid = targets[name]
-                for attempt in range(args.retries + 1):
-                    time.sleep(SETTLE_S)
-                    got = run_wrk(prefix, ids_file, args.duration, args.connections, work, pid, r)
-                    clear()
-                    answered += got["requests"] if name == "on" else 0
-                    log.info("%s round %d metrics %s: %s", kind, r, name,
-                             {k: v for k, v in got.items() if k != "percentiles"})
-                    if balanced(got["worker_cpu_shares"]) or attempt == args.retries:
-                        break
-                    rerun[name] += 1
+                got, reruns, requests = settled_round(prefix, ids_file, args, work, pid, r,
+                                                      SETTLE_S, f"{kind} round {r} metrics {name}",
+                                                      clear)
+                answered += requests if name == "on" else 0
+                rerun[name] += reruns
                 rounds[name].append(got)
         time.sleep(2 * FLUSH_S)  # each worker writes its answers' metrics every FLUSH_S
         recorded, off_page = recorded_requests(_page(on_url)), _page(off_url)
