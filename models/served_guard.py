@@ -115,16 +115,14 @@ def guarded(model, cand: np.ndarray, scores: np.ndarray, context: np.ndarray,
     list in its order (scores above every ranker score), then the rest of the candidates by
     the ranker's scores (so that a short source still fills the list). A source the model no
     longer has (a changed config) leaves the ranker's rows."""
-    segment = np.where(context[:, 0] > 0.5, "fresh", "warm")
-    rows = [b for b in range(len(cand)) if segment[b] in model.fallback]
-    if not rows:
+    rows = np.flatnonzero(fallen_rows(model, context))
+    if not len(rows):
         return cand, scores
+    segment = np.where(context[:, 0] > 0.5, "fresh", "warm")
     sources = model.candidate_sources(query, histories, sums, sage_q)
     cand, scores = cand.copy(), scores.copy()
     width = cand.shape[1]
     for b in rows:
-        if model.fallback[segment[b]] not in sources:
-            continue
         src = sources[model.fallback[segment[b]]][b]
         src = src[src >= 0][:width]
         rest = (cand[b] >= 0) & ~np.isin(cand[b], src)
