@@ -69,7 +69,8 @@ def test_bad_recommend_input_names_the_field(path, json, message):
     "user_id=12&k=3", "user_id=%2012%20", "k=4&user_id=u", "user_id=u&user_id=v&k=2",
     "user_id=12.0", "", "k=3", "user_id=%20", "user_id=u&k=6", "user_id=u&k=0",
     "user_id=u&k=1.5", "user_id=u&k=abc", "user_id=u&k=", "user_id=" + "u" * 257,
-    "user_id=a%00b", "user_id=%ED%A0%80", "user_id=u&k=2&k=3",
+    "user_id=a%00b", "user_id=%ED%A0%80", "user_id=u&k=2&k=3", "user_id=u&k=1e308",
+    "user_id=u&k=99999999999999999999999", "user_id=u&k=nan", "user_id=*%3F%5B%5D:%1E",
 ])
 def test_a_plain_get_gives_what_the_full_reading_gives(qs):
     """A GET of user_id and k only takes a shorter path (params._plain); with one more field
