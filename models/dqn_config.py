@@ -35,10 +35,12 @@ class DQNConfig:
         margin: the trained policy's fallback (models.dqn.choose): a strategy other than
             served's order is chosen only when its Q exceeds served's by more than this.
         guard_budget: the deployment guard's NDCG@10 share the stage may cost served per
-            segment, at 95% confidence on a train-side window; None: no guard (`margin`
-            everywhere).
+            segment, at 95% confidence on the train-side windows' cases pooled; None: no
+            guard (`margin` everywhere).
         guard_margins: the margins the guard tries per segment, the smallest that keeps the
             budget wins (none: the stage is off in that segment).
+        guard_windows: how many of served's windows (`ServedConfig.windows`, the latest)
+            the guard pools, each one more served and DQN fit; None: all of them.
     """
 
     hidden: tuple[int, ...] = (64, 64)
@@ -57,6 +59,7 @@ class DQNConfig:
     margin: float = 0.2
     guard_budget: float | None = 0.03
     guard_margins: tuple[float, ...] = (0.2, 0.3, 0.5, 1.0)
+    guard_windows: int | None = None
 
     def __post_init__(self) -> None:
         def number(v) -> bool:
@@ -91,6 +94,9 @@ class DQNConfig:
                 and all(number(m) and m >= 0 for m in self.guard_margins)):
             raise ValueError(f"DQNConfig.guard_margins {self.guard_margins!r}: a list of "
                              "numbers >= 0")
+        if self.guard_windows is not None and not whole(self.guard_windows, 1):
+            raise ValueError(f"DQNConfig.guard_windows {self.guard_windows!r}: a whole number "
+                             ">= 1, or null for all of served's windows")
 
 
 def dqn_config_of(raw: object, where: str = FLAG) -> DQNConfig:

@@ -1,17 +1,20 @@
 """The DQN stage's deployment guard: per segment (warm, fresh), how far the stage may move
-served's lists, chosen on a train-side validation window, never on the test split.
+served's lists, chosen on train-side validation windows, never on the test split.
 
 A safe policy improvement (the stage may act only where the data say, with confidence, that
-it costs served's lists little): served and the DQN are fitted on the train side's events
-before the cutoff of served's last window (`ServedConfig.windows`, models.served_fit.windows,
-the window served's own guard and quality gate use), and rank that window's warm and fresh
-cases. For each candidate margin (`DQNConfig.guard_margins`, smallest first) the stage's
-NDCG@10 is compared with served's case by case; a segment takes the smallest margin whose
-ratio mean(stage) / mean(served) has the lower end of its 95% paired bootstrap interval at
-or above 1 - `DQNConfig.guard_budget`, and switches the stage off (margin inf: served's
-order) when none does or it has fewer than 2 cases. The margins then go with the policy
-trained on all of the train side (QPolicy.margins, exported in dqn.json), so the batch, the
-on-demand function and `recsys evaluate` apply the same ones.
+it costs served's lists little). The evidence is pooled over several windows: the origins
+a:b of served's windows (`ServedConfig.windows` 0.7, 0.8, 0.9 give 0.7:0.8, 0.8:0.9, 0.9:1,
+as benchmarks.validate_served cuts them; the latest `DQNConfig.guard_windows`, default all).
+Per window, served and the DQN are fitted on the train side's events before a, and rank
+the warm and fresh cases of the events in [a, b) (`window_ndcg`). For each candidate margin
+(`DQNConfig.guard_margins`, smallest first) the stage's NDCG@10 is compared with served's
+case by case over the cases of all the windows together; a segment takes the smallest margin
+whose ratio mean(stage) / mean(served) has the lower end of its 95% paired bootstrap
+interval at or above 1 - `DQNConfig.guard_budget`, and switches the stage off (margin inf:
+served's order) when none does or it has fewer than 2 cases. Each window's own decision
+is reported (and logged) beside the pooled one, which alone is applied. The margins then go
+with the policy trained on all of the train side (QPolicy.margins, exported in dqn.json), so
+the batch, the on-demand function and `recsys evaluate` apply the same ones.
 
     margins, report = guard_margins(train, users, items, served_config, dqn_config)
     policy, info = guarded_policy(policy, info, train, users, items, served_config, dqn_config)
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -30,7 +34,7 @@ import pandas as pd
 
 from models.dqn import STRATEGIES, QPolicy, choose, rerank, states
 from models.dqn_served import fit_on_beliefs, item_embeddings, rerank_pools, served_pools
-from models.evaluation import Cases, build_cases, ndcg_at_k
+from models.evaluation import Cases, Split, build_cases, ndcg_at_k
 from models.served import ServedModel
 from models.served_guard import SEGMENTS
 from models.simulator import SETTINGS, SimConfig
@@ -74,8 +78,8 @@ def _ndcg(lists: np.ndarray, ids: np.ndarray, truth: list[frozenset], k: int) ->
 
 
 def decide_margins(served: np.ndarray, staged: dict[float, np.ndarray], fresh: np.ndarray,
-                   budget: float, n_resamples: int = 2000, seed: int = 0
-                   ) -> tuple[dict[str, float], dict]:
+                   budget: float, n_resamples: int = 2000, seed: int = 0,
+                   label: str = "pooled") -> tuple[dict[str, float], dict]:
     """Per segment, the smallest margin whose NDCG@10 ratio to served clears the budget with
     95% confidence, or inf (the stage off).
 
@@ -84,6 +88,7 @@ def decide_margins(served: np.ndarray, staged: dict[float, np.ndarray], fresh: n
         staged: margin -> [n] per-case NDCG@10 of the stage's lists, same cases.
         fresh: [n] bool, True for a fresh case.
         budget: the NDCG@10 share the stage may cost (0.03: within 3%).
+        label: what the cases are, for the log (a window's origin, or "pooled").
 
     Returns:
         ({segment: margin, inf when off}, {segment: {"margin", "cases", "served", and per
@@ -116,14 +121,64 @@ def decide_margins(served: np.ndarray, staged: dict[float, np.ndarray], fresh: n
                            "cases": int(rows.sum()),
                            "served": round(float(served[rows].mean()), 4) if rows.any() else None,
                            "tried": tried}
-        log.info("dqn guard %s: %s", segment, report[segment])
+        log.info("dqn guard %s %s: %s", label, segment, report[segment])
     return margins, report
+
+
+def guard_origins(quantiles, n: int | None = None) -> list[tuple[float, float]]:
+    """The guard's validation origins a:b, oldest first: the latest `n` (None: all) of
+    served's window cutoffs `quantiles`, each ending at the next cutoff (the last at 1), as
+    benchmarks.validate_served cuts them: no event is truth in two windows.
+
+    Raises:
+        ValueError: `n` is more than the windows there are.
+    """
+    qs = sorted(set(quantiles))
+    if n is not None and n > len(qs):
+        raise ValueError(f"DQNConfig.guard_windows {n}: at most the {len(qs)} windows of "
+                         f"ServedConfig.windows {qs}")
+    origins = list(zip(qs, [*qs[1:], 1.0], strict=True))
+    return origins[-n:] if n else origins
+
+
+def origin_split(train: pd.DataFrame, start: float, end: float) -> Split:
+    """The events of `train` before its `start` quantile, and as test side those in [start,
+    end) (end 1: all after), cut by models.served_fit.windows (its fallbacks when time cannot
+    cut them, and warm cases held out when a window has almost none)."""
+    from models.served_fit import windows
+
+    return windows(train, [start] if end >= 1 else [start, end])[0]
+
+
+def window_ndcg(train: pd.DataFrame, users, items, start: float, end: float, served_config,
+                dqn_config, setting=None
+                ) -> tuple[np.ndarray, dict[float, np.ndarray], np.ndarray] | None:
+    """One origin's evidence: served and the DQN fitted on the events before `start`, their
+    per-case NDCG@10 on the cases of [start, end) (`stage_ndcg`), or None without a case."""
+    from models.served_fit import fit_served
+
+    split = origin_split(train, start, end)
+    cases = build_cases(split)
+    if not (cases.warm or cases.fresh) or split.train.empty:
+        log.warning("dqn guard: no validation case at the origin %g:%g", start, end)
+        return None
+    t = time.perf_counter()
+    model = fit_served(split.train, users, items, served_config)
+    ids, hists = history_of(model, split.train)
+    kw = {} if setting is None else {"setting": setting}
+    policy, _ = fit_on_beliefs(model, ids, hists, config=dqn_config, **kw)
+    got = stage_ndcg(model, policy, cases, dqn_config.guard_margins)
+    log.info("dqn guard %g:%g: %d warm and %d fresh cases, served and the DQN fitted and "
+             "scored in %.1f s", start, end, len(cases.warm), len(cases.fresh),
+             time.perf_counter() - t)
+    return got
 
 
 def guard_margins(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame | None,
                   served_config, dqn_config, setting=None) -> tuple[dict[str, float], dict]:
-    """Fits served and the DQN on the events before the validation window's cutoff and
-    chooses each segment's margin on that window's cases (`decide_margins`).
+    """Chooses each segment's margin on the cases of the guard's windows pooled
+    (`guard_origins`, `window_ndcg`, `decide_margins`); each window's own decision is
+    reported beside it.
 
     Args:
         train: the train side's events (all a kind or `recsys evaluate` trains on).
@@ -131,25 +186,33 @@ def guard_margins(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.Dat
         setting: the simulator setting of `fit_on_beliefs` (None: its default).
 
     Returns:
-        (margins {segment: margin, inf: off}, report {"window", "budget", segment: ...});
-        both segments off when the window has no case.
+        (margins {segment: margin, inf: off}, report {"budget", "windows": {"a:b": {"cases",
+        "seconds", segment: that window's decision}}, "cases", segment: the pooled decision});
+        both segments off when no window has a case.
     """
-    from models.served_fit import fit_served, windows
-
-    q = max(served_config.windows)
-    split = windows(train, [q])[0]
-    cases = build_cases(split)
-    if not (cases.warm or cases.fresh) or split.train.empty:
-        log.warning("dqn guard: no validation case at the window %.2f; the stage is off", q)
-        return dict.fromkeys(SEGMENTS, math.inf), {"window": q, "cases": 0}
-    model = fit_served(split.train, users, items, served_config)
-    ids, hists = history_of(model, split.train)
-    kw = {} if setting is None else {"setting": setting}
-    policy, _ = fit_on_beliefs(model, ids, hists, config=dqn_config, **kw)
-    served, staged, fresh = stage_ndcg(model, policy, cases, dqn_config.guard_margins)
-    margins, report = decide_margins(served, staged, fresh, dqn_config.guard_budget,
-                                     seed=dqn_config.seed)
-    return margins, {"window": q, "budget": dqn_config.guard_budget, **report}
+    parts, per_window = [], {}
+    for start, end in guard_origins(served_config.windows, dqn_config.guard_windows):
+        name, t = f"{start:g}:{end:g}", time.perf_counter()
+        got = window_ndcg(train, users, items, start, end, served_config, dqn_config, setting)
+        if got is None:
+            per_window[name] = {"cases": 0}
+            continue
+        _, decided = decide_margins(*got, dqn_config.guard_budget, seed=dqn_config.seed,
+                                    label=f"window {name}")
+        per_window[name] = {"cases": len(got[0]), "seconds": round(time.perf_counter() - t, 1),
+                            **decided}
+        parts.append(got)
+    report = {"budget": dqn_config.guard_budget, "windows": per_window}
+    if not parts:
+        log.warning("dqn guard: no validation case in the windows %s; the stage is off",
+                    list(per_window))
+        return dict.fromkeys(SEGMENTS, math.inf), {**report, "cases": 0}
+    served = np.concatenate([p[0] for p in parts])
+    staged = {m: np.concatenate([p[1][m] for p in parts]) for m in parts[0][1]}
+    fresh = np.concatenate([p[2] for p in parts])
+    margins, pooled = decide_margins(served, staged, fresh, dqn_config.guard_budget,
+                                     seed=dqn_config.seed, label=f"pooled {list(per_window)}")
+    return margins, {**report, "cases": len(served), **pooled}
 
 
 def history_of(model: ServedModel, events: pd.DataFrame) -> tuple[list[str], list[np.ndarray]]:
@@ -163,7 +226,7 @@ def history_of(model: ServedModel, events: pd.DataFrame) -> tuple[list[str], lis
 def guarded_policy(policy: QPolicy, info: dict, train, users, items, served_config,
                    dqn_config, setting: SimConfig = SETTINGS[0]) -> tuple[QPolicy, dict]:
     """`policy` with the per-segment margins of the deployment guard (models.dqn_guard)
-    chosen on the train side's validation window, and `info` with its report under
+    chosen on the train side's validation windows, and `info` with its report under
     "guard"; `policy` unchanged when `dqn_config.guard_budget` is None."""
     if dqn_config.guard_budget is None:
         return policy, info

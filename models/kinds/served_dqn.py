@@ -119,9 +119,18 @@ class ServedDQNKind:
         models.dqn_config.parse_dqn_config).
 
         Raises:
-            ValueError: naming the flag, for a bad file (before any work).
+            ValueError: naming the flag, for a bad file or more guard windows than served
+                has (before any work).
         """
-        return ServedDQNConfig(SERVED.config(flags), parse_dqn_config(flags.get("dqn_config")))
+        from models.dqn_guard import guard_origins
+
+        served, dqn = SERVED.config(flags), parse_dqn_config(flags.get("dqn_config"))
+        if dqn.guard_budget is not None:
+            try:
+                guard_origins(served.windows, dqn.guard_windows)
+            except ValueError as e:
+                raise ValueError(f"--dqn_config: {e}") from None
+        return ServedDQNConfig(served, dqn)
 
     def validation_window(self, config: ServedDQNConfig, gate_window: float) -> float:
         return SERVED.validation_window(config.served, gate_window)

@@ -14,7 +14,7 @@ def test_the_rl_benchmark_writes_every_setting_with_intervals(tmp_path):
              "--json", str(out)])
     result = json.loads(out.read_text())
     assert result["train_seconds"] > 0
-    assert set(result["guard"]) >= {"window", "warm", "fresh"}  # chosen on the train side
+    assert set(result["guard"]) >= {"windows", "warm", "fresh"}  # chosen on the train side
     assert [s["name"] for s in result["settings"]] == ["setting1", "setting2"]
     for s in result["settings"]:
         for name in ("dqn", "greedy", "random", "oracle"):

@@ -27,6 +27,10 @@ def test_bad_dqn_config_names_the_known_fields(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match="not JSON"):
         kind.config({"dqn_config": str(tmp_path / "bad.json")})
+    (tmp_path / "bad.json").write_text('{"guard_windows": 3}')  # served has 2 windows
+    with pytest.raises(ValueError, match="--dqn_config: DQNConfig.guard_windows 3: at most"):
+        kind.config({"dqn_config": str(tmp_path / "bad.json"),
+                     "served_config": json.dumps(TINY_SERVED)})
 
 
 @pytest.mark.slow
@@ -39,8 +43,10 @@ def test_the_served_dqn_bundle_reranks_served_lists_in_batch_and_on_demand(tmp_p
                           "dqn_config": str(tmp_path / "conf" / "dqn.json")})
     ds = tiny_dataset
     fit = kind.fit(TrainingData(ds.interactions, users=ds.users, items=ds.items), config)
-    guard = fit.info["guard"]  # the deployment guard ran on the train side's last window
-    assert set(fit.policy.margins) == {"warm", "fresh"} and guard["window"] > 0
+    guard = fit.info["guard"]  # the deployment guard ran on served's windows, pooled
+    assert set(fit.policy.margins) == {"warm", "fresh"}
+    assert list(guard["windows"]) == ["0.8:0.9", "0.9:1"]  # TINY_SERVED's windows 0.8, 0.9
+    assert guard["cases"] == sum(w["cases"] for w in guard["windows"].values()) > 0
     store = LocalStore(str(tmp_path / "store"))
     manifest = write_bundle(kind, fit, BundleWriter(store, "v1"), k=10)
     assert manifest["model"] == "served_dqn"
