@@ -246,3 +246,60 @@ def _mmr_order(I: np.ndarray, S: np.ndarray, vectors: np.ndarray, diversity: flo
     key = np.broadcast_to(np.arange(n) + n, (B, n)).copy()
     key[rows[:, None], first] = np.arange(first.shape[1])
     return np.argsort(key, axis=1, kind="stable")
+
+def fuse(scores: np.ndarray, source: np.ndarray, weight: np.ndarray, kind: str = "z",
+         k0: float = 60.0) -> np.ndarray:
+    """The ranker's scores of a candidate pool fused with one candidate source's scores of
+    the same items (the served model's score fusion, ServedConfig.fusion_*).
+
+    kind "z": score + weight x the row's ranker standard deviation x the source's z-score
+    over the row's candidates (so weight 1 gives the source the ranker's own spread, and the
+    result stays in the ranker's units). kind "rrf": the row is put in the order of
+    1 / (k0 + ranker rank) + weight / (k0 + source rank) (reciprocal-rank fusion, ranks from
+    0, ties by position), and its ranker scores, sorted, are handed out in that order (so
+    margins in the ranker's units keep their meaning). Weight 0 leaves the scores unchanged.
+
+    Args:
+        scores: [B, C] float32 ranker scores, -inf on padding.
+        source: [B, C] the source's scores of the same items (read where scores is finite).
+        weight: [B] the fusion weight of each row (0: that row as it is).
+        kind: "z" or "rrf".
+        k0: reciprocal-rank fusion's constant.
+
+    Returns:
+        [B, C] float32, -inf on padding.
+    """
+    scores = np.asarray(scores, np.float32)
+    valid = np.isfinite(scores)
+    w = np.asarray(weight, np.float64)[:, None]
+    if kind == "z":
+        n = np.maximum(valid.sum(1, keepdims=True), 1)
+
+        def spread(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            x = np.where(valid, x, 0.0).astype(np.float64)
+            mean = x.sum(1, keepdims=True) / n
+            return x - mean, np.sqrt((np.where(valid, x - mean, 0.0) ** 2).sum(1, keepdims=True)
+                                     / n)
+
+        centred, s_std = spread(source)
+        r_std = spread(scores)[1]
+        z = np.divide(centred, s_std, out=np.zeros_like(centred), where=s_std > 0)
+        out = np.where(valid & (w != 0), scores + w * r_std * z, scores)
+    elif kind == "rrf":
+        B, C = scores.shape
+
+        def ranks(x: np.ndarray) -> np.ndarray:
+            order = np.argsort(-np.where(valid, x, -np.inf), axis=1, kind="stable")
+            r = np.empty((B, C), np.float64)
+            np.put_along_axis(r, order, np.arange(C, dtype=np.float64)[None, :], 1)
+            return r
+
+        fused = np.where(valid, 1.0 / (k0 + ranks(scores)) + w / (k0 + ranks(source)),
+                         -np.inf)
+        order = np.argsort(-fused, axis=1, kind="stable")
+        out = np.empty((B, C), np.float32)
+        np.put_along_axis(out, order, -np.sort(-scores, axis=1), 1)
+        out = np.where((w != 0), out, scores)
+    else:
+        raise ValueError(f"fusion kind {kind!r}: \"z\" or \"rrf\"")
+    return np.where(valid, out, -np.inf).astype(np.float32)

@@ -58,10 +58,10 @@ from models.ranker import (
     RankerModel,
     build_tables,
 )
-from models.rules import apply_rules_batch, longtail_slots, rerank
+from models.rules import apply_rules_batch, fuse, longtail_slots, rerank
 from models.runtimes import NumpyRuntime
 from models.schema import SECONDS_PER_DAY
-from models.served_guard import fallen_rows, guarded
+from models.served_guard import fallen_rows, guarded, source_scores
 from models.served_sage import sage_arrays
 from models.two_tower import TwoTowerConfig, TwoTowerModel
 
@@ -165,6 +165,15 @@ class ServedConfig:
             for 5.6x the fit time (233 s against 41 s per window on a loaded machine), and
             on the test split of `recsys evaluate` warm fell 0.0086 (issue 21's rule keeps
             it out: docs/EVALUATION_RESULTS.md, "GraphSAGE inside served").
+        fusion_warm, fusion_fresh: the weight of score fusion for warm and for fresh users
+            (models.rules.fuse: the ranker's scores of the pool plus that weight times the
+            fusion source's standardised scores, or reciprocal-rank fusion of the two orders;
+            before the guard and the exposure re-rank); 0 turns it off for that segment.
+        fusion_source: the candidate source whose scores are fused (models.served_guard.
+            source_scores: "knn", "tower", "session", "popular", "ease" with EASE,
+            "graphsage" with GraphSAGE).
+        fusion_kind: "z" (the source's z-score scaled by the ranker's spread) or "rrf"
+            (reciprocal-rank fusion; the ranker's scores handed out in the fused order).
         n_graphsage: GraphSAGE candidates (top-N by its query · item vectors).
         graphsage_epochs: epochs of each window's GraphSAGE fit: 4; 2 gave 0.2034 / 0.4884 /
             0.3309 on the validation windows.
@@ -195,6 +204,10 @@ class ServedConfig:
     graphsage: GraphSAGEConfig | None = None
     n_graphsage: int = 50
     graphsage_epochs: int = 4
+    fusion_warm: float = 0.0
+    fusion_fresh: float = 0.0
+    fusion_source: str = "knn"
+    fusion_kind: str = "z"
 
     def __post_init__(self) -> None:
         slots = {"longtail_slots": self.longtail_slots, "new_item_slots": self.new_item_slots}
@@ -214,6 +227,16 @@ class ServedConfig:
         if self.ease_l2 is not None and not (isinstance(self.ease_l2, int | float)
                                              and self.ease_l2 > 0):
             raise ValueError(f"ease_l2 {self.ease_l2!r}: a number > 0, or null to turn EASE off")
+        fusion = (self.fusion_warm, self.fusion_fresh)
+        if not all(isinstance(v, int | float) and 0 <= v < np.inf for v in fusion):
+            raise ValueError(f"fusion_warm {self.fusion_warm!r}, fusion_fresh "
+                             f"{self.fusion_fresh!r}: numbers >= 0 (0 turns fusion off)")
+        sources = {"knn", "tower", "session", "popular"} | (
+            {"ease"} if self.ease_l2 is not None else set()) | (
+            {"graphsage"} if self.graphsage is not None else set())
+        if self.fusion_source not in sources or self.fusion_kind not in ("z", "rrf"):
+            raise ValueError(f"fusion_source {self.fusion_source!r}: one of {sorted(sources)}; "
+                             f"fusion_kind {self.fusion_kind!r}: \"z\" or \"rrf\"")
         counts = {k: getattr(self, k) for k in ("n_ease", "ease_neighbours", "ease_max_items",
                                                 "n_graphsage", "graphsage_epochs")}
         if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in counts.values()):
@@ -491,6 +514,7 @@ class ServedModel:
         sage_q = self.sage_query(hist, user_tok)
         cand = self.candidates(query, histories, sums, sage_q)
         scores = self.rank(hist, user_tok, cand, context, query, sums, sage_q)
+        scores = self.fused(cand, scores, context, query, sums, sage_q)
         if self.fallback:  # the guard of models.served_fit: a segment served by a source
             cand, scores = guarded(self, cand, scores, context, query, histories, sums, sage_q)
         order = descending(scores, cand)  # ties: the smaller item index first
@@ -524,6 +548,19 @@ class ServedModel:
         if kept is not None:
             I[fell], S[fell] = kept[0][fell], kept[1][fell]
         return I[:, :k], S[:, :k]
+
+    def fused(self, cand: np.ndarray, scores: np.ndarray, context: np.ndarray,
+              query: np.ndarray, sums: tuple[np.ndarray, ...], sage_q: np.ndarray | None
+              ) -> np.ndarray:
+        """The ranker's scores [B, C] of the candidates [B, C] fused with the fusion source's
+        (ServedConfig.fusion_*; models.rules.fuse), per row by its segment's weight; the
+        scores themselves when both weights are 0. The other arguments are `rank`'s."""
+        c = self.config
+        if not (c.fusion_warm or c.fusion_fresh):
+            return scores
+        weight = np.where(context[:, 0] > 0.5, c.fusion_fresh, c.fusion_warm)
+        source = source_scores(self, c.fusion_source, query, sums, sage_q, cand)
+        return fuse(scores, source, weight, c.fusion_kind)
 
     def head_items(self) -> np.ndarray:
         """[n_items] bool: the head of the evaluation's long-tail coverage

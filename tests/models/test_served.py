@@ -359,3 +359,47 @@ def test_the_on_demand_bundle_honours_the_guards_fallback(fitted, bundle, tmp_pa
     finally:
         model.fallback = {}
     assert I.tolist() == got["I"]
+
+
+def test_score_fusion_reorders_its_segment_only_and_travels_in_the_bundle(fitted, bundle,
+                                                                         tmp_path):
+    """ServedConfig.fusion_fresh (models.rules.fuse) re-orders the fresh users' lists and
+    leaves the warm users' (fusion_warm 0) as the ranker's; served.json carries the setting,
+    so the on-demand path (LiteRT, no TensorFlow) serves the same fused lists."""
+    _, model = fitted
+    users, histories = requests(model, 6, seed=5)
+    idx = model.history_indices(histories)
+    utok = model.user_tokens([{}] * len(users))
+    old = model.config
+    plain = dataclasses.replace(old, rerank_slots=0)  # the ranker's order, no promotions
+    fused = dataclasses.replace(plain, fusion_fresh=3.0)
+    got = {}
+    try:
+        for name, config in (("plain", plain), ("fused", fused)):
+            model.config = config
+            for fresh in (False, True):
+                got[name, fresh] = model.recommend_indices(idx, utok,
+                                                           model.context(users, fresh), 10)
+    finally:
+        model.config = old
+    np.testing.assert_array_equal(got["fused", False][0], got["plain", False][0])
+    assert got["fused", True][0].tolist() != got["plain", True][0].tolist()
+    path = str(tmp_path / "bundle")
+    shutil.copytree(bundle[0], path)
+    with open(os.path.join(path, "served.json")) as f:
+        meta = json.load(f)
+    meta["config"].update(rerank_slots=0, fusion_fresh=3.0)
+    with open(os.path.join(path, "served.json"), "w") as f:
+        json.dump(meta, f)
+    req = {"users": users, "histories": histories, "features": [{}] * len(users)}
+    run = subprocess.run([sys.executable, "-c", LITE, path, json.dumps(req)], cwd=".",
+                         capture_output=True, text=True, check=True)
+    lite = json.loads(run.stdout.strip().splitlines()[-1])
+    assert lite["tf"] is False and lite["I"] == got["fused", True][0].tolist()
+
+
+@pytest.mark.parametrize("bad", [{"fusion_fresh": -1.0}, {"fusion_warm": float("inf")},
+                                 {"fusion_source": "ease"}, {"fusion_kind": "sum"}])
+def test_config_rejects_bad_fusion_values(bad):
+    with pytest.raises(ValueError, match="fusion"):
+        ServedConfig(**{"ease_l2": None, **bad})
