@@ -13,7 +13,10 @@ overrides the served config before fitting; each `--sweep "field=v field2=v2"` (
 re-scores the one fitted served model under overrides of fields that act at serving time only
 (longtail_slots, longtail_affinity, the exposure re-rank's rerank_* fields); each
 `--try "field=v ..."` (repeatable) fits one more served model with those overrides on top of
-`--set`, reported as `served[...]`:
+`--set`, reported as `served[...]`, and each `--tower-try "field=v ..."` one more
+standalone two_tower with TwoTowerConfig overrides, reported as `two_tower[...]`. Served
+models' rows end with their candidate pool's recall of the truth (tower source and whole
+pool, warm / fresh):
 
     python -m benchmarks.validate_served --dataset movielens:../shared/datasets/ml-100k \
         --models served,ease --try "ease_l2=None" --try "ease_l2=200" \
@@ -37,6 +40,7 @@ from models.evaluation import (
     build_cases,
     evaluate_model,
     event_order,
+    pool_recall,
     recommend_cases,
     score_lists,
     temporal_split,
@@ -44,6 +48,8 @@ from models.evaluation import (
 from models.graphsage import GraphSAGEConfig
 from models.served import ServedConfig
 from models.served_fit import ServedRecommender
+from models.tower_fit import TwoTowerRecommender
+from models.two_tower import TwoTowerConfig
 
 ORIGINS = ((0.9, 1.0), (0.8, 0.9), (0.7, 0.8))
 
@@ -65,6 +71,15 @@ def served_config(overrides: Sequence[str], base: ServedConfig = ServedConfig())
     return config
 
 
+def tower_config(overrides: Sequence[str]) -> TwoTowerConfig:
+    """TwoTowerConfig's defaults with `field=value` overrides (the standalone two_tower's)."""
+    fields = {}
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        fields[key] = ast.literal_eval(raw)
+    return dataclasses.replace(TwoTowerConfig(), **fields)
+
+
 def window(train, start: float, end: float) -> Split:
     """Events before the `start` quantile of `train`, and those in [start, end) quantiles."""
     df = event_order(train)
@@ -77,9 +92,10 @@ def window(train, start: float, end: float) -> Split:
 
 def validation_report(dataset, model_names: Sequence[str], overrides: Sequence[str],
                       sweeps: Sequence[str] = (), origins=ORIGINS,
-                      tries: Sequence[str] = ()) -> dict:
+                      tries: Sequence[str] = (), tower_tries: Sequence[str] = ()) -> dict:
     """{origin: {label: metrics}}; labels are model names, `served[overrides]` per sweep and
-    per try."""
+    per try, `two_tower[overrides]` per tower try; a served model's metrics also hold its
+    "pool_recall" (models.evaluation.pool_recall: per segment and candidate source)."""
     train = temporal_split(dataset.interactions).train
     out = {}
     for start, end in origins:
@@ -94,6 +110,8 @@ def validation_report(dataset, model_names: Sequence[str], overrides: Sequence[s
                      else MODEL_REGISTRY[name]())
             res[name] = evaluate_model(model, split, cases, users=dataset.users,
                                        items=dataset.items, n_resamples=200)
+            if name == "served":
+                res[name]["pool_recall"] = pool_recall(model, cases)
             fitted = getattr(model, "model", None)
             for sweep in sweeps if name == "served" else ():
                 fitted.config = served_config(sweep.split(), model.config)
@@ -104,6 +122,11 @@ def validation_report(dataset, model_names: Sequence[str], overrides: Sequence[s
             model = ServedRecommender(served_config([*overrides, *extra.split()]))
             res[f"served[{extra}]"] = evaluate_model(model, split, cases, users=dataset.users,
                                                      items=dataset.items, n_resamples=200)
+            res[f"served[{extra}]"]["pool_recall"] = pool_recall(model, cases)
+        for extra in tower_tries:
+            model = TwoTowerRecommender(tower_config(extra.split()))
+            res[f"two_tower[{extra}]"] = evaluate_model(
+                model, split, cases, users=dataset.users, items=dataset.items, n_resamples=200)
     return out
 
 
@@ -117,7 +140,11 @@ def _row(label: str, ms: list[dict]) -> str:
             f"cov {mean(lambda m: m['coverage@10']):.3f} "
             f"longtail {mean(lambda m: m['longtail_coverage@10']):.3f}"
             + (f" fit {mean(lambda m: m['train_seconds']):.1f} s" if "train_seconds" in ms[0]
-               else ""))
+               else "")
+            + ("" if "pool_recall" not in ms[0] else
+               " pool recall warm/fresh: tower {:.3f}/{:.3f} pool {:.3f}/{:.3f}".format(
+                   *(mean(lambda m, seg=seg, src=src: m["pool_recall"][seg][src] or 0.0)
+                     for src in ("tower", "pool") for seg in ("warm", "fresh")))))
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -129,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help='e.g. "longtail_slots=1 longtail_affinity=\'ranker\'"')
     parser.add_argument("--try", action="append", default=[], dest="tries",
                         help='one more served model, e.g. "ease_l2=None" or "graphsage={}"')
+    parser.add_argument("--tower-try", action="append", default=[], dest="tower_tries",
+                        help='one more two_tower model, e.g. "uniform_negatives=256"')
     parser.add_argument("--origins", default=",".join(f"{a}:{b}" for a, b in ORIGINS))
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -137,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     origins = [tuple(float(x) for x in o.split(":")) for o in args.origins.split(",")]
     report = validation_report(load_dataset(args.dataset), args.models.split(","),
-                               args.overrides, args.sweeps, origins, args.tries)
+                               args.overrides, args.sweeps, origins, args.tries,
+                               args.tower_tries)
     print("overrides:", " ".join(args.overrides) or "none")
     for origin, res in report.items():
         for label, m in res.items():

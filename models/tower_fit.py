@@ -71,11 +71,12 @@ def carry_over(w: dict[str, np.ndarray], data: TowerData, start: TwoTowerModel) 
 def fit_tower(data: TowerData, config: TwoTowerConfig, epochs: int,
               monitor: Cases | None = None,
               start: TwoTowerModel | None = None) -> tuple[TwoTowerModel, list[float]]:
-    """Trains for `epochs` epochs; with `monitor`, keeps the epoch of best NDCG@10 on it and
-    stops after `config.patience` epochs without improvement. With `start` (a model fitted
-    on other data, e.g. an earlier window's), training continues from its weights
-    (`carry_over`) instead of random ones, on the examples whose item came after `start`'s
-    last train event when `config.warm_start_recent` (on all of them otherwise).
+    """Trains for `epochs` epochs; with `monitor`, keeps the epoch of best NDCG@10 on it (from
+    `config.min_epochs` on) and stops after `config.patience` epochs without improvement.
+    With `start` (a model fitted on other data, e.g. an earlier window's), training continues
+    from its weights (`carry_over`) instead of random ones, on the examples whose item came
+    after `start`'s last train event when `config.warm_start_recent` (on all of them
+    otherwise).
 
     Returns:
         (model, validation NDCG@10 per epoch, empty without `monitor`).
@@ -106,7 +107,7 @@ def fit_tower(data: TowerData, config: TwoTowerConfig, epochs: int,
 
     scores, kept = fit_early_stopping(net, batches, epochs,
                                       None if monitor is None else validate, c.patience,
-                                      "two-tower", _CHECK)
+                                      "two-tower", _CHECK, c.min_epochs)
     model = TwoTowerModel.of(data, net, c, done + kept)
     require_finite({**model.arrays, "item_vectors": model.item_vectors}, "two-tower", _CHECK)
     return model, scores
@@ -119,6 +120,12 @@ class TowerBatches(EpochBatches):
 
     Yields {"hist": [B, H], "user_tok": [B, U], "target": [B], "keep": [B], "logq": [B]}
     (TwoTower.train_step's batch); a last batch under a quarter of `batch_size` is dropped.
+    With `config.uniform_negatives` = B' > 0 each batch also brings B' items drawn uniformly
+    (with replacement) from all N items of the catalogue, cold items included: "neg" [B'],
+    "neg_keep" [B'] (0 for a cold item: scored from its tokens, as the index has it) and
+    "neg_logq" [B']. Every item's q is then its share of the batch's negatives under both
+    draws, p_i + B' / (B N) with p_i its share of the examples (`mixed_logq`), for the
+    targets and the uniform draws alike; B' = 0 leaves the batches as they were.
     """
 
     def __init__(self, data: TowerData, ex_user: np.ndarray, ex_pos: np.ndarray,
@@ -128,7 +135,7 @@ class TowerBatches(EpochBatches):
         self.rng = np.random.default_rng(config.seed)
         counts = np.bincount(data.seq[data.offsets[ex_user] + ex_pos],
                              minlength=len(data.items))
-        self.logq = np.log(np.maximum(counts, 1) / max(len(ex_user), 1)).astype(np.float32)
+        self.logq = mixed_logq(counts, config.batch_size, config.uniform_negatives)
         self.size = epoch_size(ex_user, config.max_per_user, config.max_examples)
 
     def __len__(self) -> int:
@@ -141,12 +148,31 @@ class TowerBatches(EpochBatches):
         user, pos = self.ex_user[b], self.ex_pos[b]
         target = d.seq[d.offsets[user] + pos].astype(np.int32)
         keep = (self.rng.random(len(b)) >= c.id_dropout).astype(np.int32)
-        return {"hist": d.histories(user, pos, c.history), "user_tok": d.user_tokens[user],
-                "target": target, "keep": keep, "logq": self.logq[target]}
+        batch = {"hist": d.histories(user, pos, c.history), "user_tok": d.user_tokens[user],
+                 "target": target, "keep": keep, "logq": self.logq[target]}
+        if c.uniform_negatives:
+            neg = self.rng.integers(0, len(d.items), c.uniform_negatives).astype(np.int32)
+            batch.update(neg=neg, neg_keep=d.has_events[neg].astype(np.int32),
+                         neg_logq=self.logq[neg])
+        return batch
 
     def draw(self) -> np.ndarray:
         c = self.config
         return epoch_sample(self.ex_user, c.max_per_user, c.max_examples, self.rng)
+
+
+def mixed_logq(counts: np.ndarray, batch_size: int, uniform: int) -> np.ndarray:
+    """log q [n_items] float32 of the logQ correction: log p_i, p_i = counts_i / sum(counts)
+    (an item's share of the examples: in-batch negatives are drawn as the targets are), and
+    with `uniform` = B' uniform negatives per batch of `batch_size` = B over the N items,
+    log(p_i + B' / (B N)): the expected count of item i among the batch's B + B' draws
+    (B p_i + B' / N), divided by B, which the softmax does not see. An item without examples
+    gets p_i = 1 / sum(counts) when B' = 0 (it is never a target then), 0 otherwise.
+    """
+    n = max(int(counts.sum()), 1)
+    if not uniform:
+        return np.log(np.maximum(counts, 1) / n).astype(np.float32)
+    return np.log(counts / n + uniform / (batch_size * len(counts))).astype(np.float32)
 
 
 def epoch_size(ex_user: np.ndarray, per_user: int | None, total: int | None) -> int:
@@ -197,7 +223,7 @@ def fit_validated(train: pd.DataFrame, users: pd.DataFrame | None,
         if not (split.train.empty or split.test.empty):
             model, scores = fit_tower(prepare(split.train, users, items, config), config,
                                       epochs, build_cases(split))
-            epochs = int(np.argmax(scores)) + 1 if scores else epochs
+            epochs = model.epochs if scores else epochs  # the kept epoch (min_epochs on)
             held = model, split
     return fit_tower(prepare(train, users, items, config), config, epochs)[0], held
 

@@ -8,7 +8,8 @@
                tokens [B, T] (0 pads)
                -> [id vector, mean(MHA(tokens) + tokens), mean(tokens)] -> Dense relu
                -> Dense -> L2 normalise -> [B, d]
-    TwoTower   both, its `train_step` the in-batch sampled softmax with logQ correction.
+    TwoTower   both, its `train_step` the in-batch sampled softmax with logQ correction, mixed
+               with uniformly drawn negatives when the batch brings them (`retrieval_loss`).
 
 The weights leave Keras by their exported names (`TwoTower.arrays`, the bundle's `w:*`
 arrays that models.runtimes reads) and come back with `TwoTower.set_arrays`. Imports Keras.
@@ -139,10 +140,17 @@ class TwoTower(keras.Model):
         """One Adam step on a batch of models.tower_fit.TowerBatches."""
         hist, user_tok, target, keep, logq = (data[k] for k in ("hist", "user_tok", "target",
                                                                  "keep", "logq"))
+        neg = data.get("neg")  # the batch's uniform negatives [B'] (mixed negative sampling)
         with tf.GradientTape() as tape:
             q, v = self(hist, user_tok, target, keep)
-            loss = retrieval_loss(q, v, target, logq, self.config.temperature)
             rows = [self.items.ids((target + 1) * keep), self.users.ids(hist + 1)]
+            uniform = None
+            if neg is not None:
+                neg_ids1 = (neg + 1) * data["neg_keep"]
+                uniform = (self.items(neg_ids1, tf.gather(self.item_tokens, neg)), neg,
+                           data["neg_logq"])
+                rows.append(self.items.ids(neg_ids1))
+            loss = retrieval_loss(q, v, target, logq, self.config.temperature, uniform)
             loss += self.config.l2 * tf.add_n([tf.reduce_sum(tf.reduce_mean(r * r, 0))
                                                for r in rows])
         variables = self.trainable_variables
@@ -194,17 +202,31 @@ class TwoTower(keras.Model):
                                zip(ATTENTION, attention.get_weights(), strict=True)])
 
 
-def retrieval_loss(q, v, target, logq, temperature: float):
-    """In-batch sampled softmax: each query's own item against the batch's other items,
-    their logits corrected by log of their sampling probability (logq [B]); a batch item
-    equal to the query's own (a duplicate target) is not counted as a negative.
+def retrieval_loss(q, v, target, logq, temperature: float, uniform=None):
+    """Sampled softmax: each query's own item against the batch's other items (in-batch
+    negatives) and, with `uniform`, against extra items drawn uniformly from the catalogue
+    (mixed negative sampling, Yang et al. 2020), all in one softmax; every logit (the
+    positive's too) is corrected by the log of its item's sampling probability (logq). An
+    item equal to the query's own (a duplicate target, or a uniform draw of it) is not
+    counted as a negative.
 
     Args:
-        q, v: [B, d] unit query and item vectors; target: [B] item indices.
+        q, v: [B, d] unit query and item vectors; target: [B] item indices; logq: [B].
+        temperature: divides the cosine scores.
+        uniform: None, or (vectors [B', d], item indices [B'], logq [B']) of the uniform
+            negatives, shared by every query of the batch.
+
+    Returns:
+        The mean cross-entropy of the positives (scalar).
     """
     logits = tf.matmul(q, v, transpose_b=True) / temperature - logq[None, :]
     same = tf.equal(target[:, None], target[None, :])
     other = tf.logical_and(same, tf.logical_not(tf.eye(tf.shape(target)[0]) > 0))
     logits = tf.where(other, -1e9, logits)
+    if uniform is not None:
+        vn, neg, neg_logq = uniform
+        extra = tf.matmul(q, vn, transpose_b=True) / temperature - neg_logq[None, :]
+        logits = tf.concat([logits, tf.where(tf.equal(target[:, None], neg[None, :]), -1e9,
+                                             extra)], 1)
     labels = tf.range(tf.shape(target)[0])
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))

@@ -29,11 +29,14 @@ MONITOR = "val_ndcg"
 
 
 def fit_early_stopping(net, batches, epochs: int, validate: Callable[[object], float] | None,
-                       patience: int, what: str, check: str) -> tuple[list[float], int]:
+                       patience: int, what: str, check: str,
+                       min_epochs: int = 1) -> tuple[list[float], int]:
     """Trains `net` (a compiled keras.Model) on `batches` for at most `epochs` epochs.
 
     With `validate`, its figure is computed after each epoch, training stops after `patience`
-    epochs without a better one, and the weights of the best epoch are restored.
+    epochs without a better one, and the weights of the best epoch are restored; the epochs
+    before `min_epochs` are neither kept nor counted (EarlyStopping's `start_from_epoch`), so
+    that a noisy figure cannot stop the fit after its first epochs.
 
     Args:
         net: the compiled network; its `train_step` returns {"loss": ...}.
@@ -41,6 +44,7 @@ def fit_early_stopping(net, batches, epochs: int, validate: Callable[[object], f
         epochs: most epochs.
         validate: net -> the validation figure (higher is better), or None.
         patience: epochs without a better figure before stopping.
+        min_epochs: fewest epochs of the weights kept (capped at `epochs`).
         what, check: the model's name and what to check, for the non-finite error.
 
     Returns:
@@ -60,8 +64,9 @@ def fit_early_stopping(net, batches, epochs: int, validate: Callable[[object], f
     callbacks = [stop]
     early = None
     if validate is not None:
-        early = keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience,
-                                              restore_best_weights=True)
+        early = keras.callbacks.EarlyStopping(
+            monitor=MONITOR, mode="max", patience=patience, restore_best_weights=True,
+            start_from_epoch=min(max(min_epochs, 1), epochs) - 1)
         callbacks = [ValidationScore(validate), early, *callbacks]
     history = net.fit(batches, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks)
     losses = history.history.get("loss", [])

@@ -8,7 +8,8 @@ feature tokens, scored by a dot product and trained for retrieval.
     models.two_tower    TwoTowerConfig, TwoTowerModel (the trained weights as named NumPy
                         arrays, no TensorFlow needed to hold them), train_two_tower
 
-Loss: in-batch sampled softmax with logQ correction over (items before position j, item j).
+Loss: in-batch sampled softmax with logQ correction over (items before position j, item j),
+optionally mixed with negatives drawn uniformly from the catalogue (`uniform_negatives`).
 Items without train events get vectors from their tokens alone (cold items).
 
     python -m benchmarks.cold_items   # trains it on synthetic data with held-back items
@@ -45,6 +46,13 @@ class TwoTowerConfig:
         recent: of those, the last ones averaged apart (short-term interest).
         epochs: most passes over the examples; early stopping may pick fewer.
         batch_size: examples per step, the in-batch negatives of each other.
+        uniform_negatives: B', items drawn uniformly from the whole catalogue (cold items
+            included) per batch and scored by the item tower as extra negatives of every
+            query, in the same softmax as the in-batch ones (mixed negative sampling, Yang,
+            Yi et al., WWW 2020): in-batch negatives come as often as items are used, so
+            rare items are rarely shown as negatives. The logQ correction then uses each
+            item's share of both draws (models.tower_fit.mixed_logq); 0 trains on in-batch
+            negatives alone.
         learning_rate: Adam learning rate.
         temperature: softmax temperature of the cosine scores.
         id_dropout: share of training items whose id vector is hidden, so that the item
@@ -53,6 +61,8 @@ class TwoTowerConfig:
         validation: share of train events (the last in time) held out to pick the epochs;
             0 trains `epochs` epochs on everything.
         patience: epochs without a better validation NDCG@10 before stopping.
+        min_epochs: fewest epochs early stopping may keep; the epochs before are not scored
+            against the later ones (keras EarlyStopping's `start_from_epoch`).
         cold_items: also index items of the items table without train events whose
             `created_ts` precedes the last train event.
         max_per_user: examples drawn per user and epoch (None: all), so that long histories
@@ -80,12 +90,14 @@ class TwoTowerConfig:
     recent: int = 5
     epochs: int = 12
     batch_size: int = 512
+    uniform_negatives: int = 0
     learning_rate: float = 0.003
     temperature: float = 0.1
     id_dropout: float = 0.2
     l2: float = 1e-4
     validation: float = 0.1
     patience: int = 2
+    min_epochs: int = 1
     cold_items: bool = True
     max_per_user: int | None = 64
     max_examples: int | None = None

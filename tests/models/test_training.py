@@ -77,6 +77,25 @@ def test_the_best_epoch_is_restored_when_the_epochs_run_out_first():
     assert same(net.get_weights(), validate.weights[1])
 
 
+def test_min_epochs_keeps_a_noisy_first_peak_from_stopping_the_fit():
+    # Alone, the first epoch's 0.9 would stop the fit after epoch 3 and be kept (the two-tower
+    # on ml-100k: its validation window's noise); with min_epochs 3 the epochs before 3 are
+    # not scored, epoch 4's 0.6 is the best and patience 2 runs out after epoch 6.
+    figures = [0.9, 0.5, 0.4, 0.6, 0.3, 0.2, 0.1, 0.0]
+    assert fit_early_stopping(tiny_net(), Batches(X, Y), 8, Figures(figures), 2, "tiny net",
+                              "x") == (figures[:3], 1)
+    validate = Figures(figures)
+    net = tiny_net()
+    scores, kept = fit_early_stopping(net, Batches(X, Y), 8, validate, 2, "tiny net", "x",
+                                      min_epochs=3)
+    assert (scores, kept) == (figures[:6], 4)
+    assert same(net.get_weights(), validate.weights[3])
+    # more min_epochs than epochs: every epoch runs and the last is kept
+    short = Figures(figures)
+    assert fit_early_stopping(tiny_net(), Batches(X, Y), 2, short, 2, "tiny net", "x",
+                              min_epochs=5) == (figures[:2], 2)
+
+
 def test_without_validate_every_epoch_runs_and_the_last_weights_stay():
     net = tiny_net()
     start = net.get_weights()
