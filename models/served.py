@@ -77,6 +77,8 @@ STEP_CELLS = 1 << 23
 # (ServedConfig.ease_l2; bundles written before it have none).
 NEIGHBOURS = ("knn", "sess", "ease")
 PADDED = tuple(f"{n}_{part}" for n in NEIGHBOURS for part in ("idx", "sim"))
+# The fusion sources (ServedConfig.fusion_source) read from a neighbour table, by its name.
+NEIGHBOURS_OF = {"knn": "knn", "session": "sess", "ease": "ease"}
 
 
 @dataclass(frozen=True)
@@ -169,9 +171,10 @@ class ServedConfig:
             (models.rules.fuse: the ranker's scores of the pool plus that weight times the
             fusion source's standardised scores, or reciprocal-rank fusion of the two orders;
             before the guard and the exposure re-rank); 0 turns it off for that segment.
-        fusion_source: the candidate source whose scores are fused (models.served_guard.
-            source_scores: "knn", "tower", "session", "popular", "ease" with EASE,
-            "graphsage" with GraphSAGE).
+        fusion_source: the candidate source whose scores are fused, as the ranker's feature
+            of it reads them (`fusion_column`): "knn", "session", "ease" (with EASE) their
+            similarity sums over the last H history items, "tower" and "graphsage" (with
+            GraphSAGE) their inner products, "popular" its order (7-day events + all / 100).
         fusion_kind: "z" (the source's z-score scaled by the ranker's spread) or "rrf"
             (reciprocal-rank fusion; the ranker's scores handed out in the fused order).
         n_graphsage: GraphSAGE candidates (top-N by its query · item vectors).
@@ -241,6 +244,17 @@ class ServedConfig:
                                                 "n_graphsage", "graphsage_epochs")}
         if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in counts.values()):
             raise ValueError(f"{counts}: each must be a whole number >= 1")
+
+
+def fusion_column(X: np.ndarray, config: ServedConfig) -> np.ndarray:
+    """[N, C] the fusion source's scores (ServedConfig.fusion_source) read from the ranker's
+    features X [N, C, F] (columns: ServedModel.feature_names() of a model of `config`), as
+    ServedModel.fused reads them at serving time: what models.served_fit.validate fuses."""
+    names = (*FEATURES, *(("ease",) if config.ease_l2 is not None else ()),
+             *(("graphsage",) if config.graphsage is not None else ()))
+    if config.fusion_source == "popular":
+        return X[..., names.index("pop_7d")] + X[..., names.index("pop_all")] / 100
+    return X[..., names.index(config.fusion_source)]
 
 
 def _ease(train: pd.DataFrame, tower: TwoTowerModel, config: ServedConfig
@@ -559,7 +573,13 @@ class ServedModel:
         if not (c.fusion_warm or c.fusion_fresh):
             return scores
         weight = np.where(context[:, 0] > 0.5, c.fusion_fresh, c.fusion_warm)
-        source = source_scores(self, c.fusion_source, query, sums, sage_q, cand)
+        if c.fusion_source in NEIGHBOURS_OF:  # the ranker's feature: the sums over the last H
+            tables = dict(zip(self.neighbour_names(), sums, strict=True))
+            rows = np.arange(len(cand))[:, None]
+            c_ = np.where(cand < 0, len(self.tower.data.items), cand).astype(np.int64)
+            source = tables[NEIGHBOURS_OF[c.fusion_source]][rows, 1, c_]
+        else:
+            source = source_scores(self, c.fusion_source, query, sums, sage_q, cand)
         return fuse(scores, source, weight, c.fusion_kind)
 
     def head_items(self) -> np.ndarray:

@@ -33,7 +33,8 @@ from models.finite import require_finite
 from models.histories import history_matrix
 from models.ranker import RankingData, ndcg_per_list, score
 from models.ranker_fit import train_ranker
-from models.served import ServedConfig, ServedModel
+from models.rules import fuse
+from models.served import ServedConfig, ServedModel, fusion_column
 from models.served_guard import decide, source_ndcg, source_scores
 from models.tower_data import TowerData, prepare
 from models.tower_fit import fit_tower
@@ -294,7 +295,8 @@ def validate(split: Split, cases: Cases, data: list[RankingData], earlier: list[
     (`earlier`) ranks the last window's candidate lists (`data`, every case of `split`'s
     test side, warm then fresh); popularity is fitted on `split.train`. The lists are the
     served model's before the business rules' discovery slots (longtail_slots,
-    new_item_slots) and the exposure re-rank (rerank_*). With `sources` (models.served_guard.
+    new_item_slots) and the exposure re-rank (rerank_*), the ranker's scores fused with the
+    fusion source's as served (ServedConfig.fusion_*). With `sources` (models.served_guard.
     source_ndcg of the same cases), the guard (models.served_guard.decide) compares the
     ranker with each source per segment.
 
@@ -312,14 +314,18 @@ def validate(split: Split, cases: Cases, data: list[RankingData], earlier: list[
     t = time.perf_counter()
     ranker = train_ranker(earlier, config.ranker)
     lists = pool_only(RankingData.concat(data), config.candidates)
-    per_case = ndcg_per_list(score(ranker, lists.X), lists)
+    scores = np.where(lists.mask, score(ranker, lists.X), -np.inf)
+    fresh = np.r_[np.zeros(len(cases.warm), bool), np.ones(len(cases.fresh), bool)]
+    if config.fusion_warm or config.fusion_fresh:  # as ServedModel.fused serves them
+        scores = fuse(scores, fusion_column(lists.X, config),
+                      np.where(fresh, config.fusion_fresh, config.fusion_warm), config.fusion_kind)
+    per_case = ndcg_per_list(scores, lists)
     pop = evaluate_model(Popularity(), split, cases, n_resamples=1)["all"]["ndcg@10"]
     out = {"window": float(max(config.windows)), "cases": n_cases, "warm": len(cases.warm),
            "fresh": len(cases.fresh), "ndcg@10": round(float(per_case.mean()), 4),
            "popularity_ndcg@10": round(float(pop), 4)}
     fallback: dict[str, str] = {}
     if sources:
-        fresh = np.r_[np.zeros(len(cases.warm), bool), np.ones(len(cases.fresh), bool)]
         fallback, out["guard"] = decide(per_case, sources, fresh, seed=config.ranker.seed)
         if fallback:
             log.warning("served: the guard serves %s instead of the ranker (validation "
@@ -406,8 +412,10 @@ class ServedRecommender:
         """The ranker's scores of given items (models.evaluation_loo.ScoringRecommender): the
         features of `recommend`'s ranking at these items instead of the retrieved ones.
         A segment that the guard (models.served_guard) sends to a source is scored by that
-        source (`source_scores`). With `pool_first`, the items outside the user's candidate
-        pool (ServedModel.candidates) are put below those inside it (their score minus 1e6).
+        source (`source_scores`); the others' ranker scores are fused as the lists' are
+        (ServedConfig.fusion_*, over the given items). With `pool_first`, the items outside
+        the user's candidate pool (ServedModel.candidates) are put below those inside it
+        (their score minus 1e6).
         Returns: [B, C] float64, -inf for an item the model does not know."""
         m = self.model
         cand = np.stack([m.tower.data.items.lookup(c) for c in candidates])
@@ -421,8 +429,10 @@ class ServedRecommender:
                 utok = m.tower.data.user_matrix(u)
                 query = m.get_runtime().user_embedding(hist, utok)
                 sums, sage_q = m.neighbour_sums(h), m.sage_query(hist, utok)
+                ctx = m.context(u, fresh)
                 got = (source_scores(m, source, query, sums, sage_q, c) if source else
-                       m.rank(hist, utok, c, m.context(u, fresh), query, sums, sage_q))
+                       m.fused(c, m.rank(hist, utok, c, ctx, query, sums, sage_q), ctx,
+                               query, sums, sage_q))
                 got = got.astype(np.float64)
                 if self.pool_first:
                     pool = m.candidates(query, h, sums, sage_q)

@@ -85,13 +85,22 @@ def test_validation_figure_is_evaluate_models_ndcg_of_the_windows_lists(data):
     assert got["cases"] == len(build_cases(temporal_split(events, 0.9)).warm) + len(
         build_cases(temporal_split(events, 0.9)).fresh)
 
-    plain = dataclasses.replace(TINY, rerank_slots=0)  # the figure is of the ranker's order
-    rec = ServedRecommender(plain)
-    rec.model = ServedModel.build(split.train, tower, data.items, plain,
-                                  train_ranker(earlier, TINY.ranker))
-    want = score_lists(cases, recommend_cases(rec, cases.warm),
-                       recommend_cases(rec, cases.fresh), split.train, n_resamples=1)
-    assert got["ndcg@10"] == pytest.approx(want["all"]["ndcg@10"], abs=6e-5)
+    ranker = train_ranker(earlier, TINY.ranker)
+    figures = set()
+    # the figure is of the ranker's order (no re-rank), fused as served when fusion is on
+    for fusion in ({"fusion_warm": 0.0, "fusion_fresh": 0.0},
+                   {"fusion_warm": 0.5, "fusion_fresh": 2.0},
+                   {"fusion_fresh": 1.0, "fusion_source": "popular", "fusion_kind": "rrf"}):
+        config = dataclasses.replace(TINY, **fusion)
+        plain = dataclasses.replace(config, rerank_slots=0)
+        rec = ServedRecommender(plain)
+        rec.model = ServedModel.build(split.train, tower, data.items, plain, ranker)
+        want = score_lists(cases, recommend_cases(rec, cases.warm),
+                           recommend_cases(rec, cases.fresh), split.train, n_resamples=1)
+        got = validate(split, cases, segments, earlier, config)[0]
+        assert got["ndcg@10"] == pytest.approx(want["all"]["ndcg@10"], abs=6e-5), fusion
+        figures.add(got["ndcg@10"])
+    assert len(figures) > 1  # fusion changed the order somewhere
     pop = evaluate_model(Popularity(), temporal_split(events, 0.9),
                          build_cases(temporal_split(events, 0.9)), n_resamples=1)
     assert got["popularity_ndcg@10"] == pytest.approx(pop["all"]["ndcg@10"], abs=6e-5)
