@@ -165,12 +165,13 @@ def guard_fallback(value) -> dict[str, str]:
 def config_from_json(c: dict) -> ServedConfig:
     """The ServedConfig of served.json's "config" (dataclasses.asdict of one). A bundle
     written before EASE was a source has no `ease_l2`: EASE is off for it; one written before
-    the exposure re-rank has no `rerank_slots`: its lists stay as published (re-rank off)."""
+    the exposure re-rank has no `rerank_slots`: its lists stay as published (re-rank off);
+    one written before score fusion has no `fusion_*`: fusion is off for it."""
     sage = c.get("graphsage")
     return ServedConfig(
         tower=TwoTowerConfig(**c["tower"]),
         ranker=RankerConfig(**{**c["ranker"], "hidden": tuple(c["ranker"]["hidden"])}),
         graphsage=None if sage is None else GraphSAGEConfig(**sage),
-        **{"ease_l2": None, "rerank_slots": 0,
+        **{"ease_l2": None, "rerank_slots": 0, "fusion_warm": 0.0, "fusion_fresh": 0.0,
            **{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()
               if k not in ("tower", "ranker", "graphsage")}})

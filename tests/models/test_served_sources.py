@@ -177,13 +177,16 @@ def test_a_bundle_with_ease_and_graphsage_serves_alike_in_every_runtime(with_sag
 
 
 def test_a_bundle_written_before_a_setting_existed_keeps_what_it_published():
-    """served.json of an older bundle lacks `ease_l2` and the `rerank_*` fields: loading it
-    must not switch on what later defaults turned on (its lists would change unretrained)."""
+    """served.json of an older bundle lacks `ease_l2`, the `rerank_*` and `fusion_*` fields:
+    loading it must not switch on what later defaults turned on (its lists would change
+    unretrained)."""
     from models.served import ServedConfig
     from models.served_bundle import config_from_json
 
     now = dataclasses.asdict(ServedConfig())
-    old = {k: v for k, v in now.items() if k != "ease_l2" and not k.startswith("rerank_")}
+    old = {k: v for k, v in now.items() if k != "ease_l2" and not k.startswith(("rerank_",
+                                                                                 "fusion_"))}
     loaded = config_from_json(old)
     assert loaded.ease_l2 is None and loaded.rerank_slots == 0
+    assert loaded.fusion_fresh == loaded.fusion_warm == 0.0 < ServedConfig().fusion_fresh
     assert config_from_json(now) == ServedConfig()
