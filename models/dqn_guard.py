@@ -43,11 +43,11 @@ log = logging.getLogger(__name__)
 
 
 def stage_ndcg(model: ServedModel, policy, cases: Cases, margins, k: int = 10
-               ) -> tuple[np.ndarray, dict[float, np.ndarray], np.ndarray]:
+               ) -> tuple[np.ndarray, dict[float, np.ndarray], np.ndarray, np.ndarray]:
     """Per case (warm then fresh), NDCG@k of served's list and of the stage's at each margin.
 
     Returns:
-        (served [n], {margin: [n]}, fresh [n] bool).
+        (served [n], {margin: [n]}, fresh [n] bool, the cases' user ids [n] str).
     """
     ids = np.asarray(model.tower.data.items.ids).astype(str)
     emb = item_embeddings(model)
@@ -69,7 +69,8 @@ def stage_ndcg(model: ServedModel, policy, cases: Cases, margins, k: int = 10
             staged[m] += _ndcg(rerank(pools.items, avail, emb, pools.recent, choose(q, m), k),
                                ids, truth, k)
     fresh = np.r_[np.zeros(len(cases.warm), bool), np.ones(len(cases.fresh), bool)]
-    return np.asarray(served), {m: np.asarray(v) for m, v in staged.items()}, fresh
+    users = np.array([str(c.user_id) for c in (*cases.warm, *cases.fresh)], dtype=object)
+    return np.asarray(served), {m: np.asarray(v) for m, v in staged.items()}, fresh, users
 
 
 def _ndcg(lists: np.ndarray, ids: np.ndarray, truth: list[frozenset], k: int) -> list[float]:
@@ -79,7 +80,8 @@ def _ndcg(lists: np.ndarray, ids: np.ndarray, truth: list[frozenset], k: int) ->
 
 def decide_margins(served: np.ndarray, staged: dict[float, np.ndarray], fresh: np.ndarray,
                    budget: float, n_resamples: int = 2000, seed: int = 0,
-                   label: str = "pooled") -> tuple[dict[str, float], dict]:
+                   label: str = "pooled", users: np.ndarray | None = None
+                   ) -> tuple[dict[str, float], dict]:
     """Per segment, the smallest margin whose NDCG@10 ratio to served clears the budget with
     95% confidence, or inf (the stage off).
 
@@ -89,6 +91,11 @@ def decide_margins(served: np.ndarray, staged: dict[float, np.ndarray], fresh: n
         fresh: [n] bool, True for a fresh case.
         budget: the NDCG@10 share the stage may cost (0.03: within 3%).
         label: what the cases are, for the log (a window's origin, or "pooled").
+        users: [n] each case's user, or None (every case its own user). Pooled windows
+            hold a user's cases from several windows, which are not independent: the
+            bootstrap resamples users with all their cases (the ratio of the per-user sums,
+            which is the ratio of the cases' means), so a user seen in three windows does
+            not narrow the interval three times.
 
     Returns:
         ({segment: margin, inf when off}, {segment: {"margin", "cases", "served", and per
@@ -103,8 +110,12 @@ def decide_margins(served: np.ndarray, staged: dict[float, np.ndarray], fresh: n
     margins, report = {}, {}
     for segment, rows in zip(SEGMENTS, (~fresh, fresh), strict=True):
         chosen, tried = math.inf, {}
-        for m in sorted(staged) if rows.sum() >= 2 else ():
-            a, b = staged[m][rows], served[rows]
+        group = (np.unique(np.asarray(users)[rows], return_inverse=True)[1]
+                 if users is not None else np.arange(int(rows.sum())))
+        clusters = int(group.max()) + 1 if len(group) else 0
+        for m in sorted(staged) if clusters >= 2 else ():
+            a = np.bincount(group, staged[m][rows], clusters)
+            b = np.bincount(group, served[rows], clusters)
             if np.array_equal(a, b):
                 low = high = 1.0
             else:
@@ -118,7 +129,7 @@ def decide_margins(served: np.ndarray, staged: dict[float, np.ndarray], fresh: n
                 break
         margins[segment] = chosen
         report[segment] = {"margin": None if math.isinf(chosen) else chosen,
-                           "cases": int(rows.sum()),
+                           "cases": int(rows.sum()), "users": clusters,
                            "served": round(float(served[rows].mean()), 4) if rows.any() else None,
                            "tried": tried}
         log.info("dqn guard %s %s: %s", label, segment, report[segment])
@@ -152,7 +163,7 @@ def origin_split(train: pd.DataFrame, start: float, end: float) -> Split:
 
 def window_ndcg(train: pd.DataFrame, users, items, start: float, end: float, served_config,
                 dqn_config, setting=None
-                ) -> tuple[np.ndarray, dict[float, np.ndarray], np.ndarray] | None:
+                ) -> tuple[np.ndarray, dict[float, np.ndarray], np.ndarray, np.ndarray] | None:
     """One origin's evidence: served and the DQN fitted on the events before `start`, their
     per-case NDCG@10 on the cases of [start, end) (`stage_ndcg`), or None without a case."""
     from models.served_fit import fit_served
@@ -197,8 +208,8 @@ def guard_margins(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.Dat
         if got is None:
             per_window[name] = {"cases": 0}
             continue
-        _, decided = decide_margins(*got, dqn_config.guard_budget, seed=dqn_config.seed,
-                                    label=f"window {name}")
+        _, decided = decide_margins(*got[:3], dqn_config.guard_budget, seed=dqn_config.seed,
+                                    label=f"window {name}", users=_users(got))
         per_window[name] = {"cases": len(got[0]), "seconds": round(time.perf_counter() - t, 1),
                             **decided}
         parts.append(got)
@@ -210,9 +221,17 @@ def guard_margins(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.Dat
     served = np.concatenate([p[0] for p in parts])
     staged = {m: np.concatenate([p[1][m] for p in parts]) for m in parts[0][1]}
     fresh = np.concatenate([p[2] for p in parts])
+    users = (np.concatenate([_users(p) for p in parts])
+             if all(_users(p) is not None for p in parts) else None)
     margins, pooled = decide_margins(served, staged, fresh, dqn_config.guard_budget,
-                                     seed=dqn_config.seed, label=f"pooled {list(per_window)}")
+                                     seed=dqn_config.seed, label=f"pooled {list(per_window)}",
+                                     users=users)
     return margins, {**report, "cases": len(served), **pooled}
+
+
+def _users(evidence: tuple) -> np.ndarray | None:
+    """The cases' user ids of a window's evidence (`stage_ndcg`), None when it has none."""
+    return evidence[3] if len(evidence) > 3 else None
 
 
 def history_of(model: ServedModel, events: pd.DataFrame) -> tuple[list[str], list[np.ndarray]]:

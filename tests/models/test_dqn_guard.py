@@ -153,3 +153,38 @@ def test_each_origin_tests_on_its_own_events_only():
     assert early.train["timestamp"].max() < 70 <= early.test["timestamp"].min()
     assert early.test["timestamp"].max() < 80  # not the later windows' truth
     assert last.train["timestamp"].max() < 90 and last.test["timestamp"].max() == 99
+
+
+def test_a_users_cases_from_several_windows_count_as_one_users_evidence():
+    # 4 users with 30 cases each (one user's in three windows, say): the stage costs user
+    # "d" 6% and nobody else anything, ratio 0.985. Taken as 120 independent cases the
+    # interval is narrow and passes; resampling the 4 users with their cases (a draw with
+    # "d" three times out of four is not rare) it reaches below 0.97 and is refused.
+    users = np.repeat(np.array(["a", "b", "c", "d"], dtype=object), 30)
+    served = np.ones(120)
+    staged = np.where(users == "d", 0.94, 1.0)
+    fresh = np.zeros(120, bool)
+    margins, report = decide_margins(served, {0.2: staged}, fresh, 0.03)
+    assert margins["warm"] == 0.2 and report["warm"]["users"] == 120
+    margins, report = decide_margins(served, {0.2: staged}, fresh, 0.03, users=users)
+    assert margins["warm"] == math.inf and report["warm"]["users"] == 4
+    assert report["warm"]["tried"]["0.2"]["ratio"] == 0.985  # the point ratio is the same
+    assert report["warm"]["tried"]["0.2"]["ratio_ci"][0] < 0.97
+    one = decide_margins(served, {0.2: staged}, fresh, 0.03, users=np.full(120, "a"))
+    assert one[0]["warm"] == math.inf and one[1]["warm"]["tried"] == {}  # one user: no evidence
+
+
+def test_the_pooled_guard_resamples_users_across_windows(monkeypatch):
+    # two windows of the same 3 users (20 cases each per window): user "c" loses 6%
+    def window(seed):
+        users = np.repeat(np.array(["a", "b", "c"], dtype=object), 20)
+        served = np.random.default_rng(seed).uniform(0.4, 0.6, 60)
+        return served, {0.2: np.where(users == "c", 0.94, 1.0) * served}, \
+            np.zeros(60, bool), users
+    evidence = {(0.8, 0.9): window(1), (0.9, 1.0): window(2)}
+    margins, report, _ = _guard(monkeypatch, evidence, guard_windows=2)
+    assert report["warm"]["users"] == 3 and report["cases"] == 120
+    assert margins["warm"] == math.inf
+    plain = {k: v[:3] for k, v in evidence.items()}  # the same cases, users unknown
+    margins, report, _ = _guard(monkeypatch, plain, guard_windows=2)
+    assert report["warm"]["users"] == 120 and margins["warm"] == 0.2
