@@ -74,7 +74,7 @@ def test_batches_bring_uniform_draws_over_the_whole_catalogue_with_cold_items_by
     train, users, items = blocks()
     data = prepare(train, users, items, FAST)
     ex_user, ex_pos = data.examples()
-    old = TowerBatches(data, ex_user, ex_pos, FAST)[0]
+    old = TowerBatches(data, ex_user, ex_pos, replace(FAST, uniform_negatives=0))[0]
     assert "neg" not in old  # B' = 0: the batch as before
     cfg = replace(FAST, uniform_negatives=200)
     batches = TowerBatches(data, ex_user, ex_pos, cfg)
