@@ -120,25 +120,31 @@ class ServedConfig:
             the first 50 by ranker score minus rerank_diversity x the largest two-tower
             cosine to the items picked before); 0 turns it off.
 
-            The default (1 slot, margin 1.0, "tower"; no debiasing, no MMR) is the setting
+            The default (1 slot, margin 0.8, "ranker"; no debiasing, no MMR) is the setting
             with the most long-tail coverage@10 whose NDCG@10 fell by at most the windows'
             noise (0.005) in every segment, on three validation windows of the MovieLens 100K
             train side (`python -m benchmarks.validate_served --sweep ...`, one fit re-scored
-            per setting, the ranker's "positive" loss; means of NDCG@10 warm / fresh / all,
-            long-tail coverage@10): without re-rank 0.2106 / 0.4912 / 0.3361, 0.025; 1 slot
-            margin 1.0 0.2068 / 0.4878 / 0.3325, 0.045; 3 slots margin 0.4 0.2068 / 0.4889 /
-            0.3330, 0.039; margin 0.5 0.2061 / 0.4878 / 0.3321, 0.043; margin 0.6 (the
-            default before that loss) 0.2037 / 0.4869 / 0.3304, 0.046 (warm -0.007); margin
-            0.8 0.2033 / 0.4840 / 0.3289, 0.056; margin 1.0 0.2006 / 0.4807 / 0.3259, 0.065;
-            margin 1.5 0.1951 / 0.4657 / 0.3161, 0.085; 2 slots margin 0.6 0.2043 / 0.4879 /
-            0.3312, 0.042; 5 slots margin 1.0 0.2009 / 0.4746 / 0.3233, 0.072; 1 slot at
-            any score (margin 100) 0.2021 / 0.4771 / 0.3251, 0.059; 2 slots 0.1948 / 0.4625 /
-            0.3145, 0.081. Under the listwise loss 3 slots at margin 0.6 had been the choice
-            (0.2029 / 0.4902 / 0.3315, 0.053 against 0.2074 / 0.4946 / 0.3359, 0.027).
-            Debiasing alone gained less for its cost (beta 0.1: fresh -0.010 for 0.031; beta
-            0.5: fresh -0.15 for 0.059), and MMR (0.1-1.0) none (0.027-0.028, NDCG within
-            0.002). No setting within the noise came near 0.10
-            (docs/EVALUATION_RESULTS.md, "Fresh users and the ranker's loss").
+            per setting, ranker seed 0, with score fusion for fresh users and the tower's 256
+            uniform negatives; means of NDCG@10 warm / fresh / all, long-tail coverage@10):
+            without re-rank 0.2142 / 0.4967 / 0.3406, 0.021; 1 slot margin 0.8 "ranker"
+            0.2095 / 0.4971 / 0.3382, 0.032 (seed 1: -0.0009 / +0.0001 / -0.0005 against no
+            re-rank, 0.032); margin 0.6 "ranker" 0.2098 / 0.4968 / 0.3382, 0.031; margin 1.0
+            "ranker" 0.2090 / 0.4961 / 0.3374, 0.034 (warm -0.0052); 1 slot margin 1.0
+            "tower" (the default before) 0.2083 / 0.4960 / 0.3370, 0.041 (warm -0.0058; seed
+            1: -0.0024, 0.040); margin 1.5 "tower" 0.2077 / 0.4937 / 0.3356, 0.047; 2 slots
+            margin 1.0 "tower" 0.2052 / 0.4962 / 0.3354, 0.051; 3 slots margin 0.6 "tower"
+            0.2085 / 0.4950 / 0.3367, 0.040; margin 1.0 0.2043 / 0.4933 / 0.3336, 0.058;
+            margin 1.5 0.1990 / 0.4856 / 0.3272, 0.072. Every setting of more than one slot
+            or a "tower" choice cost warm more than 0.005 on seed 0. Preferring rarer tail
+            items among the close-enough ones (affinity minus 0.1-3 x log1p events) lowered
+            coverage and cost NDCG in every setting tried; the two-tower's cosine picks as its
+            score does (its vectors are unit length). Before (the "positive" loss, older
+            tower) 1 slot at margin 1.0 "tower" had been the choice (0.2068 / 0.4878 /
+            0.3325, 0.045 against 0.2106 / 0.4912 / 0.3361, 0.025), and under the listwise
+            loss 3 slots at margin 0.6. Debiasing alone gained less for its cost (beta 0.1:
+            fresh -0.010 for 0.031; beta 0.5: fresh -0.15 for 0.059), and MMR (0.1-1.0) none
+            (0.027-0.028, NDCG within 0.002). No setting within the noise came near 0.10
+            (docs/EVALUATION_RESULTS.md, "The exposure re-rank re-chosen").
         tower_epochs: epochs of the tower's first fit; None picks them on the first window
             (`tower.epochs` at most, early stopping with `tower.patience`). 4 on three
             validation windows of the MovieLens 100K train side: served NDCG@10 warm /
@@ -210,8 +216,8 @@ class ServedConfig:
     new_item_slots: int = 0
     rerank_beta: float = 0.0
     rerank_slots: int = 1
-    rerank_margin: float = 1.0
-    rerank_affinity: str = "tower"
+    rerank_margin: float = 0.8
+    rerank_affinity: str = "ranker"
     rerank_diversity: float = 0.0
     tower_epochs: int | None = 4
     ease_l2: float | None = None
