@@ -66,16 +66,20 @@ def parse_config(text: str | None) -> ServedConfig:
     if not isinstance(raw, dict):
         raise ValueError("--served_config must be a JSON object of ServedConfig fields")
 
-    def build(cls, values: dict, where: str):
+    def build(cls, values: dict, where: str, base=None):
+        """cls from `values` over `base`'s fields (served's own defaults of a part), or over
+        cls's defaults when base is None."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"--served_config: unknown field(s) {unknown} in {where}; "
                              f"known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        given = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**given) if base is None else replace(base, **given)
 
-    parts = {"tower": build(TwoTowerConfig, raw.get("tower") or {}, "tower"),
-             "ranker": build(RankerConfig, raw.get("ranker") or {}, "ranker")}
+    defaults = ServedConfig()  # its tower and ranker differ from their classes' defaults
+    parts = {"tower": build(TwoTowerConfig, raw.get("tower") or {}, "tower", defaults.tower),
+             "ranker": build(RankerConfig, raw.get("ranker") or {}, "ranker", defaults.ranker)}
     sage = raw.get("graphsage")
     if sage is not None and not isinstance(sage, dict):
         raise ValueError("--served_config: graphsage must be an object of GraphSAGEConfig "

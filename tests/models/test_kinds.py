@@ -1,5 +1,6 @@
 """The model-kind registry (models/kinds/): kinds load by name, lazily, and light."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -72,3 +73,20 @@ def test_popular_ids_rank_by_events_ties_in_vocabulary_order_without_unseen_item
 def test_one_list_drops_the_pads_of_a_one_query_top_k():
     items, scores = kinds.one_list(np.array([[4, 2, -1]]), np.array([[0.9, 0.5, 0.0]]))
     assert items.tolist() == [4, 2] and scores.tolist() == [0.9, 0.5]
+
+
+def test_served_config_overrides_start_from_served_defaults_not_the_parts_classes():
+    # ServedConfig's tower keeps in-batch negatives only, unlike TwoTowerConfig's default:
+    # a --served_config naming other tower fields (or none) must not bring the class's back
+    from models.kinds.served import parse_config
+    from models.served import ServedConfig
+    from models.two_tower import TwoTowerConfig
+
+    defaults = ServedConfig()
+    assert defaults.tower != TwoTowerConfig()  # what makes the test able to fail
+    assert parse_config(None) == defaults
+    got = parse_config(json.dumps({"tower": {"dim": 16}, "ranker": {"epochs": 2}}))
+    assert got.tower == dataclasses.replace(defaults.tower, dim=16)
+    assert got.ranker == dataclasses.replace(defaults.ranker, epochs=2)
+    asked = parse_config(json.dumps({"tower": {"uniform_negatives": 64}}))
+    assert asked.tower.uniform_negatives == 64
