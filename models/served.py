@@ -86,7 +86,14 @@ class ServedConfig:
     """Hyperparameters of the served pipeline.
 
     Attributes:
-        tower: the two-tower model's.
+        tower: the two-tower model's: TwoTowerConfig's defaults but in-batch negatives only
+            (`uniform_negatives=0`). The standalone two_tower's 256 uniform negatives
+            (docs/EVALUATION_RESULTS.md, "Two-tower training") changed served on the train
+            side's three validation windows by no more than noise (NDCG@10 warm / fresh /
+            all +0.0015 / +0.0008 / +0.0012 with ranker seed 0, -0.0004 / +0.0010 / +0.0002
+            with seeds 1, tower-source recall +0.02 / +0.01), and a served default moves
+            only on a validation gain. (The test split, looked at once before this rule was
+            written down, had shown warm -0.015 with them: 0.2467 against 0.2618.)
         ranker: the ranker's.
         windows: cutoffs (quantiles of train events) of the ranker's training windows; the
             last one is the validation window of the fit's `validation` (the gate's figure).
@@ -120,35 +127,43 @@ class ServedConfig:
             the first 50 by ranker score minus rerank_diversity x the largest two-tower
             cosine to the items picked before); 0 turns it off.
 
-            The default (1 slot, margin 0.8, "ranker"; no debiasing, no MMR) is the setting
+            The default (1 slot, margin 1.0, "tower"; no debiasing, no MMR) is the setting
             with the most long-tail coverage@10 whose NDCG@10 fell by at most the windows'
             noise (0.005) in every segment, on three validation windows of the MovieLens 100K
-            train side (`python -m benchmarks.validate_served --sweep ...`, one fit re-scored
-            per setting, ranker seed 0, with score fusion for fresh users and the tower's 256
-            uniform negatives; means of NDCG@10 warm / fresh / all, long-tail coverage@10):
+            train side, with score fusion for fresh users and served's tower as it is
+            (in-batch negatives; `python -m benchmarks.validate_served --set
+            tower.uniform_negatives=0 --set ranker.seed=S --sweep ...`, seeds 0 and 1): no
+            re-rank 0.2106 / 0.4945 / 0.3376, 0.025 and 0.2131 / 0.4938 / 0.3387, 0.024;
+            1 slot margin 1.0 "tower" 0.2068 / 0.4942 / 0.3354, 0.043 and 0.2092 / 0.4951 /
+            0.3371, 0.042; margin 0.8 "ranker" 0.036 and 0.034; margin 1.5 "tower" warm
+            -0.0052 and -0.0060 (0.053, 0.051); 2 slots margin 1.0 "tower" warm -0.0093 and
+            -0.0079 (docs/EVALUATION_RESULTS.md, "The exposure re-rank re-chosen"). With the
+            tower's 256 uniform negatives, which served does not use, the same rule had
+            chosen 1 slot at margin 0.8, "ranker" (ranker seed 0, score fusion on; means of
+            NDCG@10 warm / fresh / all, long-tail coverage@10):
             without re-rank 0.2142 / 0.4967 / 0.3406, 0.021; 1 slot margin 0.8 "ranker"
             0.2095 / 0.4971 / 0.3382, 0.032 (seed 1: -0.0009 / +0.0001 / -0.0005 against no
             re-rank, 0.032); margin 0.6 "ranker" 0.2098 / 0.4968 / 0.3382, 0.031; margin 1.0
             "ranker" 0.2090 / 0.4961 / 0.3374, 0.034 (warm -0.0052); 1 slot margin 1.0
-            "tower" (the default before) 0.2083 / 0.4960 / 0.3370, 0.041 (warm -0.0058; seed
+            "tower" 0.2083 / 0.4960 / 0.3370, 0.041 (warm -0.0058; seed
             1: -0.0024, 0.040); margin 1.5 "tower" 0.2077 / 0.4937 / 0.3356, 0.047; 2 slots
             margin 1.0 "tower" 0.2052 / 0.4962 / 0.3354, 0.051; 3 slots margin 0.6 "tower"
             0.2085 / 0.4950 / 0.3367, 0.040; margin 1.0 0.2043 / 0.4933 / 0.3336, 0.058;
             margin 1.5 0.1990 / 0.4856 / 0.3272, 0.072. Every setting of more than one slot
-            or a "tower" choice cost warm more than 0.005 on seed 0. Preferring rarer tail
+            or a "tower" choice cost warm more than 0.005 there. Preferring rarer tail
             items among the close-enough ones (affinity minus 0.1-3 x log1p events, a one-off
             patch) lowered NDCG in all segments in 48 of 56 setting-seed pairs and raised
             coverage by at most 0.005; the two-tower's cosine picks as its score does (its
-            vectors are unit length). On the test split, looked at once after, the choice and
-            the setting before gave equal NDCG@10 (warm / fresh / all 0.2469 / 0.4852 /
-            0.3989 against 0.2467 / 0.4855 / 0.3990) and long-tail coverage@10 0.041 against
-            0.049. Before (the "positive" loss, older tower) 1 slot at margin 1.0 "tower" had
-            been the choice (0.2068 / 0.4878 / 0.3325, 0.045 against 0.2106 / 0.4912 /
-            0.3361, 0.025), and under the listwise loss 3 slots at margin 0.6. Debiasing
-            alone gained less for its cost (beta 0.1: fresh -0.010 for 0.031; beta 0.5: fresh
-            -0.15 for 0.059), and MMR (0.1-1.0) none (0.027-0.028, NDCG within 0.002). No
-            setting within the noise came near 0.10 (docs/EVALUATION_RESULTS.md, "The
-            exposure re-rank re-chosen").
+            vectors are unit length). On the test split, looked at once after, that choice and
+            1 slot at 1.0 "tower" gave equal NDCG@10 (warm / fresh / all 0.2469 / 0.4852 /
+            0.3989 against 0.2467 / 0.4855 / 0.3990, both with those negatives) and long-tail
+            coverage@10 0.041 against 0.049. Before fusion (the "positive" loss) 1 slot at
+            margin 1.0 "tower" had been the choice too (0.2068 / 0.4878 / 0.3325, 0.045
+            against 0.2106 / 0.4912 / 0.3361, 0.025), and under the listwise loss 3 slots
+            at margin 0.6. Debiasing alone gained less for its cost (beta 0.1: fresh -0.010
+            for 0.031; beta 0.5: fresh -0.15 for 0.059), and MMR (0.1-1.0) none
+            (0.027-0.028, NDCG within 0.002). No setting within the noise came near 0.10
+            (docs/EVALUATION_RESULTS.md, "The exposure re-rank re-chosen").
         tower_epochs: epochs of the tower's first fit; None picks them on the first window
             (`tower.epochs` at most, early stopping with `tower.patience`). 4 on three
             validation windows of the MovieLens 100K train side: served NDCG@10 warm /
@@ -206,7 +221,7 @@ class ServedConfig:
             0.3309 on the validation windows.
     """
 
-    tower: TwoTowerConfig = TwoTowerConfig()
+    tower: TwoTowerConfig = TwoTowerConfig(uniform_negatives=0)
     ranker: RankerConfig = RankerConfig()
     windows: tuple[float, ...] = (0.7, 0.8, 0.9)
     n_tower: int = 100
@@ -220,8 +235,8 @@ class ServedConfig:
     new_item_slots: int = 0
     rerank_beta: float = 0.0
     rerank_slots: int = 1
-    rerank_margin: float = 0.8
-    rerank_affinity: str = "ranker"
+    rerank_margin: float = 1.0
+    rerank_affinity: str = "tower"
     rerank_diversity: float = 0.0
     tower_epochs: int | None = 4
     ease_l2: float | None = None
