@@ -248,7 +248,7 @@ def _mmr_order(I: np.ndarray, S: np.ndarray, vectors: np.ndarray, diversity: flo
     return np.argsort(key, axis=1, kind="stable")
 
 def fuse(scores: np.ndarray, source: np.ndarray, weight: np.ndarray, kind: str = "z",
-         k0: float = 60.0) -> np.ndarray:
+         k0: float = 60.0, ref: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The ranker's scores of a candidate pool fused with one candidate source's scores of
     the same items (the served model's score fusion, ServedConfig.fusion_*).
 
@@ -265,6 +265,12 @@ def fuse(scores: np.ndarray, source: np.ndarray, weight: np.ndarray, kind: str =
         weight: [B] the fusion weight of each row (0: that row as it is).
         kind: "z" or "rrf".
         k0: reciprocal-rank fusion's constant.
+        ref: (ranker scores [B, P], source scores [B, P]) of the candidate pool the lists
+            were fused over, when `scores` are of other items (ServedRecommender.score of
+            given items): "z" then takes the means and spreads from the pool, so an item
+            gets the fused score it has in the lists; "rrf" ranks each item among the pool
+            (the count of pool items above it) and returns the fused reciprocal ranks
+            themselves, which order the items as the lists do.
 
     Returns:
         [B, C] float32, -inf on padding.
@@ -272,17 +278,34 @@ def fuse(scores: np.ndarray, source: np.ndarray, weight: np.ndarray, kind: str =
     scores = np.asarray(scores, np.float32)
     valid = np.isfinite(scores)
     w = np.asarray(weight, np.float64)[:, None]
+    if ref is not None and kind not in ("z", "rrf"):
+        raise ValueError(f"fusion kind {kind!r}: \"z\" or \"rrf\"")
+    if ref is not None and kind == "rrf":
+        r_scores, r_source = (np.asarray(x, np.float64) for x in ref)
+        in_pool = np.isfinite(r_scores)
+
+        def above(x: np.ndarray, pool: np.ndarray) -> np.ndarray:  # pool items above each
+            pool = np.where(in_pool, pool, -np.inf)
+            return (pool[:, None, :] > np.asarray(x, np.float64)[:, :, None]).sum(-1)
+
+        fused = 1.0 / (k0 + above(scores, r_scores)) + w / (k0 + above(source, r_source))
+        out = np.where(w != 0, fused, scores)
+        return np.where(valid, out, -np.inf).astype(np.float32)
     if kind == "z":
-        n = np.maximum(valid.sum(1, keepdims=True), 1)
+        r_scores, r_source = ((scores, source) if ref is None else
+                              (np.asarray(ref[0], np.float32), ref[1]))
+        r_valid = np.isfinite(r_scores)
+        n = np.maximum(r_valid.sum(1, keepdims=True), 1)
 
         def spread(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            x = np.where(valid, x, 0.0).astype(np.float64)
+            x = np.where(r_valid, x, 0.0).astype(np.float64)
             mean = x.sum(1, keepdims=True) / n
-            return x - mean, np.sqrt((np.where(valid, x - mean, 0.0) ** 2).sum(1, keepdims=True)
-                                     / n)
+            return mean, np.sqrt((np.where(r_valid, x - mean, 0.0) ** 2).sum(1, keepdims=True)
+                                 / n)
 
-        centred, s_std = spread(source)
-        r_std = spread(scores)[1]
+        s_mean, s_std = spread(r_source)
+        r_std = spread(r_scores)[1]
+        centred = np.where(valid, np.asarray(source, np.float64), 0.0) - s_mean
         z = np.divide(centred, s_std, out=np.zeros_like(centred), where=s_std > 0)
         out = np.where(valid & (w != 0), scores + w * r_std * z, scores)
     elif kind == "rrf":

@@ -602,24 +602,39 @@ class ServedModel:
             I[fell], S[fell] = kept[0][fell], kept[1][fell]
         return I[:, :k], S[:, :k]
 
+    def fusing(self) -> bool:
+        """True when score fusion acts on some segment (ServedConfig.fusion_*)."""
+        return bool(self.config.fusion_warm or self.config.fusion_fresh)
+
     def fused(self, cand: np.ndarray, scores: np.ndarray, context: np.ndarray,
-              query: np.ndarray, sums: tuple[np.ndarray, ...], sage_q: np.ndarray | None
-              ) -> np.ndarray:
+              query: np.ndarray, sums: tuple[np.ndarray, ...], sage_q: np.ndarray | None,
+              pool: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """The ranker's scores [B, C] of the candidates [B, C] fused with the fusion source's
         (ServedConfig.fusion_*; models.rules.fuse), per row by its segment's weight; the
-        scores themselves when both weights are 0. The other arguments are `rank`'s."""
+        scores themselves when both weights are 0. The other arguments are `rank`'s, and
+        `pool` (the candidate pool [B, P] and the ranker's scores of it), when `cand` are
+        other items than the pool the lists are fused over: each item then gets the fused
+        score it would have in the lists (ServedRecommender.score)."""
         c = self.config
-        if not (c.fusion_warm or c.fusion_fresh):
+        if not self.fusing():
             return scores
         weight = np.where(context[:, 0] > 0.5, c.fusion_fresh, c.fusion_warm)
+        ref = None if pool is None else (
+            pool[1], self._fusion_source(pool[0], query, sums, sage_q))
+        return fuse(scores, self._fusion_source(cand, query, sums, sage_q), weight,
+                    c.fusion_kind, ref=ref)
+
+    def _fusion_source(self, cand: np.ndarray, query: np.ndarray, sums: tuple[np.ndarray, ...],
+                       sage_q: np.ndarray | None) -> np.ndarray:
+        """[B, C] the fusion source's scores of the candidates, as its ranking feature reads
+        them (`fusion_column`)."""
+        c = self.config
         if c.fusion_source in NEIGHBOURS_OF:  # the ranker's feature: the sums over the last H
             tables = dict(zip(self.neighbour_names(), sums, strict=True))
             rows = np.arange(len(cand))[:, None]
             c_ = np.where(cand < 0, len(self.tower.data.items), cand).astype(np.int64)
-            source = tables[NEIGHBOURS_OF[c.fusion_source]][rows, 1, c_]
-        else:
-            source = source_scores(self, c.fusion_source, query, sums, sage_q, cand)
-        return fuse(scores, source, weight, c.fusion_kind)
+            return tables[NEIGHBOURS_OF[c.fusion_source]][rows, 1, c_]
+        return source_scores(self, c.fusion_source, query, sums, sage_q, cand)
 
     def head_items(self) -> np.ndarray:
         """[n_items] bool: the head of the evaluation's long-tail coverage

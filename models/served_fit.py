@@ -413,7 +413,8 @@ class ServedRecommender:
         features of `recommend`'s ranking at these items instead of the retrieved ones.
         A segment that the guard (models.served_guard) sends to a source is scored by that
         source (`source_scores`); the others' ranker scores are fused as the lists' are
-        (ServedConfig.fusion_*, over the given items). With `pool_first`, the items outside
+        (ServedConfig.fusion_*, with the statistics of the user's candidate pool, which the
+        ranker scores too). With `pool_first`, the items outside
         the user's candidate pool (ServedModel.candidates) are put below those inside it
         (their score minus 1e6).
         Returns: [B, C] float64, -inf for an item the model does not know."""
@@ -430,12 +431,17 @@ class ServedRecommender:
                 query = m.get_runtime().user_embedding(hist, utok)
                 sums, sage_q = m.neighbour_sums(h), m.sage_query(hist, utok)
                 ctx = m.context(u, fresh)
-                got = (source_scores(m, source, query, sums, sage_q, c) if source else
-                       m.fused(c, m.rank(hist, utok, c, ctx, query, sums, sage_q), ctx,
-                               query, sums, sage_q))
+                pool = (m.candidates(query, h, sums, sage_q)
+                        if self.pool_first or (m.fusing() and not source) else None)
+                if source:
+                    got = source_scores(m, source, query, sums, sage_q, c)
+                else:  # fused with the pool's statistics, as the lists are
+                    got = m.rank(hist, utok, c, ctx, query, sums, sage_q)
+                    if m.fusing():
+                        ranked = m.rank(hist, utok, pool, ctx, query, sums, sage_q)
+                        got = m.fused(c, got, ctx, query, sums, sage_q, pool=(pool, ranked))
                 got = got.astype(np.float64)
                 if self.pool_first:
-                    pool = m.candidates(query, h, sums, sage_q)
                     inside = np.stack([np.isin(r, p[p >= 0]) for r, p in zip(c, pool,
                                                                             strict=True)])
                     got = np.where(inside, got, got - 1e6)

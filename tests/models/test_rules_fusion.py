@@ -50,3 +50,27 @@ def test_a_constant_source_changes_nothing_and_a_bad_kind_is_refused():
     np.testing.assert_array_equal(fuse(SCORES, flat, np.array([2.0]), "z"), SCORES)
     with pytest.raises(ValueError, match="fusion kind"):
         fuse(SCORES, SOURCE, np.array([1.0]), "sum")
+
+
+@pytest.mark.parametrize("kind", ["z", "rrf"])
+def test_items_fused_against_their_pool_get_the_order_they_have_in_the_pool(kind):
+    # ServedRecommender.score fuses a few given items with the statistics of the user's
+    # whole pool: a subset must come out in the order the fused pool gives it, which fusing
+    # the subset on its own statistics does not guarantee
+    rng = np.random.default_rng(4)
+    scores = rng.normal(0, 1, (6, 40)).astype(np.float32)
+    source = rng.gamma(1.0, 1.0, (6, 40))
+    source[:, :3] = 60.0  # a few items whose source score dominates the pool's spread
+    w = np.full(6, 0.5)
+    whole = fuse(scores, source, w, kind)
+    pick = np.stack([rng.permutation(40)[:8] for _ in range(6)])
+    rows = np.arange(6)[:, None]
+    got = fuse(scores[rows, pick], source[rows, pick], w, kind,
+               ref=(scores, source))
+    for g, h in zip(got, whole[rows, pick], strict=True):
+        assert np.argsort(-g, kind="stable").tolist() == np.argsort(-h, kind="stable").tolist()
+    if kind == "z":
+        np.testing.assert_allclose(got, whole[rows, pick], rtol=1e-5)
+    unchanged = fuse(scores[rows, pick], source[rows, pick], np.zeros(6), kind,
+                     ref=(scores, source))
+    np.testing.assert_array_equal(unchanged, scores[rows, pick])

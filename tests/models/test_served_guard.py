@@ -97,8 +97,11 @@ def served_as_source(model, tmp_path):
             order = [g[j] for j in np.argsort(-sc[:len(g)], kind="stable")]
             assert order == [str(ids[i]) for i in t]
     # pool_first: an item of the user's pool scores above every item outside it
+    # (the user tokens of `again`, the model score() reads: a bundle read back has no users
+    # table, so its tokens differ from `model`'s and so would the pool)
     rec.model, query = again, again.get_runtime().user_embedding(
-        history_matrix(histories, model.config.tower.history), utok)
+        history_matrix(histories, model.config.tower.history),
+        again.tower.data.user_matrix(users))
     pool = again.candidates(query, histories)
     outside = [np.setdiff1d(np.arange(len(ids)), np.concatenate([p[p >= 0], h]))[:3]
                for p, h in zip(pool, histories, strict=True)]
