@@ -18,6 +18,7 @@ Items without train events get vectors from their tokens alone (cold items).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -114,6 +115,30 @@ class TwoTowerConfig:
     warm_start_epochs: int | None = 1
     warm_start_recent: bool = True
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuses a value that cannot mean what it says (a --served-config or a bundle's
+        served.json reaches here), naming the field, before any training."""
+        def whole(v, low: int) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+        def real(v) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+        bad = [f"{n} {getattr(self, n)!r}: a whole number >= 1" for n in (
+            "dim", "hidden", "heads", "history", "recent", "epochs", "batch_size", "patience",
+            "min_epochs") if not whole(getattr(self, n), 1)]
+        bad += [f"{n} {getattr(self, n)!r}: a whole number >= 1, or null" for n in (
+            "max_per_user", "max_examples", "warm_start_epochs")
+            if getattr(self, n) is not None and not whole(getattr(self, n), 1)]
+        if not whole(self.uniform_negatives, 0):
+            bad.append(f"uniform_negatives {self.uniform_negatives!r}: a whole number >= 0")
+        bad += [f"{n} {getattr(self, n)!r}: a number >= 0" for n in ("learning_rate",
+                "temperature", "l2") if not (real(getattr(self, n)) and getattr(self, n) >= 0)]
+        bad += [f"{n} {getattr(self, n)!r}: a number in [0, 1)" for n in ("id_dropout",
+                "validation") if not (real(getattr(self, n)) and 0 <= getattr(self, n) < 1)]
+        if bad:
+            raise ValueError("TwoTowerConfig: " + "; ".join(bad))
 
 
 @dataclass

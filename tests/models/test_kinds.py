@@ -90,3 +90,16 @@ def test_served_config_overrides_start_from_served_defaults_not_the_parts_classe
     assert got.ranker == dataclasses.replace(defaults.ranker, epochs=2)
     asked = parse_config(json.dumps({"tower": {"uniform_negatives": 64}}))
     assert asked.tower.uniform_negatives == 64
+
+
+@pytest.mark.parametrize("tower", [{"uniform_negatives": -5}, {"uniform_negatives": 1e308},
+                                   {"uniform_negatives": "256"}, {"min_epochs": 0},
+                                   {"patience": True}, {"batch_size": 2**70 + 0.5},
+                                   {"learning_rate": float("nan")}, {"id_dropout": 1.0},
+                                   {"max_per_user": -1}])
+def test_a_hostile_tower_value_is_refused_naming_its_field_before_any_work(tower):
+    from models.kinds.served import parse_config
+
+    field = next(iter(tower))
+    with pytest.raises(ValueError, match=f"TwoTowerConfig: {field} "):
+        parse_config(json.dumps({"tower": tower}))
