@@ -278,19 +278,6 @@ def fuse(scores: np.ndarray, source: np.ndarray, weight: np.ndarray, kind: str =
     scores = np.asarray(scores, np.float32)
     valid = np.isfinite(scores)
     w = np.asarray(weight, np.float64)[:, None]
-    if ref is not None and kind not in ("z", "rrf"):
-        raise ValueError(f"fusion kind {kind!r}: \"z\" or \"rrf\"")
-    if ref is not None and kind == "rrf":
-        r_scores, r_source = (np.asarray(x, np.float64) for x in ref)
-        in_pool = np.isfinite(r_scores)
-
-        def above(x: np.ndarray, pool: np.ndarray) -> np.ndarray:  # pool items above each
-            pool = np.where(in_pool, pool, -np.inf)
-            return (pool[:, None, :] > np.asarray(x, np.float64)[:, :, None]).sum(-1)
-
-        fused = 1.0 / (k0 + above(scores, r_scores)) + w / (k0 + above(source, r_source))
-        out = np.where(w != 0, fused, scores)
-        return np.where(valid, out, -np.inf).astype(np.float32)
     if kind == "z":
         r_scores, r_source = ((scores, source) if ref is None else
                               (np.asarray(ref[0], np.float32), ref[1]))
@@ -308,6 +295,16 @@ def fuse(scores: np.ndarray, source: np.ndarray, weight: np.ndarray, kind: str =
         centred = np.where(valid, np.asarray(source, np.float64), 0.0) - s_mean
         z = np.divide(centred, s_std, out=np.zeros_like(centred), where=s_std > 0)
         out = np.where(valid & (w != 0), scores + w * r_std * z, scores)
+    elif kind == "rrf" and ref is not None:
+        r_scores, r_source = (np.asarray(x, np.float64) for x in ref)
+        in_pool = np.isfinite(r_scores)
+
+        def above(x: np.ndarray, pool: np.ndarray) -> np.ndarray:  # pool items above each
+            pool = np.where(in_pool, pool, -np.inf)
+            return (pool[:, None, :] > np.asarray(x, np.float64)[:, :, None]).sum(-1)
+
+        fused = 1.0 / (k0 + above(scores, r_scores)) + w / (k0 + above(source, r_source))
+        out = np.where(w != 0, fused, scores)
     elif kind == "rrf":
         B, C = scores.shape
 

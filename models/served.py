@@ -251,6 +251,11 @@ class ServedConfig:
     fusion_source: str = "knn"
     fusion_kind: str = "z"
 
+    @property
+    def fusing(self) -> bool:
+        """True when score fusion acts on some segment (fusion_warm, fusion_fresh)."""
+        return bool(self.fusion_warm or self.fusion_fresh)
+
     def __post_init__(self) -> None:
         slots = {"longtail_slots": self.longtail_slots, "new_item_slots": self.new_item_slots}
         if any(not isinstance(v, int) or v < 0 for v in slots.values()) or sum(slots.values()) > 10:
@@ -602,10 +607,6 @@ class ServedModel:
             I[fell], S[fell] = kept[0][fell], kept[1][fell]
         return I[:, :k], S[:, :k]
 
-    def fusing(self) -> bool:
-        """True when score fusion acts on some segment (ServedConfig.fusion_*)."""
-        return bool(self.config.fusion_warm or self.config.fusion_fresh)
-
     def fused(self, cand: np.ndarray, scores: np.ndarray, context: np.ndarray,
               query: np.ndarray, sums: tuple[np.ndarray, ...], sage_q: np.ndarray | None,
               pool: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -616,7 +617,7 @@ class ServedModel:
         other items than the pool the lists are fused over: each item then gets the fused
         score it would have in the lists (ServedRecommender.score)."""
         c = self.config
-        if not self.fusing():
+        if not c.fusing:
             return scores
         weight = np.where(context[:, 0] > 0.5, c.fusion_fresh, c.fusion_warm)
         ref = None if pool is None else (

@@ -316,7 +316,7 @@ def validate(split: Split, cases: Cases, data: list[RankingData], earlier: list[
     lists = pool_only(RankingData.concat(data), config.candidates)
     scores = np.where(lists.mask, score(ranker, lists.X), -np.inf)
     fresh = np.r_[np.zeros(len(cases.warm), bool), np.ones(len(cases.fresh), bool)]
-    if config.fusion_warm or config.fusion_fresh:  # as ServedModel.fused serves them
+    if config.fusing:  # as ServedModel.fused serves them
         scores = fuse(scores, fusion_column(lists.X, config),
                       np.where(fresh, config.fusion_fresh, config.fusion_warm), config.fusion_kind)
     per_case = ndcg_per_list(scores, lists)
@@ -432,12 +432,12 @@ class ServedRecommender:
                 sums, sage_q = m.neighbour_sums(h), m.sage_query(hist, utok)
                 ctx = m.context(u, fresh)
                 pool = (m.candidates(query, h, sums, sage_q)
-                        if self.pool_first or (m.fusing() and not source) else None)
+                        if self.pool_first or (m.config.fusing and not source) else None)
                 if source:
                     got = source_scores(m, source, query, sums, sage_q, c)
                 else:  # fused with the pool's statistics, as the lists are
                     got = m.rank(hist, utok, c, ctx, query, sums, sage_q)
-                    if m.fusing():
+                    if m.config.fusing:
                         ranked = m.rank(hist, utok, pool, ctx, query, sums, sage_q)
                         got = m.fused(c, got, ctx, query, sums, sage_q, pool=(pool, ranked))
                 got = got.astype(np.float64)
