@@ -55,7 +55,8 @@ ORIGINS = ((0.9, 1.0), (0.8, 0.9), (0.7, 0.8))
 
 
 def served_config(overrides: Sequence[str], base: ServedConfig = ServedConfig()) -> ServedConfig:
-    """`base` with `field=value` overrides (`tower.x=...`, `ranker.x=...` nest)."""
+    """`base` (any config dataclass) with `field=value` overrides (`tower.x=...`,
+    `ranker.x=...` nest)."""
     config = base
     for item in overrides:
         key, _, raw = item.partition("=")
@@ -73,11 +74,7 @@ def served_config(overrides: Sequence[str], base: ServedConfig = ServedConfig())
 
 def tower_config(overrides: Sequence[str]) -> TwoTowerConfig:
     """TwoTowerConfig's defaults with `field=value` overrides (the standalone two_tower's)."""
-    fields = {}
-    for item in overrides:
-        key, _, raw = item.partition("=")
-        fields[key] = ast.literal_eval(raw)
-    return dataclasses.replace(TwoTowerConfig(), **fields)
+    return served_config(overrides, TwoTowerConfig())
 
 
 def window(train, start: float, end: float) -> Split:
