@@ -11,7 +11,7 @@ the warm and fresh cases of the events in [a, b) (`window_ndcg`). For each candi
 case by case over the cases of all the windows together; a segment takes the smallest margin
 whose ratio mean(stage) / mean(served) has the lower end of its 95% paired bootstrap
 interval at or above 1 - `DQNConfig.guard_budget`, and switches the stage off (margin inf:
-served's order) when none does or it has fewer than 2 cases. Each window's own decision
+served's order) when none does or it has fewer than 2 users. Each window's own decision
 is reported (and logged) beside the pooled one, which alone is applied. The margins then go
 with the policy trained on all of the train side (QPolicy.margins, exported in dqn.json), so
 the batch, the on-demand function and `recsys evaluate` apply the same ones.
