@@ -58,7 +58,8 @@ class TwoTowerConfig:
             temporal validation windows' NDCG@10 warm / fresh / all 0.0866 / 0.4176 / 0.2347
             -> 0.0983 / 0.4192 / 0.2419, served's 0.2068 / 0.4878 / 0.3325 -> 0.2083 /
             0.4886 / 0.3337 with its tower source's recall of the truth 0.210 / 0.199 ->
-            0.233 / 0.204 (128 and 1024 did worse).
+            0.233 / 0.204 (128 and 1024 did worse); within noise for served, which keeps
+            0 (ServedConfig.tower).
         learning_rate: Adam learning rate.
         temperature: softmax temperature of the cosine scores.
         id_dropout: share of training items whose id vector is hidden, so that the item
