@@ -192,7 +192,7 @@ class ServedConfig:
             for 5.6x the fit time (233 s against 41 s per window on a loaded machine), and
             on the test split of `recsys evaluate` warm fell 0.0086 (issue 21's rule keeps
             it out: docs/EVALUATION_RESULTS.md, "GraphSAGE inside served").
-        fusion_warm, fusion_fresh: the weight of score fusion for warm and for fresh users
+        fusion_warm, fusion_fresh: the weight (0-100) of score fusion for warm and for fresh users
             (models.rules.fuse: the ranker's scores of the pool plus that weight times the
             fusion source's standardised scores, or reciprocal-rank fusion of the two orders;
             before the guard and the exposure re-rank); 0 turns it off for that segment.
@@ -275,9 +275,12 @@ class ServedConfig:
                                              and self.ease_l2 > 0):
             raise ValueError(f"ease_l2 {self.ease_l2!r}: a number > 0, or null to turn EASE off")
         fusion = (self.fusion_warm, self.fusion_fresh)
-        if not all(isinstance(v, int | float) and 0 <= v < np.inf for v in fusion):
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 100
+                   for v in fusion):  # 1 gives the source the ranker's own spread; a huge
+            # weight overflows the fused scores to +-inf, which the lists drop as padding
             raise ValueError(f"fusion_warm {self.fusion_warm!r}, fusion_fresh "
-                             f"{self.fusion_fresh!r}: numbers >= 0 (0 turns fusion off)")
+                             f"{self.fusion_fresh!r}: numbers in [0, 100] (0 turns fusion "
+                             "off)")
         sources = {"knn", "tower", "session", "popular"} | (
             {"ease"} if self.ease_l2 is not None else set()) | (
             {"graphsage"} if self.graphsage is not None else set())

@@ -103,3 +103,14 @@ def test_a_hostile_tower_value_is_refused_naming_its_field_before_any_work(tower
     field = next(iter(tower))
     with pytest.raises(ValueError, match=f"TwoTowerConfig: {field} "):
         parse_config(json.dumps({"tower": tower}))
+
+
+@pytest.mark.parametrize("value", [1e308, 101, -0.5, True, "0.5", float("inf")])
+def test_a_fusion_weight_that_overflows_or_means_nothing_is_refused(value):
+    # 1e308 x the ranker's spread overflowed the fused scores to -inf, and the lists dropped
+    # those candidates as padding
+    from models.kinds.served import parse_config
+
+    with pytest.raises(ValueError, match="fusion_warm .*: numbers in \\[0, 100\\]"):
+        parse_config(json.dumps({"fusion_fresh": value}, allow_nan=True))
+    assert parse_config(json.dumps({"fusion_fresh": 2.0})).fusion_fresh == 2.0
