@@ -13,8 +13,9 @@ overrides the served config before fitting; each `--sweep "field=v field2=v2"` (
 re-scores the one fitted served model under overrides of fields that act at serving time only
 (longtail_slots, longtail_affinity, the exposure re-rank's rerank_* fields); each
 `--try "field=v ..."` (repeatable) fits one more served model with those overrides on top of
-`--set`, reported as `served[...]`, and each `--tower-try "field=v ..."` one more
-standalone two_tower with TwoTowerConfig overrides, reported as `two_tower[...]`. Served
+`--set`, reported as `served[...]`, each `--tower-try "field=v ..."` one more
+standalone two_tower with TwoTowerConfig overrides, reported as `two_tower[...]`, and each
+`--mf-try "field=v ..."` one more mf with MFConfig overrides, reported as `mf[...]`. Served
 models' rows end with their candidate pool's recall of the truth (tower source and whole
 pool, warm / fresh):
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -46,6 +48,8 @@ from models.evaluation import (
     temporal_split,
 )
 from models.graphsage import GraphSAGEConfig
+from models.mf import MFConfig
+from models.retrieval import MFRecommender
 from models.served import ServedConfig
 from models.served_fit import ServedRecommender
 from models.tower_fit import TwoTowerRecommender
@@ -77,6 +81,21 @@ def tower_config(overrides: Sequence[str]) -> TwoTowerConfig:
     return served_config(overrides, TwoTowerConfig())
 
 
+def mf_config(overrides: Sequence[str]) -> MFConfig:
+    """MFConfig's defaults with `field=value` overrides (the registry's `mf`)."""
+    return served_config(overrides, MFConfig())
+
+
+def standalone_tries(tower_tries: Sequence[str] = (), mf_tries: Sequence[str] = ()) -> dict:
+    """{label: a function making an unfitted model}: `two_tower[...]` per tower try and
+    `mf[...]` per MF try, each its config's defaults with the try's `field=value` overrides
+    (parsed here, so a bad one fails before any fit)."""
+    made = {f"two_tower[{t}]": (TwoTowerRecommender, tower_config(t.split()))
+            for t in tower_tries}
+    made.update({f"mf[{t}]": (MFRecommender, mf_config(t.split())) for t in mf_tries})
+    return {label: functools.partial(cls, c) for label, (cls, c) in made.items()}
+
+
 def window(train, start: float, end: float) -> Split:
     """Events before the `start` quantile of `train`, and those in [start, end) quantiles."""
     df = event_order(train)
@@ -89,11 +108,14 @@ def window(train, start: float, end: float) -> Split:
 
 def validation_report(dataset, model_names: Sequence[str], overrides: Sequence[str],
                       sweeps: Sequence[str] = (), origins=ORIGINS,
-                      tries: Sequence[str] = (), tower_tries: Sequence[str] = ()) -> dict:
+                      tries: Sequence[str] = (), tower_tries: Sequence[str] = (),
+                      mf_tries: Sequence[str] = ()) -> dict:
     """{origin: {label: metrics}}; labels are model names, `served[overrides]` per sweep and
-    per try, `two_tower[overrides]` per tower try; a served model's metrics also hold its
-    "pool_recall" (models.evaluation.pool_recall: per segment and candidate source)."""
+    per try, `two_tower[overrides]` per tower try, `mf[overrides]` per MF try; a served
+    model's metrics also hold its "pool_recall" (models.evaluation.pool_recall: per segment
+    and candidate source)."""
     train = temporal_split(dataset.interactions).train
+    standalone = standalone_tries(tower_tries, mf_tries)
     out = {}
     for start, end in origins:
         split = window(train, start, end)
@@ -120,10 +142,9 @@ def validation_report(dataset, model_names: Sequence[str], overrides: Sequence[s
             res[f"served[{extra}]"] = evaluate_model(model, split, cases, users=dataset.users,
                                                      items=dataset.items, n_resamples=200)
             res[f"served[{extra}]"]["pool_recall"] = pool_recall(model, cases)
-        for extra in tower_tries:
-            model = TwoTowerRecommender(tower_config(extra.split()))
-            res[f"two_tower[{extra}]"] = evaluate_model(
-                model, split, cases, users=dataset.users, items=dataset.items, n_resamples=200)
+        for label, make in standalone.items():
+            res[label] = evaluate_model(make(), split, cases, users=dataset.users,
+                                        items=dataset.items, n_resamples=200)
     return out
 
 
@@ -155,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help='one more served model, e.g. "ease_l2=None" or "graphsage={}"')
     parser.add_argument("--tower-try", action="append", default=[], dest="tower_tries",
                         help='one more two_tower model, e.g. "uniform_negatives=256"')
+    parser.add_argument("--mf-try", action="append", default=[], dest="mf_tries",
+                        help='one more mf model, e.g. "dim=64 epochs=30"')
     parser.add_argument("--origins", default=",".join(f"{a}:{b}" for a, b in ORIGINS))
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -164,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     origins = [tuple(float(x) for x in o.split(":")) for o in args.origins.split(",")]
     report = validation_report(load_dataset(args.dataset), args.models.split(","),
                                args.overrides, args.sweeps, origins, args.tries,
-                               args.tower_tries)
+                               args.tower_tries, args.mf_tries)
     print("overrides:", " ".join(args.overrides) or "none")
     for origin, res in report.items():
         for label, m in res.items():
