@@ -1,7 +1,7 @@
 """Does a model of item order rank fresh users better than item-kNN? A research probe (issue 22).
 
     cd /work/main && nice -n 19 .venv/bin/python -m benchmarks.sequence_probe \\
-        --dataset movielens:/work/shared/datasets/ml-100k [--epochs 30 --dim 64 --blocks 2]
+        --dataset movielens:/work/shared/datasets/ml-100k [--epochs 10 --dim 64 --blocks 2]
 
 A small SASRec (Kang & McAuley 2018: causal self-attention over a user's item sequence,
 trained to predict the next item with a full softmax over the catalogue) beside `item_knn`
@@ -10,6 +10,13 @@ ranker's kNN feature uses (co / (n_i^0.7 n_j^0.3), i the history item), and blen
 sequence model's z-scored softmax probability with asym-kNN's z-scored score. Everything runs
 on the train-side validation origins of benchmarks.validate_served (never the test split);
 one line per model and origin, then the means over origins.
+
+Result on MovieLens 100K (means over the three origins, NDCG@10 warm / fresh / all, long-tail
+coverage@10; seed 0): item_knn 0.1087 / 0.4584 / 0.2651 / 0.014, asym_knn 0.1100 / 0.4882 /
+0.2793 / 0.002; sasrec 0.0741 / 0.4248 / 0.2309 / 0.075 at the default 10 epochs (d 64, 2
+blocks; 18 s a fit), 0.3831 fresh at 30 epochs, 0.4174 at d 32, 1 block, 20 epochs; the best
+blend (0.5 z(sasrec) + z(asym_knn)) 0.4500 fresh. Item order adds no fresh-user signal beyond
+asym-kNN here: the sequence model and the blends fall below it on every origin.
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ class SequenceConfig:
     blocks: int = 2
     heads: int = 2
     dropout: float = 0.2
-    epochs: int = 30
+    epochs: int = 10  # of 10, 30 (and d 32 with 1 block at 20): best fresh NDCG@10
     batch_size: int = 64
     learning_rate: float = 1e-3
     seed: int = 0
