@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from benchmarks.fresh_probes import ItemWalk  # asym=0.7: the served ranker's kNN table
 from benchmarks.output import write_json
 from benchmarks.validate_served import ORIGINS, window
 from models.baselines import ItemKNN, ScoredRecommender
@@ -40,7 +41,6 @@ from models.evaluation import (
     score_lists,
     temporal_split,
 )
-from models.histories import id_multi_hot
 
 PAD, BOS = 0, 1  # token ids; catalogue index j is token j + 2
 
@@ -171,31 +171,6 @@ class SequenceRecommender(ScoredRecommender):
         return p / p.sum(axis=1, keepdims=True)
 
 
-@dataclass(frozen=True)
-class AsymKNNConfig:
-    alpha: float = 0.7  # exponent of the history item's count; 1 - alpha the candidate's
-
-
-class AsymKNN(ScoredRecommender):
-    """Item-kNN by asymmetric cosine co(i, j) / (n_i^alpha n_j^(1-alpha)), i a history item,
-    diagonal out, summed over the history (the served ranker's kNN feature, untruncated)."""
-
-    name = "asym_knn"
-    config_class = AsymKNNConfig
-
-    def fit(self, train, users=None, items=None) -> AsymKNN:
-        user_items, _ = self.fit_catalog(train)
-        co = (user_items.T @ user_items).toarray().astype(np.float64)
-        n = np.diag(co).copy()
-        np.fill_diagonal(co, 0.0)
-        a = self.config.alpha
-        self.similarity = co / np.maximum(np.outer(n ** a, n ** (1 - a)), 1e-12)
-        return self
-
-    def scores(self, histories, fresh):
-        return id_multi_hot(self.catalog, histories) @ self.similarity
-
-
 def zscore(scores: np.ndarray) -> np.ndarray:
     """Per row over the catalogue: (s - mean) / std (std 0 -> 1). Args: scores [B, n]."""
     s = np.asarray(scores, np.float64)
@@ -208,7 +183,7 @@ class Blend(ScoredRecommender):
 
     name = "blend"
 
-    def __init__(self, sequence: SequenceRecommender, knn: AsymKNN, weight: float):
+    def __init__(self, sequence: SequenceRecommender, knn: ItemWalk, weight: float):
         self.sequence, self.knn, self.weight = sequence, knn, weight
         if list(sequence.catalog.ids) != list(knn.catalog.ids):
             raise ValueError("blend: the two models were fitted on different catalogues")
@@ -229,7 +204,7 @@ def probe(dataset, config: SequenceConfig, weights: Sequence[float] = (0.5, 1.0)
         cases = build_cases(split)
         logging.info("origin %.2f:%.2f: %d warm / %d fresh cases", start, end,
                      len(cases.warm), len(cases.fresh))
-        models = {"item_knn": ItemKNN(), "asym_knn": AsymKNN(),
+        models = {"item_knn": ItemKNN(), "asym_knn": ItemWalk(asym=0.7),
                   "sasrec": SequenceRecommender(config)}
         res = out[f"{start}:{end}"] = {
             name: evaluate_model(m, split, cases, users=dataset.users, items=dataset.items,

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.fresh_probes import ItemWalk
 from benchmarks.sequence_probe import (
     BOS,
     PAD,
-    AsymKNN,
     SequenceConfig,
     SequenceRecommender,
     training_windows,
@@ -33,16 +33,6 @@ def test_windows_start_at_bos_and_pad_on_the_right():
     assert w.tolist() == [[1, 1, 1], [1, 1, 1], [1, 1, 0]]
 
 
-def test_asym_knn_equals_the_formula_by_hand():
-    train = pd.DataFrame({"user_id": ["a", "a", "b", "b", "b", "c"],
-                          "item_id": ["1", "2", "1", "2", "3", "1"], "timestamp": range(6)})
-    model = AsymKNN().fit(train)
-    # n = (3, 2, 1); co(1,2) = 2, co(1,3) = 1, co(2,3) = 1. History [1]: item 2 scores
-    # 2 / (3^0.7 2^0.3), item 3 scores 1 / (3^0.7 1^0.3); item 1 itself 0.
-    got = model.scores([["1"]], fresh=True)[0]
-    np.testing.assert_allclose(got, [0.0, 2 / (3 ** 0.7 * 2 ** 0.3), 1 / 3 ** 0.7])
-
-
 @pytest.mark.slow  # ~10 s with TensorFlow's import
 def test_sasrec_learns_the_next_item_that_knn_cannot_see():
     train = chains()
@@ -52,5 +42,5 @@ def test_sasrec_learns_the_next_item_that_knn_cannot_see():
     histories = [[str((s + t) % 12) for t in range(5)] for s in range(12)]
     top = model.recommend(["x"] * 12, histories, 1, fresh=True)
     assert [t[0] for t in top] == [str((s + 5) % 12) for s in range(12)]
-    knn = AsymKNN().fit(train).recommend(["x"] * 12, histories, 1, fresh=True)
+    knn = ItemWalk(asym=0.7).fit(train).recommend(["x"] * 12, histories, 1, fresh=True)
     assert sum(k[0] == t[0] for k, t in zip(knn, top, strict=True)) < 12
