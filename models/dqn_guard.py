@@ -162,10 +162,11 @@ def origin_split(train: pd.DataFrame, start: float, end: float) -> Split:
 
 
 def window_ndcg(train: pd.DataFrame, users, items, start: float, end: float, served_config,
-                dqn_config, setting=None
+                dqn_config, setting=None, event_weights=None
                 ) -> tuple[np.ndarray, dict[float, np.ndarray], np.ndarray, np.ndarray] | None:
-    """One origin's evidence: served and the DQN fitted on the events before `start`, their
-    per-case NDCG@10 on the cases of [start, end) (`stage_ndcg`), or None without a case."""
+    """One origin's evidence: served (weighing events by `event_weights`, as fit_served) and
+    the DQN fitted on the events before `start`, their per-case NDCG@10 on the cases of
+    [start, end) (`stage_ndcg`), or None without a case."""
     from models.served_fit import fit_served
 
     split = origin_split(train, start, end)
@@ -174,7 +175,7 @@ def window_ndcg(train: pd.DataFrame, users, items, start: float, end: float, ser
         log.warning("dqn guard: no validation case at the origin %g:%g", start, end)
         return None
     t = time.perf_counter()
-    model = fit_served(split.train, users, items, served_config)
+    model = fit_served(split.train, users, items, served_config, event_weights)
     ids, hists = history_of(model, split.train)
     kw = {} if setting is None else {"setting": setting}
     policy, _ = fit_on_beliefs(model, ids, hists, config=dqn_config, **kw)
@@ -186,7 +187,8 @@ def window_ndcg(train: pd.DataFrame, users, items, start: float, end: float, ser
 
 
 def guard_margins(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame | None,
-                  served_config, dqn_config, setting=None) -> tuple[dict[str, float], dict]:
+                  served_config, dqn_config, setting=None, event_weights=None
+                  ) -> tuple[dict[str, float], dict]:
     """Chooses each segment's margin on the cases of the guard's windows pooled
     (`guard_origins`, `window_ndcg`, `decide_margins`); each window's own decision is
     reported beside it.
@@ -195,6 +197,7 @@ def guard_margins(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.Dat
         train: the train side's events (all a kind or `recsys evaluate` trains on).
         served_config: models.served.ServedConfig; dqn_config: models.dqn_fit.DQNConfig.
         setting: the simulator setting of `fit_on_beliefs` (None: its default).
+        event_weights: the run's event type -> weight (fit_served's; None: the defaults).
 
     Returns:
         (margins {segment: margin, inf: off}, report {"budget", "windows": {"a:b": {"cases",
@@ -204,7 +207,8 @@ def guard_margins(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.Dat
     parts, per_window = [], {}
     for start, end in guard_origins(served_config.windows, dqn_config.guard_windows):
         name, t = f"{start:g}:{end:g}", time.perf_counter()
-        got = window_ndcg(train, users, items, start, end, served_config, dqn_config, setting)
+        got = window_ndcg(train, users, items, start, end, served_config, dqn_config, setting,
+                          event_weights)
         if got is None:
             per_window[name] = {"cases": 0}
             continue
@@ -243,13 +247,15 @@ def history_of(model: ServedModel, events: pd.DataFrame) -> tuple[list[str], lis
 
 
 def guarded_policy(policy: QPolicy, info: dict, train, users, items, served_config,
-                   dqn_config, setting: SimConfig = SETTINGS[0]) -> tuple[QPolicy, dict]:
+                   dqn_config, setting: SimConfig = SETTINGS[0], event_weights=None
+                   ) -> tuple[QPolicy, dict]:
     """`policy` with the per-segment margins of the deployment guard (models.dqn_guard)
     chosen on the train side's validation windows, and `info` with its report under
     "guard"; `policy` unchanged when `dqn_config.guard_budget` is None."""
     if dqn_config.guard_budget is None:
         return policy, info
-    margins, report = guard_margins(train, users, items, served_config, dqn_config, setting)
+    margins, report = guard_margins(train, users, items, served_config, dqn_config, setting,
+                                    event_weights)
     log.info("served_dqn: the guard's margins %s", margins)
     return replace(policy, margins=margins), {**info, "guard": report}
 

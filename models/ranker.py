@@ -29,6 +29,8 @@ from models.schema import SECONDS_PER_DAY
 from models.vocab import interaction_weights
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import pandas as pd
 POP_WINDOWS = (30.0, 14.0, 7.0, 1.0)
 ITEM_STATS = ("pop_all", *(f"pop_{int(d)}d" for d in POP_WINDOWS), "age_first", "age_last",
@@ -209,7 +211,8 @@ class FeatureTables:
 
 
 def build_tables(train: pd.DataFrame, tower, items: pd.DataFrame | None,
-                 config: RankerConfig) -> FeatureTables:
+                 config: RankerConfig, event_weights: Mapping[str, float] | None = None
+                 ) -> FeatureTables:
     """Tables from the train side and a trained TwoTowerModel (whose item universe they use).
 
     Args:
@@ -217,6 +220,8 @@ def build_tables(train: pd.DataFrame, tower, items: pd.DataFrame | None,
         tower: the TwoTowerModel.
         items: the items table (`year` or `created_ts` give the release age) or None.
         config: the ranker's hyperparameters.
+        event_weights: event type -> weight for the mean_weight feature (None: the schema's
+            defaults; models.vocab.interaction_weights).
     """
     import pandas as pd
 
@@ -248,7 +253,7 @@ def build_tables(train: pd.DataFrame, tower, items: pd.DataFrame | None,
     stats[:n, w] = np.log1p(np.maximum(now - first, 0) / day)
     stats[:n, w + 1] = np.log1p(np.maximum(now - np.nan_to_num(last, nan=now), 0) / day)
     stats[:n, w + 2] = np.log1p(np.maximum(now - np.nan_to_num(release, nan=first), 0) / day)
-    weight = interaction_weights(train)[keep]
+    weight = interaction_weights(train, event_weights)[keep]
     stats[:n, w + 3] = np.log1p(np.bincount(i, weight, n) / np.maximum(np.bincount(i, None, n), 1))
     tokens = np.vstack([tower.data.item_tokens, np.zeros_like(tower.data.item_tokens[:1])])
     vectors = np.vstack([tower.item_vectors, np.zeros_like(tower.item_vectors[:1])])

@@ -66,6 +66,8 @@ from models.served_sage import sage_arrays
 from models.two_tower import TwoTowerConfig, TwoTowerModel
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -365,9 +367,11 @@ class ServedModel:
 
     @classmethod
     def build(cls, train: pd.DataFrame, tower: TwoTowerModel, items: pd.DataFrame | None,
-              config: ServedConfig, ranker: RankerModel | None = None) -> ServedModel:
-        """The tables, the recent-popular source and the users' last events of `train`."""
-        tables = build_tables(train, tower, items, config.ranker)
+              config: ServedConfig, ranker: RankerModel | None = None,
+              event_weights: Mapping[str, float] | None = None) -> ServedModel:
+        """The tables, the recent-popular source and the users' last events of `train`
+        (`event_weights`: event type -> weight, None the schema's defaults)."""
+        tables = build_tables(train, tower, items, config.ranker, event_weights)
         if config.ease_l2 is not None:
             tables.ease_idx, tables.ease_sim = _ease(train, tower, config)
         pop7 = tables.item_stats[:-1, ITEM_STATS.index("pop_7d")] + tables.item_stats[:-1, 0] / 100

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -228,19 +229,26 @@ def _tower(data: TowerData, config: ServedConfig, cases: Cases,
     return tower
 
 
-def _with_sage(model: ServedModel, data: TowerData, train: pd.DataFrame) -> ServedModel:
+def _with_sage(model: ServedModel, data: TowerData, train: pd.DataFrame,
+               event_weights: Mapping[str, float] | None) -> ServedModel:
     """`model` with GraphSAGE fitted on the tower's inputs `data` when its config asks."""
     c = model.config
     if c.graphsage is None:
         return model
     from models.served_sage import fit_sage
 
-    return model.with_sage(fit_sage(data, train, c.graphsage, c.graphsage_epochs))
+    return model.with_sage(fit_sage(data, train, c.graphsage, c.graphsage_epochs,
+                                    event_weights))
 
 
 def fit_served(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame | None,
-               config: ServedConfig = ServedConfig()) -> ServedModel:
+               config: ServedConfig = ServedConfig(),
+               event_weights: Mapping[str, float] | None = None) -> ServedModel:
     """Trains the served pipeline on the train side only (see the module docstring).
+
+    Args:
+        event_weights: event type -> weight (the run's --event_weights; None: the schema's
+            defaults), for the ranker's mean_weight feature and GraphSAGE's edges.
 
     Returns:
         The model; its `validation` is `validation`'s figure of the last window, or None.
@@ -257,8 +265,9 @@ def fit_served(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFr
         split, cases = splits.pop(0), all_cases.pop(0)
         data = prepare(split.train, users, items, config.tower)
         tower = _tower(data, config, cases, tower)
-        model = _with_sage(ServedModel.build(split.train, tower, items, config), data,
-                           split.train)
+        model = _with_sage(ServedModel.build(split.train, tower, items, config,
+                                             event_weights=event_weights), data, split.train,
+                           event_weights)
         del data
         t = time.perf_counter()
         w, f = latest(cases, config.max_cases)
@@ -280,7 +289,8 @@ def fit_served(train: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFr
     t = time.perf_counter()
     data = prepare(train, users, items, config.tower)
     tower = _tower(data, config, Cases([], []), tower)
-    model = _with_sage(ServedModel.build(train, tower, items, config, ranker), data, train)
+    model = _with_sage(ServedModel.build(train, tower, items, config, ranker, event_weights),
+                       data, train, event_weights)
     log.info("served: final tower and tables in %.1f s", time.perf_counter() - t)
     require_finite(model.float_arrays(), "served model", "the input's weights and timestamps "
                    "and the users and items tables")

@@ -195,7 +195,7 @@ class ServedKind:
         from models.vocab import Vocab
 
         clean = data.clean
-        model = fit_served(clean, data.users, data.items, config)
+        model = fit_served(clean, data.users, data.items, config, data.event_weights)
         item_vocab, user_vocab = model.tower.data.items, Vocab.build(clean["user_id"])
         indptr, hist = history_csr(clean, user_vocab, item_vocab)
         return ServedFit(model, user_vocab, indptr, hist, popular_ids(clean, item_vocab.ids))

@@ -148,7 +148,7 @@ class ServedDQNKind:
         dqn = config.dqn
         policy, info = fit_on_beliefs(m, users, hists, config=dqn)
         policy, info = guarded_policy(policy, info, data.clean, data.users, data.items,
-                                      config.served, dqn)
+                                      config.served, dqn, event_weights=data.event_weights)
         return ServedDQNFit(served, policy, info)
 
     def export(self, fit: ServedDQNFit, writer: BundleWriter, k: int) -> dict:

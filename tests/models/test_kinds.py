@@ -114,3 +114,28 @@ def test_a_fusion_weight_that_overflows_or_means_nothing_is_refused(value):
     with pytest.raises(ValueError, match="fusion_warm .*: numbers in \\[0, 100\\]"):
         parse_config(json.dumps({"fusion_fresh": value}, allow_nan=True))
     assert parse_config(json.dumps({"fusion_fresh": 2.0})).fusion_fresh == 2.0
+
+
+def test_the_served_kind_weighs_events_by_the_run_s_event_weights():
+    # --event_weights reached MF and GraphSAGE but not served: its ranker's mean_weight
+    # feature averaged the schema's default weights whatever the run said.
+    from models.kinds import TrainingData
+    from models.kinds.served import ServedKind
+    from models.ranker import ITEM_STATS, RankerConfig
+    from models.served import ServedConfig
+    from models.synthetic import generate
+    from models.two_tower import TwoTowerConfig
+
+    ds = generate(n_users=120, n_items=40, seed=3, events_per_user=12)
+    tiny = ServedConfig(tower=TwoTowerConfig(dim=8, hidden=16, epochs=1, history=10, recent=3),
+                        ranker=RankerConfig(hidden=(8,), neighbours=10, epochs=1, members=1),
+                        windows=(0.8, 0.9), n_tower=10, n_knn=10, n_session=5, n_popular=5,
+                        candidates=20, tower_epochs=1)
+    weights = {"view": 1.0, "click": 3.0, "purchase": 40.0, "rating": 1.0}
+    fit = ServedKind().fit(TrainingData(ds.interactions, weights, ds.users, ds.items), tiny)
+    vocab = fit.model.tower.data.items
+    events = ds.interactions.assign(w=ds.interactions["event_type"].map(weights))
+    mean = events.groupby("item_id")["w"].mean()
+    got = fit.model.tables.item_stats[:len(vocab), ITEM_STATS.index("mean_weight")]
+    want = np.log1p(mean.reindex(vocab.ids).fillna(0.0).to_numpy())  # 0: no event yet
+    np.testing.assert_allclose(got, want, rtol=1e-5)
