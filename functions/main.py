@@ -222,13 +222,18 @@ def _recommend(request: flask.Request, info: dict) -> flask.Response:
                          for (i, s), r in zip(answer.items, explain.reasons(
                              SERVING, route.loaded, q, answer), strict=True))
     cursor = "null" if answer.next_cursor is None else f'"{answer.next_cursor}"'
-    arm = (f'"experiment":{_quote(answer.experiment)},"arm":{_quote(answer.arm)}'
-           if answer.experiment else '"experiment":null,"arm":null')
     return flask.Response(
-        f'{{"user_id":{_quote(q.user_id)},"model_version":{_quote(answer.version)},{arm},'
+        f'{{"user_id":{_quote(q.user_id)},"model_version":{_quote(answer.version)},'
+        f'{_arm_json(answer.experiment, answer.arm)},'
         f'"source":"{answer.source}","filled_by":{_encode(answer.filled_by)},'
         f'"recommendation_id":"{rid}","next_cursor":{cursor},"items":[{items}]}}',
         mimetype="application/json")
+
+
+def _arm_json(experiment: str, arm: str) -> str:
+    """The answer's `"experiment":…,"arm":…` members (null outside an experiment)."""
+    return (f'"experiment":{_quote(experiment)},"arm":{_quote(arm)}' if experiment
+            else '"experiment":null,"arm":null')
 
 
 def recommend(request: flask.Request) -> flask.Response:
@@ -266,11 +271,14 @@ def _similar(request: flask.Request, info: dict) -> flask.Response:
         return _error(503, str(e), {"Retry-After": "60"})
     except redis.RedisError:
         return _error(503, "Redis is unreachable and no bundle is loaded yet", {"Retry-After": "5"})
-    info.update(source=answer.source, version=answer.version,
-                extra={"items": len(answer.items)})
+    extra = {"items": len(answer.items)}
+    if answer.experiment:
+        extra.update(experiment=answer.experiment, arm=answer.arm)
+    info.update(source=answer.source, version=answer.version, extra=extra)
     cursor = "null" if answer.next_cursor is None else f'"{answer.next_cursor}"'
     return flask.Response(
         f'{{"item_id":{_quote(answer.item_id)},"model_version":{_quote(answer.version)},'
+        f'{_arm_json(answer.experiment, answer.arm)},'
         f'"source":"{answer.source}","filled_by":{_encode(answer.filled_by)},'
         f'"next_cursor":{cursor},"items":[{_items_json(answer.items)}]}}',
         mimetype="application/json")

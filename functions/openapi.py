@@ -111,10 +111,17 @@ def document(max_k: int = 100, max_events: int = 1000) -> dict:
                         "contribution": {"type": "number"},
                         "value": {"type": "number", "nullable": True}}},
                 "SimilarItems": {"type": "object", "required": [
-                    "item_id", "model_version", "source", "filled_by", "next_cursor", "items"],
+                    "item_id", "model_version", "experiment", "arm", "source", "filled_by",
+                    "next_cursor", "items"],
                     "properties": {
                         "item_id": {"type": "string"},
                         "model_version": {"type": "string"},
+                        "experiment": {"type": "string", "nullable": True, "description": (
+                            "The running experiment the given user_id is in; null without a "
+                            "user_id or outside one.")},
+                        "arm": {"type": "string", "nullable": True, "description": (
+                            "The user's arm of `experiment`, whose version's neighbours these "
+                            "are; null outside an experiment.")},
                         "source": {"type": "string", "enum": ["cache", "on_demand"]},
                         "filled_by": {"type": "array", "items": {"type": "string"}},
                         "next_cursor": {"type": "string", "nullable": True},

@@ -87,7 +87,7 @@ def query(request: flask.Request, max_k: int, limit: int,
 
 
 # A GET of only these fields (/recommend's, /similar's) skips the other fields' rules.
-_PLAIN, _PLAIN_SIMILAR = frozenset(("user_id", "k")), frozenset(("item_id", "k"))
+_PLAIN, _PLAIN_SIMILAR = frozenset(("user_id", "k")), frozenset(("item_id", "user_id", "k"))
 
 
 def _plain(model, names: frozenset, args, max_k: int) -> dict:
@@ -109,7 +109,8 @@ def _limits(max_k: int) -> Limits:
 
 @dataclass(frozen=True)
 class ItemQuery:
-    """A parsed /similar or /trending request (`item_id` "" and `window` "" where unused)."""
+    """A parsed /similar or /trending request (`item_id`, `user_id` and `window` "" where
+    unused or not given)."""
 
     k: int
     exclude: list[str]
@@ -117,6 +118,7 @@ class ItemQuery:
     served: list[str]
     item_id: str = ""
     window: str = ""
+    user_id: str = ""
 
 
 CURSOR_SUBJECT = "\x00similar\x00"  # /similar's cursors sign this + the item id
@@ -132,10 +134,11 @@ def similar_query(request: flask.Request, max_k: int, limit: int,
     """
     if request.method == "GET" and _PLAIN_SIMILAR.issuperset(request.args.keys()):
         v = _plain(SimilarRequest, _PLAIN_SIMILAR, request.args, max_k)  # the usual GET
-        return ItemQuery(v["k"], [], [], [], item_id=v["item_id"])
+        return ItemQuery(v["k"], [], [], [], item_id=v["item_id"], user_id=v["user_id"])
     r = _read(SimilarRequest, request, max_k, limit)
     served = _served(cursor_key, CURSOR_SUBJECT + r.item_id, r.cursor)
-    return ItemQuery(r.k, list(r.exclude), list(r.category), served, item_id=r.item_id)
+    return ItemQuery(r.k, list(r.exclude), list(r.category), served, item_id=r.item_id,
+                     user_id=r.user_id)
 
 
 def trending_query(request: flask.Request, max_k: int, limit: int) -> ItemQuery:

@@ -59,6 +59,9 @@ class SimilarRequest:
     """GET /similar (query string) or POST (JSON body, whose fields win)."""
 
     item_id: str = rule(Id("The item whose neighbours to list.", required=True))
+    user_id: str = rule(Id("The user asking, if known: in a running experiment the neighbours "
+                           "are those of the user's arm's version, as /recommend's lists; "
+                           "without it, the current version's."))
     cursor: str = rule(Text("next_cursor of the previous page: later pages never repeat an "
                             "item.", MAX_CURSOR_CHARS,
                             "the string next_cursor of the previous page"))

@@ -7,7 +7,9 @@
                vectors, which its item tower computes from features alone for items without
                events), one matrix-vector product over the catalogue
 
-The answer is the current version's (experiments' arms are for /recommend). Every source
+The answer is the current version's, or, given a `user_id` while an experiment runs, the
+version of the user's arm (functions/serving.Serving.route, as /recommend routes them), so that
+an arm's users see its neighbours beside its lists. Every source
 drops the same items: the item itself, unavailable items, the request's `exclude`, the items
 of earlier pages (the cursor) and, with `category`, items having none of its categories (a
 category no served item has is a 400, as for /recommend). An item the served version does not
@@ -41,6 +43,8 @@ class UnknownItem(LookupError):
 class SimilarAnswer:
     item_id: str
     version: str
+    experiment: str  # "" outside an experiment (no user_id, or none running)
+    arm: str
     source: str  # cache | on_demand
     filled_by: list[str]
     items: list[tuple[str, float]]
@@ -82,7 +86,8 @@ def similar(s: Serving, store: SimilarLists, q: ItemQuery,
         BadRequest: a category no served item has.
         NoBundleError, redis.RedisError: as functions.chain.recommend.
     """
-    loaded = s.state()
+    route = s.route(q.user_id) if q.user_id else None
+    loaded = s.state() if route is None else route.loaded
     me = loaded.item_index.get(q.item_id)
     if me is None:
         raise UnknownItem(f"item_id: unknown item {q.item_id[:80]!r}: the served version "
@@ -117,7 +122,8 @@ def similar(s: Serving, store: SimilarLists, q: ItemQuery,
     served = q.served + [names[i] for i, _ in out]
     more = len(out) == q.k and len(served) < MAX_SERVED and cursor_key is not None
     cursor = encode_cursor(cursor_key, CURSOR_SUBJECT + q.item_id, served) if more else None
-    return SimilarAnswer(q.item_id, loaded.version, sources[0] if sources else "on_demand",
+    return SimilarAnswer(q.item_id, loaded.version, route.experiment if route else "",
+                         route.arm if route else "", sources[0] if sources else "on_demand",
                          sources[1:], [(names[i], float(v)) for i, v in out], cursor)
 
 

@@ -12,9 +12,11 @@ import pytest
 import redis
 
 from infra.bundle import read_bundle
+from infra.redis.codec import decode_list
 from infra.redis.experiments import Experiments
 from infra.redis.impressions import FIELDS
 from infra.redis.lists import ServedLists
+from infra.redis.similar import SimilarLists
 from infra.store import LocalStore
 from models.experiments.assignment import experiment
 from tests.functions.conftest import make_app
@@ -223,3 +225,38 @@ def test_forked_workers_each_write_their_answers_and_lose_none_at_a_stop(version
     assert sorted(g["user_id"] for g in got) == sorted(users[:30])
     assert all(g["version"] == (V2 if exp.arm_for(g["user_id"]).name == "B" else g["version"])
                and g["experiment"] == "live" for g in got)
+
+
+def test_similar_given_a_user_id_answers_with_their_arms_neighbours(app, versions):
+    # /similar answered with the current version whoever asked, so the B arm's users saw
+    # the A version's neighbours beside their own version's lists.
+    env, client, v1, users = versions
+    names = read_bundle(LocalStore(env["RECSYS_STORE"]), v1).item_ids.tolist()
+    src, dst = SimilarLists(client, "pub"), SimilarLists(client, NS)
+    got = [decode_list(src.read(v1, name)) for name in names]
+    width = min(len(i) for i, _ in got)
+    idx = np.stack([i[:width] for i, _ in got])
+    scores = np.stack([s[:width] for _, s in got]).astype(np.float32)
+    dst.write_shard(v1, "0", names, idx, scores)
+    dst.write_shard(V2, "0", names, idx[:, ::-1], scores)  # V2: every item's list reversed
+    item = names[0]
+    plain = app.get(f"/similar?item_id={item}&k=3").get_json()
+    assert (plain["model_version"], plain["experiment"], plain["arm"]) == (v1, None, None)
+    exp = _start(client, "sim", V2)
+    try:
+        arms = set()
+        for u in users[:20]:
+            arm = exp.arm_for(u).name
+            arms.add(arm)
+            body = app.get(f"/similar?item_id={item}&k=3&user_id={u}").get_json()
+            assert (body["experiment"], body["arm"], body["source"]) == ("sim", arm, "cache")
+            want = V2 if arm == "B" else v1
+            assert body["model_version"] == want
+            assert _ids(body) == [names[i] for i in (idx[0, ::-1] if arm == "B" else idx[0])[:3]]
+        assert arms == {"A", "B"}
+        anonymous = app.get(f"/similar?item_id={item}&k=3").get_json()
+        assert (anonymous["model_version"], anonymous["experiment"]) == (v1, None)
+        bad = app.get(f"/similar?item_id={item}&user_id=a%00b")
+        assert bad.status_code == 400 and "user_id" in bad.get_json()["error"]
+    finally:
+        Experiments(client, NS).stop("sim")
