@@ -44,18 +44,15 @@ from models.baselines import ItemKNN, ScoredRecommender, id_multi_hot
 from models.evaluation import (
     build_cases,
     evaluate_model,
-    event_order,
     recommend_cases,
     score_lists,
     temporal_split,
 )
-from models.histories import user_item_matrix
 from models.ranker import FEATURES, RankingData, ndcg_per_list, score
 from models.ranker_fit import train_ranker
 from models.rules import fuse
 from models.served import ServedConfig, fusion_column
 from models.served_fit import ServedRecommender, pool_only
-from models.vocab import Vocab
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +161,7 @@ class SessionKNN(ScoredRecommender):
         self.k, self.beta = k, beta
 
     def fit(self, train, users=None, items=None) -> SessionKNN:
-        self.catalog = Vocab.build(train["item_id"])
-        self.user_items = user_item_matrix(event_order(train), self.catalog)[0].astype(
-            np.float32).tocsr()
+        self.user_items = self.fit_catalog(train)[0].astype(np.float32).tocsr()
         self.sizes = np.maximum(np.asarray(self.user_items.sum(1)).ravel(), 1)
         return self
 
@@ -200,8 +195,7 @@ class ItemWalk(ScoredRecommender):
         self.alpha, self.beta, self.asym = alpha, beta, asym
 
     def fit(self, train, users=None, items=None) -> ItemWalk:
-        self.catalog = Vocab.build(train["item_id"])
-        x = user_item_matrix(train, self.catalog)[0].astype(np.float64).tocsr()
+        x = self.fit_catalog(train)[0].astype(np.float64).tocsr()
         per_user = np.maximum(np.asarray(x.sum(1)).ravel(), 1)
         per_item = np.maximum(np.asarray(x.sum(0)).ravel(), 1)
         if self.asym is not None:

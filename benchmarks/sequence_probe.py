@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
 
 from benchmarks.fresh_probes import ItemWalk  # asym=0.7: the served ranker's kNN table
 from benchmarks.output import write_json
@@ -167,8 +168,7 @@ class SequenceRecommender(ScoredRecommender):
                 tok = np.array([BOS])
             x[r, :tok.size], last[r] = tok, tok.size - 1
         logits = self.net.predict(x, batch_size=256, verbose=0)[np.arange(len(x)), last]
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return p / p.sum(axis=1, keepdims=True)
+        return softmax(logits, axis=1)
 
 
 def zscore(scores: np.ndarray) -> np.ndarray:
