@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
+from functions.arms import Route
 from functions.chain import walk
 from functions.cursor import MAX_SERVED, encode_cursor
 from functions.loaded import Loaded
@@ -86,8 +87,8 @@ def similar(s: Serving, store: SimilarLists, q: ItemQuery,
         BadRequest: a category no served item has.
         NoBundleError, redis.RedisError: as functions.chain.recommend.
     """
-    route = s.route(q.user_id) if q.user_id else None
-    loaded = s.state() if route is None else route.loaded
+    route = s.route(q.user_id) if q.user_id else Route(s.state())
+    loaded = route.loaded
     me = loaded.item_index.get(q.item_id)
     if me is None:
         raise UnknownItem(f"item_id: unknown item {q.item_id[:80]!r}: the served version "
@@ -122,8 +123,8 @@ def similar(s: Serving, store: SimilarLists, q: ItemQuery,
     served = q.served + [names[i] for i, _ in out]
     more = len(out) == q.k and len(served) < MAX_SERVED and cursor_key is not None
     cursor = encode_cursor(cursor_key, CURSOR_SUBJECT + q.item_id, served) if more else None
-    return SimilarAnswer(q.item_id, loaded.version, route.experiment if route else "",
-                         route.arm if route else "", sources[0] if sources else "on_demand",
+    return SimilarAnswer(q.item_id, loaded.version, route.experiment, route.arm,
+                         sources[0] if sources else "on_demand",
                          sources[1:], [(names[i], float(v)) for i, v in out], cursor)
 
 
